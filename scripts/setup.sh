@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install llm-recipe with pinned versions (CPU torch, no CUDA download).
+# Idempotent: a second run only checks that everything is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null
+# torch first and exactly pinned: an unpinned torch would drag in a multi-GB CUDA build.
+python -m pip install -q -c constraints/ci.txt "torch==2.13.0"
+python -m pip install -q -c constraints/ci.txt -e ".[test]"

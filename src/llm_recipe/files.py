@@ -1,0 +1,112 @@
+"""File I/O shared by every stage: atomic writes and line-numbered JSONL reading.
+
+Every output goes through `atomic_write` so a crash never leaves a half-written file that a
+later stage would happily read. Every JSONL reader goes through `iter_jsonl` so a bad line is
+reported as `file:line: reason` instead of a traceback from deep inside json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temp file next to `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_write(path) as f:
+        json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+def write_jsonl(path: str | os.PathLike, records: Any) -> int:
+    n = 0
+    with atomic_write(path) as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A JSONL line that could not be used, with where it was and why."""
+
+    path: str
+    line: int
+    reason: str  # short machine-readable code: invalid_json, not_utf8, not_object, ...
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+def open_text_bytes(path: str | os.PathLike) -> IO[bytes]:
+    """Open a possibly compressed file (.gz, .zst) for binary reading."""
+    p = str(path)
+    if p.endswith(".gz"):
+        return gzip.open(p, "rb")
+    if p.endswith(".zst"):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True))
+    return open(p, "rb")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:
+    """Yield `(line_number, record)` or `(line_number, BadLine)`; blank lines are skipped.
+
+    Decoding is per line so one non-UTF-8 byte costs one line, not the whole file.
+    """
+    with open_text_bytes(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, BadLine(str(path), lineno, "not_utf8", str(e))
+                continue
+            try:
+                rec = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield lineno, BadLine(str(path), lineno, "invalid_json", e.msg)
+                continue
+            if not isinstance(rec, dict):
+                yield lineno, BadLine(str(path), lineno, "not_object", type(rec).__name__)
+                continue
+            yield lineno, rec
+
+
+def read_jsonl_strict(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file whose every line must be a JSON object; the first bad line is an error."""
+    out = []
+    for _, rec in iter_jsonl(path):
+        if isinstance(rec, BadLine):
+            raise ValueError(str(rec))
+        out.append(rec)
+    return out

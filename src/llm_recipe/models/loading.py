@@ -1,0 +1,55 @@
+"""Load any causal LM and tokenizer by hub id or local directory, safely.
+
+`trust_remote_code` stays off unless the caller asks; weights load from safetensors. The
+hub path is the same call as the local one (`from_pretrained(name_or_dir)`), so what tests
+exercise on local directories is what users run against the hub.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(FileNotFoundError):
+    """Neither a local model directory nor a loadable hub id; message names what was tried."""
+
+
+def _check_local(name_or_path: str) -> None:
+    looks_local = os.path.sep in name_or_path or name_or_path.startswith(".")
+    if looks_local and not os.path.isdir(name_or_path):
+        raise ModelLoadError(f"{name_or_path}: no such model directory")
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    name_or_path = str(name_or_path)
+    _check_local(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise ModelLoadError(f"{name_or_path}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+    if tok.pad_token is None:
+        # Many hub models ship without a pad token; eos is the usual, harmless stand-in
+        # because padded positions are masked out of attention and loss.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike, dtype: str = "float32", trust_remote_code: bool = False
+) -> PreTrainedModel:
+    name_or_path = str(name_or_path)
+    _check_local(name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name_or_path,
+            dtype=DTYPES[dtype],
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None,  # prefer safetensors; .bin only if that is all there is
+        )
+    except OSError as e:
+        raise ModelLoadError(f"{name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None

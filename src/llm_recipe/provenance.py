@@ -1,0 +1,66 @@
+"""What a run writes next to its outputs so it can be reproduced: resolved config, library
+versions, git commit, and content hashes of every input file."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .files import write_json
+
+_LIBS = ("llm-recipe", "torch", "transformers", "tokenizers", "accelerate", "peft", "datasets", "numpy", "trl")
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for lib in _LIBS:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_run_manifest(
+    out_dir: str | os.PathLike, *, stage: str, config: Any, inputs: Iterable[str | os.PathLike] = (),
+    extra: dict | None = None,
+) -> Path:
+    """Write `run.json`: stage, resolved config, versions, commit, input hashes, argv."""
+    cfg = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
+    path = Path(out_dir) / "run.json"
+    write_json(path, {
+        "stage": stage,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "config": cfg,
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "inputs": {str(p): file_sha256(p) for p in inputs if Path(p).is_file()},
+        **(extra or {}),
+    })
+    return path

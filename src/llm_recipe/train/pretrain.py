@@ -1,0 +1,185 @@
+"""Stage 2: next-token pretraining on a corpus of documents.
+
+corpus files -> texts (bad lines counted) -> train/val split by document id ->
+tokenize -> pack into blocks -> shared `Trainer` with `CausalLMObjective` -> HF model dir.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import xxhash
+from tqdm.auto import tqdm
+
+from ..config import ModelConfig, PretrainConfig
+from ..data.packing import PackStats, pack_token_lists
+from ..files import BadLine, iter_jsonl, open_text_bytes, write_json
+from ..models.loading import load_causal_lm
+from ..models.presets import build_preset_model, count_parameters
+from ..provenance import write_run_manifest
+from .loop import StepCallback, Trainer
+
+
+@dataclass
+class ReadStats:
+    files: int = 0
+    documents: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    examples: list[str] = field(default_factory=list)  # first few "file:line: reason"
+
+    def skip(self, reason: str, where: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if len(self.examples) < 20:
+            self.examples.append(f"{where}: {reason}")
+
+
+def read_documents(files: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, str]], ReadStats]:
+    """Read `(id, text)` pairs from JSONL (field `text`, optional `id`) or plain-text files
+    (one document per file). Unusable lines are skipped and counted by reason."""
+    stats = ReadStats()
+    docs: list[tuple[str, str]] = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: pretraining data file not found")
+        stats.files += 1
+        name = path.name.removesuffix(".gz").removesuffix(".zst")
+        if name.endswith(".txt"):
+            with open_text_bytes(path) as fh:
+                raw = fh.read()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                stats.skip("not_utf8", str(path))
+                continue
+            if text.strip():
+                docs.append((str(path), text))
+                stats.documents += 1
+            else:
+                stats.skip("empty_text", str(path))
+            continue
+        for lineno, rec in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            if isinstance(rec, BadLine):
+                stats.skip(rec.reason, where)
+            elif not isinstance(rec.get("text"), str):
+                stats.skip("missing_text", where)
+            elif not rec["text"].strip():
+                stats.skip("empty_text", where)
+            else:
+                docs.append((str(rec.get("id", where)), rec["text"]))
+                stats.documents += 1
+    return docs, stats
+
+
+def split_by_id(docs: list[tuple[str, str]], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic train/val split by hashing document ids: stable under reordering and
+    under adding documents, and no document is split across both sides."""
+    cutoff = int(val_fraction * 2**32)
+    train, val = [], []
+    for doc_id, text in docs:
+        (val if xxhash.xxh32_intdigest(doc_id.encode(), seed=seed) < cutoff else train).append(text)
+    if not val and len(train) > 1:  # tiny inputs: still validate on something
+        val.append(train.pop())
+    return train, val
+
+
+def tokenize_and_pack(texts: list[str], tokenizer, block_size: int, desc: str = "tokenize") -> tuple[np.ndarray, PackStats]:
+    def token_lists():
+        bs = 512
+        for i in tqdm(range(0, len(texts), bs), desc=desc, leave=False, disable=len(texts) < 2048):
+            yield from tokenizer(texts[i : i + bs], add_special_tokens=True)["input_ids"]
+
+    return pack_token_lists(token_lists(), block_size, tokenizer.eos_token_id)
+
+
+class CausalLMObjective:
+    """Plain next-token cross-entropy over packed blocks (labels = inputs; the model shifts)."""
+
+    def collate(self, blocks: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        return {"input_ids": torch.from_numpy(np.stack(blocks)).long()}
+
+    def loss(self, model, batch):
+        ids = batch["input_ids"]
+        out = model(input_ids=ids, labels=ids)
+        return out.loss, {"n_tokens": ids.numel()}
+
+
+def build_model(model_cfg: ModelConfig, tokenizer, seed: int) -> torch.nn.Module:
+    if model_cfg.name_or_path:
+        model = load_causal_lm(model_cfg.name_or_path, model_cfg.dtype, model_cfg.trust_remote_code)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        return model
+    return build_preset_model(model_cfg.preset, tokenizer, seed=seed)
+
+
+@dataclass
+class PretrainResult:
+    model_dir: Path
+    initial_eval_loss: float | None
+    final_eval_loss: float | None
+    steps: int
+    stopped_early: bool
+
+
+def run_pretraining(
+    *,
+    data_files: Sequence[str | os.PathLike],
+    tokenizer,
+    model_cfg: ModelConfig,
+    cfg: PretrainConfig,
+    output_dir: str | os.PathLike,
+    seed: int = 0,
+    resume: bool = True,
+    callbacks: Sequence[StepCallback] = (),
+    full_config=None,
+) -> PretrainResult:
+    """Pretrain and save `output_dir/model` (HF directory with tokenizer). Resumes from the
+    latest checkpoint in `output_dir` when `resume` is set and one exists."""
+    out = Path(output_dir)
+    docs, read_stats = read_documents(data_files)
+    train_texts, val_texts = split_by_id(docs, cfg.val_fraction, seed)
+    train_blocks, train_pack = tokenize_and_pack(train_texts, tokenizer, cfg.block_size, "tokenize train")
+    val_blocks, val_pack = tokenize_and_pack(val_texts, tokenizer, cfg.block_size, "tokenize val")
+    if len(train_blocks) == 0:
+        raise ValueError(
+            f"pretraining data has {train_pack.tokens} tokens: fewer than one block of {cfg.block_size}"
+        )
+    torch.manual_seed(seed)
+    model = build_model(model_cfg, tokenizer, seed)
+    trainer = Trainer(model, CausalLMObjective(), list(train_blocks), cfg, out, eval_data=list(val_blocks),
+                      seed=seed, callbacks=callbacks)
+    resumed = resume and trainer.resume("latest")
+    data_report = {
+        "read": asdict(read_stats),
+        "train_pack": asdict(train_pack),
+        "val_pack": asdict(val_pack),
+        "train_documents": len(train_texts),
+        "val_documents": len(val_texts),
+        "parameters": count_parameters(model),
+        "dropped_blocks_per_epoch": trainer.dropped_per_epoch,
+        "resumed_from_step": trainer.state.step if resumed else None,
+    }
+    if trainer.is_main:
+        write_json(out / "data_report.json", data_report)
+        write_run_manifest(out, stage="pretrain", config=full_config or cfg, inputs=data_files,
+                           extra={"data_report": data_report})
+    result = trainer.fit()
+    model_dir = out / "model"
+    if trainer.is_main and not result["stopped_early"]:
+        trainer.unwrapped_model().save_pretrained(model_dir, safe_serialization=True)
+        tokenizer.save_pretrained(model_dir)
+    hist = result["history"]
+    return PretrainResult(
+        model_dir=model_dir,
+        initial_eval_loss=next((h["eval_loss"] for h in hist if h["step"] == 0), None),
+        final_eval_loss=hist[-1]["eval_loss"] if hist else None,
+        steps=result["step"],
+        stopped_early=result["stopped_early"],
+    )

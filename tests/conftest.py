@@ -1,0 +1,42 @@
+"""Shared fixtures: a small generated corpus and a tokenizer trained on it, built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def small_corpus_dir(tmp_path_factory):
+    from llm_recipe.data.sample_corpus import generate_sample_corpus
+
+    return generate_sample_corpus(tmp_path_factory.mktemp("corpus"), docs_per_source=150, seed=0)
+
+
+@pytest.fixture(scope="session")
+def corpus_texts(small_corpus_dir):
+    from llm_recipe.data.sample_corpus import sample_corpus_files
+
+    return [json.loads(line)["text"] for f in sample_corpus_files(small_corpus_dir) for line in open(f, encoding="utf-8")]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, corpus_texts):
+    from llm_recipe.tokenizer.train import train_and_save
+
+    out = tmp_path_factory.mktemp("tokenizer")
+    train_and_save(corpus_texts, out, vocab_size=1200)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir)

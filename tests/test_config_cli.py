@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from llm_recipe.cli import app
+from llm_recipe.config import ConfigError, load_config, parse_overrides
+
+runner = CliRunner()
+
+
+def test_bundled_recipe_loads_and_overrides_apply():
+    cfg = load_config("tiny", parse_overrides(["pretrain.lr=1e-3", "seed=7", "model.preset=micro"]))
+    assert cfg.pretrain.lr == 1e-3 and cfg.seed == 7 and cfg.model.preset == "micro"
+    assert cfg.pretrain.block_size == 256  # untouched fields keep the file's values
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("pretrain:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    msg = str(e.value)
+    assert "\n" not in msg and str(f) in msg and "pretrain.lrr" in msg and "unknown key" in msg
+
+
+def test_wrong_type_names_field_and_value(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("pretrain:\n  max_steps: many\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: pretrain\.max_steps: .*'many'"):
+        load_config(f)
+
+
+def test_missing_and_unparsable_files(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: invalid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["pretrain.lr"])
+
+
+def test_cli_prints_one_line_error_and_exit_code_2(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("model:\n  preset: huge\n")
+    res = runner.invoke(app, ["pretrain", "--config", str(f)])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "model.preset" in lines[0] and "Traceback" not in res.output
+    res = runner.invoke(app, ["pretrain", "--set", "pretrain.data=[/no/such/file.jsonl]", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "/no/such/file.jsonl" in res.output and "Traceback" not in res.output
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["generate", "--model", str(tmp_path / "missing"), "--prompt", "hi"])
+    assert res.exit_code == 2 and "no such model directory" in res.output
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "llm_recipe", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "demo" in out.stdout
