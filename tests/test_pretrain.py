@@ -56,6 +56,7 @@ def test_run_writes_metrics_manifest_and_data_report(pretrained):
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["versions"]["torch"] and len(manifest["inputs"]) == 5
     assert all(len(h) == 64 for h in manifest["inputs"].values())
+    assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((run_dir / "data_report.json").read_text())
     pack = report["train_pack"]
     assert pack["tokens"] == pack["blocks"] * 64 + pack["dropped_tail_tokens"]

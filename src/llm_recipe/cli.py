@@ -103,3 +103,189 @@ def demo(set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -
     """Run the bundled tiny recipe (CPU, offline) and print where everything was written."""
     run(config="tiny", set_=set_, seed=seed, output_dir=output_dir or Path("runs/demo"))
 
+
+
+@app.command()
+@friendly_errors
+def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+    """Curate a corpus per the config's `curate:` section (filters, PII, mixing) with audit stats."""
+    from .data.curate import curate_recipe
+    from .data.executor import ResumeMismatch
+    from .data.mixing import MixingError
+
+    cfg = resolve(config, set_, seed, output_dir)
+    try:
+        res = curate_recipe(cfg)
+    except (MixingError, ResumeMismatch) as e:
+        raise UserError(str(e)) from None
+    s = res.stats
+    typer.echo(f"records in: {s['records_in']}  docs out: {s['docs_out']}  dropped: {s['dropped_total']}")
+    for step, n in s["dropped_by_step"].items():
+        if n:
+            typer.echo(f"  {step:>18}: -{n}  {s['steps'][step]['dropped']}")
+    for skipped in res.skipped_steps:
+        typer.echo(f"  skipped step {skipped['step']}: {skipped['reason']}")
+    if res.mixture:
+        for src, m in res.mixture["sources"].items():
+            typer.echo(f"  mix {src:>8}: {m['realized_tokens']:>9,} tokens ({m['realized_share']:.3f}), "
+                       f"{m['epochs']:.2f} epochs")
+    typer.echo(f"stats: {res.out_dir / 'stats.json'}")
+    typer.echo(f"files: {len(res.files)} in {res.files[0].parent if res.files else res.out_dir}")
+
+
+# ---- preference data, reward model, Best-of-N (stages 4-5) --------------------------------
+prefs_app = typer.Typer(no_args_is_help=True, help="Preference data: convert, generate, label, agreement.")
+rm_app = typer.Typer(no_args_is_help=True, help="Reward model: train, score.")
+app.add_typer(prefs_app, name="prefs")
+app.add_typer(rm_app, name="rm")
+FilesArg = Annotated[list[Path], typer.Argument(help="input JSONL files", exists=False)]
+OutFile = Annotated[Path, typer.Option("--out", help="output JSONL (a .report.json is written next to it)")]
+RmOpt = Annotated[list[str], typer.Option("--rm", help="reward model dir, optionally PATH=WEIGHT (repeatable)")]
+
+
+def _user_errors(fn, *args, **kwargs):
+    """Library ValueErrors in these commands are data/config problems: one line, exit 2."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        raise UserError(str(e).splitlines()[0]) from None
+
+
+def _rm_refs(specs: list[str]) -> list[tuple[str, float]]:
+    refs = []
+    for s in specs:
+        path, _, w = s.rpartition("=")
+        try:
+            refs.append((path, float(w)) if path else (s, 1.0))
+        except ValueError:
+            refs.append((s, 1.0))
+    return refs
+
+
+def _echo_skips(report: dict) -> None:
+    for reason, n in report.get("skipped", {}).items():
+        where = report.get("where", {}).get(reason, [])
+        typer.echo(f"  skipped {reason}: {n}" + (f"  (first: {where[0]})" if where else ""))
+
+
+@prefs_app.command("convert")
+@friendly_errors
+def prefs_convert(inputs: FilesArg, out: OutFile,
+                  min_gap: Annotated[float, typer.Option(help="pointwise scores this close are ties")] = 0.0) -> None:
+    """Any preference shape (pairwise, hh-rlhf, messages, ranking, scores, graded) -> pairs JSONL."""
+    from .preference.pipeline import convert
+
+    rep = _user_errors(convert, inputs, out, min_gap)
+    typer.echo(f"pairs: {rep['pairs']} -> {out}")
+    _echo_skips(rep)
+
+
+@prefs_app.command("generate")
+@friendly_errors
+def prefs_generate(model: Annotated[str, typer.Option("--model", "-m", help="model dir (SFT) or hub id")],
+                   out: OutFile,
+                   prompts: Annotated[list[Path] | None, typer.Option("--prompts", help="prompt file(s)")] = None,
+                   config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
+    """Sample k candidate responses per prompt (prefs.candidates: k, temperatures, top-k/top-p)."""
+    from .config import PrefsConfig
+    from .preference.pipeline import generate
+
+    cfg = resolve(config, set_, seed, None)
+    rep = _user_errors(generate, model, prompts, out, cfg.prefs or PrefsConfig(), cfg.seed)
+    typer.echo(f"candidates: {rep['prompts']} prompts x {rep['candidates_per_prompt']} -> {out}")
+
+
+@prefs_app.command("label")
+@friendly_errors
+def prefs_label(inputs: FilesArg, out: OutFile,
+                labeler: Annotated[str | None, typer.Option(help="rules | rm | judge (default: config)")] = None,
+                model: Annotated[str | None, typer.Option("--model", "-m", help="RM dir or judge model")] = None,
+                config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
+    """Label candidate responses into pairs with rules (incl. BLEU/ROUGE), a reward model or an LLM judge."""
+    from .config import PrefsConfig
+    from .preference.pipeline import label
+
+    cfg = resolve(config, [*(set_ or []), *([f"prefs.label.labeler={labeler}"] if labeler else [])], seed, None)
+    rep = _user_errors(label, inputs, out, cfg.prefs or PrefsConfig(), model)
+    typer.echo(f"{rep['labeler']}: {rep['candidates']} candidate records -> {rep['pairs']} pairs -> {out}")
+    _echo_skips(rep)
+
+
+@prefs_app.command("agreement")
+@friendly_errors
+def prefs_agreement(inputs: FilesArg,
+                    report: Annotated[Path, typer.Option("--report", help="agreement report JSON")],
+                    pairs: Annotated[Path | None, typer.Option("--pairs", help="write kept items as pairs")] = None,
+                    config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Cohen's / Fleiss' kappa, raw agreement, band, disagreements; filter low-agreement items."""
+    from .config import PrefsConfig
+    from .preference.pipeline import agreement
+
+    cfg = resolve(config, set_, None, None)
+    rep = _user_errors(agreement, inputs, report, cfg.prefs or PrefsConfig(), pairs)
+    kappa = "n/a" if rep["kappa"] is None else f"{rep['kappa']:.3f}"
+    typer.echo(f"annotators: {len(rep['annotators'])}  items: {rep['items_rated']}  kappa: {kappa} ({rep['band']})  "
+               f"raw agreement: {rep['raw_agreement']}  disagreements: {len(rep['disagreements'])}  "
+               f"kept: {len(rep['kept_items'])}")
+    _echo_skips(rep["read"])
+
+
+@rm_app.command("train")
+@friendly_errors
+def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="base (SFT) model")] = None,
+             data: Annotated[list[Path] | None, typer.Option("--data", help="preference file(s)")] = None,
+             config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+    """Train a reward model (Bradley-Terry) on preference pairs; default data: the style set."""
+    from .config import RMConfig
+    from .train.reward_stage import stage_rm
+
+    cfg = resolve(config, set_, seed, output_dir)
+    rc = cfg.rm or RMConfig()
+    if data:
+        rc = rc.model_copy(update={"data": data})
+    base = model or rc.init_from
+    if not base:
+        raise UserError("rm train: give --model (the SFT model) or rm.init_from")
+    cfg = cfg.model_copy(update={"rm": rc})
+    typer.echo(f"reward model: {_user_errors(stage_rm, cfg, base, cfg.output_dir)}")
+
+
+@rm_app.command("score")
+@friendly_errors
+def rm_score(rm: RmOpt, input_: Annotated[Path, typer.Option("--input", "-i", help="JSONL with prompt + response(s)")],
+             out: OutFile, raw: Annotated[bool, typer.Option(help="raw rewards, not normalized")] = False) -> None:
+    """Pointwise rewards for {prompt, response} / {prompt, responses} / {prompt, chosen, rejected} lines."""
+    from .infer.reward import load_scorer, score_file
+
+    if not input_.is_file():
+        raise FileNotFoundError(f"{input_}: no such file")
+    outs, log, acc = _user_errors(score_file, load_scorer(_rm_refs(rm)), input_, out, not raw)
+    typer.echo(f"scored {len(outs)} records -> {out}" + (f"  pairwise accuracy: {acc:.3f}" if acc is not None else ""))
+    _echo_skips(log.to_json())
+
+
+@app.command("bon")
+@friendly_errors
+def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model dir")], rm: RmOpt,
+        prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="prompt (repeatable)")] = None,
+        n: Annotated[int | None, typer.Option("-n", help="samples per prompt (default: bon.n)")] = None,
+        config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+    """Best-of-N: sample N answers, score with the reward model(s), print the best; cost and latency."""
+    from .config import BoNConfig, RewardModelRef
+    from .train.reward_stage import stage_bon
+
+    cfg = resolve(config, set_, seed, output_dir)
+    bc = (cfg.bon or BoNConfig()).model_copy(update={
+        **({"n": n} if n else {}), **({"prompts": prompt} if prompt else {}),
+        "reward_models": [RewardModelRef(path=p, weight=w) for p, w in _rm_refs(rm)]})
+    cfg = cfg.model_copy(update={"bon": bc})
+    report = _user_errors(stage_bon, cfg, model, None, cfg.output_dir, skip_done=False)
+    import json
+
+    rep = json.loads(report.read_text(encoding="utf-8"))
+    for line in (report.parent / "samples.jsonl").read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        typer.echo(f"{item['prompt']!s:.60} -> {item['best_text']!r} (reward {item['best_reward']:.3f})")
+    typer.echo(f"mean reward N=1 {rep['mean_first_sample_reward']:.3f} -> best-of-{rep['n']} {rep['mean_best_reward']:.3f}; "
+               f"tokens x{rep['token_cost_ratio']:.2f}; max-of-N latency {rep['max_of_n_latency_s']['mean']:.3f}s")
+    typer.echo(f"report: {report}")

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .data.curate_config import CurateConfig
+
 
 class ConfigError(ValueError):
     """A config problem, already phrased as one line naming the file and the field."""
@@ -89,6 +91,259 @@ class GenerateConfig(Section):
     top_k: int | None = Field(50, ge=1)
     top_p: float | None = Field(0.95, gt=0, le=1)
     repetition_penalty: float = Field(1.1, gt=0)
+    stop: list[str] = Field(default_factory=list, description="stop strings (cut from the output)")
+
+
+class LoRAConfig(Section):
+    """LoRA adapters via peft; merged into the weights when saving, so the output stays a plain model."""
+
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning (stage 3); the training-loop fields are inherited from TrainConfig."""
+
+    data: list[Path] | Literal["bundled"] = Field(
+        "bundled", description="JSONL files (messages / instruction+output / prompt+completion) or 'bundled'"
+    )
+    bundled_examples: int = Field(3000, ge=8, description="size of the generated bundled set")
+    eval_fraction: float = Field(0.05, gt=0, lt=0.5, description="held-out share, split by prompt hash")
+    format: Literal["alpaca_en", "alpaca_ja", "chatml", "llama2", "tokenizer"] = "chatml"
+    system_prompt: str | None = Field(None, description="added to conversations that have none")
+    max_length: int = Field(256, ge=8, description="tokens per conversation (and per packed row)")
+    overlong: Literal["skip", "truncate"] = "skip"
+    train_on: Literal["all", "last"] = Field("all", description="assistant turns that carry the loss")
+    packing: bool = True
+    group_by_length: bool = Field(True, description="length-grouped batches when not packing")
+    skew_ratio: float = Field(3.0, gt=1, description="coverage report flags categories beyond this x median")
+    init_from: str | None = Field(None, description="model to fine-tune; None: the recipe's pretrained model")
+    lora: LoRAConfig | None = None
+    demo_prompts: list[str] = Field(
+        default_factory=lambda: ["フランスの首都はどこですか？", "What is the capital of Japan?",
+                                 "猫は何を食べますか？", "List three countries in Europe."],
+        description="sampled before and after SFT",
+    )
+    lr: float = Field(1e-3, gt=0)
+    max_steps: int = Field(150, ge=1)
+    batch_size: int = Field(8, ge=1)
+    warmup_steps: int = Field(10, ge=0)
+    eval_every: int = Field(50, ge=1)
+
+
+class CandidateConfig(Section):
+    """`prefs generate`: k sampled responses per prompt from a (SFT) model."""
+
+    k: int = Field(2, ge=2, description="responses per prompt")
+    # Sample i uses temperatures[i % len]: e.g. [0.7, 1.2] = a 'chosen' candidate at 0.7 and a
+    # 'rejected' one at 1.2 (higher temperature, typically worse).
+    temperatures: list[float] = Field(default_factory=lambda: [0.7, 1.1], min_length=1)
+    top_k: int | None = Field(50, ge=1)
+    top_p: float | None = Field(0.95, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(64, ge=1)
+    chat_format: str | None = Field(None, description="None: the format saved with the model")
+
+
+class RuleConfig(Section):
+    """One rule of the rule-based labeler; a response's score is the weighted sum of its rules."""
+
+    kind: Literal["starts_with", "contains", "regex", "length", "bleu", "rouge1", "rouge2", "rougeL"]
+    value: str | None = Field(None, description="text (starts_with/contains) or pattern (regex)")
+    min_chars: int | None = Field(None, ge=0, description="length rule: 1 inside [min_chars, max_chars]")
+    max_chars: int | None = Field(None, ge=0)
+    weight: float = 1.0
+
+    @model_validator(mode="after")
+    def _needs_value(self) -> RuleConfig:
+        if self.kind in ("starts_with", "contains", "regex") and not self.value:
+            raise ValueError(f"rule '{self.kind}' needs a value")
+        if self.kind == "length" and self.min_chars is None and self.max_chars is None:
+            raise ValueError("rule 'length' needs min_chars and/or max_chars")
+        return self
+
+
+class RewardModelRef(Section):
+    path: str
+    weight: float = 1.0
+
+
+class LabelConfig(Section):
+    """`prefs label`: turn candidate responses into preference pairs."""
+
+    labeler: Literal["rules", "rm", "judge"] = "rules"
+    rules: list[RuleConfig] = Field(default_factory=lambda: [RuleConfig(kind="starts_with", value="Let me explain.")])
+    pairs: Literal["best_worst", "all"] = Field("best_worst", description="pairs per prompt from scores")
+    min_gap: float = Field(0.0, ge=0, description="score differences <= this are ties (dropped, counted)")
+    reward_models: list[RewardModelRef] = Field(default_factory=list, description="labeler 'rm': weighted RMs")
+    judge_model: str | None = Field(None, description="labeler 'judge': any local causal LM")
+    judge_template: str = Field(
+        "Which response answers the request better?\n\nRequest: {prompt}\n\nResponse A: {a}\n\n"
+        "Response B: {b}\n\nAnswer with A or B.",
+        description="sent as the user turn (or as raw text if the judge has no chat format)",
+    )
+    judge_choices: tuple[str, str] = ("A", "B")
+    chat_format: str | None = None
+
+
+class AgreementConfig(Section):
+    """`prefs agreement`: inter-annotator agreement and the low-agreement filter."""
+
+    min_agreement: float = Field(0.75, ge=0, le=1, description="keep items where this share agrees with the majority")
+    min_annotators: int = Field(2, ge=1)
+
+
+class PrefsConfig(Section):
+    """Stage 4: preference data (generate candidates, label them, check annotator agreement)."""
+
+    prompts: list[Path] | None = Field(None, description="prompt files for `prefs generate` (JSONL 'prompt' or .txt)")
+    candidates: CandidateConfig = CandidateConfig()
+    label: LabelConfig = LabelConfig()
+    agreement: AgreementConfig = AgreementConfig()
+
+
+class RMConfig(TrainConfig):
+    """Stage 5a: reward model (Bradley-Terry) on the shared loop."""
+
+    data: list[Path] | None = Field(None, description="preference files (any shape); None: the style set")
+    eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
+    synthetic_pairs: int = Field(600, ge=8, description="size of the generated style set")
+    eval_fraction: float = Field(0.15, gt=0, lt=0.5)
+    init_from: str | None = Field(None, description="base model; None: the recipe's SFT model")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+    chat_format: str | None = Field(None, description="None: the base model's saved format")
+    pooling: Literal["last", "mean"] = "last"
+    use_margin: bool = Field(True, description="subtract the pair's margin inside the sigmoid")
+    center_rewards: float | None = Field(None, ge=0, description="coefficient of mean((r_w + r_l)^2)")
+    share_prompt: bool = Field(True, description="encode the shared prompt once per pair (faster)")
+    group_by_length: bool = True
+    max_length: int = Field(256, ge=8, description="longer pairs are skipped (counted)")
+    norm_samples: int = Field(256, ge=1, description="pairs whose responses set the reward mean/std")
+    lr: float = Field(5e-4, gt=0)
+    max_steps: int = Field(80, ge=1)
+    batch_size: int = Field(16, ge=1)
+    warmup_steps: int = Field(8, ge=0)
+    eval_every: int = Field(40, ge=1)
+    eval_batches: int = Field(8, ge=1)
+
+
+class BoNConfig(Section):
+    """Stage 5b: Best-of-N sampling against reward models."""
+
+    n: int = Field(4, ge=1)
+    prompts: list[str] | None = Field(None, description="None: held-out prompts of the style set")
+    n_prompts: int = Field(12, ge=1, description="how many held-out prompts when `prompts` is None")
+    temperature: float = Field(1.0, gt=0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(32, ge=1)
+    chat_format: str | None = None
+    reward_models: list[RewardModelRef] | None = Field(None, description="None: the recipe's reward model")
+
+
+class RLConfig(Section):
+    """Settings shared by PPO and GRPO (stage 5c): rollouts, rewards, KL to the reference."""
+
+    init_from: str | None = Field(None, description="policy to start from; None: the recipe's SFT model")
+    reward_models: list[RewardModelRef] | None = Field(
+        None, description="None: the recipe's reward model if there is one, else `rules`")
+    rules: list[RuleConfig] = Field(
+        default_factory=lambda: [RuleConfig(kind="starts_with", value="Let me explain.")],
+        description="rule-based reward when no reward model is given")
+    prompts: list[Path] | None = Field(None, description="JSONL 'prompt' / .txt files; None: the style set's prompts")
+    n_prompts: int = Field(256, ge=1, description="training prompts drawn from the style set")
+    eval_prompts: int = Field(32, ge=1, description="held-out prompts for the before/after evaluation")
+    chat_format: str | None = Field(None, description="None: the format saved with the policy")
+    iterations: int = Field(20, ge=1, description="rollout -> update cycles")
+    rollout_batch_size: int = Field(32, ge=1, description="responses sampled per iteration")
+    minibatch_size: int = Field(16, ge=1)
+    epochs: int = Field(2, ge=1, description="passes over each rollout")
+    lr: float = Field(1e-4, gt=0)
+    min_lr_ratio: float = Field(1.0, ge=0, le=1, description="cosine floor over the updates; 1 = constant")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_new_tokens: int = Field(24, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    beta: float = Field(0.05, ge=0, description="KL coefficient (initial one when kl_target is set)")
+    missing_eos_penalty: float | None = Field(None, ge=0, description="subtracted when a response never stops")
+    length_penalty: float = Field(0.0, ge=0, description="subtracted per response token")
+    on_bad_reward: Literal["stop", "skip"] = Field(
+        "stop", description="NaN/inf rewards or an all-empty batch: stop with a message, or skip and count")
+    success_prefix: str | None = Field("Let me explain.", description="style target counted as success")
+    ent_coef: float = Field(0.0, ge=0, description="entropy bonus")
+    num_threads: int | None = Field(None, ge=1)
+
+
+class PPOConfig(RLConfig):
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (None: fixed beta)")
+    kl_horizon: int = Field(10000, ge=1)
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    whiten_advantages: bool = True
+    objective: Literal["clip", "kl_penalty"] = "clip"
+    clip_eps: float = Field(0.2, gt=0)
+    penalty_beta: float = Field(0.1, ge=0, description="objective 'kl_penalty': weight of KL(old || new)")
+    vf_coef: float = Field(0.1, ge=0)
+    vf_clip: float = Field(0.2, gt=0)
+    value_model: Literal["head", "reward_model"] = Field(
+        "head", description="value head on the policy, or a separate critic initialised from the reward model")
+
+
+class GRPOConfig(RLConfig):
+    group_size: int = Field(8, ge=2, description="samples per prompt (G)")
+    beta: float = Field(0.04, ge=0)
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
+    eps_low: float = Field(0.2, gt=0)
+    eps_high: float = Field(0.2, gt=0)
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+
+
+class DPOConfig(TrainConfig):
+    """Stage 6: DPO and its variants on the shared loop (see `llm_recipe.train.dpo`)."""
+
+    data: list[Path] | Literal["style"] = Field(
+        "style", description="preference files (any shape) or 'style': the 'Let me explain.' set from the SFT data")
+    eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
+    style_pairs: int = Field(400, ge=8, description="size of the generated style set")
+    style_prefix: str = "Let me explain. "
+    eval_fraction: float = Field(0.15, gt=0, lt=0.5)
+    init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+    chat_format: str | None = Field(None, description="None: the format saved with the model")
+    loss_type: Literal["sigmoid", "cdpo", "robust", "ipo"] = "sigmoid"
+    beta: float = Field(0.1, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="cdpo / robust: assumed label-flip rate")
+    sft_alpha: float = Field(0.0, ge=0, description="weight of an NLL term on the chosen responses")
+    reference: Literal["precompute", "per_step"] = Field(
+        "precompute", description="reference log-probs cached once before training, or computed every step")
+    share_prompt: bool = Field(True, description="one row per pair: prompt encoded once (needs sdpa/eager)")
+    group_by_length: bool = True
+    max_length: int = Field(256, ge=8, description="prompt + response tokens; responses are truncated first")
+    lora: LoRAConfig | None = None
+    eval_prompts: int = Field(40, ge=1, description="held-out prompts for the style success rate")
+    max_new_tokens: int = Field(48, ge=1, description="greedy answer length for the style check")
+    lr: float = Field(5e-4, gt=0)
+    max_steps: int = Field(60, ge=1)
+    batch_size: int = Field(16, ge=1)
+    warmup_steps: int = Field(5, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(20, ge=1)
+    eval_batches: int = Field(8, ge=1)
+    log_every: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _smoothing_needs_variant(self) -> DPOConfig:
+        if self.label_smoothing and self.loss_type not in ("cdpo", "robust"):
+            raise ValueError(f"label_smoothing is used by loss_type cdpo or robust, not '{self.loss_type}'")
+        return self
 
 
 class RecipeConfig(Section):
@@ -99,6 +354,14 @@ class RecipeConfig(Section):
     model: ModelConfig = ModelConfig()
     pretrain: PretrainConfig = PretrainConfig()
     generate: GenerateConfig = GenerateConfig()
+    sft: SFTConfig | None = None
+    curate: CurateConfig | None = None
+    prefs: PrefsConfig | None = None
+    rm: RMConfig | None = None
+    bon: BoNConfig | None = None
+    ppo: PPOConfig | None = None
+    grpo: GRPOConfig | None = None
+    dpo: DPOConfig | None = None
 
 
 BUNDLED_RECIPES = Path(__file__).parent / "recipes"

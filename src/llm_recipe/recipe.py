@@ -1,6 +1,7 @@
 """Run a whole recipe, stage by stage, from one config (`llm-recipe run` / `llm-recipe demo`).
 
-Today's stages: corpus -> tokenizer -> pretrain -> sample. Each stage writes into its own
+Today's stages: corpus (curated when the recipe has a `curate:` section) -> tokenizer ->
+pretrain -> sample. Each stage writes into its own
 folder under `output_dir` and is skipped when its output is already complete, so re-running
 an interrupted recipe continues where it stopped (pretraining resumes from its checkpoint).
 """
@@ -21,10 +22,17 @@ def _log(msg: str) -> None:
 
 
 def stage_corpus(cfg: RecipeConfig, out: Path) -> list[Path]:
+    """Pretraining documents: explicit files, else the curated corpus, else the raw sample."""
     from .data.sample_corpus import generate_sample_corpus, sample_corpus_files
 
     if cfg.pretrain.data:
         return list(cfg.pretrain.data)
+    if cfg.curate is not None:
+        from .data.curate import curate_recipe
+
+        res = curate_recipe(cfg)
+        _log(f"curate: {len(res.files)} shards in {res.out_dir} (stats: {res.out_dir / 'stats.json'})")
+        return list(res.files)
     corpus_dir = generate_sample_corpus(out / "corpus", cfg.corpus.docs_per_source, cfg.corpus.seed)
     return sample_corpus_files(corpus_dir)
 

@@ -22,6 +22,7 @@ from ..files import BadLine, iter_jsonl, open_text_bytes, write_json
 from ..models.loading import load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
 from ..provenance import write_run_manifest
+from ..report.plots import plot_metrics
 from .loop import StepCallback, Trainer
 
 
@@ -175,6 +176,7 @@ def run_pretraining(
     if trainer.is_main and not result["stopped_early"]:
         trainer.unwrapped_model().save_pretrained(model_dir, safe_serialization=True)
         tokenizer.save_pretrained(model_dir)
+        plot_metrics(out / "metrics.jsonl", out / "loss.png", title="pretraining loss")
     hist = result["history"]
     return PretrainResult(
         model_dir=model_dir,

@@ -1,0 +1,170 @@
+"""`curate()`: a `curate:` config section -> steps -> local executor -> (optional) mixing.
+
+    from llm_recipe.data.curate import curate
+    result = curate(cfg.curate, "runs/x/curated", inputs=["data/raw"], seed=0)
+    result.files      # curated (or, with `mixing`, mixed) shards, ready for tokenizer training
+    result.stats      # the stats.json dict: per-step in/out/drops/modifications
+
+Step order (cheap first, so expensive rules see fewer docs): normalize -> blocklist ->
+language -> min_length -> short_lines -> char_ratios -> gopher_quality -> gopher_repetition
+-> hiragana_share -> [extra_steps, e.g. dedup] -> pii -> ner. Dedup runs after the filters
+(fewer docs to hash) and before PII (redaction would make near-duplicates look different).
+
+`curate_recipe(recipe_cfg)` is what the CLI and the demo recipe call: inputs default to the
+bundled sample corpus (optionally with injected noise), output to `<output_dir>/curated`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..files import write_json
+from .curate_config import CurateConfig, StepConfig
+from .executor import run_local
+from .filters import (
+    CharRatios,
+    DomainBlocklist,
+    GopherQuality,
+    GopherRepetition,
+    HiraganaShare,
+    LanguageFilter,
+    MinLength,
+    ShortLines,
+)
+from .mixing import mix
+from .ner import NERRedactor, ner_unavailable
+from .normalize import Normalize
+from .pii import PIIRedactor
+from .pipeline import Step
+from .readers import ShardReader, list_shards
+from .tokens import make_counter
+
+log = logging.getLogger(__name__)
+
+_FILTERS = [
+    ("blocklist", DomainBlocklist),
+    ("language", LanguageFilter),
+    ("min_length", MinLength),
+    ("short_lines", ShortLines),
+    ("char_ratios", CharRatios),
+    ("gopher_quality", GopherQuality),
+    ("gopher_repetition", GopherRepetition),
+    ("hiragana", HiraganaShare),
+]
+
+
+def _kwargs(c: StepConfig) -> dict:
+    kw = c.model_dump(exclude={"enabled"})
+    kw["skip_sources"] = kw["skip_sources"] or None
+    return kw
+
+
+@dataclass
+class CurateResult:
+    out_dir: Path
+    files: list[Path]
+    stats: dict
+    mixture: dict | None = None
+    skipped_steps: list[dict] = field(default_factory=list)
+
+
+def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = ()) -> tuple[list[Step], list[dict]]:
+    """The configured steps in pipeline order, and the optional steps left out (with why)."""
+    steps: list[Step] = []
+    skipped: list[dict] = []
+    if cfg.normalize.enabled:
+        steps.append(Normalize(**_kwargs(cfg.normalize)))
+    for key, cls in _FILTERS:
+        c = getattr(cfg, key)
+        if c.enabled:
+            steps.append(cls(**_kwargs(c)))
+    steps.extend(extra_steps)
+    if cfg.pii.enabled:
+        steps.append(PIIRedactor(**_kwargs(cfg.pii)))
+    if cfg.ner.enabled:
+        why = ner_unavailable(cfg.ner.model)
+        if why:
+            log.warning("NER step skipped: %s", why)
+            skipped.append({"step": "ner", "reason": why})
+        else:
+            steps.append(NERRedactor(**_kwargs(cfg.ner)))
+    return steps, skipped
+
+
+def _fingerprint(cfg: CurateConfig, shards: list[Path], steps: Sequence[Step]) -> str:
+    conf = cfg.model_dump(mode="json", exclude={"executor": {"workers", "progress", "resume"}})
+    h = hashlib.sha256(json.dumps(conf, sort_keys=True).encode())
+    h.update(repr([repr(s) for s in steps]).encode())
+    for p in shards:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def curate(
+    cfg: CurateConfig,
+    out_dir: str | os.PathLike,
+    *,
+    inputs: Sequence[str | os.PathLike] | None = None,
+    seed: int = 0,
+    extra_steps: Sequence[Step] = (),
+) -> CurateResult:
+    """Run curation; `inputs` default to `cfg.input.paths`. See the module docstring."""
+    paths = list(inputs) if inputs is not None else list(cfg.input.paths)
+    if not paths:
+        raise FileNotFoundError("curate: no input paths (set curate.input.paths)")
+    shards = list_shards(paths)
+    steps, skipped = build_steps(cfg, extra_steps)
+    out = Path(out_dir)
+    reader = ShardReader(cfg.input.text_key, cfg.input.id_key, cfg.input.default_source,
+                         cfg.input.text_unit)
+    ex = cfg.executor
+    stats = run_local(
+        shards, steps, out, reader=reader, fmt=cfg.output.format,
+        max_docs_per_file=cfg.output.max_docs_per_file, batch_size=ex.batch_size,
+        workers=ex.workers, keep_dropped=cfg.output.keep_dropped, resume=ex.resume,
+        fingerprint=_fingerprint(cfg, shards, steps), progress=ex.progress,
+    )
+    stats["skipped_steps"] = skipped
+    stats["seed"] = seed
+    stats["inputs"] = [str(p) for p in shards]
+    write_json(out / "stats.json", stats)
+    files = [Path(p) for p in stats["outputs"]]
+    mixture = None
+    if cfg.mixing is not None:
+        m = cfg.mixing
+        mixture = mix(files, out / "mixed", weights=m.weights, token_budget=m.token_budget,
+                      max_epochs=m.max_epochs, counter=make_counter(m.tokenizer), seed=seed,
+                      truncate_last=m.truncate_last, fmt=cfg.output.format,
+                      max_docs_per_file=cfg.output.max_docs_per_file)
+        files = [Path(p) for p in mixture["outputs"]]
+    return CurateResult(out, files, stats, mixture, skipped)
+
+
+def sample_inputs(recipe_cfg, work_dir: str | os.PathLike) -> list[Path]:
+    """The bundled sample corpus as curation input, with labelled noise if configured."""
+    from .noisy_corpus import generate_noisy_corpus
+    from .sample_corpus import generate_sample_corpus, sample_corpus_files
+
+    c, n = recipe_cfg.corpus, recipe_cfg.curate.input.sample_noise_per_type
+    if n == 0:
+        return sample_corpus_files(generate_sample_corpus(docs_per_source=c.docs_per_source, seed=c.seed))
+    out = generate_noisy_corpus(Path(work_dir) / "noisy_sample", docs_per_source=c.docs_per_source,
+                                per_type=n, seed=c.seed)
+    return sorted((out / "shards").glob("*.jsonl"))
+
+
+def curate_recipe(recipe_cfg, out_dir: str | os.PathLike | None = None) -> CurateResult:
+    """Curate per `recipe_cfg.curate` into `<output_dir>/curated` (what CLI and demo call)."""
+    if recipe_cfg.curate is None:
+        raise FileNotFoundError("the config has no 'curate:' section")
+    out = Path(out_dir) if out_dir is not None else Path(recipe_cfg.output_dir) / "curated"
+    cfg = recipe_cfg.curate
+    inputs = list(cfg.input.paths) or sample_inputs(recipe_cfg, out)
+    return curate(cfg, out, inputs=inputs, seed=recipe_cfg.seed)

@@ -1,0 +1,156 @@
+"""The `curate:` section of a recipe: inputs, outputs, executor and one block per step.
+
+Every filter threshold is here, with the published defaults (Gopher, FineWeb, Swallow) as the
+defaults; a recipe tunes them for its data. Every step block has `enabled`, `sources` (only
+these sources; None = all) and `skip_sources` (e.g. keep web-prose rules off `code`).
+Step order is fixed, cheapest first (see `curate.build_steps`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    # Same rules as `llm_recipe.config.Section` (unknown keys are errors). Not imported from
+    # there because config.py imports this module to build `RecipeConfig`.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StepConfig(Section):
+    enabled: bool = True
+    sources: list[str] | None = None
+    skip_sources: list[str] = Field(default_factory=list)
+
+
+class CurateInput(Section):
+    paths: list[Path] = Field(
+        default_factory=list,
+        description="files or folders of .jsonl/.parquet/.txt (optionally .gz/.zst); "
+        "empty: the bundled sample corpus (see sample_noise)",
+    )
+    text_key: str = "text"
+    id_key: str = "id"
+    default_source: str | None = Field(None, description="source for records without one (else file stem)")
+    text_unit: Literal["file", "paragraph"] = "paragraph"
+    sample_noise_per_type: int = Field(
+        0, ge=0, description="bundled corpus only: docs per noise type injected (0: clean corpus)"
+    )
+
+
+class CurateOutput(Section):
+    format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "parquet"] = "jsonl"
+    max_docs_per_file: int = Field(100_000, ge=1)
+    keep_dropped: bool = Field(False, description="write dropped docs + reasons to dropped/")
+
+
+class ExecutorConfig(Section):
+    workers: int = Field(2, ge=1, description="processes over input shards")
+    batch_size: int = Field(1000, ge=1)
+    resume: bool = Field(True, description="skip shards a previous run of the same config finished")
+    progress: bool = True
+
+
+class NormalizeConfig(StepConfig):
+    html: Literal["auto", "always", "never"] = "auto"
+    mojibake: bool = True
+    nfkc: bool = True
+    replacement_runs: bool = True
+    whitespace: bool = True
+
+
+class BlocklistConfig(StepConfig):
+    domains: list[str] = Field(default_factory=list)
+    file: Path | None = Field(None, description="one domain or URL per line, # comments")
+
+
+class LanguageConfig(StepConfig):
+    languages: dict[str, float] = Field(default_factory=lambda: {"ja": 0.8, "en": 0.8},
+                                        description="language -> minimum probability; {}: annotate only")
+    max_chars: int = Field(2000, ge=50)
+    backend: Literal["py3langid", "fasttext"] = "py3langid"
+    model_path: Path | None = Field(None, description="fastText model file (backend: fasttext)")
+
+
+class MinLengthConfig(StepConfig):
+    min_tokens: int = Field(0, ge=0)
+    min_chars: int = Field(0, ge=0)
+    tokenizer: str | None = Field(None, description="local HF tokenizer dir; None: CJK-char + word count")
+
+
+class ShortLinesConfig(StepConfig):
+    min_line_chars: int = Field(30, ge=1)
+    max_short_line_share: float = Field(0.67, ge=0, le=1)
+    min_lines: int = Field(3, ge=1)
+
+
+class CharRatiosConfig(StepConfig):
+    max_symbol_ratio: float | None = Field(0.25, ge=0, le=1)
+    max_digit_ratio: float | None = Field(0.25, ge=0, le=1)
+
+
+class GopherQualityConfig(StepConfig):
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    min_alpha_words_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+
+
+class GopherRepetitionConfig(StepConfig):
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: list[tuple[int, float]] = Field(default_factory=lambda: [(2, 0.2), (3, 0.18), (4, 0.16)])
+    dup_n_grams: list[tuple[int, float]] = Field(
+        default_factory=lambda: [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)])
+    cjk_chars_per_word: float = Field(2.0, gt=0)
+
+
+class HiraganaConfig(StepConfig):
+    min_share: float = Field(0.2, ge=0, le=1)
+
+
+class PIIConfig(StepConfig):
+    types: list[Literal["EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS"]] = Field(
+        default_factory=lambda: ["EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS"])
+
+
+class NERConfig(StepConfig):
+    enabled: bool = False  # needs spaCy + a model; skipped (and reported) when absent
+    model: str = "ja_ginza"
+    labels: dict[str, str] | None = None
+
+
+class MixingConfig(Section):
+    weights: dict[str, float] = Field(description="source -> weight (normalized to sum 1)")
+    token_budget: int = Field(ge=1, description="exact number of tokens in the mixed corpus")
+    max_epochs: float = Field(4.0, ge=1, description="upsampling cap per source")
+    tokenizer: str | None = Field(None, description="local HF tokenizer dir; None: fallback count")
+    truncate_last: bool = Field(True, description="cut the last doc per source to hit the budget exactly")
+
+
+class CurateConfig(Section):
+    input: CurateInput = CurateInput()
+    output: CurateOutput = CurateOutput()
+    executor: ExecutorConfig = ExecutorConfig()
+    normalize: NormalizeConfig = NormalizeConfig()
+    blocklist: BlocklistConfig = BlocklistConfig()
+    language: LanguageConfig = LanguageConfig()
+    min_length: MinLengthConfig = MinLengthConfig()
+    short_lines: ShortLinesConfig = ShortLinesConfig()
+    char_ratios: CharRatiosConfig = CharRatiosConfig()
+    gopher_quality: GopherQualityConfig = GopherQualityConfig()
+    gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+    hiragana: HiraganaConfig = HiraganaConfig()
+    pii: PIIConfig = PIIConfig()
+    ner: NERConfig = NERConfig()
+    mixing: MixingConfig | None = None

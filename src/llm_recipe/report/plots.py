@@ -1,0 +1,37 @@
+"""Training-curve plots from a run's `metrics.jsonl` (PNG, headless)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def plot_metrics(metrics_path: str | os.PathLike, out_png: str | os.PathLike,
+                 keys: tuple[str, ...] = ("loss", "eval_loss"), title: str | None = None) -> Path | None:
+    """Plot each key present in the log against the step; returns the PNG path or None if empty."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    events = [json.loads(ln) for ln in Path(metrics_path).read_text().splitlines() if ln.strip()]
+    series = {k: [(e["step"], e[k]) for e in events if k in e] for k in keys}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    for k, pts in series.items():
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, markersize=3, label=k)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or Path(metrics_path).parent.name)
+    fig.tight_layout()
+    out = Path(out_png)
+    tmp = out.with_name(f".{out.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
