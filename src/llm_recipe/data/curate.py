@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..files import write_json
 from .curate_config import CurateConfig, StepConfig
+from .dedup.steps import build_dedup_steps
 from .executor import run_local
 from .filters import (
     CharRatios,
@@ -42,6 +43,7 @@ from .ner import NERRedactor, ner_unavailable
 from .normalize import Normalize
 from .pii import PIIRedactor
 from .pipeline import Step
+from .quality.steps import build_quality_steps
 from .readers import ShardReader, list_shards
 from .tokens import make_counter
 
@@ -74,7 +76,7 @@ class CurateResult:
     skipped_steps: list[dict] = field(default_factory=list)
 
 
-def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = ()) -> tuple[list[Step], list[dict]]:
+def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int = 0) -> tuple[list[Step], list[dict]]:
     """The configured steps in pipeline order, and the optional steps left out (with why)."""
     steps: list[Step] = []
     skipped: list[dict] = []
@@ -84,6 +86,8 @@ def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = ()) -> tuple[li
         c = getattr(cfg, key)
         if c.enabled:
             steps.append(cls(**_kwargs(c)))
+    steps.extend(build_dedup_steps(cfg.dedup, seed))  # global steps: exact, fuzzy, semantic
+    steps.extend(build_quality_steps(cfg.quality, seed))  # model-based: after dedup, fewer docs
     steps.extend(extra_steps)
     if cfg.pii.enabled:
         steps.append(PIIRedactor(**_kwargs(cfg.pii)))
@@ -120,17 +124,26 @@ def curate(
     if not paths:
         raise FileNotFoundError("curate: no input paths (set curate.input.paths)")
     shards = list_shards(paths)
-    steps, skipped = build_steps(cfg, extra_steps)
+    steps, skipped = build_steps(cfg, extra_steps, seed)
     out = Path(out_dir)
     reader = ShardReader(cfg.input.text_key, cfg.input.id_key, cfg.input.default_source,
                          cfg.input.text_unit)
     ex = cfg.executor
-    stats = run_local(
-        shards, steps, out, reader=reader, fmt=cfg.output.format,
-        max_docs_per_file=cfg.output.max_docs_per_file, batch_size=ex.batch_size,
-        workers=ex.workers, keep_dropped=cfg.output.keep_dropped, resume=ex.resume,
-        fingerprint=_fingerprint(cfg, shards, steps), progress=ex.progress,
-    )
+    if ex.backend == "ray":
+        from .ray_executor import run_ray
+
+        stats = run_ray(shards, steps, out, reader=reader, fmt=cfg.output.format, batch_size=ex.batch_size,
+                        keep_dropped=cfg.output.keep_dropped, num_cpus=None if ex.ray_address else ex.workers,
+                        address=ex.ray_address, progress=ex.progress)
+    else:
+        stats = run_local(
+            shards, steps, out, reader=reader, fmt=cfg.output.format,
+            max_docs_per_file=cfg.output.max_docs_per_file, batch_size=ex.batch_size,
+            workers=ex.workers, keep_dropped=cfg.output.keep_dropped, resume=ex.resume,
+            fingerprint=_fingerprint(cfg, shards, steps), progress=ex.progress,
+        )
+        # what each dedup level found (pairs, clusters, largest clusters), fitted in this process
+        stats["global_steps"] = {s.name: s.report for s in steps if getattr(s, "report", None)}
     stats["skipped_steps"] = skipped
     stats["seed"] = seed
     stats["inputs"] = [str(p) for p in shards]

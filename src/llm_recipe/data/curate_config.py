@@ -13,6 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .dedup.config import DedupConfig
+from .quality.config import QualityConfig
+
 
 class Section(BaseModel):
     # Same rules as `llm_recipe.config.Section` (unknown keys are errors). Not imported from
@@ -48,7 +51,9 @@ class CurateOutput(Section):
 
 
 class ExecutorConfig(Section):
-    workers: int = Field(2, ge=1, description="processes over input shards")
+    backend: Literal["local", "ray"] = Field("local", description="ray: Ray Data (extra 'ray')")
+    ray_address: str | None = Field(None, description="backend ray: cluster address; None: start a local Ray")
+    workers: int = Field(2, ge=1, description="processes over input shards (ray: CPUs of a local Ray)")
     batch_size: int = Field(1000, ge=1)
     resume: bool = Field(True, description="skip shards a previous run of the same config finished")
     progress: bool = True
@@ -153,4 +158,6 @@ class CurateConfig(Section):
     hiragana: HiraganaConfig = HiraganaConfig()
     pii: PIIConfig = PIIConfig()
     ner: NERConfig = NERConfig()
+    dedup: DedupConfig = DedupConfig()
+    quality: QualityConfig = QualityConfig()
     mixing: MixingConfig | None = None

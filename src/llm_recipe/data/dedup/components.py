@@ -1,0 +1,54 @@
+"""Duplicate clusters as connected components, with a deterministic kept document.
+
+Near-duplicate edges are not transitive (A~B and B~C with A !~ C), but for dedup a chain of
+near copies is one family and should leave one survivor, so clusters are the connected
+components of the duplicate-pair graph (the result union-find gives; scipy's csgraph does it
+in compiled code). The survivor is the smallest document index, i.e. the first one seen, so
+the choice does not depend on how the work was split or scheduled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+@dataclass
+class Clusters:
+    rep: np.ndarray  # int64 per document: index of its cluster's kept document (itself if unique)
+
+    @property
+    def keep(self) -> np.ndarray:
+        return self.rep == np.arange(len(self.rep))
+
+    @property
+    def n_removed(self) -> int:
+        return int(len(self.rep) - np.count_nonzero(self.keep))
+
+    def sizes(self) -> np.ndarray:
+        """Sizes of clusters with at least two members."""
+        counts = np.bincount(self.rep, minlength=len(self.rep))
+        return counts[counts >= 2]
+
+    def members(self) -> dict[int, list[int]]:
+        """kept index -> all member indices (kept first), for clusters of size >= 2."""
+        out: dict[int, list[int]] = {}
+        for i in np.flatnonzero(~self.keep):
+            out.setdefault(int(self.rep[i]), [int(self.rep[i])]).append(int(i))
+        return out
+
+
+def cluster_pairs(n_docs: int, pairs: np.ndarray) -> Clusters:
+    """Connected components of `pairs` over `n_docs` nodes; rep = smallest index per component."""
+    if len(pairs) == 0:
+        return Clusters(np.arange(n_docs, dtype=np.int64))
+    graph = coo_matrix(
+        (np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n_docs, n_docs)
+    )
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1, n_docs, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n_docs, dtype=np.int64))
+    return Clusters(first[labels])

@@ -1,0 +1,176 @@
+"""Model-based filters as pipeline steps: quality classifier, perplexity, harmful content.
+
+Each scores a whole batch at once (one sparse product / one LM forward per batch), writes the
+score into `doc["meta"]` (`quality_score`, `perplexity`, `harmful_score`) so the audit shows
+why a document went, and drops by threshold with a reason code: `low_quality`,
+`high_perplexity`, `harmful`. A document a scorer cannot score (perplexity of a one-token
+text) is kept and counted as modified `unscored`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..pipeline import Doc, Step, Tally
+from .classifier import NgramClassifier, is_ngram_classifier_dir
+from .hf_classifier import HFTextClassifier
+from .perplexity import CausalLMScorer, CharNgramLM, load_scorer
+
+
+class ScoreFilter(Step):
+    meta_key = "score"
+    reason = "low_score"
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def is_bad(self, score: float) -> bool:
+        raise NotImplementedError
+
+    def process(self, batch: list[Doc], tally: Tally) -> list[Doc]:
+        scores = self.scores([d["text"] for d in batch])
+        kept = []
+        for doc, s in zip(batch, scores.tolist(), strict=True):
+            if s != s:  # NaN: cannot be scored
+                tally.modified("unscored")
+                kept.append(doc)
+                continue
+            doc["meta"] = {**(doc.get("meta") or {}), self.meta_key: round(s, 6)}
+            if self.is_bad(s):
+                tally.drop(doc, self.reason, {self.meta_key: round(s, 6)})
+            else:
+                kept.append(doc)
+        return kept
+
+
+class QualityFilter(ScoreFilter):
+    """Drop documents whose P(reference-like) is below `min_score`."""
+
+    name = "quality_classifier"
+    meta_key = "quality_score"
+    reason = "low_quality"
+
+    def __init__(self, classifier: NgramClassifier, min_score: float = 0.5, **scope: Any):
+        super().__init__(**scope)
+        self.classifier, self.min_score = classifier, min_score
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        return self.classifier.predict_proba(texts)
+
+    def is_bad(self, score: float) -> bool:
+        return score < self.min_score
+
+
+class PerplexityFilter(ScoreFilter):
+    """Drop documents whose perplexity under a reference-trained LM exceeds `max_perplexity`."""
+
+    name = "perplexity"
+    meta_key = "perplexity"
+    reason = "high_perplexity"
+
+    def __init__(self, scorer: CausalLMScorer | CharNgramLM, max_perplexity: float, **scope: Any):
+        super().__init__(**scope)
+        self.scorer, self.max_perplexity = scorer, max_perplexity
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        return self.scorer.perplexity(texts)
+
+    def is_bad(self, score: float) -> bool:
+        return score > self.max_perplexity
+
+
+class HarmfulFilter(ScoreFilter):
+    """Drop documents whose P(harmful) is at least `threshold`."""
+
+    name = "harmful"
+    meta_key = "harmful_score"
+    reason = "harmful"
+
+    def __init__(self, classifier: NgramClassifier | HFTextClassifier, threshold: float = 0.5, **scope: Any):
+        super().__init__(**scope)
+        self.classifier, self.threshold = classifier, threshold
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        return self.classifier.predict_proba(texts)
+
+    def is_bad(self, score: float) -> bool:
+        return score >= self.threshold
+
+
+def train_quality_classifier(reference: Sequence[str], web: Sequence[str], seed: int = 0, **kw: Any) -> NgramClassifier:
+    """Reference (high-quality) = 1 vs. random web text = 0."""
+    return NgramClassifier(seed=seed, **kw).fit([*reference, *web], [1] * len(reference) + [0] * len(web))
+
+
+def default_benign_background(n: int = 600, seed: int = 0) -> list[str]:
+    """Paragraphs of the bundled (generated, harmless) sample corpus.
+
+    The seed set alone is small and templated: without ordinary text as extra negatives, the
+    classifier calls anything unlike its benign templates harmful (measured: every document of
+    a generated random-word corpus). Most text is benign, so plain paragraphs are label 0.
+    """
+    from ..sample_corpus import iter_sample_docs
+
+    paras = [p for d in iter_sample_docs(60, seed=123) for p in d["text"].split("\n") if len(p) > 15]
+    random.Random(seed).shuffle(paras)
+    return paras[:n]
+
+
+def train_harmful_classifier(seed_path: str | os.PathLike | None = None, seed: int = 0,
+                             background: Sequence[str] | None = None) -> NgramClassifier:
+    """The n-gram classifier on the shipped (or a given) labelled seed set + benign background."""
+    from .harmful_seed import SEED_PATH, load_seed
+
+    texts, labels = load_seed(seed_path or SEED_PATH)
+    bg = list(default_benign_background(seed=seed) if background is None else background)
+    return NgramClassifier(C=10.0, seed=seed).fit(texts + bg, labels + [0] * len(bg))
+
+
+def _read_texts(paths: Sequence[str | os.PathLike]) -> list[str]:
+    from ..readers import ShardReader, list_shards
+
+    reader = ShardReader()
+    return [d["text"] for p in list_shards(list(paths)) for d in reader.read(p) if isinstance(d, dict)]
+
+
+def build_quality_steps(cfg: Any, seed: int = 0) -> list[Step]:
+    """Steps for a `curate.quality` block (`quality.config.QualityConfig`), in order."""
+    steps: list[Step] = []
+
+    def scope(c: Any) -> dict[str, Any]:
+        return {"sources": c.sources, "skip_sources": c.skip_sources or None}
+
+    c = cfg.classifier
+    if c.enabled:
+        if c.model is not None:
+            clf = NgramClassifier.load(c.model)
+        else:
+            if not c.reference or not c.negatives:
+                raise FileNotFoundError("quality.classifier: set model, or reference and negatives paths")
+            clf = train_quality_classifier(_read_texts(c.reference), _read_texts(c.negatives), seed=seed)
+        steps.append(QualityFilter(clf, c.min_score, **scope(c)))
+    p = cfg.perplexity
+    if p.enabled:
+        if p.model is not None:
+            scorer = load_scorer(p.model, max_length=p.max_length, batch_size=p.batch_size)
+        elif p.reference:
+            scorer = CharNgramLM(p.order).fit(_read_texts(p.reference))
+        else:
+            raise FileNotFoundError("quality.perplexity: set model (LM directory) or reference paths")
+        steps.append(PerplexityFilter(scorer, p.max_perplexity, **scope(p)))
+    h = cfg.harmful
+    if h.enabled:
+        if h.model is None:
+            hc: NgramClassifier | HFTextClassifier = train_harmful_classifier(h.seed_set, seed=seed)
+        elif is_ngram_classifier_dir(h.model):
+            hc = NgramClassifier.load(h.model)
+        else:
+            hc = HFTextClassifier(Path(h.model), h.positive_label, batch_size=h.batch_size)
+        steps.append(HarmfulFilter(hc, h.threshold, **scope(h)))
+    return steps
