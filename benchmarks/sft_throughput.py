@@ -110,7 +110,7 @@ def bench_trl(args, tok, make_model, convs, **overrides) -> float:
         targs = TRLConfig(output_dir=d, max_length=args.max_length, per_device_train_batch_size=args.batch,
                           learning_rate=1e-3, max_steps=args.warmup + args.steps, assistant_only_loss=True,
                           use_cpu=True, report_to=[], save_strategy="no", logging_steps=10**6, seed=0,
-                          dataloader_num_workers=0, **overrides)
+                          dataloader_num_workers=0, disable_tqdm=True, **overrides)
         trainer = SFTTrainer(model=make_model(), args=targs, processing_class=tok, callbacks=[Clock()],
                              train_dataset=datasets.Dataset.from_list([{"messages": c} for c in convs]))
         inner = trainer.data_collator
@@ -138,6 +138,11 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated contender names (debugging)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     tok, make_model, examples, convs = load_setup(args)
     print(f"model {args.model if Path(args.model).exists() else 'fresh tiny'}; {len(examples)} conversations, "
           f"{sum(len(e) for e in examples)} tokens; batch {args.batch}, max_length {args.max_length}, "

@@ -40,7 +40,8 @@ from llm_recipe.train.sft_data import Conversation, collate_rows, pack_examples,
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "runs" / "demo" / "pretrain" / "model"
 SFT = dict(bundled_examples=1600, max_steps=100, lr=3e-3, batch_size=8, warmup_steps=7, max_length=256,
            eval_every=50, eval_batches=8, log_every=10, format="chatml")
-GREEDY = GenerateConfig(prompts=[], temperature=0.0, max_new_tokens=96, repetition_penalty=1.0)
+# Greedy with the project's default repetition penalty (GenerateConfig), which breaks greedy loops.
+GREEDY = GenerateConfig(prompts=[], temperature=0.0, max_new_tokens=96, repetition_penalty=1.1)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_sft_model_follows_the_template_on_held_out_prompts(sft_run, base_model,
     before = template_following(load_causal_lm(base_model), load_tokenizer(base_model), prompts, GREEDY,
                                 chat_format="chatml", expect_langs=langs)
     # Stops by itself at end of turn, non-empty, in the prompt's language (translations: the target's).
-    assert after["rate"] >= 0.8, after["samples"]
+    assert after["rate"] >= 0.85, after["samples"]
     assert before["rate"] <= 0.5  # the base model does not: this is what SFT taught
     # English and Japanese prompts both count.
     ok_langs = {lang for lang, s in zip(langs, after["samples"], strict=True) if s["ok"]}
@@ -128,7 +129,7 @@ def test_cli_generate_chat_and_sft_stats(sft_run, tmp_path):
     r = runner.invoke(app, ["generate", "-m", str(res.model_dir), "-p", "What is the capital of France?",
                             "--chat", "--set", "generate.temperature=0"])
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("> What is the capital of France?\n") and "[length]" not in r.output
+    assert r.stdout.startswith("> What is the capital of France?\n") and "[length]" not in r.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"instruction": "x", "output": "y"}\nnope\n')
     r = runner.invoke(app, ["sft-stats", "-d", str(bad), "-t", str(res.model_dir), "--out", str(tmp_path / "s.json")])

@@ -253,16 +253,17 @@ def template_following(model, tokenizer, prompts: Sequence[str | list[dict]], cf
                         for p, g, o in zip(prompts, gens, ok, strict=True)]}
 
 
-def held_out_prompts(held: Sequence[Conversation], n: int = 40) -> tuple[list[list[dict]], list[str]]:
-    """Single-turn held-out conversations without their answer, and the language the answer should
-    be in (the prompt's; for translation, the other one)."""
+def held_out_prompts(held: Sequence[Conversation], n: int = 40,
+                     exclude: Sequence[str] = ("translation",)) -> tuple[list[list[dict]], list[str]]:
+    """Up to `n` single-turn held-out conversations without their answer, and the language the
+    answer should be in (the prompt's). Translation is left out by default: its answer is in the
+    other language by design, which measures a skill, not following the template."""
     prompts, langs = [], []
     for c in held:
-        if sum(m["role"] == "user" for m in c.messages) != 1:
+        if sum(m["role"] == "user" for m in c.messages) != 1 or c.category in exclude:
             continue
-        lang = "ja" if has_japanese(_prompt_text(c.messages)) else "en"
         prompts.append([m for m in c.messages if m["role"] != "assistant"])
-        langs.append(("en" if lang == "ja" else "ja") if c.category == "translation" else lang)
+        langs.append("ja" if has_japanese(_prompt_text(c.messages)) else "en")
         if len(prompts) >= n:
             break
     return prompts, langs
@@ -308,7 +309,8 @@ def sft_stage(cfg, base_model_dir: str | os.PathLike, out_dir: str | os.PathLike
         log(f"sft sample: {p!r}\n    before: {b.text!r}\n    after:  {a.text!r}")
     data = load_sft_data(sft_cfg, tuned_tok, resolve_chat_format(tuned_tok), cfg.seed)
     held, langs = held_out_prompts(dedupe_prompts(data.held_out), 40)
-    greedy = GenerateConfig(prompts=[], temperature=0.0, max_new_tokens=128, repetition_penalty=1.0)
+    # A measurement, not a demo: greedy, with the default repetition penalty against greedy loops.
+    greedy = GenerateConfig(prompts=[], temperature=0.0, max_new_tokens=128, repetition_penalty=1.1)
     rep_before = template_following(base, base_tok, held, greedy, chat_format=fmt, expect_langs=langs)
     rep_after = template_following(tuned, tuned_tok, held, greedy, expect_langs=langs)
     write_json(out / "template_following.json", {"before": rep_before, "after": rep_after})
