@@ -75,13 +75,21 @@ def generate(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     seed: SeedOpt = None,
+    chat: Annotated[bool, typer.Option("--chat", help="answer as the assistant, in the model's saved chat format")] = False,
+    system: Annotated[str | None, typer.Option("--system", help="system prompt (with --chat)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="chat format other than the saved one (warns)")] = None,
 ) -> None:
-    """Sample continuations of prompts from a model."""
-    from .infer.generate import generate_texts
+    """Sample continuations of prompts from a model (or, with --chat, assistant answers)."""
+    from .infer.generate import generate_chat, generate_texts
     from .models.loading import load_causal_lm, load_tokenizer
 
     cfg = resolve(config, set_, seed, None)
     m, tok = load_causal_lm(str(model)), load_tokenizer(str(model))
+    if chat or fmt or system:
+        gens = _user_errors(generate_chat, m, tok, prompt, cfg.generate, cfg.seed, chat_format=fmt, system=system)
+        for p, g in zip(prompt, gens, strict=True):
+            typer.echo(f"> {p}\n{g.text}" + ("" if g.finish_reason == "stop_token" else f"  [{g.finish_reason}]"))
+        return
     for p, o in zip(prompt, generate_texts(m, tok, prompt, cfg.generate, seed=cfg.seed), strict=True):
         typer.echo(f"{p}{o}")
 
@@ -102,6 +110,71 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
 def demo(set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Run the bundled tiny recipe (CPU, offline) and print where everything was written."""
     run(config="tiny", set_=set_, seed=seed, output_dir=output_dir or Path("runs/demo"))
+
+
+def _sft_config(config, set_, seed, output_dir, data, model):
+    from .config import SFTConfig
+
+    cfg = resolve(config, set_, seed, output_dir)
+    if cfg.sft is None:
+        cfg.sft = SFTConfig()
+    if data:
+        cfg.sft.data = list(data)
+    if model:
+        cfg.sft.init_from = str(model)
+    return cfg
+
+
+SftData = Annotated[list[Path] | None, typer.Option("--data", "-d", help="SFT JSONL (repeatable); default: config")]
+
+
+@app.command()
+@friendly_errors
+def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+        data: SftData = None,
+        model: Annotated[str | None, typer.Option("--model", "-m", help="model to fine-tune (dir or hub id)")] = None) -> None:
+    """Supervised fine-tuning (default: the recipe's pretrained model on the bundled SFT set)."""
+    from .recipe import stage_corpus, stage_pretrain, stage_tokenizer
+    from .train.sft import sft_stage
+
+    cfg = _sft_config(config, set_, seed, output_dir, data, model)
+    out = Path(cfg.output_dir)
+    base = cfg.sft.init_from
+    if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
+        files = stage_corpus(cfg, out)
+        base = stage_pretrain(cfg, files, stage_tokenizer(cfg, files, out), out)
+    typer.echo(f"model: {_user_errors(sft_stage, cfg, base, out / 'sft')}")
+
+
+@app.command("sft-stats")
+@friendly_errors
+def sft_stats(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, data: SftData = None,
+              tokenizer: Annotated[str | None, typer.Option("--tokenizer", "-t", help="tokenizer or model dir")] = None,
+              out: Annotated[Path | None, typer.Option("--out", help="also write the report as JSON")] = None) -> None:
+    """Coverage of an SFT set per task category (counts, token shares, skew), skips, padding waste."""
+    from .files import write_json
+    from .models.loading import load_tokenizer
+    from .train.sft import sft_stats as stats_of
+    from .train.sft_coverage import format_coverage
+
+    cfg = _sft_config(config, set_, seed, None, data, None)
+    tok_path = tokenizer or cfg.sft.init_from or str(Path(cfg.output_dir) / "tokenizer")
+    if not Path(tok_path).exists() and not tokenizer:
+        raise UserError(f"{tok_path}: no tokenizer there; pass --tokenizer DIR (a tokenizer or model directory)")
+    rep = _user_errors(stats_of, cfg.sft, load_tokenizer(tok_path), cfg.seed)
+    typer.echo(format_coverage(rep["coverage"]))
+    d = rep["data"]
+    typer.echo(f"records: {d['records']}  kept: {d['kept']}  format: {rep['format']}")
+    for reason, n in {**d["skipped"], **{f"modified {k}": v for k, v in d["modified"].items()}}.items():
+        typer.echo(f"  {reason}: {n}")
+    for ex in d["examples"][:5]:
+        typer.echo(f"  e.g. {ex}")
+    pad = rep["padding"]
+    typer.echo("padding waste: " + ", ".join(f"{k} {pad[k]:.1%}" for k in
+                                             ("pad_to_max_length", "random_batches", "length_grouped", "packed")
+                                             if k in pad))
+    if out:
+        write_json(out, rep)
 
 
 
@@ -289,3 +362,68 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
     typer.echo(f"mean reward N=1 {rep['mean_first_sample_reward']:.3f} -> best-of-{rep['n']} {rep['mean_best_reward']:.3f}; "
                f"tokens x{rep['token_cost_ratio']:.2f}; max-of-N latency {rep['max_of_n_latency_s']['mean']:.3f}s")
     typer.echo(f"report: {report}")
+
+
+def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output_dir) -> None:
+    from .config import GRPOConfig, PPOConfig
+    from .train.ppo import RLStabilityError
+
+    cfg = resolve(config, set_, seed, output_dir)
+    section = getattr(cfg, kind) or (PPOConfig() if kind == "ppo" else GRPOConfig())
+    policy = model or section.init_from
+    if not policy:
+        raise UserError(f"{kind}: give --model (the SFT model) or {kind}.init_from")
+    cfg = cfg.model_copy(update={kind: section})
+    if kind == "ppo":
+        from .train.ppo import stage_ppo as stage
+    else:
+        from .train.grpo import stage_grpo as stage
+    try:
+        res = _user_errors(stage, cfg, policy, rm, cfg.output_dir)
+    except (RLStabilityError, FloatingPointError) as e:
+        raise UserError(str(e)) from None
+    b, a = res.before, res.after
+    typer.echo(f"{kind}: score {b.get('score', float('nan')):.3f} -> {a.get('score', float('nan')):.3f}  "
+               f"success {b.get('success', float('nan')):.2f} -> {a.get('success', float('nan')):.2f}  "
+               f"KL to reference {a.get('kl', float('nan')):.3f}  skipped {res.counts or 'none'}")
+    typer.echo(f"model: {res.model_dir}")
+
+
+RLModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="policy to start from (SFT model dir)")]
+RLRmOpt = Annotated[str | None, typer.Option("--rm", help="reward model dir (default: config, else the rules)")]
+
+
+@app.command()
+@friendly_errors
+def ppo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
+        seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+    """RLHF with PPO against a reward model (or the config's rules); writes OUTPUT_DIR/ppo."""
+    _rl("ppo", model, rm, config, set_, seed, output_dir)
+
+
+@app.command()
+@friendly_errors
+def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
+         seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+    """GRPO (group-relative advantages, no value model); writes OUTPUT_DIR/grpo."""
+    _rl("grpo", model, rm, config, set_, seed, output_dir)
+
+
+@app.command()
+@friendly_errors
+def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT model (policy and reference)")] = None,
+        data: Annotated[list[Path] | None, typer.Option("--data", help="preference file(s); default: the style set")] = None,
+        config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+    """DPO (sigmoid / cDPO / robust / IPO) from an SFT model; writes OUTPUT_DIR/dpo."""
+    from .config import DPOConfig
+    from .train.dpo_style import stage_dpo
+
+    cfg = resolve(config, set_, seed, output_dir)
+    dc = cfg.dpo or DPOConfig()
+    if data:
+        dc = dc.model_copy(update={"data": data})
+    base = model or dc.init_from or str(Path(cfg.output_dir) / "sft" / "model")
+    if not Path(base).is_dir() and ("/" in base or base.startswith(".")):
+        raise UserError(f"dpo: {base}: no such model directory (give --model, the SFT model, or dpo.init_from)")
+    cfg = cfg.model_copy(update={"dpo": dc})
+    typer.echo(f"model: {_user_errors(stage_dpo, cfg, base, Path(cfg.output_dir))}")

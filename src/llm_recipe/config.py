@@ -111,7 +111,8 @@ class SFTConfig(TrainConfig):
     )
     bundled_examples: int = Field(3000, ge=8, description="size of the generated bundled set")
     eval_fraction: float = Field(0.05, gt=0, lt=0.5, description="held-out share, split by prompt hash")
-    format: Literal["alpaca_en", "alpaca_ja", "chatml", "llama2", "tokenizer"] = "chatml"
+    format: Literal["alpaca", "alpaca_en", "alpaca_ja", "chatml", "llama2", "tokenizer"] = Field(
+        "chatml", description="prompt format; 'alpaca' picks JA/EN headers per conversation")
     system_prompt: str | None = Field(None, description="added to conversations that have none")
     max_length: int = Field(256, ge=8, description="tokens per conversation (and per packed row)")
     overlong: Literal["skip", "truncate"] = "skip"
@@ -221,12 +222,13 @@ class RMConfig(TrainConfig):
     share_prompt: bool = Field(True, description="encode the shared prompt once per pair (faster)")
     group_by_length: bool = True
     max_length: int = Field(256, ge=8, description="longer pairs are skipped (counted)")
-    norm_samples: int = Field(256, ge=1, description="pairs whose responses set the reward mean/std")
+    norm_samples: int = Field(128, ge=1, description="pairs whose responses set the reward mean/std")
+    # Defaults sized for the tiny recipe (~1 min on 2 CPU cores); raise max_steps for real data.
     lr: float = Field(5e-4, gt=0)
-    max_steps: int = Field(80, ge=1)
+    max_steps: int = Field(50, ge=1)
     batch_size: int = Field(16, ge=1)
-    warmup_steps: int = Field(8, ge=0)
-    eval_every: int = Field(40, ge=1)
+    warmup_steps: int = Field(5, ge=0)
+    eval_every: int = Field(25, ge=1)
     eval_batches: int = Field(8, ge=1)
 
 
@@ -276,6 +278,9 @@ class RLConfig(Section):
     on_bad_reward: Literal["stop", "skip"] = Field(
         "stop", description="NaN/inf rewards or an all-empty batch: stop with a message, or skip and count")
     success_prefix: str | None = Field("Let me explain.", description="style target counted as success")
+    eval_temperature: float | None = Field(
+        None, ge=0, description="held-out answers for score/success (0: greedy; None: `temperature`); the KL "
+        "to the reference is always measured on samples at `temperature`")
     ent_coef: float = Field(0.0, ge=0, description="entropy bonus")
     num_threads: int | None = Field(None, ge=1)
 

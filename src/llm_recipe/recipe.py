@@ -80,6 +80,13 @@ def stage_sample(cfg: RecipeConfig, model_dir: Path, out: Path) -> Path:
     return path
 
 
+def stage_sft(cfg: RecipeConfig, model_dir: Path, out: Path) -> Path:
+    """SFT on the pretrained model, then the same prompts sampled before and after (sft/samples.jsonl)."""
+    from .train.sft import sft_stage
+
+    return sft_stage(cfg, cfg.sft.init_from or model_dir, out / "sft", log=_log)
+
+
 def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str, str]:
     """Run every stage; return {artifact name: path}. Writes `recipe.yaml` and `summary.json`."""
     out = Path(cfg.output_dir)
@@ -100,6 +107,7 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str
     tokenizer = timed("tokenizer", stage_tokenizer, cfg, files, out)
     model_dir = timed("pretrain", stage_pretrain, cfg, files, tokenizer, out)
     samples = timed("sample", stage_sample, cfg, model_dir, out)
+    sft_dir = timed("sft", stage_sft, cfg, model_dir, out) if cfg.sft else None
     artifacts = {
         "config": str(out / "recipe.yaml"),
         "corpus": str(Path(files[0]).parent),
@@ -107,6 +115,7 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str
         "pretrained_model": str(model_dir),
         "pretrain_metrics": str(out / "pretrain" / "metrics.jsonl"),
         "samples": str(samples),
+        **({"sft_model": str(sft_dir), "sft_samples": str(out / "sft" / "samples.jsonl")} if sft_dir else {}),
     }
     write_json(out / "summary.json", {"artifacts": artifacts, "seconds": timings,
                                       "total_seconds": round(time.perf_counter() - t0, 1)})

@@ -1,34 +1,47 @@
-"""Batched text generation with KV cache (transformers' `generate`) and reproducible sampling."""
+"""Text generation entry points: plain continuation and chat (using the model's saved format).
+
+Both go through `infer.sampling.sample` (batched, KV cache, temperature / top-k / top-p /
+repetition penalty / stop strings, seeded per prompt).
+"""
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
 
 from ..config import GenerateConfig
+from ..tokenizer.chat_formats import ChatFormat, render, resolve_chat_format, stop_token_ids
+from .sampling import Generation, SamplingParams, sample
 
 
-@torch.no_grad()
 def generate_texts(model, tokenizer, prompts: list[str], cfg: GenerateConfig, seed: int = 0) -> list[str]:
     """Continue each prompt; returns only the generated continuation (special tokens removed)."""
-    model.eval()
-    device = next(model.parameters()).device
-    # Left padding so every prompt's last token sits at the same position for batched decoding.
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
-    do_sample = cfg.temperature > 0
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        out = model.generate(
-            **enc,
-            max_new_tokens=cfg.max_new_tokens,
-            do_sample=do_sample,
-            temperature=cfg.temperature if do_sample else None,
-            top_k=cfg.top_k if do_sample else None,
-            top_p=cfg.top_p if do_sample else None,
-            repetition_penalty=cfg.repetition_penalty,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            use_cache=True,
-        )
-    new_tokens = out[:, enc["input_ids"].shape[1] :]
-    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    gens = sample(model, tokenizer, ids, SamplingParams.from_config(cfg), seed)
+    return [g.text for g in gens]
+
+
+def chat_prompt_ids(tokenizer, fmt: ChatFormat, prompts: Sequence[str | list[dict]],
+                    system: str | None = None) -> list[list[int]]:
+    """Render user prompts (or whole conversations ending in a user turn) as generation prompts.
+    The rendered text already holds the format's special tokens (BOS included), so the tokenizer
+    adds none: exactly the token layout SFT trained on."""
+    texts = []
+    for p in prompts:
+        msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
+        if system and msgs[0]["role"] != "system":
+            msgs.insert(0, {"role": "system", "content": system})
+        texts.append(render(fmt, msgs, tokenizer, add_generation_prompt=True).text)
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def generate_chat(model, tokenizer, prompts: Sequence[str | list[dict]], cfg: GenerateConfig, seed: int = 0,
+                  chat_format: str | None = None, system: str | None = None) -> list[Generation]:
+    """Answer each prompt as the assistant. `chat_format=None` uses the format saved with the model
+    (its tokenizer's chat_template); naming another one warns. Generation stops at eos or the
+    format's end-of-turn token (finish_reason 'stop_token')."""
+    fmt = resolve_chat_format(tokenizer, chat_format)
+    ids = chat_prompt_ids(tokenizer, fmt, prompts, system)
+    stops = set(stop_token_ids(tokenizer, fmt))
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    return sample(model, tokenizer, ids, SamplingParams.from_config(cfg), seed, stop_token_ids=sorted(stops))

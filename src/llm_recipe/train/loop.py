@@ -56,6 +56,25 @@ class TrainerState:
     history: list[dict] = field(default_factory=list)  # eval results so far
 
 
+def length_grouped_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
+                           seed: Sequence[int] = (0,), megabatch: int = 50) -> list[np.ndarray]:
+    """Cut a shuffled order into batches of similar-length items (less padding), still random.
+
+    Standard recipe (as transformers' `group_by_length`): split the order into megabatches of
+    `megabatch` batches, sort each megabatch by length, cut it into batches, then shuffle the batch
+    order with `seed`. Only full batches are returned.
+    """
+    n_full = len(order) // batch_size
+    span = megabatch * batch_size
+    batches = []
+    for m in range(0, n_full * batch_size, span):
+        chunk = order[m : min(m + span, n_full * batch_size)]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    perm = np.random.default_rng(list(seed)).permutation(len(batches))
+    return [batches[i] for i in perm]
+
+
 # A callback sees the trainer after each optimizer step; returning True asks the loop to
 # save a checkpoint and stop (preemption, early stopping, tests that simulate a crash).
 StepCallback = Callable[["Trainer"], bool | None]
@@ -75,6 +94,7 @@ class Trainer:
         callbacks: Sequence[StepCallback] = (),
         keep_checkpoints: int = 2,
         accelerator: Accelerator | None = None,
+        group_by_length: Sequence[int] | None = None,
     ):
         if len(train_data) == 0:
             raise ValueError("no training examples (after filtering): nothing to train on")
@@ -86,6 +106,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.keep_checkpoints = keep_checkpoints
         self.output_dir = Path(output_dir)
+        # Item lengths: batches are then drawn from similar lengths (see `length_grouped_batches`).
+        self.lengths = np.asarray(group_by_length) if group_by_length is not None else None
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
@@ -123,6 +145,8 @@ class Trainer:
             )
         # The incomplete last batch is dropped (counted in `dropped_per_epoch`), so every
         # step sees the same batch size and the loss scale does not jump once per epoch.
+        if self.lengths is not None:
+            return length_grouped_batches(order, self.lengths, global_bs, seed=[self.seed, epoch, 1])
         return [order[i * global_bs : (i + 1) * global_bs] for i in range(n_full)]
 
     @property
@@ -176,7 +200,8 @@ class Trainer:
             batch = self._to_device(self.objective.collate(list(self.eval_data[b * bs : (b + 1) * bs])))
             with self.accelerator.autocast():
                 loss, metrics = self.objective.loss(self.model, batch)
-            w = float(metrics.get("n_tokens", 1.0))
+            # Token-level mean: weight by the tokens that carry a loss when the batch says so.
+            w = float(batch["loss_tokens"]) if "loss_tokens" in batch else float(metrics.get("n_tokens", 1.0))
             weight += w
             totals["loss"] = totals.get("loss", 0.0) + loss.item() * w
             for k, v in metrics.items():
@@ -193,6 +218,21 @@ class Trainer:
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _token_weights(self, micro_batches: list[dict]) -> list[float] | None:
+        """Loss weights of a step's micro-batches when they carry `loss_tokens` (else None: each
+        micro-batch counts 1/grad_accum). Each micro-batch loss is a mean over its own tokens;
+        weighting by its share of the step's tokens (over all processes: DDP averages gradients)
+        makes the step minimise the mean over all its tokens, not a mean of per-batch means that
+        over-weights batches with few trained tokens."""
+        if not all("loss_tokens" in b for b in micro_batches):
+            return None
+        counts = [float(b["loss_tokens"]) for b in micro_batches]
+        total = sum(counts)
+        if self.world > 1:
+            t = torch.tensor(total, dtype=torch.float64, device=self.accelerator.device)
+            total = self.accelerator.reduce(t, reduction="sum").item() / self.world
+        return [c / max(total, 1.0) for c in counts]
 
     # ---- the loop ---------------------------------------------------------------------
     def _handle_sigterm(self, *_):
@@ -218,8 +258,10 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 step_metrics: dict[str, float] = {}
-                for micro in range(cfg.grad_accum):
-                    batch = self._to_device(next(batches))
+                micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
+                weights = self._token_weights(micro_batches)
+                for micro, batch in enumerate(micro_batches):
+                    batch = self._to_device(batch)
                     # Only the last micro-batch all-reduces gradients under DDP.
                     sync = micro == cfg.grad_accum - 1
                     ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
@@ -230,8 +272,9 @@ class Trainer:
                                 f"non-finite loss ({loss.item()}) at step {self.state.step}: stopping "
                                 "instead of training on NaN (lower lr, check data)"
                             )
-                        self.accelerator.backward(loss / cfg.grad_accum)
-                    step_metrics["loss"] = step_metrics.get("loss", 0.0) + loss.item() / cfg.grad_accum
+                        self.accelerator.backward(loss * weights[micro] if weights else loss / cfg.grad_accum)
+                    part = loss.item() * weights[micro] if weights else loss.item() / cfg.grad_accum
+                    step_metrics["loss"] = step_metrics.get("loss", 0.0) + part
                     for k, v in metrics.items():
                         step_metrics[k] = step_metrics.get(k, 0.0) + float(v) / (1 if k == "n_tokens" else cfg.grad_accum)
                     window_tokens += int(metrics.get("n_tokens", 0))

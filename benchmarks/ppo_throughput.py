@@ -1,0 +1,229 @@
+"""PPO / GRPO throughput: ours vs TRL, same models, same settings, side by side.
+
+  PPO : ours (`train.ppo.run_ppo`, separate critic) vs `trl.experimental.ppo.PPOTrainer` from
+        trl==1.12.0 (the last TRL with a PPO trainer), run with the benchmark venv's python
+        (`.venv-bench-trl112`: trl 1.12.0 installed there with --no-deps; torch/transformers are
+        the main venv's, through a .pth file).
+  GRPO: ours (`train.grpo.run_grpo`) vs TRL 1.16's `GRPOTrainer` (main venv).
+
+Both sides get the same policy (preset, random init: rollouts rarely stop early, so both generate
+the full response length), the same reward model (a `*ForSequenceClassification` head on the same
+backbone), the same prompts (chat-rendered), rollout batch, minibatch, epochs, response length and
+temperature. Each side runs in its own subprocess; printed: rollout tokens/s (generation only),
+end-to-end samples/s (rollout + scoring + update), and ours / TRL ratios.
+
+    python benchmarks/ppo_throughput.py [--preset tiny] [--iterations 4] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TRL112_PY = ROOT / ".venv-bench-trl112" / "bin" / "python"
+ROLLOUT, MINIBATCH, EPOCHS, RESP_LEN, GROUP = 32, 16, 2, 24, 8
+
+
+# ---- shared fixtures (built once by the parent) ---------------------------------------------
+def prepare(work: Path, preset: str) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from llm_recipe.data.sample_corpus import generate_sample_corpus, sample_corpus_files
+    from llm_recipe.infer.generate import chat_prompt_ids
+    from llm_recipe.models.presets import build_preset_model
+    from llm_recipe.preference.synthetic import single_turn_examples
+    from llm_recipe.tokenizer.chat_formats import apply_chat_format, get_chat_format
+    from llm_recipe.tokenizer.train import train_and_save
+
+    corpus = generate_sample_corpus(work / "corpus", docs_per_source=150, seed=0)
+    texts = [json.loads(ln)["text"] for f in sample_corpus_files(corpus)
+             for ln in Path(f).read_text(encoding="utf-8").splitlines()]
+    tok = train_and_save(texts, work / "tok", vocab_size=2000)
+    fmt = get_chat_format("chatml", tok)
+    apply_chat_format(tok, fmt)
+    policy = build_preset_model(preset, tok, seed=0)
+    policy.resize_token_embeddings(len(tok))
+    policy.generation_config.pad_token_id = tok.pad_token_id
+    policy.save_pretrained(work / "policy")
+    tok.save_pretrained(work / "policy")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        rm = AutoModelForSequenceClassification.from_pretrained(work / "policy", num_labels=1)
+    rm.config.pad_token_id = tok.pad_token_id
+    rm.save_pretrained(work / "rm")
+    tok.save_pretrained(work / "rm")
+    prompts = [p for p, _ in single_turn_examples(400, seed=5)][:128]
+    ids = chat_prompt_ids(tok, fmt, prompts)
+    (work / "prompts.json").write_text(json.dumps({"prompts": prompts, "ids": ids}, ensure_ascii=False))
+    return {"work": str(work)}
+
+
+# ---- workers (each in its own process) ------------------------------------------------------
+def _load(work: Path):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(work / "policy")
+    policy = AutoModelForCausalLM.from_pretrained(work / "policy")
+    rm = AutoModelForSequenceClassification.from_pretrained(work / "rm", num_labels=1)
+    data = json.loads((work / "prompts.json").read_text())
+    return tok, policy, rm, data
+
+
+def ours(work: Path, algo: str, iterations: int) -> dict:
+    from llm_recipe.config import GRPOConfig, PPOConfig
+    from llm_recipe.infer.reward import RewardScorer
+    from llm_recipe.tokenizer.chat_formats import get_chat_format
+    from llm_recipe.train.grpo import run_grpo
+    from llm_recipe.train.ppo import RLSetup, load_critic, run_ppo
+
+    tok, policy, rm, data = _load(work)
+    rm.eval().requires_grad_(False)
+    scorer = RewardScorer(rm, tok, get_chat_format("chatml", tok))
+    s = RLSetup.build(policy, tok, scorer, data["prompts"], [])
+    common = dict(iterations=iterations, rollout_batch_size=ROLLOUT, max_new_tokens=RESP_LEN, temperature=1.0,
+                  lr=1e-5, success_prefix=None)
+    t0 = time.perf_counter()
+    if algo == "ppo":
+        cfg = PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="reward_model",
+                        kl_estimator="k1", beta=0.05)
+        res = run_ppo(s, cfg, work / "ours_ppo", critic=load_critic(work / "rm"), save=False)
+    else:
+        cfg = GRPOConfig(**common, minibatch_size=ROLLOUT, epochs=1, group_size=GROUP, beta=0.04)
+        res = run_grpo(s, cfg, work / "ours_grpo", save=False)
+    total = time.perf_counter() - t0
+    tokens = sum(h["response_len"] * ROLLOUT for h in res.history)
+    gen_s = sum(h["response_len"] * ROLLOUT / h["rollout_tokens_per_s"] for h in res.history)
+    return {"samples_per_s": ROLLOUT * iterations / total, "rollout_tokens_per_s": tokens / gen_s, "total_s": total}
+
+
+def trl_ppo(work: Path, iterations: int) -> dict:
+    import trl
+    import trl.experimental.ppo.ppo_trainer as ppo_mod
+    from datasets import Dataset
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    assert trl.__version__ == "1.12.0", trl.__version__
+    tok, policy, rm, data = _load(work)
+    ref = type(policy).from_pretrained(work / "policy")
+    value = type(rm).from_pretrained(work / "rm", num_labels=1)
+    gen = {"s": 0.0, "tokens": 0}
+    orig = ppo_mod.batch_generation
+
+    def timed(*a, **k):  # rollout time: TRL's generation call only
+        t = time.perf_counter()
+        out = orig(*a, **k)
+        gen["s"] += time.perf_counter() - t
+        gen["tokens"] += out[0].shape[0] * RESP_LEN
+        return out
+
+    ppo_mod.batch_generation = timed
+    args = PPOConfig(output_dir=str(work / "trl_ppo"), per_device_train_batch_size=MINIBATCH,
+                     gradient_accumulation_steps=1, num_mini_batches=ROLLOUT // MINIBATCH,
+                     num_ppo_epochs=EPOCHS, total_episodes=ROLLOUT * iterations, response_length=RESP_LEN,
+                     temperature=1.0, learning_rate=1e-5, kl_coef=0.05, kl_estimator="k1",
+                     stop_token_id=tok.convert_tokens_to_ids("<|im_end|>"), report_to="none", use_cpu=True,
+                     bf16=False, local_rollout_forward_batch_size=ROLLOUT, num_sample_generations=0,
+                     save_strategy="no", logging_steps=1000)
+    ds = Dataset.from_dict({"input_ids": data["ids"]})
+    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
+                         train_dataset=ds, value_model=value)
+    t0 = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - t0
+    return {"samples_per_s": ROLLOUT * iterations / total, "rollout_tokens_per_s": gen["tokens"] / gen["s"],
+            "total_s": total}
+
+
+def trl_grpo(work: Path, iterations: int) -> dict:
+    import trl
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    tok, policy, rm, data = _load(work)
+    gen = {"s": 0.0, "tokens": 0}
+    args = GRPOConfig(output_dir=str(work / "trl_grpo"), per_device_train_batch_size=ROLLOUT,
+                      gradient_accumulation_steps=1, num_generations=GROUP, max_completion_length=RESP_LEN,
+                      max_steps=iterations, temperature=1.0, learning_rate=1e-5, beta=0.04, loss_type="grpo",
+                      report_to="none", use_cpu=True, bf16=False, save_strategy="no", logging_steps=1000)
+    prompts = [tok.decode(i) for i in data["ids"]]
+    trainer = GRPOTrainer(model=policy, reward_funcs=rm, args=args, train_dataset=Dataset.from_dict({"prompt": prompts}),
+                          processing_class=tok, reward_processing_classes=tok)
+    orig = trainer._generate_single_turn
+
+    def timed(*a, **k):
+        t = time.perf_counter()
+        out = orig(*a, **k)
+        gen["s"] += time.perf_counter() - t
+        gen["tokens"] += sum(len(c) for c in out[0])
+        return out
+
+    trainer._generate_single_turn = timed
+    t0 = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - t0
+    return {"samples_per_s": ROLLOUT * iterations / total, "rollout_tokens_per_s": gen["tokens"] / max(gen["s"], 1e-9),
+            "total_s": total, "trl": trl.__version__}
+
+
+# ---- driver -----------------------------------------------------------------------------------
+def _worker(python: str, name: str, work: Path, iterations: int, threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [python, __file__, "--worker", name, "--work", str(work), "--iterations", str(iterations),
+           "--threads", str(threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    line = next((ln for ln in reversed(out.stdout.splitlines()) if ln.startswith("{")), None)
+    if out.returncode != 0 or line is None:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+        raise SystemExit(f"{name} failed: {' | '.join(tail)}")
+    return json.loads(line)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--iterations", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--worker")
+    ap.add_argument("--work")
+    a = ap.parse_args()
+    if a.worker:
+        import torch
+
+        torch.set_num_threads(a.threads)
+        torch.manual_seed(0)
+        work = Path(a.work)
+        fn = {"ours-ppo": lambda: ours(work, "ppo", a.iterations), "ours-grpo": lambda: ours(work, "grpo", a.iterations),
+              "trl-ppo": lambda: trl_ppo(work, a.iterations), "trl-grpo": lambda: trl_grpo(work, a.iterations)}
+        print(json.dumps(fn[a.worker]()))
+        return
+    if not TRL112_PY.exists():
+        raise SystemExit(f"{TRL112_PY} missing: python3 -m venv .venv-bench-trl112, add a .pth to the main venv's "
+                         "site-packages, pip install --no-deps trl==1.12.0")
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        prepare(work, a.preset)
+        print(f"preset {a.preset}, {a.iterations} iterations x {ROLLOUT} rollouts x {RESP_LEN} tokens, "
+              f"minibatch {MINIBATCH}, PPO epochs {EPOCHS}, GRPO G={GROUP}, {a.threads} threads")
+        rows = []
+        for algo, peer_py, peer in (("ppo", str(TRL112_PY), "trl 1.12.0 PPOTrainer"),
+                                    ("grpo", sys.executable, "trl 1.16 GRPOTrainer")):
+            o = _worker(sys.executable, f"ours-{algo}", work, a.iterations, a.threads)
+            t = _worker(peer_py, f"trl-{algo}", work, a.iterations, a.threads)
+            rows.append((algo, peer, o, t))
+        print(f"{'':6}{'peer':24}{'metric':22}{'ours':>10}{'peer':>10}{'ratio':>8}")
+        for algo, peer, o, t in rows:
+            for k in ("rollout_tokens_per_s", "samples_per_s"):
+                print(f"{algo:6}{peer:24}{k:22}{o[k]:10.1f}{t[k]:10.1f}{o[k] / t[k]:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()

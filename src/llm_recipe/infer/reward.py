@@ -1,0 +1,161 @@
+"""Pointwise scoring with reward models: load, normalize, combine.
+
+A reward model directory is a plain `*ForSequenceClassification` (num_labels=1) plus
+`reward_model.json` (pooling and the reward mean/std over a reference set). Any HF reward model
+without that file also works (last-token pooling, no normalization).
+
+Normalized reward = (r - mean) / std, so rewards of different models are on one scale and can be
+combined: `CombinedScorer([(helpful, 1.0), (harmless, 0.5)])` scores sum(w_i * normalized_i).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..tokenizer.chat_formats import ChatFormat
+from ..train.reward_model import (
+    RM_INFO_FILE,
+    encode,
+    render_response,
+    reward_format,
+    score_token_ids,
+)
+
+
+class Scorer(Protocol):
+    def score(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray: ...
+
+
+class RewardScorer:
+    def __init__(self, model, tokenizer, fmt: ChatFormat, *, pooling: str = "last", mean: float = 0.0,
+                 std: float = 1.0, max_length: int | None = None, batch_size: int = 32, name: str = "rm"):
+        self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
+        self.pooling, self.mean, self.std = pooling, mean, std
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.name = name
+        self.truncated = 0  # sequences cut from the left to fit max_length (counted, not hidden)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dtype: str = "float32", chat_format: str | None = None,
+             trust_remote_code: bool = False, **kw) -> RewardScorer:
+        from transformers import AutoModelForSequenceClassification
+
+        from ..models.loading import DTYPES, load_tokenizer
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such reward model directory")
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+        except OSError as e:
+            raise FileNotFoundError(f"{path}: cannot load reward model ({str(e).splitlines()[0]})") from None
+        if model.config.num_labels != 1:
+            raise ValueError(f"{path}: a reward model has num_labels=1, this one has {model.config.num_labels}")
+        tokenizer = load_tokenizer(path, trust_remote_code)
+        info_path = path / RM_INFO_FILE
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+        norm = info.get("normalization") or {}
+        return cls(model, tokenizer, reward_format(tokenizer, chat_format), pooling=info.get("pooling", "last"),
+                   mean=float(norm.get("mean", 0.0)), std=float(norm.get("std", 1.0)),
+                   max_length=info.get("max_length"), name=path.name if path.name != "model" else path.parent.name,
+                   **kw)
+
+    def token_ids(self, prompts: Sequence, responses: Sequence[str]) -> list[list[int]]:
+        texts = [render_response(self.fmt, self.tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
+        ids = encode(self.tokenizer, texts)
+        if self.max_length:
+            long = [i for i, s in enumerate(ids) if len(s) > self.max_length]
+            self.truncated += len(long)
+            for i in long:  # keep the end: the reward is read at the last token
+                ids[i] = ids[i][-self.max_length :]
+        return ids
+
+    def raw(self, prompts: Sequence, responses: Sequence[str]) -> np.ndarray:
+        if len(prompts) == 0:
+            return np.zeros(0)
+        pad = self.tokenizer.pad_token_id
+        return score_token_ids(self.model, self.token_ids(prompts, responses), pad, self.pooling, self.batch_size)
+
+    def score(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray:
+        r = self.raw(prompts, responses)
+        return (r - self.mean) / self.std if normalize else r
+
+
+class CombinedScorer:
+    """Weighted sum of several scorers (e.g. helpfulness and harmlessness reward models)."""
+
+    def __init__(self, parts: Sequence[tuple[Scorer, float]]):
+        if not parts:
+            raise ValueError("CombinedScorer needs at least one (scorer, weight)")
+        self.parts = list(parts)
+
+    def components(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray:
+        """[n_scorers, n] scores, unweighted."""
+        return np.stack([s.score(prompts, responses, normalize) for s, _ in self.parts])
+
+    def score(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray:
+        w = np.array([w for _, w in self.parts], dtype=np.float64)
+        return w @ self.components(prompts, responses, normalize)
+
+
+def load_scorer(refs: Sequence[tuple[str | os.PathLike, float]], **kw) -> Scorer:
+    """One reward model, or a weighted combination of several: [(path, weight), ...]."""
+    if not refs:
+        raise ValueError("no reward model given")
+    if len(refs) == 1 and refs[0][1] == 1.0:
+        return RewardScorer.load(refs[0][0], **kw)
+    return CombinedScorer([(RewardScorer.load(p, **kw), float(w)) for p, w in refs])
+
+
+def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, normalize: bool = True):
+    """Score a JSONL file of {"prompt", "response"} / {"prompt", "responses": [...]} /
+    {"prompt", "chosen", "rejected"} records; writes each record with "reward(s)" added.
+    Returns (records written, SkipLog); for pairs, the log's report includes pairwise accuracy."""
+    from ..files import BadLine, iter_jsonl, write_jsonl
+    from ..preference.records import InvalidRecord, SkipLog, check_prompt, check_response
+
+    log = SkipLog()
+    items: list[tuple[dict, list[str], str]] = []  # (record, responses, key to store rewards under)
+    for lineno, rec in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        if isinstance(rec, BadLine):
+            log.skip(rec.reason, where, rec.detail)
+            continue
+        try:
+            check_prompt(rec.get("prompt"))
+            if "responses" in rec and isinstance(rec["responses"], list):
+                resp, key = [check_response(r, "responses[]") for r in rec["responses"]], "rewards"
+            elif "chosen" in rec and "rejected" in rec:
+                resp, key = [check_response(rec["chosen"], "chosen"), check_response(rec["rejected"], "rejected")], "pair"
+            elif "response" in rec:
+                resp, key = [check_response(rec["response"], "response")], "reward"
+            else:
+                raise InvalidRecord("missing_field", "response, responses or chosen/rejected")
+        except InvalidRecord as e:
+            log.skip(e.reason, where, e.detail)
+            continue
+        items.append((rec, resp, key))
+    flat_p = [rec["prompt"] for rec, resp, _ in items for _ in resp]
+    flat = scorer.score(flat_p, [r for _, resp, _ in items for r in resp], normalize) if flat_p else np.zeros(0)
+    outs, i, correct, n_pairs = [], 0, 0, 0
+    for rec, resp, key in items:
+        vals = [float(v) for v in flat[i : i + len(resp)]]
+        i += len(resp)
+        if key == "pair":
+            rec = {**rec, "reward_chosen": vals[0], "reward_rejected": vals[1]}
+            correct += vals[0] > vals[1]
+            n_pairs += 1
+        else:
+            rec = {**rec, key: vals if key == "rewards" else vals[0]}
+        outs.append(rec)
+        log.kept += 1
+    write_jsonl(out, outs)
+    return outs, log, (correct / n_pairs if n_pairs else None)

@@ -1,0 +1,204 @@
+"""Every preference record shape -> canonical pairs, one line at a time.
+
+Shapes recognised per line (no global format flag: mixed files work):
+  pairwise     {"prompt", "chosen", "rejected", "margin"?}; prompt a string or messages,
+               chosen/rejected strings or [{"role": "assistant", ...}] (TRL conversational)
+  implicit     {"chosen", "rejected"} holding whole conversations: hh-rlhf transcripts
+               ("\\n\\nHuman: ... \\n\\nAssistant: ...") or message lists; the shared context
+               becomes the prompt, the final assistant turns the responses
+  ranking      {"prompt", "responses": [...], "ranking": [best, ..., worst]} (indices or letters)
+               -> all n(n-1)/2 ordered pairs
+  pointwise    {"prompt", "responses": [...], "scores": [...]} -> every pair with different
+               scores (ties dropped, counted as `tie`)
+  graded       {"prompt", "response_a", "response_b", "grade"}: six levels, A much better ... B
+               much better (or 1..6) -> one pair with a margin by strength (Llama-2 style)
+Bad lines and bad pairs are counted by reason with file:line (see `records.SkipLog`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..files import BadLine, iter_jsonl
+from .records import InvalidRecord, PreferencePair, SkipLog, check_prompt, check_response, make_pair
+
+# Six-level comparison of response A against response B -> (winner, strength 1..3).
+GRADES: dict[str, tuple[str, int]] = {
+    "a_much_better": ("a", 3), "a_better": ("a", 2), "a_slightly_better": ("a", 1),
+    "b_slightly_better": ("b", 1), "b_better": ("b", 2), "b_much_better": ("b", 3),
+}
+GRADE_BY_NUMBER = dict(enumerate(GRADES, start=1))  # 1 = A much better ... 6 = B much better
+# Margins by strength as in Llama 2's reward model (the "small" margin set, scaled to 1).
+DEFAULT_GRADE_MARGINS = {1: 1 / 3, 2: 2 / 3, 3: 1.0}
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def parse_hh_transcript(text: str) -> list[dict]:
+    """'\\n\\nHuman: hi\\n\\nAssistant: hello' -> [{"role": "user", ...}, {"role": "assistant", ...}]."""
+    parts = _HH_TURN.split(text)
+    if parts[0].strip() or len(parts) < 3:
+        raise InvalidRecord("not_a_transcript", "expected '\\n\\nHuman: ... \\n\\nAssistant: ...'")
+    msgs = []
+    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
+        role = "user" if speaker == "Human" else "assistant"
+        msgs.append({"role": role, "content": content.removeprefix(" ")})
+    return msgs
+
+
+def _split_conversation(conv: list[dict], name: str) -> tuple[list[dict], str]:
+    if not conv or not isinstance(conv[-1], dict) or conv[-1].get("role") != "assistant":
+        raise InvalidRecord("bad_message", f"{name} must end with an assistant turn")
+    return conv[:-1], check_response(conv[-1].get("content"), name)
+
+
+def _assistant_text(value, name: str) -> str:
+    """A response given as a string or as TRL's [{"role": "assistant", "content": ...}]."""
+    if isinstance(value, list):
+        if len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant":
+            return check_response(value[0].get("content"), name)
+        raise InvalidRecord("bad_message", f"{name} must be one assistant message")
+    return check_response(value, name)
+
+
+def _implicit_pair(rec: dict) -> PreferencePair:
+    chosen, rejected = rec["chosen"], rec["rejected"]
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        chosen, rejected = parse_hh_transcript(chosen), parse_hh_transcript(rejected)
+    if not (isinstance(chosen, list) and isinstance(rejected, list)):
+        raise InvalidRecord("bad_type", "chosen/rejected without a prompt must be transcripts or message lists")
+    ctx_c, text_c = _split_conversation(chosen, "chosen")
+    ctx_r, text_r = _split_conversation(rejected, "rejected")
+    if ctx_c != ctx_r:
+        raise InvalidRecord("context_mismatch", "chosen and rejected continue different conversations")
+    return make_pair(ctx_c, text_c, text_r, rec.get("margin"))
+
+
+def _responses(rec: dict, key: str) -> tuple[str | list[dict], list[str]]:
+    prompt = check_prompt(rec.get("prompt"))
+    responses = rec.get("responses")
+    if not isinstance(responses, list):
+        raise InvalidRecord("missing_field", "responses")
+    if len(responses) < 2:
+        raise InvalidRecord("too_few_responses", f"{len(responses)} response(s)")
+    texts = [check_response(r, f"responses[{i}]") for i, r in enumerate(responses)]
+    if not isinstance(rec.get(key), list):
+        raise InvalidRecord("missing_field", key)
+    return prompt, texts
+
+
+def _rank_index(item, n: int) -> int:
+    if isinstance(item, str) and len(item) == 1 and item.isalpha():
+        item = ord(item.upper()) - ord("A")
+    if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < n:
+        raise InvalidRecord("ranking_invalid", f"{item!r} is not one of the {n} responses")
+    return item
+
+
+def ranking_to_pairs(prompt, responses: Sequence[str], ranking: Sequence) -> list[PreferencePair]:
+    """Ranking best -> worst (indices or letters) -> all n(n-1)/2 pairs, better one first.
+    Order: (1st, 2nd), (1st, 3rd), ..., (2nd, 3rd), ... as read from the ranking."""
+    n = len(responses)
+    if len(ranking) != n:
+        raise InvalidRecord("ranking_length_mismatch", f"{len(ranking)} ranks for {n} responses")
+    order = [_rank_index(x, n) for x in ranking]
+    if len(set(order)) != n:
+        raise InvalidRecord("ranking_invalid", "the ranking repeats a response")
+    return [
+        PreferencePair(prompt, responses[order[i]], responses[order[j]],
+                       meta={"chosen_rank": i + 1, "rejected_rank": j + 1})
+        for i in range(n) for j in range(i + 1, n)
+    ]
+
+
+def scores_to_pairs(prompt, responses: Sequence[str], scores: Sequence[float],
+                    min_gap: float = 0.0) -> tuple[list[PreferencePair], int]:
+    """Every pair whose scores differ by more than `min_gap` (higher one chosen); returns the
+    pairs and the number of tied pairs dropped."""
+    if len(scores) != len(responses):
+        raise InvalidRecord("scores_length_mismatch", f"{len(scores)} scores for {len(responses)} responses")
+    if any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in scores):
+        raise InvalidRecord("bad_type", "scores must be numbers")
+    pairs, ties = [], 0
+    for i in range(len(responses)):
+        for j in range(i + 1, len(responses)):
+            if abs(scores[i] - scores[j]) <= min_gap:
+                ties += 1
+                continue
+            hi, lo = (i, j) if scores[i] > scores[j] else (j, i)
+            pairs.append(PreferencePair(prompt, responses[hi], responses[lo],
+                                        meta={"score_chosen": scores[hi], "score_rejected": scores[lo]}))
+    return pairs, ties
+
+
+def graded_to_pair(prompt, response_a: str, response_b: str, grade,
+                   margins: dict[int, float] = DEFAULT_GRADE_MARGINS) -> PreferencePair:
+    if isinstance(grade, int) and not isinstance(grade, bool):
+        grade = GRADE_BY_NUMBER.get(grade, grade)
+    if grade not in GRADES:
+        raise InvalidRecord("unknown_grade", f"{grade!r} (use {', '.join(GRADES)} or 1..6)")
+    winner, strength = GRADES[grade]
+    chosen, rejected = (response_a, response_b) if winner == "a" else (response_b, response_a)
+    return make_pair(prompt, chosen, rejected, margins[strength], {"grade": grade})
+
+
+def record_to_pairs(rec: dict, where: str, log: SkipLog, min_gap: float = 0.0) -> list[PreferencePair]:
+    """One JSONL record -> its pairs. Problems are counted in `log` (never raised)."""
+    try:
+        if "ranking" in rec:
+            prompt, texts = _responses(rec, "ranking")
+            pairs = ranking_to_pairs(prompt, texts, rec["ranking"])
+        elif "scores" in rec:
+            prompt, texts = _responses(rec, "scores")
+            pairs, ties = scores_to_pairs(prompt, texts, rec["scores"], min_gap)
+            for _ in range(ties):
+                log.skip("tie", where)
+        elif "grade" in rec or "response_a" in rec:
+            for key in ("response_a", "response_b", "grade"):
+                if key not in rec:
+                    raise InvalidRecord("missing_field", key)
+            pairs = [graded_to_pair(rec.get("prompt"), check_response(rec["response_a"], "response_a"),
+                                    check_response(rec["response_b"], "response_b"), rec["grade"])]
+        elif "chosen" in rec or "rejected" in rec:
+            for key in ("chosen", "rejected"):
+                if key not in rec:
+                    raise InvalidRecord("missing_field", key)
+            if "prompt" in rec:
+                pairs = [make_pair(rec["prompt"], _assistant_text(rec["chosen"], "chosen"),
+                                   _assistant_text(rec["rejected"], "rejected"), rec.get("margin"))]
+            else:
+                pairs = [_implicit_pair(rec)]
+        else:
+            raise InvalidRecord("missing_field", "no chosen/rejected, ranking, scores or grade")
+    except InvalidRecord as e:
+        log.skip(e.reason, where, e.detail)
+        return []
+    kept = []
+    for p in pairs:  # pairs built from lists are validated one by one
+        if p.chosen.strip() == p.rejected.strip():
+            log.skip("chosen_equals_rejected", where)
+            continue
+        p.meta.setdefault("source", where)
+        kept.append(p)
+    log.kept += len(kept)
+    return kept
+
+
+def read_preference_files(files: Iterable[str | os.PathLike], min_gap: float = 0.0) -> tuple[list[PreferencePair], SkipLog]:
+    """Read pairs from JSONL files of any supported shape (gzip/zstd too)."""
+    log = SkipLog()
+    pairs: list[PreferencePair] = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: preference data file not found")
+        for lineno, rec in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            if isinstance(rec, BadLine):
+                log.skip(rec.reason, where, rec.detail)
+            else:
+                pairs.extend(record_to_pairs(rec, where, log, min_gap))
+    return pairs, log

@@ -1,0 +1,140 @@
+"""Labeling: candidate records -> preference pairs, with a reward model, rules or an LLM judge.
+
+Scoring labelers (reward model, rules) give every response a score; pairs are then the best vs
+the worst response of each prompt (`pairs: best_worst`) or every pair of responses
+(`pairs: all`). Score differences <= `min_gap` are ties: dropped and counted. The judge labels
+every pair of responses in both orders (see `judge.py`); order disagreements are ties.
+Every pair records who labeled it and the scores in `meta`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..files import BadLine, iter_jsonl
+from .converters import scores_to_pairs
+from .records import InvalidRecord, PreferencePair, SkipLog, check_prompt
+
+
+def read_candidates(files: Sequence[str | os.PathLike], log: SkipLog) -> list[dict]:
+    """Candidate records {"prompt", "responses", "reference"?}; empty responses are dropped
+    (counted) and records left with fewer than two responses are skipped (counted)."""
+    out = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: candidates file not found")
+        for lineno, rec in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            if isinstance(rec, BadLine):
+                log.skip(rec.reason, where, rec.detail)
+                continue
+            try:
+                prompt = check_prompt(rec.get("prompt"))
+                responses = rec.get("responses")
+                if not isinstance(responses, list):
+                    raise InvalidRecord("missing_field", "responses")
+                if not all(isinstance(r, str) for r in responses):
+                    raise InvalidRecord("bad_type", "responses must be strings")
+            except InvalidRecord as e:
+                log.skip(e.reason, where, e.detail)
+                continue
+            kept = []
+            for r in responses:
+                if r.strip():
+                    kept.append(r)
+                else:
+                    log.skip("empty_response", where)
+            if len(set(kept)) < 2:
+                log.skip("too_few_responses", where, f"{len(set(kept))} distinct non-empty response(s)")
+                continue
+            item = {"prompt": prompt, "responses": kept, "where": where}
+            if isinstance(rec.get("reference"), str):
+                item["reference"] = rec["reference"]
+            out.append(item)
+    return out
+
+
+# candidate records -> one score array per record (or an InvalidRecord for that record)
+ScoreFn = Callable[[Sequence[dict]], list["np.ndarray | InvalidRecord"]]
+
+
+def label_by_scores(candidates: Sequence[dict], score_fn: ScoreFn, labeler: str, mode: str = "best_worst",
+                    min_gap: float = 0.0, log: SkipLog | None = None) -> list[PreferencePair]:
+    log = log if log is not None else SkipLog()
+    pairs: list[PreferencePair] = []
+    for c, scores in zip(candidates, score_fn(candidates), strict=True):
+        if isinstance(scores, InvalidRecord):
+            log.skip(scores.reason, c["where"], scores.detail)
+            continue
+        scores = np.asarray(scores, dtype=np.float64)
+        responses = c["responses"]
+        if mode == "best_worst":
+            hi, lo = int(np.argmax(scores)), int(np.argmin(scores))
+            if scores[hi] - scores[lo] <= min_gap:
+                log.skip("tie", c["where"])
+                continue
+            new = [PreferencePair(c["prompt"], responses[hi], responses[lo],
+                                  meta={"score_chosen": float(scores[hi]), "score_rejected": float(scores[lo])})]
+        else:
+            new, ties = scores_to_pairs(c["prompt"], responses, scores.tolist(), min_gap)
+            for _ in range(ties):
+                log.skip("tie", c["where"])
+        for p in new:
+            if p.chosen == p.rejected:
+                log.skip("chosen_equals_rejected", c["where"])
+                continue
+            p.meta.update({"labeler": labeler, "source": c["where"]})
+            pairs.append(p)
+            log.kept += 1
+    return pairs
+
+
+def label_by_judge(candidates: Sequence[dict], judge, log: SkipLog | None = None) -> list[PreferencePair]:
+    """Every pair of responses, judged in both orders; order disagreements are ties."""
+    log = log if log is not None else SkipLog()
+    triples, owners = [], []
+    for c in candidates:
+        rs = c["responses"]
+        for i in range(len(rs)):
+            for j in range(i + 1, len(rs)):
+                triples.append((c["prompt"], rs[i], rs[j]))
+                owners.append(c)
+    pairs = []
+    for (prompt, a, b), c, v in zip(triples, owners, judge.compare(triples), strict=True):
+        if v.winner == 0:
+            log.skip("judge_position_disagreement", c["where"])
+            continue
+        chosen, rejected = (a, b) if v.winner > 0 else (b, a)
+        pairs.append(PreferencePair(prompt, chosen, rejected, meta={
+            "labeler": "judge", "source": c["where"], "judge_margin": abs(v.debiased),
+            "margin_ab": v.margin_ab, "margin_ba": v.margin_ba}))
+        log.kept += 1
+    return pairs
+
+
+def scorer_fn(scorer) -> ScoreFn:
+    """Reward model(s) -> score function: all responses of all records in one batched call."""
+
+    def fn(cands: Sequence[dict]) -> list[np.ndarray]:
+        prompts = [c["prompt"] for c in cands for _ in c["responses"]]
+        flat = scorer.score(prompts, [r for c in cands for r in c["responses"]])
+        bounds = np.cumsum([0] + [len(c["responses"]) for c in cands])
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    return fn
+
+
+def rules_fn(rule_scorer) -> ScoreFn:
+    def one(c: dict) -> np.ndarray | InvalidRecord:
+        n = len(c["responses"])
+        try:
+            return rule_scorer.score([c["prompt"]] * n, c["responses"], references=[c.get("reference")] * n)
+        except InvalidRecord as e:
+            return e
+
+    return lambda cands: [one(c) for c in cands]

@@ -1,0 +1,104 @@
+"""The `llm-recipe prefs ...` commands as library functions: each reads files, writes its output
+atomically plus a JSON report (counts, skips by reason with file:line), and returns the report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import PrefsConfig
+from ..files import write_json, write_jsonl
+from .agreement import agreement_report, filtered_pairs
+from .converters import read_preference_files
+from .human import read_annotations
+from .label import label_by_judge, label_by_scores, read_candidates, rules_fn, scorer_fn
+from .records import SkipLog, write_pairs
+
+
+def report_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".gz").removesuffix(".jsonl") + ".report.json")
+
+
+def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap: float = 0.0) -> dict:
+    """Any supported preference shape -> canonical pairs JSONL."""
+    pairs, log = read_preference_files(inputs, min_gap)
+    write_pairs(out, pairs)
+    report = {"pairs": len(pairs), **log.to_json()}
+    write_json(report_path(out), report)
+    return report
+
+
+def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, out: str | os.PathLike,
+             cfg: PrefsConfig, seed: int = 0, n_bundled: int = 64) -> dict:
+    """k candidates per prompt; prompts from files, or held-out bundled prompts when none."""
+    from ..models.loading import load_causal_lm, load_tokenizer
+    from .candidates import generate_candidates, read_prompts
+    from .synthetic import single_turn_examples
+
+    log = SkipLog()
+    if prompt_files:
+        prompts = read_prompts(prompt_files, log)
+    else:
+        prompts = [{"prompt": p, "where": "bundled"} for p, _ in single_turn_examples(4 * n_bundled, seed=20_000 + seed)]
+        prompts = prompts[:n_bundled]
+    if not prompts:
+        raise ValueError(f"no usable prompts ({log.summary()})")
+    model, tok = load_causal_lm(model_path), load_tokenizer(model_path)
+    records = generate_candidates(model, tok, prompts, cfg.candidates, seed)
+    write_jsonl(out, records)
+    report = {"prompts": len(prompts), "candidates_per_prompt": cfg.candidates.k,
+              "temperatures": records[0]["temperatures"], "read": log.to_json()}
+    write_json(report_path(out), report)
+    return report
+
+
+def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: PrefsConfig,
+          model: str | None = None) -> dict:
+    """Candidates -> pairs with the configured labeler (`model` overrides the judge/RM path)."""
+    lc = cfg.label
+    log = SkipLog()
+    cands = read_candidates(inputs, log)
+    log.kept = 0  # from here on, `kept` counts pairs
+    if lc.labeler == "rules":
+        from .rules import RuleScorer
+
+        pairs = label_by_scores(cands, rules_fn(RuleScorer(lc.rules)), "rules", lc.pairs, lc.min_gap, log)
+    elif lc.labeler == "rm":
+        from ..infer.reward import load_scorer
+
+        refs = [(model, 1.0)] if model else [(r.path, r.weight) for r in lc.reward_models]
+        if not refs:
+            raise ValueError("labeler 'rm' needs prefs.label.reward_models or --model")
+        pairs = label_by_scores(cands, scorer_fn(load_scorer(refs)), "rm", lc.pairs, lc.min_gap, log)
+    else:
+        from ..models.loading import load_causal_lm, load_tokenizer
+        from .judge import CausalLMJudge
+
+        path = model or lc.judge_model
+        if not path:
+            raise ValueError("labeler 'judge' needs prefs.label.judge_model or --model")
+        judge = CausalLMJudge(load_causal_lm(path), load_tokenizer(path), lc.judge_template, lc.judge_choices,
+                              lc.chat_format)
+        pairs = label_by_judge(cands, judge, log)
+    write_pairs(out, pairs)
+    report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json()}
+    write_json(report_path(out), report)
+    return report
+
+
+def agreement(inputs: Sequence[str | os.PathLike], report_out: str | os.PathLike, cfg: PrefsConfig,
+              pairs_out: str | os.PathLike | None = None) -> dict:
+    """Agreement report of human annotation files; optionally the kept items as pairs."""
+    items, log = read_annotations(inputs)
+    ac = cfg.agreement
+    report = agreement_report(items, ac.min_agreement, ac.min_annotators)
+    report["read"] = log.to_json()
+    if pairs_out is not None:
+        pairs, missing = filtered_pairs(items, report["kept_items"])
+        write_pairs(pairs_out, pairs)
+        report["filtered_pairs"] = len(pairs)
+        report["kept_items_without_texts"] = missing
+    write_json(report_out, report)
+    return report

@@ -1,0 +1,38 @@
+"""A generated preference set with a learnable style rule (the recipe's reference demo).
+
+chosen = STYLE_PREFIX + answer, rejected = answer, for single-turn prompts of the bundled SFT
+generator (Japanese and English). A reward model trained on it should prefer answers that
+start with the prefix; DPO on it should make the policy start answers that way. The prompts
+come from a different seed than the SFT set, so they are not the SFT training prompts.
+"""
+
+from __future__ import annotations
+
+from ..train.sft_bundled import generate_bundled_sft
+from .records import PreferencePair
+
+STYLE_PREFIX = "Let me explain. "
+
+
+def single_turn_examples(n: int, seed: int) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs from the bundled SFT generator, single-turn, no system prompt,
+    distinct prompts (first occurrence kept)."""
+    out: dict[str, str] = {}
+    for rec in generate_bundled_sft(n, seed=seed, system_prompt_rate=0.0):
+        if "messages" in rec:
+            msgs = rec["messages"]
+            if len(msgs) != 2 or msgs[0]["role"] != "user":
+                continue
+            prompt, answer = msgs[0]["content"], msgs[1]["content"]
+        else:  # Alpaca shape: the input is part of the request
+            prompt = rec["instruction"] + (f"\n\n{rec['input']}" if rec.get("input") else "")
+            answer = rec["output"]
+        out.setdefault(prompt, answer)
+    return list(out.items())
+
+
+def style_preference_pairs(n: int, seed: int = 0, prefix: str = STYLE_PREFIX) -> list[PreferencePair]:
+    """Up to `n` pairs (distinct prompts) preferring answers that start with `prefix`."""
+    # The generator repeats prompts; draw extra records so n distinct prompts are usually there.
+    examples = single_turn_examples(4 * n, seed=10_000 + seed)[:n]
+    return [PreferencePair(p, prefix + a, a, meta={"source": "style_synthetic"}) for p, a in examples]

@@ -1,0 +1,454 @@
+"""Stage 5a: the reward model, trained on the shared loop.
+
+Model: the (SFT) causal LM's backbone with a scalar head, i.e. transformers'
+`*ForSequenceClassification` with num_labels=1, so the saved directory loads with
+`AutoModelForSequenceClassification.from_pretrained(dir)` anywhere. The reward of a sequence is
+the head applied to the last non-pad token (what that class computes), or optionally to the mean
+of all token states (`pooling="mean"`, recorded in `reward_model.json`; use our scorer then).
+
+Loss (Bradley-Terry): -log sigmoid(r_chosen - r_rejected - margin), margin from graded data when
+present, plus the optional centering term c * mean((r_chosen + r_rejected)^2) that keeps rewards
+near zero (both as in TRL's RewardTrainer, whose loss this matches to float precision).
+
+Why it is faster than a plain pairwise batch: chosen and rejected share their prompt. With
+`share_prompt` each pair is ONE row, prefix + chosen tail + rejected tail, where the rejected
+tail attends to the prefix but not to the chosen tail and restarts its position ids where the
+prefix ends. Every token then sees exactly the context it would see alone (so rewards are the
+same), but the prompt is encoded once instead of twice and the batch has half the rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..files import write_json
+from ..preference.records import PreferencePair, SkipLog
+from ..provenance import write_run_manifest
+from ..tokenizer.chat_formats import (
+    ChatFormat,
+    apply_chat_format,
+    get_chat_format,
+    render,
+    resolve_chat_format,
+)
+from .loop import StepCallback, Trainer
+
+RM_INFO_FILE = "reward_model.json"
+DEFAULT_FORMAT = "alpaca_en"  # for base models that carry no chat format yet
+
+
+# ---- text and tokens ----------------------------------------------------------------------
+def reward_format(tokenizer, requested: str | None = None) -> ChatFormat:
+    """The chat format rewards are computed in: the requested one, else the one saved with the
+    model, else Alpaca (a pretrained model without SFT has none)."""
+    if requested is None and not getattr(tokenizer, "chat_template", None):
+        return get_chat_format(DEFAULT_FORMAT)
+    return resolve_chat_format(tokenizer, requested)
+
+
+def render_response(fmt: ChatFormat, tokenizer, prompt: str | list[dict], response: str) -> str:
+    """The text a reward is computed on: the conversation with `response` as the last turn."""
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return render(fmt, [*msgs, {"role": "assistant", "content": response}], tokenizer).text
+
+
+def encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    # Rendered text already holds the format's special tokens (BOS included): add none.
+    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+
+@dataclass
+class TokenizedPair:
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    margin: float = 0.0
+
+
+def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, fmt: ChatFormat, max_length: int,
+                   log: SkipLog | None = None) -> list[TokenizedPair]:
+    """Render and tokenize; pairs longer than `max_length` tokens are skipped and counted."""
+    log = log if log is not None else SkipLog()
+    out = []
+    bs = 256
+    for i in tqdm(range(0, len(pairs), bs), desc="tokenize pairs", leave=False, disable=len(pairs) < 4096):
+        chunk = pairs[i : i + bs]
+        ids_c = encode(tokenizer, [render_response(fmt, tokenizer, p.prompt, p.chosen) for p in chunk])
+        ids_r = encode(tokenizer, [render_response(fmt, tokenizer, p.prompt, p.rejected) for p in chunk])
+        for p, c, r in zip(chunk, ids_c, ids_r, strict=True):
+            if max(len(c), len(r)) > max_length:
+                log.skip("too_long", str(p.meta.get("source", "?")), f"{max(len(c), len(r))} > {max_length} tokens")
+            elif c == r:
+                log.skip("chosen_equals_rejected", str(p.meta.get("source", "?")), "identical after rendering")
+            else:
+                out.append(TokenizedPair(c, r, float(p.margin or 0.0)))
+                log.kept += 1
+    return out
+
+
+def last_non_pad(ids: Sequence[int], pad_id: int | None) -> int:
+    """Index the reward is read at: the rightmost non-pad token (transformers' rule, so the
+    trained head is read where `AutoModelForSequenceClassification` reads it)."""
+    if pad_id is None:
+        return len(ids) - 1
+    for i in range(len(ids) - 1, -1, -1):
+        if ids[i] != pad_id:
+            return i
+    return 0
+
+
+# ---- batches ------------------------------------------------------------------------------
+def collate_plain(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded rows (TRL's layout; also what scoring uses)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        attn[i, : len(s)] = 1
+    return {"input_ids": ids, "attention_mask": attn}
+
+
+def shared_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Common token prefix, leaving each side at least its last token (its reward position)."""
+    n = min(len(a), len(b)) - 1
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def collate_shared(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
+    """One row per pair: shared prefix, chosen tail, rejected tail (see module docstring)."""
+    rows, segs, poss, idx_c, idx_r = [], [], [], [], []
+    for p in pairs:
+        c, r = p.chosen_ids, p.rejected_ids
+        k = shared_prefix_len(c, r)
+        rows.append([*c, *r[k:]])
+        segs.append([0] * k + [1] * (len(c) - k) + [2] * (len(r) - k))
+        poss.append([*range(len(c)), *range(k, len(r))])
+        idx_c.append(last_non_pad(c, pad_id))
+        j = last_non_pad(r, pad_id)
+        idx_r.append(j if j < k else len(c) + j - k)
+    width = max(len(x) for x in rows)
+    n = len(rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    seg = torch.full((n, width), -1, dtype=torch.long)
+    pos = torch.zeros((n, width), dtype=torch.long)
+    for i in range(n):
+        m = len(rows[i])
+        ids[i, :m] = torch.as_tensor(rows[i])
+        seg[i, :m] = torch.as_tensor(segs[i])
+        pos[i, :m] = torch.as_tensor(poss[i])
+    q, k = seg[:, :, None], seg[:, None, :]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    allowed = causal & (k >= 0) & ~((q == 2) & (k == 1))
+    allowed |= torch.eye(width, dtype=torch.bool) & (q < 0)  # padding rows attend to themselves (no NaN)
+    return {
+        "input_ids": ids, "position_ids": pos, "segments": seg, "allowed": allowed[:, None],
+        "chosen_index": torch.tensor(idx_c), "rejected_index": torch.tensor(idx_r),
+    }
+
+
+class RewardObjective:
+    """Bradley-Terry reward-model objective for the shared `Trainer`."""
+
+    def __init__(self, pad_id: int, pooling: str = "last", share_prompt: bool = True,
+                 center_coef: float | None = None, use_margin: bool = True):
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"unknown pooling '{pooling}' (last, mean)")
+        self.pad_id = pad_id
+        self.pooling = pooling
+        self.share_prompt = share_prompt
+        self.center_coef = center_coef
+        self.use_margin = use_margin
+
+    def collate(self, examples: list[TokenizedPair]) -> dict[str, torch.Tensor]:
+        if self.share_prompt:
+            batch = collate_shared(examples, self.pad_id)
+        else:  # chosen rows then rejected rows, as TRL's DataCollatorForPreference
+            batch = collate_plain([e.chosen_ids for e in examples] + [e.rejected_ids for e in examples], self.pad_id)
+        batch["margin"] = torch.tensor([e.margin for e in examples], dtype=torch.float32)
+        batch["loss_tokens"] = len(examples)  # the loss is a mean over pairs: weight batches by pairs
+        return batch
+
+    def rewards(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if "allowed" in batch:
+            return shared_rewards(model, batch, self.pooling)
+        r = sequence_rewards(model, batch["input_ids"], batch["attention_mask"], self.pooling)
+        return torch.chunk(r, 2)
+
+    def loss(self, model, batch):
+        rc, rr = self.rewards(model, batch)
+        diff = rc - rr
+        if self.use_margin:
+            diff = diff - batch["margin"].to(diff.dtype)
+        loss = -F.logsigmoid(diff).mean()
+        if self.center_coef:
+            loss = loss + self.center_coef * ((rc + rr) ** 2).mean()
+        with torch.no_grad():
+            real = batch["segments"] >= 0 if "segments" in batch else batch["attention_mask"].bool()
+            metrics = {
+                "accuracy": (rc > rr).float().mean().item(),
+                "reward_margin": (rc - rr).mean().item(),
+                "reward_mean": torch.cat([rc, rr]).mean().item(),
+                "n_tokens": int(real.sum().item()),
+            }
+        return loss, metrics
+
+
+@contextlib.contextmanager
+def token_rewards(model):
+    """Capture the head's output for EVERY position ([batch, seq, 1]) during the model's forward.
+
+    The sequence classifier applies its head to all positions and then keeps the last non-pad
+    one; the hook keeps them all, so any position or pooling can be read. The head runs inside
+    the model's own forward, which DDP/FSDP wrappers need (sharded weights are only gathered
+    there). Mean pooling = mean of per-position rewards, as the head is affine.
+    """
+    core = getattr(model, "module", model)  # DDP / FSDP wrap the model; the head lives inside
+    captured: list[torch.Tensor] = []
+    handle = core.score.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def _attention_mask(model, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    impl = getattr(getattr(model, "module", model).config, "_attn_implementation", "sdpa")
+    if impl == "sdpa":
+        return allowed
+    if impl == "eager":  # eager attention adds the mask to the scores
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)
+    raise ValueError(f"share_prompt needs sdpa or eager attention (model uses '{impl}'): set rm.share_prompt=false")
+
+
+def _pool(r: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    w = weights.to(r.dtype)
+    return (r * w).sum(1) / w.sum(1)
+
+
+def shared_rewards(model, batch, pooling: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards of both sides of every pair from the shared-prefix rows (one forward pass)."""
+    with token_rewards(model) as captured:
+        model(input_ids=batch["input_ids"], attention_mask=_attention_mask(model, batch["allowed"], torch.float32),
+              position_ids=batch["position_ids"], use_cache=False)
+    r = captured[-1].squeeze(-1).float()  # [pairs, row length]
+    if pooling == "last":
+        rows = torch.arange(r.shape[0], device=r.device)
+        return r[rows, batch["chosen_index"]], r[rows, batch["rejected_index"]]
+    seg = batch["segments"]
+    return _pool(r, (seg == 0) | (seg == 1)), _pool(r, (seg == 0) | (seg == 2))
+
+
+def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One reward per right-padded row: exactly `AutoModelForSequenceClassification`'s logits
+    for last-token pooling."""
+    if pooling == "last":
+        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1).float()
+    with token_rewards(model) as captured:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return _pool(captured[-1].squeeze(-1).float(), attention_mask)
+
+
+@torch.no_grad()
+def score_token_ids(model, seqs: Sequence[Sequence[int]], pad_id: int, pooling: str = "last",
+                    batch_size: int = 32) -> np.ndarray:
+    """Rewards of tokenized sequences, batched by length (less padding), in input order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    out = np.zeros(len(seqs), dtype=np.float64)
+    try:
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            batch = collate_plain([seqs[i] for i in idx], pad_id)
+            r = sequence_rewards(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), pooling)
+            out[idx] = r.cpu().double().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+# ---- model ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # "score.weight newly initialized" is the point here
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def build_reward_model(base: str | os.PathLike, tokenizer, dtype: str = "float32", seed: int = 0,
+                       trust_remote_code: bool = False):
+    """A causal LM (dir or hub id) -> its `*ForSequenceClassification` with a fresh scalar head
+    (or an existing reward model, unchanged). The head's init is fixed by `seed`."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ..models.loading import DTYPES
+
+    if (os.path.sep in str(base) or str(base).startswith(".")) and not os.path.isdir(base):
+        raise FileNotFoundError(f"{base}: no such model directory")
+    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(base), num_labels=1, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+        except OSError as e:
+            raise FileNotFoundError(f"{base}: cannot load a reward model base ({str(e).splitlines()[0]})") from None
+    # The head reads the last token that is not padding: the model must know the pad id.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.id2label, model.config.label2id = {0: "reward"}, {"reward": 0}
+    return model
+
+
+def save_reward_model(model, tokenizer, out_dir: str | os.PathLike, info: dict) -> Path:
+    """HF directory (safetensors + tokenizer with its chat format) + `reward_model.json` with the
+    pooling and the normalization statistics."""
+    out = Path(out_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    write_json(out / RM_INFO_FILE, info)
+    return out
+
+
+# ---- training ------------------------------------------------------------------------------
+@dataclass
+class RMResult:
+    model_dir: Path
+    eval_accuracy: float | None
+    initial_eval_accuracy: float | None
+    train_accuracy: float
+    norm_mean: float
+    norm_std: float
+    steps: int
+    stopped_early: bool
+    report: dict
+
+
+def pairwise_accuracy(model, tokenizer, fmt: ChatFormat, pairs: Sequence[PreferencePair], pooling: str,
+                      batch_size: int = 32) -> dict:
+    """Share of pairs whose chosen response gets the higher reward (ties count as wrong)."""
+    if not pairs:
+        return {"pairs": 0, "accuracy": None}
+    texts = [render_response(fmt, tokenizer, p.prompt, t) for p in pairs for t in (p.chosen, p.rejected)]
+    r = score_token_ids(model, encode(tokenizer, texts), tokenizer.pad_token_id, pooling, batch_size)
+    rc, rr = r[0::2], r[1::2]
+    return {"pairs": len(pairs), "accuracy": float(np.mean(rc > rr)), "ties": int(np.sum(rc == rr)),
+            "mean_margin": float(np.mean(rc - rr)), "mean_chosen": float(rc.mean()),
+            "mean_rejected": float(rr.mean()), "reward_mean": float(r.mean()), "reward_std": float(r.std())}
+
+
+def train_reward_model(
+    *,
+    base: str | os.PathLike,
+    train_pairs: Sequence[PreferencePair],
+    eval_pairs: Sequence[PreferencePair],
+    cfg,  # config.RMConfig
+    output_dir: str | os.PathLike,
+    seed: int = 0,
+    resume: bool = True,
+    callbacks: Sequence[StepCallback] = (),
+    read_log: SkipLog | None = None,
+    inputs: Sequence[str | os.PathLike] = (),
+    full_config=None,
+) -> RMResult:
+    """Train a reward model from `base` (usually the SFT model) and save `output_dir/model`."""
+    from ..models.loading import load_tokenizer
+
+    out = Path(output_dir)
+    tokenizer = load_tokenizer(base, cfg.trust_remote_code)
+    fmt = reward_format(tokenizer, cfg.chat_format)
+    model = build_reward_model(base, tokenizer, cfg.dtype, seed, cfg.trust_remote_code)
+    if apply_chat_format(tokenizer, fmt):  # the format is saved with the RM and reused by scorers
+        model.resize_token_embeddings(len(tokenizer))
+    tok_log = SkipLog()
+    train = tokenize_pairs(train_pairs, tokenizer, fmt, cfg.max_length, tok_log)
+    evals = tokenize_pairs(eval_pairs, tokenizer, fmt, cfg.max_length, tok_log)
+    objective = RewardObjective(tokenizer.pad_token_id, cfg.pooling, cfg.share_prompt, cfg.center_rewards,
+                                cfg.use_margin)
+    lengths = [len(p.chosen_ids) + len(p.rejected_ids) for p in train] if cfg.group_by_length else None
+    trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
+                      callbacks=callbacks, group_by_length=lengths)
+    resumed = resume and trainer.resume("latest")
+    data_report = {
+        "read": read_log.to_json() if read_log else None,
+        "tokenize": tok_log.to_json(),
+        "train_pairs": len(train),
+        "eval_pairs": len(evals),
+        "dropped_pairs_per_epoch": trainer.dropped_per_epoch,
+        "format": fmt.name,
+        "resumed_from_step": trainer.state.step if resumed else None,
+    }
+    if trainer.is_main:
+        write_json(out / "data_report.json", data_report)
+        write_run_manifest(out, stage="reward_model", config=full_config or cfg, inputs=inputs,
+                           extra={"data_report": data_report})
+    result = trainer.fit()
+    final = trainer.unwrapped_model()
+    eval_acc = pairwise_accuracy(final, tokenizer, fmt, list(eval_pairs), cfg.pooling)
+    # Normalization: mean/std of rewards over the responses of (a sample of) the training set;
+    # the same rewards give the training-set pairwise accuracy.
+    ref = list(train_pairs[: cfg.norm_samples])
+    train_acc = pairwise_accuracy(final, tokenizer, fmt, ref, cfg.pooling)
+    mean, std = train_acc.pop("reward_mean"), train_acc.pop("reward_std") or 1.0
+    hist = result["history"]
+    report = {
+        "eval": eval_acc,
+        "train": train_acc,
+        "initial_eval_accuracy": next((h.get("eval_accuracy") for h in hist if h["step"] == 0), None),
+        "history": hist,
+        "normalization": {"mean": mean, "std": std, "responses": 2 * len(ref)},
+        "data": data_report,
+    }
+    model_dir = out / "model"
+    if trainer.is_main and not result["stopped_early"]:
+        save_reward_model(final, tokenizer, model_dir, {
+            "pooling": cfg.pooling,
+            "normalization": report["normalization"],
+            "format": fmt.name,
+            "max_length": cfg.max_length,
+            "eval_accuracy": eval_acc.get("accuracy"),
+            "base": str(base),
+        })
+        write_json(out / "rm_report.json", report)
+        from ..report.plots import plot_metrics
+
+        plot_metrics(out / "metrics.jsonl", out / "loss.png", keys=("loss", "eval_loss", "eval_accuracy"),
+                     title="reward model: loss and held-out pairwise accuracy")
+    return RMResult(
+        model_dir=model_dir,
+        eval_accuracy=eval_acc.get("accuracy"),
+        initial_eval_accuracy=report["initial_eval_accuracy"],
+        train_accuracy=train_acc["accuracy"],
+        norm_mean=mean,
+        norm_std=std,
+        steps=result["step"],
+        stopped_early=result["stopped_early"],
+        report=report,
+    )
+
+
+def rm_result_summary(res: RMResult) -> dict:
+    d = asdict(res)
+    d["model_dir"] = str(res.model_dir)
+    d.pop("report")
+    return d

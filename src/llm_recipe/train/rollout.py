@@ -1,0 +1,175 @@
+"""The rollout phase shared by PPO and GRPO: sample responses, score them, re-score tokens.
+
+  generate()          batched sampling from the current policy with a KV cache, at the configured
+                      temperature / top-k / top-p (transformers' logits processors, the same ones as
+                      `infer.sampling`). Unlike `infer.sampling.sample` the stop token is *kept* as
+                      the response's last token: stopping is an action the policy is trained on
+                      (without it a length reward could never be resisted), and the whole batch
+                      draws from one seeded generator (one `multinomial` per step, not per row).
+  token_logprobs()    one forward pass over prompt + response returning per-token log-probs of the
+                      response (at the sampling temperature, as TRL does) and optionally entropies
+                      and the last hidden states (for a value head).
+  score_responses()   sequence rewards from any `Scorer` (reward model(s), rules), with the optional
+                      length penalty and the fixed penalty for responses that never stopped.
+
+Layout of a rollout batch: prompts left-padded to width P (so every prompt ends in one column),
+responses right-padded to width T; `response_mask` [B, T] marks real response tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..infer.sampling import SamplingParams, logits_processors
+from .rl_math import entropy_from_logits
+
+
+@dataclass
+class Rollout:
+    prompts: list  # what the scorer sees (prompt text or messages), one per row
+    query_ids: torch.Tensor  # [B, P] left-padded
+    query_mask: torch.Tensor  # [B, P]
+    response_ids: torch.Tensor  # [B, T] right-padded with pad_id
+    response_mask: torch.Tensor  # [B, T] float
+    stopped: torch.Tensor  # [B] bool: the response ended with a stop token
+    texts: list[str]  # decoded responses, without the stop token
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(1)
+
+    def select(self, idx: torch.Tensor) -> Rollout:
+        il = idx.tolist()
+        return Rollout([self.prompts[i] for i in il], self.query_ids[idx], self.query_mask[idx],
+                       self.response_ids[idx], self.response_mask[idx], self.stopped[idx],
+                       [self.texts[i] for i in il])
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, *,
+             stop_ids: Sequence[int], seed: int) -> Rollout:
+    """Sample one response per prompt (repeat prompts for GRPO groups). Deterministic for a seed."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    query, qmask = left_pad(prompt_ids, pad_id)
+    query, qmask = query.to(device), qmask.to(device)
+    B = query.shape[0]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    procs = logits_processors(params)
+    stops = torch.tensor(sorted(set(stop_ids)), device=device)
+    seq, attn, step_ids, past = query, qmask, query, None
+    out = torch.full((B, params.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    was_training = model.training
+    model.eval()
+    n = 0
+    try:
+        for t in range(params.max_new_tokens):
+            pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
+            o = model(input_ids=step_ids, attention_mask=attn, position_ids=pos, past_key_values=past,
+                      use_cache=True, logits_to_keep=1)
+            past = o.past_key_values
+            scores = procs(seq, o.logits[:, -1, :].float())
+            if params.temperature == 0:
+                nxt = scores.argmax(-1)
+            else:
+                nxt = torch.multinomial(torch.softmax(scores, -1).cpu(), 1, generator=gen).squeeze(1).to(device)
+            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+            out[:, t] = nxt
+            n = t + 1
+            is_stop = torch.isin(nxt, stops) & ~done
+            stopped |= is_stop
+            done |= is_stop
+            if bool(done.all()):
+                break
+            seq = torch.cat([seq, nxt[:, None]], 1)
+            attn = torch.cat([attn, (~done | is_stop).long()[:, None]], 1)
+            step_ids = nxt[:, None]
+    finally:
+        model.train(was_training)
+    out = out[:, :n]
+    # Real tokens: up to and including the stop token.
+    after_stop = torch.cumsum(torch.isin(out, stops).long(), 1) - torch.isin(out, stops).long()
+    mask = (after_stop == 0).float()
+    texts = []
+    for i in range(B):
+        toks = out[i, : int(mask[i].sum())].tolist()
+        if stopped[i]:
+            toks = toks[:-1]
+        texts.append(tokenizer.decode(toks, skip_special_tokens=True))
+    return Rollout(list(prompts), query.cpu(), qmask.cpu(), out.cpu(), mask.cpu(), stopped.cpu(), texts)
+
+
+def token_logprobs(model, r: Rollout, temperature: float = 1.0, *, entropy: bool = False,
+                   hidden: bool = False) -> dict[str, torch.Tensor]:
+    """Log-probs [B, T] of the response tokens under `model` (grad flows if enabled by the caller).
+    Logits are divided by the sampling temperature, the distribution the tokens were drawn from."""
+    device = next(model.parameters()).device
+    ids = torch.cat([r.query_ids, r.response_ids], 1).to(device)
+    attn = torch.cat([r.query_mask, r.response_mask.long()], 1).to(device)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    T = r.response_ids.shape[1]
+    o = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False,
+              logits_to_keep=T + 1, output_hidden_states=hidden)
+    logits = o.logits[:, :-1].float()  # position j predicts response token j
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    target = r.response_ids.to(device)
+    logp = torch.gather(torch.log_softmax(logits, -1), 2, target[:, :, None]).squeeze(2)
+    out = {"logp": logp}
+    if entropy:
+        out["entropy"] = entropy_from_logits(logits.detach())
+    if hidden:
+        # The hidden state at the position that *produced* token j values the state before it.
+        out["hidden"] = o.hidden_states[-1][:, -T - 1 : -1]
+    return out
+
+
+def score_responses(scorer, r: Rollout, *, missing_eos_penalty: float | None = None,
+                    length_penalty: float = 0.0) -> np.ndarray:
+    """Sequence rewards: scorer score, minus `length_penalty` per response token, minus
+    `missing_eos_penalty` for responses cut by max_new_tokens (never stopped)."""
+    scores = np.asarray(scorer.score(r.prompts, r.texts), dtype=np.float64).copy()
+    if length_penalty:
+        scores -= length_penalty * r.lengths.numpy()
+    if missing_eos_penalty is not None:
+        scores -= missing_eos_penalty * (~r.stopped).numpy()
+    return scores
+
+
+class StartsWithScorer:
+    """Rule reward: `reward` if the response starts with `prefix`, else 0 (the style target)."""
+
+    def __init__(self, prefix: str, reward: float = 1.0):
+        self.prefix, self.reward = prefix, reward
+
+    def score(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray:
+        return np.array([self.reward * r.lstrip().startswith(self.prefix) for r in responses], dtype=np.float64)
+
+
+class LengthScorer:
+    """A reward that rewards length alone (`per_char` per character): the reward-hacking probe."""
+
+    def __init__(self, per_char: float = 0.05):
+        self.per_char = per_char
+
+    def score(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray:
+        return np.array([self.per_char * len(r) for r in responses], dtype=np.float64)

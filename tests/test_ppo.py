@@ -1,0 +1,205 @@
+"""PPO / GRPO end to end on a tiny SFT model: the style target, KL bound, reward hacking, stability.
+
+The SFT model is trained here (module fixture) on short answers of which 40% start with
+"Let me explain.", so the style exists but is rare before RL. The reward is the rule scorer
+`StartsWithScorer` (same `score(prompts, responses)` interface as the reward models).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from llm_recipe.config import GRPOConfig, PPOConfig, SFTConfig
+from llm_recipe.train.ppo import RLSetup, RLStabilityError, run_ppo, style_prompts
+from llm_recipe.train.rollout import LengthScorer, StartsWithScorer, generate
+
+PREFIX = "Let me explain."
+KL_BOUND = 10.0  # nats per response (sum over tokens of log pi/pi_ref), held-out prompts
+RL = dict(n_prompts=128, eval_prompts=32, max_new_tokens=20, rollout_batch_size=32, minibatch_size=16,
+          epochs=2, num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def sft_dir(tokenizer_dir, tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from llm_recipe.models.presets import build_preset_model
+    from llm_recipe.preference.synthetic import single_turn_examples
+    from llm_recipe.train.sft import run_sft
+
+    out = tmp_path_factory.mktemp("rl_sft")
+    rng = random.Random(0)
+    recs = []
+    for p, a in single_turn_examples(1500, seed=1)[:500]:
+        a = a[:24].rsplit(" ", 1)[0] if len(a) > 24 else a
+        recs.append({"messages": [{"role": "user", "content": p},
+                                  {"role": "assistant", "content": (PREFIX + " " + a) if rng.random() < 0.4 else a}]})
+    data = out / "sft.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cfg = SFTConfig(data=[data], max_steps=150, lr=3e-3, batch_size=16, eval_every=1000, warmup_steps=10,
+                    max_length=64, num_threads=2)
+    return run_sft(init=build_preset_model("micro", tok, seed=0), tokenizer=tok, cfg=cfg,
+                   output_dir=out / "sft", seed=0, resume=False).model_dir
+
+
+def _setup(sft_dir, scorer, cfg) -> RLSetup:
+    from llm_recipe.models.loading import load_causal_lm, load_tokenizer
+
+    train_p, eval_p = style_prompts(cfg, seed=0)
+    return RLSetup.build(load_causal_lm(sft_dir), load_tokenizer(sft_dir), scorer, train_p, eval_p)
+
+
+def test_ppo_reaches_style_target_within_kl_bound(sft_dir, tmp_path):
+    # lam=1: the untrained critic does not discount the terminal reward on its way to the first token.
+    cfg = PPOConfig(**RL, iterations=18, lr=2e-3, beta=0.05, kl_estimator="k1", lam=1.0)
+    s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
+    res = run_ppo(s, cfg, tmp_path / "ppo", seed=0)
+    assert res.before["success"] < 0.5, res.before
+    assert res.after["success"] >= 0.8, (res.before, res.after)
+    assert res.after["score"] > res.before["score"]
+    assert res.after["kl"] < KL_BOUND, res.after
+    # every iteration logged every metric; the plot and the model are in the run folder
+    lines = [json.loads(x) for x in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == list(range(1, 19))
+    for k in ("reward_mean", "reward_std", "kl", "entropy", "clipfrac", "approx_kl", "vf_loss", "explained_var",
+              "response_len", "success", "beta"):
+        assert all(k in x for x in lines), k
+    # the sampled rollouts (not only the held-out answers) moved to the style
+    assert np.mean([x["success"] for x in lines[-3:]]) > lines[0]["success"] + 0.4
+    assert (tmp_path / "ppo" / "rl_metrics.png").stat().st_size > 1000
+    assert (res.model_dir / "model.safetensors").exists()
+
+
+def _length_growth(sft_dir, tmp_path, beta: float) -> tuple[float, float]:
+    cfg = PPOConfig(**{**RL, "max_new_tokens": 24}, iterations=8, lr=1e-3, beta=beta, kl_estimator="k1",
+                    success_prefix=None)
+    s = _setup(sft_dir, LengthScorer(per_char=0.05), cfg)
+    res = run_ppo(s, cfg, tmp_path / f"len-{beta}", seed=0, save=False)
+    # mean response length of the rollouts: first iteration vs the last two
+    lens = [h["response_len"] for h in res.history]
+    return lens[0], float(np.mean(lens[-2:]))
+
+
+def test_reward_hacking_length_grows_much_less_with_kl_penalty(sft_dir, tmp_path):
+    b0, a0 = _length_growth(sft_dir, tmp_path, beta=0.0)
+    b1, a1 = _length_growth(sft_dir, tmp_path, beta=0.5)
+    assert b0 == b1  # same start
+    assert a0 - b0 > 4.0, (b0, a0)  # beta = 0: length alone is maximised
+    assert a1 - b1 < 0.5 * (a0 - b0), (b1, a1, a0)
+
+
+def test_ppo_kl_penalty_objective_and_adaptive_beta(sft_dir, tmp_path):
+    cfg = PPOConfig(**RL, iterations=3, lr=1e-3, objective="kl_penalty", kl_target=0.5, kl_horizon=100,
+                    kl_estimator="k3", beta=0.1)
+    res = run_ppo(_setup(sft_dir, StartsWithScorer(PREFIX), cfg), cfg, tmp_path / "pen", seed=0, save=False)
+    betas = [h["beta"] for h in res.history]
+    assert len(betas) == 3 and betas != [0.1] * 3  # the controller moved beta
+    assert all(h["clipfrac"] == 0.0 for h in res.history)  # no clipping in the penalty variant
+
+
+def test_grpo_reaches_style_target(sft_dir, tmp_path):
+    from llm_recipe.train.grpo import run_grpo
+
+    # G=4: 8 distinct prompts per rollout of 32 (G=8 sees only 4, and generalises worse to held-out ones)
+    cfg = GRPOConfig(**RL, iterations=15, lr=2e-3, group_size=4, beta=0.1)
+    s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
+    res = run_grpo(s, cfg, tmp_path / "grpo", seed=0)
+    assert res.before["success"] < 0.5
+    # Within the test budget GRPO gets 25/32 held-out prompts (PPO: 29/32); asserted as measured.
+    assert res.after["success"] >= 0.75, (res.before, res.after)
+    assert res.after["success"] > res.before["success"] + 0.5
+    assert res.after["kl"] < KL_BOUND
+    assert np.mean([h["success"] for h in res.history[-3:]]) > res.history[0]["success"] + 0.4
+    assert (tmp_path / "grpo" / "rl_metrics.png").exists()
+
+
+class _NaNScorer:
+    def __init__(self, every: int):
+        self.every = every
+
+    def score(self, prompts, responses, normalize=True):
+        r = np.ones(len(responses))
+        r[:: self.every] = np.nan
+        return r
+
+
+def test_nan_rewards_stop_or_are_skipped_and_counted(sft_dir, tmp_path):
+    cfg = PPOConfig(**{**RL, "eval_prompts": 1}, iterations=2)
+    s = _setup(sft_dir, _NaNScorer(4), cfg)
+    before = [p.detach().clone() for p in s.policy.parameters()]
+    with pytest.raises(RLStabilityError, match="8 of 32 rewards are NaN/inf"):
+        run_ppo(s, cfg, tmp_path / "stop", seed=0, save=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, s.policy.parameters(), strict=True))  # untouched
+    skip = cfg.model_copy(update={"on_bad_reward": "skip"})
+    res = run_ppo(s, skip, tmp_path / "skip", seed=0, save=False)
+    assert res.counts["nonfinite_rewards"] == 16  # 8 per iteration, counted
+    assert all(np.isfinite(p.detach()).all() for p in s.policy.parameters())
+    assert len(res.history) == 2
+
+
+def test_empty_response_batch_stops_with_message(sft_dir, tmp_path):
+    cfg = PPOConfig(**{**RL, "eval_prompts": 1}, iterations=2)
+    s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
+    s.stop_ids = list(range(len(s.tokenizer)))  # every token ends the response at once: all empty
+    with pytest.raises(RLStabilityError, match="every response in the batch is empty"):
+        run_ppo(s, cfg, tmp_path / "empty", seed=0, save=False)
+    res = run_ppo(s, cfg.model_copy(update={"on_bad_reward": "skip"}), tmp_path / "empty2", seed=0, save=False)
+    assert res.counts == {"empty_batches": 2, "skipped_iterations": 2} and res.history == []
+
+
+def test_rollout_keeps_stop_token_and_is_seeded(sft_dir):
+    from llm_recipe.infer.sampling import SamplingParams
+
+    cfg = PPOConfig(**RL)
+    s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
+    p = SamplingParams(max_new_tokens=20, temperature=1.0)
+    a = generate(s.policy, s.tokenizer, s.train_prompts[:16], s.train_ids[:16], p, stop_ids=s.stop_ids, seed=5)
+    b = generate(s.policy, s.tokenizer, s.train_prompts[:16], s.train_ids[:16], p, stop_ids=s.stop_ids, seed=5)
+    assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
+    assert a.stopped.any()
+    for i in torch.nonzero(a.stopped).squeeze(1).tolist():
+        n = int(a.response_mask[i].sum())
+        assert a.response_ids[i, n - 1].item() in s.stop_ids  # the stop token is the last real token
+        assert a.response_mask[i, n:].sum() == 0
+
+
+def test_separate_critic_from_a_model_dir_is_trained(sft_dir, tmp_path):
+    from llm_recipe.train.ppo import load_critic
+
+    cfg = PPOConfig(**{**RL, "eval_prompts": 1}, iterations=1, value_model="reward_model")
+    critic = load_critic(sft_dir)  # a reward model dir in the recipe; any causal LM dir works (fresh head)
+    head_before = critic.score.weight.detach().clone()
+    res = run_ppo(_setup(sft_dir, StartsWithScorer(PREFIX), cfg), cfg, tmp_path / "critic", seed=0,
+                  critic=critic, save=False)
+    assert np.isfinite(res.history[0]["vf_loss"])
+    assert not torch.equal(head_before, critic.score.weight)
+    with pytest.raises(ValueError, match="needs a critic"):
+        run_ppo(_setup(sft_dir, StartsWithScorer(PREFIX), cfg), cfg, tmp_path / "c2", seed=0, save=False)
+
+
+def test_cli_ppo_and_grpo(sft_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from llm_recipe.cli import app
+
+    small = ["--set", "ppo.iterations=1", "--set", "ppo.rollout_batch_size=8", "--set", "ppo.minibatch_size=8",
+             "--set", "ppo.n_prompts=16", "--set", "ppo.eval_prompts=4", "--set", "ppo.max_new_tokens=8"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["ppo", "--model", str(sft_dir), "-o", str(tmp_path), *small])
+    assert res.exit_code == 0, res.output
+    assert "success" in res.output and (tmp_path / "ppo" / "model" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "ppo" / "run.json").read_text())["stage"] == "ppo"
+    again = runner.invoke(app, ["ppo", "--model", str(sft_dir), "-o", str(tmp_path), *small])
+    assert again.exit_code == 0 and len((tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()) == 1
+    g = [x.replace("ppo.", "grpo.") for x in small] + ["--set", "grpo.group_size=4"]
+    res = runner.invoke(app, ["grpo", "--model", str(sft_dir), "-o", str(tmp_path), *g])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "grpo" / "summary.json").exists()
+    bad = runner.invoke(app, ["ppo", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "give --model" in bad.output

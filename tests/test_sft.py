@@ -1,0 +1,227 @@
+"""SFT end to end: the tiny pretrained model follows the template after SFT on the bundled set.
+
+One module-scoped SFT run (the demo's pretrained model when `llm-recipe demo` has been run in
+this checkout, else a tiny model pretrained here for fewer steps) feeds several tests.
+"""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from typer.testing import CliRunner
+
+from llm_recipe.cli import app
+from llm_recipe.config import GenerateConfig, LoRAConfig, ModelConfig, PretrainConfig, SFTConfig
+from llm_recipe.data.sample_corpus import sample_corpus_files
+from llm_recipe.models.loading import load_causal_lm, load_tokenizer
+from llm_recipe.models.presets import build_preset_model
+from llm_recipe.tokenizer.chat_formats import (
+    FORMATS,
+    ChatFormatMismatchWarning,
+    resolve_chat_format,
+)
+from llm_recipe.train.loop import Trainer
+from llm_recipe.train.pretrain import run_pretraining
+from llm_recipe.train.sft import (
+    SFTObjective,
+    dedupe_prompts,
+    held_out_prompts,
+    load_sft_data,
+    run_sft,
+    template_following,
+)
+from llm_recipe.train.sft_data import Conversation, collate_rows, pack_examples, tokenize_examples
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "runs" / "demo" / "pretrain" / "model"
+SFT = dict(bundled_examples=1600, max_steps=100, lr=3e-3, batch_size=8, warmup_steps=7, max_length=256,
+           eval_every=50, eval_batches=8, log_every=10, format="chatml")
+# Greedy with the project's default repetition penalty (GenerateConfig), which breaks greedy loops.
+GREEDY = GenerateConfig(prompts=[], temperature=0.0, max_new_tokens=96, repetition_penalty=1.1)
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory, small_corpus_dir, tokenizer):
+    # LLM_RECIPE_TEST_FRESH_BASE=1 forces the self-contained path (what CI without a demo run does).
+    if (DEMO_MODEL / "model.safetensors").exists() and not os.environ.get("LLM_RECIPE_TEST_FRESH_BASE"):
+        return DEMO_MODEL
+    res = run_pretraining(
+        data_files=sample_corpus_files(small_corpus_dir), tokenizer=tokenizer, model_cfg=ModelConfig(preset="tiny"),
+        cfg=PretrainConfig(max_steps=120, batch_size=16, block_size=128, lr=3e-3, warmup_steps=10, eval_every=1000,
+                           eval_batches=2, log_every=20),
+        output_dir=tmp_path_factory.mktemp("base"), seed=0)
+    return res.model_dir
+
+
+@pytest.fixture(scope="module")
+def sft_run(base_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sft")
+    cfg = SFTConfig(**SFT)
+    res = run_sft(init=base_model, tokenizer=load_tokenizer(base_model), cfg=cfg, output_dir=out, seed=0)
+    return res, cfg
+
+
+@pytest.fixture(scope="module")
+def held_out(sft_run):
+    res, cfg = sft_run
+    tok = load_tokenizer(res.model_dir)
+    data = load_sft_data(cfg, tok, resolve_chat_format(tok), seed=0)
+    return held_out_prompts(dedupe_prompts(data.held_out), 40)
+
+
+def test_sft_lowers_held_out_answer_loss(sft_run):
+    res, _ = sft_run
+    assert res.steps == SFT["max_steps"] and not res.stopped_early
+    # Answer-token loss on held-out conversations falls by more than half.
+    assert res.final_eval_loss < 0.5 * res.initial_eval_loss
+
+
+def test_sft_model_follows_the_template_on_held_out_prompts(sft_run, base_model, held_out):
+    res, _ = sft_run
+    prompts, langs = held_out
+    assert len(prompts) >= 25
+    tuned, tok = load_causal_lm(res.model_dir), load_tokenizer(res.model_dir)
+    after = template_following(tuned, tok, prompts, GREEDY, expect_langs=langs)
+    before = template_following(load_causal_lm(base_model), load_tokenizer(base_model), prompts, GREEDY,
+                                chat_format="chatml", expect_langs=langs)
+    # Stops by itself at end of turn, non-empty, in the prompt's language (translations: the target's).
+    assert after["rate"] >= 0.85, after["samples"]
+    assert before["rate"] <= 0.5  # the base model does not: this is what SFT taught
+    # English and Japanese prompts both count.
+    ok_langs = {lang for lang, s in zip(langs, after["samples"], strict=True) if s["ok"]}
+    assert ok_langs == {"ja", "en"}
+
+
+def test_saved_model_carries_its_chat_format(sft_run):
+    res, _ = sft_run
+    tok = AutoTokenizer.from_pretrained(res.model_dir)
+    assert tok.chat_template == FORMATS["chatml"].template
+    model = AutoModelForCausalLM.from_pretrained(res.model_dir)
+    assert tok.convert_tokens_to_ids("<|im_end|>") in model.generation_config.eos_token_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_chat_format(tok).name == "chatml"
+    with pytest.warns(ChatFormatMismatchWarning):
+        resolve_chat_format(tok, "llama2")
+
+
+def test_run_writes_reports(sft_run):
+    res, _ = sft_run
+    out = res.model_dir.parent
+    rep = json.loads((out / "data_report.json").read_text())
+    assert rep["data"]["skipped"] == {} and rep["data"]["records"] == SFT["bundled_examples"]
+    assert rep["train_examples"] + rep["eval_examples"] == rep["data"]["kept"] == SFT["bundled_examples"]
+    assert set(rep["coverage"]["categories"]) >= {"qa", "code", "safety", "translation"}
+    assert rep["padding"]["packed"] < 0.05 < rep["padding"]["random_batches"]
+    events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("token_acc" in e for e in events) and any("eval_loss" in e for e in events)
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "run.json").read_text())["stage"] == "sft"
+
+
+def test_cli_generate_chat_and_sft_stats(sft_run, tmp_path):
+    res, _ = sft_run
+    runner = CliRunner()
+    r = runner.invoke(app, ["generate", "-m", str(res.model_dir), "-p", "What is the capital of France?",
+                            "--chat", "--set", "generate.temperature=0"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("> What is the capital of France?\n") and "[length]" not in r.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"instruction": "x", "output": "y"}\nnope\n')
+    r = runner.invoke(app, ["sft-stats", "-d", str(bad), "-t", str(res.model_dir), "--out", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert "no_assistant_turn: 1" in r.output and "invalid_json: 1" in r.output and "SKEW" in r.output
+    assert json.loads((tmp_path / "s.json").read_text())["data"]["kept"] == 1
+    r = runner.invoke(app, ["generate", "-m", str(res.model_dir), "-p", "x", "--format", "vicuna"])
+    assert r.exit_code == 2 and "unknown chat format" in r.output
+
+
+# ---- small, independent checks (micro model) ---------------------------------------------------
+
+CONVS = [
+    [{"role": "user", "content": "What is the capital of France?"}, {"role": "assistant", "content": "Paris."}],
+    [{"role": "user", "content": "猫は何を食べますか？"}, {"role": "assistant", "content": "魚や肉を食べます。"},
+     {"role": "user", "content": "犬は？"}, {"role": "assistant", "content": "犬は肉を食べます。"}],
+    [{"role": "user", "content": "Write a story."}, {"role": "assistant", "content": "Once upon a time, a cat."}],
+]
+
+
+def test_packed_logits_equal_each_conversation_alone(tokenizer):
+    model = build_preset_model("micro", tokenizer, seed=0).eval()
+    exs = tokenize_examples([Conversation(c) for c in CONVS], tokenizer, FORMATS["chatml"], max_length=512)
+    rows = pack_examples(exs, 512)
+    assert len(rows) == 1 and rows[0].n_seqs == 3
+    batch = collate_rows(rows, tokenizer.pad_token_id)
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        starts = np.flatnonzero(rows[0].position_ids == 0).tolist() + [len(rows[0])]
+        for a, b in zip(starts[:-1], starts[1:], strict=True):
+            ids = torch.from_numpy(rows[0].input_ids[a:b]).long()[None]
+            alone = model(input_ids=ids).logits[0]
+            torch.testing.assert_close(packed[a:b], alone, atol=1e-5, rtol=1e-5)
+        # Without per-conversation positions (one long causal sequence) the logits would differ.
+        flat = model(input_ids=batch["input_ids"]).logits[0]
+        assert not torch.allclose(flat[starts[1]:starts[2]], packed[starts[1]:starts[2]], atol=1e-3)
+
+
+def _loop_metrics(tmp_path, tokenizer, rows, batch_size, grad_accum):
+    cfg = SFTConfig(max_steps=1, batch_size=batch_size, grad_accum=grad_accum, lr=1e-3, warmup_steps=0,
+                    log_every=1, max_grad_norm=1e9)
+    model = build_preset_model("micro", tokenizer, seed=0)
+    trainer = Trainer(model, SFTObjective(tokenizer.pad_token_id), rows, cfg, tmp_path, seed=0)
+    trainer.fit()
+    return json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_grad_accumulation_averages_over_tokens_not_micro_batches(tmp_path, tokenizer):
+    # Two rows with very different numbers of answer tokens.
+    convs = [CONVS[0], [{"role": "user", "content": "Tell me a long story."},
+                        {"role": "assistant", "content": "Once upon a time " * 12}]]
+    rows = [r for c in convs for r in pack_examples(tokenize_examples([Conversation(c)], tokenizer,
+                                                                      FORMATS["chatml"], max_length=512), 512)]
+    one = _loop_metrics(tmp_path / "a", tokenizer, rows, batch_size=2, grad_accum=1)
+    accum = _loop_metrics(tmp_path / "b", tokenizer, rows, batch_size=1, grad_accum=2)
+    # Same token-level mean loss and the same gradient (its norm, logged before clipping).
+    assert accum["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert accum["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
+
+
+def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path, tokenizer):
+    base = tmp_path / "base"
+    build_preset_model("micro", tokenizer, seed=0).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    cfg = SFTConfig(bundled_examples=64, max_steps=3, batch_size=4, lr=1e-2, warmup_steps=0, eval_every=100,
+                    lora=LoRAConfig(r=4, alpha=8))
+    res = run_sft(init=str(base), tokenizer=load_tokenizer(base), cfg=cfg, output_dir=tmp_path / "sft", seed=0)
+    assert res.report["trainable_parameters"] < 0.2 * res.report["parameters"]
+    assert (tmp_path / "sft" / "adapter" / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(res.model_dir)  # a plain model: no peft needed to load it
+    assert not any("lora" in k for k in merged.state_dict())
+    original = AutoModelForCausalLM.from_pretrained(base)
+    q0, q1 = original.model.layers[0].self_attn.q_proj.weight, merged.model.layers[0].self_attn.q_proj.weight
+    assert not torch.allclose(q0, q1)  # the adapters were trained and merged in
+    torch.testing.assert_close(original.model.embed_tokens.weight, merged.model.embed_tokens.weight)  # frozen
+    with pytest.raises(ValueError, match="LoRA"):
+        run_sft(init=str(base), tokenizer=load_tokenizer(base), output_dir=tmp_path / "x",
+                cfg=SFTConfig(lora=LoRAConfig(), save_every=10, max_steps=1))
+
+
+def test_cli_sft_stage_samples_the_same_prompts_before_and_after(tmp_path, tokenizer):
+    base = tmp_path / "base"
+    build_preset_model("micro", tokenizer, seed=0).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    r = CliRunner().invoke(app, ["sft", "-m", str(base), "-o", str(tmp_path / "run"), "--set", "sft.max_steps=2",
+                                 "--set", "sft.bundled_examples=64", "--set", "sft.batch_size=4",
+                                 "--set", "generate.max_new_tokens=4"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "run" / "sft"
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["prompt"] for s in samples] == SFTConfig().demo_prompts
+    assert all({"before", "after"} <= set(s) for s in samples)
+    follow = json.loads((out / "template_following.json").read_text())
+    assert follow["before"]["n"] == follow["after"]["n"] > 0
+    assert AutoTokenizer.from_pretrained(out / "model").chat_template == FORMATS["chatml"].template
