@@ -1,13 +1,11 @@
 """SFT end to end: the tiny pretrained model follows the template after SFT on the bundled set.
 
-One module-scoped SFT run (the demo's pretrained model when `llm-recipe demo` has been run in
-this checkout, else a tiny model pretrained here for fewer steps) feeds several tests.
+One module-scoped SFT run, on a tiny model pretrained here (fewer steps than the demo, so the
+result never depends on what else the checkout holds), feeds several tests.
 """
 
 import json
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,7 +35,6 @@ from llm_recipe.train.sft import (
 )
 from llm_recipe.train.sft_data import Conversation, collate_rows, pack_examples, tokenize_examples
 
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "runs" / "demo" / "pretrain" / "model"
 SFT = dict(bundled_examples=1600, max_steps=100, lr=3e-3, batch_size=8, warmup_steps=7, max_length=256,
            eval_every=50, eval_batches=8, log_every=10, format="chatml")
 # Greedy with the project's default repetition penalty (GenerateConfig), which breaks greedy loops.
@@ -46,9 +43,6 @@ GREEDY = GenerateConfig(prompts=[], temperature=0.0, max_new_tokens=96, repetiti
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory, small_corpus_dir, tokenizer):
-    # LLM_RECIPE_TEST_FRESH_BASE=1 forces the self-contained path (what CI without a demo run does).
-    if (DEMO_MODEL / "model.safetensors").exists() and not os.environ.get("LLM_RECIPE_TEST_FRESH_BASE"):
-        return DEMO_MODEL
     res = run_pretraining(
         data_files=sample_corpus_files(small_corpus_dir), tokenizer=tokenizer, model_cfg=ModelConfig(preset="tiny"),
         cfg=PretrainConfig(max_steps=120, batch_size=16, block_size=128, lr=3e-3, warmup_steps=10, eval_every=1000,

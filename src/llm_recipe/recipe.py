@@ -1,8 +1,9 @@
 """Run a whole recipe, stage by stage, from one config (`llm-recipe run` / `llm-recipe demo`).
 
-Today's stages: corpus (curated when the recipe has a `curate:` section) -> tokenizer ->
-pretrain -> sample. Each stage writes into its own
-folder under `output_dir` and is skipped when its output is already complete, so re-running
+Stages: corpus (curated when the recipe has a `curate:` section) -> tokenizer -> pretrain ->
+sample, then, for each section the recipe has: sft -> rm -> bon -> dpo -> ppo -> grpo (the RL
+stages start from the SFT model; PPO and GRPO score with the recipe's reward model when it has an
+`rm:` section). Each stage writes into its own folder under `output_dir` and is skipped when its output is already complete, so re-running
 an interrupted recipe continues where it stopped (pretraining resumes from its checkpoint).
 """
 
@@ -87,6 +88,36 @@ def stage_sft(cfg: RecipeConfig, model_dir: Path, out: Path) -> Path:
     return sft_stage(cfg, cfg.sft.init_from or model_dir, out / "sft", log=_log)
 
 
+def _alignment_stages(cfg: RecipeConfig, sft_dir: Path, out: Path, timed) -> dict[str, str]:
+    """The stages after SFT, each only when the recipe has its section; returns their artifacts."""
+    arts: dict[str, str] = {}
+    rm_dir = None
+    if cfg.rm:
+        from .train.reward_stage import stage_rm
+
+        rm_dir = timed("rm", stage_rm, cfg, sft_dir, out)
+        arts["reward_model"] = str(rm_dir)
+    if cfg.bon:
+        from .train.reward_stage import stage_bon
+
+        arts["best_of_n_report"] = str(timed("bon", stage_bon, cfg, sft_dir, rm_dir, out))
+    if cfg.dpo:
+        from .train.dpo_style import stage_dpo
+
+        arts["dpo_model"] = str(timed("dpo", stage_dpo, cfg, sft_dir, out))
+    if cfg.ppo:
+        from .train.ppo import stage_ppo
+
+        res = timed("ppo", stage_ppo, cfg, sft_dir, rm_dir, out)
+        arts["ppo_model"] = str(res.model_dir)
+    if cfg.grpo:
+        from .train.grpo import stage_grpo
+
+        res = timed("grpo", stage_grpo, cfg, sft_dir, rm_dir, out)
+        arts["grpo_model"] = str(res.model_dir)
+    return arts
+
+
 def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str, str]:
     """Run every stage; return {artifact name: path}. Writes `recipe.yaml` and `summary.json`."""
     out = Path(cfg.output_dir)
@@ -108,6 +139,7 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str
     model_dir = timed("pretrain", stage_pretrain, cfg, files, tokenizer, out)
     samples = timed("sample", stage_sample, cfg, model_dir, out)
     sft_dir = timed("sft", stage_sft, cfg, model_dir, out) if cfg.sft else None
+    aligned = _alignment_stages(cfg, sft_dir, out, timed) if sft_dir else {}
     artifacts = {
         "config": str(out / "recipe.yaml"),
         "corpus": str(Path(files[0]).parent),
@@ -116,7 +148,13 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str
         "pretrain_metrics": str(out / "pretrain" / "metrics.jsonl"),
         "samples": str(samples),
         **({"sft_model": str(sft_dir), "sft_samples": str(out / "sft" / "samples.jsonl")} if sft_dir else {}),
+        **aligned,
     }
-    write_json(out / "summary.json", {"artifacts": artifacts, "seconds": timings,
+    from .report.headline import format_headline, headline_results
+
+    results = headline_results(out)
+    for line in format_headline(results):
+        log(line)
+    write_json(out / "summary.json", {"artifacts": artifacts, "results": results, "seconds": timings,
                                       "total_seconds": round(time.perf_counter() - t0, 1)})
     return artifacts
