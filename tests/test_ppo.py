@@ -107,12 +107,12 @@ def test_grpo_reaches_style_target(sft_dir, tmp_path):
     from llm_recipe.train.grpo import run_grpo
 
     # G=4: 8 distinct prompts per rollout of 32 (G=8 sees only 4, and generalises worse to held-out ones)
-    cfg = GRPOConfig(**RL, iterations=15, lr=2e-3, group_size=4, beta=0.1)
+    cfg = GRPOConfig(**RL, iterations=20, lr=2e-3, group_size=4, beta=0.1)
     s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
     res = run_grpo(s, cfg, tmp_path / "grpo", seed=0)
     assert res.before["success"] < 0.5
-    # Within the test budget GRPO gets 25/32 held-out prompts (PPO: 29/32); asserted as measured.
-    assert res.after["success"] >= 0.75, (res.before, res.after)
+    # Measured: 29/32 held-out prompts (seeds 1, 2: 30/32, 31/32), KL 7-9 nats.
+    assert res.after["success"] >= 0.8, (res.before, res.after)
     assert res.after["success"] > res.before["success"] + 0.5
     assert res.after["kl"] < KL_BOUND
     assert np.mean([h["success"] for h in res.history[-3:]]) > res.history[0]["success"] + 0.4

@@ -60,3 +60,25 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tmp_path):
     assert (out / "pretrain" / "model" / "model.safetensors").read_bytes() == weights
     seconds = json.loads((out / "summary.json").read_text())["seconds"]
     assert all(seconds[k] < 1.0 for k in ("pretrain", "sft", "rm", "bon", "dpo", "ppo")), seconds
+
+
+def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(tmp_path, monkeypatch):
+    import llm_recipe.train.pretrain as pretrain
+    from llm_recipe.train.loop import stop_at_step
+
+    out = tmp_path / "run"
+    args = ["run", "--config", "tiny", "--output-dir", str(out), *FAST, "--set", "pretrain.max_steps=8",
+            *(f"--set={s}=null" for s in ("sft", "rm", "bon", "dpo", "ppo"))]
+    real = pretrain.run_pretraining
+    # What SIGTERM does inside the loop: save a checkpoint and return early.
+    monkeypatch.setattr(pretrain, "run_pretraining", lambda **kw: real(**kw, callbacks=[stop_at_step(5)]))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 143 and "stopped: pretraining stopped at step 5" in res.output, res.output
+    assert not (out / "samples.jsonl").exists() and not (out / "summary.json").exists()  # later stages never ran
+    monkeypatch.setattr(pretrain, "run_pretraining", real)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample"]
+    steps = [json.loads(ln)["step"] for ln in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 8 and summary["results"]["pretrain"]["eval_loss_last"] > 0

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from .config import ConfigError, RecipeConfig, load_config, parse_overrides
+from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 
@@ -41,6 +42,9 @@ def friendly_errors(fn):
         except (ConfigError, UserError, FileNotFoundError) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
+        except StoppedEarly as e:  # SIGTERM mid-training: the checkpoint is saved, not an error to debug
+            typer.secho(f"stopped: {e}", fg="yellow", err=True)
+            sys.exit(143)
 
     return wrapper
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import RecipeConfig, dump_config
 from .files import atomic_write, write_json
+from .train.interrupt import StoppedEarly
 
 
 def _log(msg: str) -> None:
@@ -63,6 +64,9 @@ def stage_pretrain(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -
         return run_dir / "model"
     res = run_pretraining(data_files=files, tokenizer=tokenizer, model_cfg=cfg.model, cfg=cfg.pretrain,
                           output_dir=run_dir, seed=cfg.seed, resume=True, full_config=cfg)
+    if res.stopped_early:
+        raise StoppedEarly(f"pretraining stopped at step {res.steps} (checkpoint saved in {run_dir / 'checkpoints'}); "
+                           "run the same command again to resume")
     _log(f"pretrain: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
     return res.model_dir
 
@@ -131,6 +135,11 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str
         t = time.perf_counter()
         log(f"stage {name} ...")
         res = fn(*args)
+        model = getattr(res, "model_dir", res)  # a model directory, or a result that names one
+        if isinstance(model, Path) and model.name == "model" and not (model / "model.safetensors").exists():
+            # A training stage interrupted after its checkpoint: later stages would load nothing.
+            raise StoppedEarly(f"stage {name} stopped before its last step (checkpoint saved); "
+                               "run the same command again to resume")
         timings[name] = round(time.perf_counter() - t, 1)
         return res
 

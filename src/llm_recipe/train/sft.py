@@ -22,6 +22,7 @@ from ..models.loading import load_causal_lm
 from ..models.presets import count_parameters
 from ..provenance import write_run_manifest
 from ..tokenizer.chat_formats import apply_chat_format, resolve_chat_format, stop_token_ids
+from .interrupt import StoppedEarly
 from .loop import StepCallback, Trainer
 from .sft_bundled import generate_bundled_sft
 from .sft_coverage import coverage_report
@@ -292,7 +293,7 @@ def sft_stage(cfg, base_model_dir: str | os.PathLike, out_dir: str | os.PathLike
         res = run_sft(init=base_model_dir, tokenizer=load_tokenizer(base_model_dir), cfg=sft_cfg, output_dir=out,
                       seed=cfg.seed, full_config=cfg)
         if res.stopped_early:
-            raise RuntimeError("SFT stopped early (checkpoint saved); run again to resume")
+            raise StoppedEarly(f"SFT stopped at step {res.steps} (checkpoint saved); run the same command again to resume")
         log(f"sft: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
     if (out / "samples.jsonl").exists():
         return model_dir
