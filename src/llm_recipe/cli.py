@@ -300,9 +300,9 @@ def prefs_agreement(inputs: FilesArg,
 
     cfg = resolve(config, set_, None, None)
     rep = _user_errors(agreement, inputs, report, cfg.prefs or PrefsConfig(), pairs)
-    kappa = "n/a" if rep["kappa"] is None else f"{rep['kappa']:.3f}"
+    kappa, raw = ("n/a" if rep[k] is None else f"{rep[k]:.3f}" for k in ("kappa", "raw_agreement"))
     typer.echo(f"annotators: {len(rep['annotators'])}  items: {rep['items_rated']}  kappa: {kappa} ({rep['band']})  "
-               f"raw agreement: {rep['raw_agreement']}  disagreements: {len(rep['disagreements'])}  "
+               f"raw agreement: {raw}  disagreements: {len(rep['disagreements'])}  "
                f"kept: {len(rep['kept_items'])}")
     _echo_skips(rep["read"])
 

@@ -51,7 +51,10 @@ def stage_rm(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.
         _log(f"reward model data: {log.summary()}")
     res = train_reward_model(base=rc.init_from or str(sft_model_dir), train_pairs=train, eval_pairs=held, cfg=rc,
                              output_dir=run_dir, seed=cfg.seed, read_log=log, inputs=inputs, full_config=cfg)
-    _log(f"reward model: held-out pairwise accuracy {res.initial_eval_accuracy} -> {res.eval_accuracy} "
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    _log(f"reward model: held-out pairwise accuracy {pct(res.initial_eval_accuracy)} -> {pct(res.eval_accuracy)} "
          f"({len(held)} pairs, {res.steps} steps)")
     return res.model_dir
 
