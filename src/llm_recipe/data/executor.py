@@ -34,6 +34,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..config import ConfigError
 from ..files import BadLine, write_json, write_jsonl
 from .pipeline import (
     Doc,
@@ -50,8 +51,8 @@ from .writers import ShardWriter
 MAX_AUDIT = 1000  # bad-input records listed by file:line in stats.json (all are counted)
 
 
-class ResumeMismatch(ValueError):
-    """`out_dir` holds a run with a different configuration."""
+class ResumeMismatch(ConfigError):
+    """`out_dir` holds a run with a different configuration (a ConfigError: one line in the CLI)."""
 
 
 @dataclass
@@ -162,7 +163,7 @@ def _check_fingerprint(state: Path, fingerprint: str, resume: bool) -> None:
         if old != fingerprint:
             raise ResumeMismatch(
                 f"{state.parent}: holds a run with a different config or inputs; "
-                "use another output dir or disable resume"
+                "use another output dir or --set curate.executor.resume=false"
             )
     write_json(marker, {"fingerprint": fingerprint})
 
