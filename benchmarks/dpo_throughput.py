@@ -2,16 +2,22 @@
 
 Same model (the `tiny` preset, same initial weights), same pairs (the style set, rendered with the
 same ChatML template, so both train on identical tokens), same batch size, steps, lr, schedule,
-β and max length. Three runs:
+β and max length. Apples to apples for the final loss: both see the pairs in the same order (the
+batches llm-recipe's length-grouped sampler draws are handed to TRL in that order, with TRL's
+sequential sampler) and the same cosine schedule without warmup (HF's linear warmup starts at
+lr 0, ours at lr/warmup_steps, so with warmup the two runs would take different steps).
+Three runs:
   trl            TRL defaults: a reference model forward every step
   trl+precompute TRL with precompute_ref_log_probs=True (its fastest setting here)
   llm-recipe     defaults: reference log-probs precomputed once, one row per pair (prompt encoded
                  once), LM head only on response positions, length-grouped batches
 Each time covers everything between "pairs tokenized" and "training done", reference
 precomputation included. Final quality: the DPO loss of each trained model on held-out pairs
-(same reference log-probs, same code), with its standard error.
+(same reference log-probs, same code), with its standard error, and the difference to
+llm-recipe's with the paired standard error (same pairs: per-pair loss differences).
 
     python benchmarks/dpo_throughput.py [--pairs 512] [--steps 24] [--batch 16] [--threads 2]
+    quick check: --pairs 96 --steps 3 --batch 8
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ def build(tmp: Path, n_pairs: int, seed: int):
 
 
 def run_trl(model_dir: Path, tok, pairs, args, precompute: bool, out: Path):
+    """`pairs` already in llm-recipe's batch order; TRL reads them sequentially."""
     from datasets import Dataset
     from trl import DPOConfig as TRLConfig
     from trl import DPOTrainer
@@ -58,7 +65,8 @@ def run_trl(model_dir: Path, tok, pairs, args, precompute: bool, out: Path):
     ds = Dataset.from_list([{"prompt": p.messages(), "chosen": [{"role": "assistant", "content": p.chosen}],
                              "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs])
     targs = TRLConfig(output_dir=str(out), report_to="none", beta=0.1, per_device_train_batch_size=args.batch,
-                      max_steps=args.steps, learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=2,
+                      max_steps=args.steps, learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0,
+                      train_sampling_strategy="sequential",
                       weight_decay=0.0, max_grad_norm=1.0, max_length=args.max_length, use_cpu=True, bf16=False,
                       save_strategy="no", logging_steps=args.steps, precompute_ref_log_probs=precompute,
                       seed=args.seed, dataloader_num_workers=0, disable_tqdm=True)
@@ -83,7 +91,7 @@ def run_ours(model_dir: Path, tok, pairs, args, out: Path):
     from llm_recipe.train.loop import Trainer
     from llm_recipe.train.reference_logps import attach_reference_logps
 
-    cfg = DPOConfig(batch_size=args.batch, max_steps=args.steps, lr=args.lr, warmup_steps=2, min_lr_ratio=0.0,
+    cfg = DPOConfig(batch_size=args.batch, max_steps=args.steps, lr=args.lr, warmup_steps=0, min_lr_ratio=0.0,
                     betas=(0.9, 0.999), weight_decay=0.0, max_grad_norm=1.0, max_length=args.max_length,
                     log_every=args.steps, eval_every=10**6)
     policy = load_causal_lm(model_dir)
@@ -97,12 +105,18 @@ def run_ours(model_dir: Path, tok, pairs, args, out: Path):
     t1 = time.perf_counter()
     trainer.fit()
     t_train = time.perf_counter() - t1
-    return trainer.unwrapped_model(), t_init, t_train
+    if len(train) != len(pairs):
+        raise RuntimeError("pairs were dropped in tokenization: the batch order would not carry over to TRL")
+    order, epoch = [], 0
+    while len(order) < args.steps * args.batch:  # the pairs in the order our loop drew them
+        order += [int(i) for b in trainer._epoch_batches(epoch) for i in b]
+        epoch += 1
+    return trainer.unwrapped_model(), t_init, t_train, order[: args.steps * args.batch]
 
 
 @torch.no_grad()
-def heldout_loss(model, ref_dir: Path, tok, pairs, max_length: int) -> tuple[float, float]:
-    """Mean DPO loss (β=0.1) on held-out pairs and its standard error."""
+def heldout_losses(model, ref_dir: Path, tok, pairs, max_length: int) -> torch.Tensor:
+    """Per-pair DPO loss (β=0.1) on held-out pairs."""
     from llm_recipe.config import DPOConfig
     from llm_recipe.models.loading import load_causal_lm
     from llm_recipe.tokenizer.chat_formats import resolve_chat_format
@@ -120,7 +134,11 @@ def heldout_loss(model, ref_dir: Path, tok, pairs, max_length: int) -> tuple[flo
         pol.append(torch.stack([c, r], 1))
     pol = torch.cat(pol)
     losses, _, _ = preference_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], beta=DPOConfig().beta)
-    return losses.mean().item(), (losses.std() / math.sqrt(len(losses))).item()
+    return losses
+
+
+def mean_se(x: torch.Tensor) -> tuple[float, float]:
+    return x.mean().item(), (x.std() / math.sqrt(len(x))).item()
 
 
 def main() -> None:
@@ -139,19 +157,26 @@ def main() -> None:
         model_dir, tok, train, evals = build(tmp, args.pairs, args.seed)
         print(f"pairs: {len(train)} train, {len(evals)} held out; batch {args.batch}, {args.steps} steps, "
               f"{args.threads} threads, torch {torch.__version__}")
-        results = {}
-        for name in ("trl", "trl+precompute", "llm-recipe"):
+        # Untimed warm-up (one-time torch/allocator initialisation), so the first timed run,
+        # which is ours, does not pay it.
+        run_ours(model_dir, tok, train, argparse.Namespace(**{**vars(args), "steps": 2}), tmp / "warmup")
+        results, losses = {}, {}
+        for name in ("llm-recipe", "trl", "trl+precompute"):  # ours first: it fixes the data order
             torch.manual_seed(args.seed)
             if name == "llm-recipe":
-                model, t_init, t_train = run_ours(model_dir, tok, train, args, tmp / "ours")
+                model, t_init, t_train, order = run_ours(model_dir, tok, train, args, tmp / "ours")
             else:
-                model, t_init, t_train = run_trl(model_dir, tok, train, args, name.endswith("precompute"),
-                                                 tmp / name)
-            loss, se = heldout_loss(model, model_dir, tok, evals, args.max_length)
+                model, t_init, t_train = run_trl(model_dir, tok, [train[i] for i in order], args,
+                                                 name.endswith("precompute"), tmp / name)
+            losses[name] = heldout_losses(model, model_dir, tok, evals, args.max_length)
             total = t_init + t_train
             results[name] = args.steps * args.batch / total
+            loss, se = mean_se(losses[name])
             print(f"{name:>15}: {results[name]:7.2f} pairs/s  (setup+reference {t_init:6.1f} s, "
                   f"train {t_train:6.1f} s)  held-out DPO loss {loss:.4f} ± {se:.4f}")
+        for name in ("trl", "trl+precompute"):
+            d, se = mean_se(losses[name] - losses["llm-recipe"])  # paired: same held-out pairs
+            print(f"held-out loss {name} - llm-recipe: {d:+.2e} ± {se:.2e} (paired SE)")
         ours = results["llm-recipe"]
         print(f"ratio vs TRL defaults:        {ours / results['trl']:.2f}x  (goal >= 1.5x)")
         print(f"ratio vs TRL precompute_ref:  {ours / results['trl+precompute']:.2f}x  (goal >= 1.1x)")

@@ -3,6 +3,16 @@
 A small SFT model is trained here (the `micro` preset on the bundled set's single-turn QA
 conversations) so the module stays within the test budget; `stage_dpo` is the same call the
 recipe makes.
+
+Why the fixture looks the way it does (measured while closing issue 8): with the session's
+1200-token vocabulary and 254 QA records, the micro SFT model answers held-out prompts with
+near-random fragments ("The capital of Spt is Spto."), and even the SFT model itself, fed the
+prefix, continues with other garbage: no DPO setting kept the content (mean ROUGE-L vs SFT
+0.12-0.21 over lr 5e-4..3e-3, β 0.1..1, α 1..3; 0.32 after 400 SFT steps). With the demo's
+vocabulary size (4096: whole words and entity names are single tokens) and ~4x the QA records
+(1060), the same model answers in fluent templates ("The main language of China is Spanish."),
+and DPO long enough to learn the 8-token prefix keeps those templates after it (lr 3e-3, α 1:
+40 steps 0% prefix; 80 steps 100%, overlap 0.48; 120 steps 100%, overlap 0.64).
 """
 
 import json
@@ -16,28 +26,34 @@ from llm_recipe.config import DPOConfig, RecipeConfig, SFTConfig
 from llm_recipe.files import write_jsonl
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.models.presets import build_preset_model
+from llm_recipe.preference.text_metrics import rouge_l
+from llm_recipe.tokenizer.train import train_and_save
 from llm_recipe.train.dpo import preference_loss, sequence_logps
 from llm_recipe.train.dpo_data import collate_shared, tokenize_dpo_pairs
-from llm_recipe.train.dpo_style import stage_dpo, style_pairs_from_sft
+from llm_recipe.train.dpo_style import stage_dpo, strip_prefix, style_pairs_from_sft
 from llm_recipe.train.sft import run_sft
 from llm_recipe.train.sft_bundled import generate_bundled_sft
 
 PREFIX = "Let me explain."
+STEPS = 120
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, tokenizer):
+def demo(tmp_path_factory, corpus_texts):
     out = tmp_path_factory.mktemp("dpo_demo")
-    records = [r for r in generate_bundled_sft(3000, seed=0, system_prompt_rate=0.0)
-               if r["category"] == "qa" and len(r.get("messages", [])) == 2]
+    tokenizer = train_and_save(corpus_texts, out / "tokenizer", vocab_size=4096)  # the demo's vocab size
+    records = [r for r in generate_bundled_sft(12000, seed=0, system_prompt_rate=0.0)
+               if r["category"] == "qa" and len(r.get("messages", [])) == 2]  # ~1000 single-turn QA
     write_jsonl(out / "qa.jsonl", records)
     sft_cfg = SFTConfig(data=[out / "qa.jsonl"], max_steps=200, batch_size=16, max_length=64, lr=3e-3,
                         warmup_steps=10, eval_every=1000, log_every=50, eval_fraction=0.15)
     sft = run_sft(init=build_preset_model("micro", tokenizer, seed=0), tokenizer=tokenizer, cfg=sft_cfg,
                   output_dir=out / "sft", seed=0)
+    # α = 1 (NLL on chosen) keeps the answer after the prefix likely; 120 steps: the prefix starts
+    # ~140 nats less likely than the plain answer and is greedy-first only after ~80 steps.
     cfg = RecipeConfig(output_dir=out, sft=sft_cfg,
-                       dpo=DPOConfig(max_steps=40, style_pairs=200, batch_size=16, lr=3e-3, sft_alpha=1.0,
-                                     eval_every=10, log_every=5, eval_prompts=30, max_new_tokens=24))
+                       dpo=DPOConfig(max_steps=STEPS, style_pairs=200, batch_size=16, lr=3e-3, sft_alpha=1.0,
+                                     eval_every=40, log_every=10, eval_prompts=30, max_new_tokens=24))
     model_dir = stage_dpo(cfg, sft.model_dir, out)
     return {"out": out, "cfg": cfg, "sft_dir": sft.model_dir, "model_dir": model_dir,
             "report": json.loads((out / "dpo" / "style_report.json").read_text()),
@@ -49,11 +65,19 @@ def test_dpo_teaches_the_prefix(demo):
     assert rep["prompts"] >= 15  # held-out QA prompts: seen by neither SFT nor DPO
     assert rep["sft_rate"] <= 0.10
     assert rep["dpo_rate"] >= 0.90
-    # Content overlap with the SFT answer is reported (rouge_l per sample, overlap_mean), not asserted:
-    # the micro test model does not keep it (see the report of issue 8).
-    assert len(rep["samples"]) == rep["prompts"] and all("rouge_l" in s for s in rep["samples"])
-    starts = [s["dpo"].lstrip().startswith(PREFIX) for s in rep["samples"]]
+    samples = rep["samples"]
+    assert len(samples) == rep["prompts"]
+    starts = [s["dpo"].lstrip().startswith(PREFIX) for s in samples]
     assert sum(starts) / len(starts) == rep["dpo_rate"]
+    # The rest of the answer keeps the SFT answer's content: ROUGE-L F1 of the DPO answer minus the
+    # prefix against the SFT model's own greedy answer to the same held-out prompt (same
+    # max_new_tokens). Measured: mean 0.64, 74% of prompts >= 0.5 (same template and most words,
+    # the guessed entity may differ); a model that drifts scores ~0.2 (see the module docstring),
+    # unrelated answers ~0. Thresholds leave ~3 prompts of margin.
+    own = [rouge_l(strip_prefix(s["dpo"], PREFIX), s["sft"]) for s in samples]
+    assert [s["rouge_l"] for s in samples] == pytest.approx(own, abs=1e-3)
+    assert rep["overlap_mean"] >= 0.5
+    assert rep["overlap_ge_0.5"] >= 0.6
 
 
 def test_step0_loss_is_log2_and_metrics_every_logging_step(demo):
@@ -65,9 +89,9 @@ def test_step0_loss_is_log2_and_metrics_every_logging_step(demo):
     assert ev0["eval_reward_accuracy"] == 0.0  # ties are not wins
     assert ev0["eval_reward_margin"] == pytest.approx(0.0, abs=1e-6)
     first_train = next(e for e in m if "reward_accuracy" in e and "lr" in e)
-    assert first_train["step"] == 5
+    assert first_train["step"] == 10
     train_steps = [e["step"] for e in m if "lr" in e]
-    assert train_steps == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert train_steps == list(range(10, STEPS + 1, 10))
     for e in m:
         if "lr" in e:
             for k in ("loss", "dpo_loss", "reward_chosen", "reward_rejected", "reward_accuracy", "reward_margin",

@@ -110,6 +110,9 @@ class SFTConfig(TrainConfig):
         "bundled", description="JSONL files (messages / instruction+output / prompt+completion) or 'bundled'"
     )
     bundled_examples: int = Field(3000, ge=8, description="size of the generated bundled set")
+    bundled_style_share: float = Field(
+        0.0, ge=0, le=1, description="share of bundled single-turn answers that begin with 'Let me explain. ' "
+        "(a rare style the later alignment stages amplify)")
     eval_fraction: float = Field(0.05, gt=0, lt=0.5, description="held-out share, split by prompt hash")
     format: Literal["alpaca", "alpaca_en", "alpaca_ja", "chatml", "llama2", "tokenizer"] = Field(
         "chatml", description="prompt format; 'alpaca' picks JA/EN headers per conversation")
@@ -283,6 +286,9 @@ class RLConfig(Section):
         "to the reference is always measured on samples at `temperature`")
     ent_coef: float = Field(0.0, ge=0, description="entropy bonus")
     num_threads: int | None = Field(None, ge=1)
+    lora: LoRAConfig | None = Field(
+        None, description="train LoRA adapters only; the reference is then the policy with adapters disabled "
+        "(one model copy in memory instead of two)")
 
 
 class PPOConfig(RLConfig):

@@ -58,7 +58,7 @@ def style_pairs_from_sft(sft_cfg: SFTConfig, cfg: DPOConfig, seed: int = 0) -> S
 
     stats = DataStats()
     if sft_cfg.data == "bundled":
-        records = generate_bundled_sft(sft_cfg.bundled_examples, seed)
+        records = generate_bundled_sft(sft_cfg.bundled_examples, seed, style_share=sft_cfg.bundled_style_share)
         convs = conversations_from_records(((f"bundled:{i + 1}", r) for i, r in enumerate(records)), stats,
                                            sft_cfg.system_prompt)
     else:

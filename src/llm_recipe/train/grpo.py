@@ -32,6 +32,7 @@ from .ppo import (
     make_optimizer,
     optimizer_step,
     prompt_batch,
+    reference_logprobs,
     sampling_params,
     set_lr,
     style_prompts,
@@ -93,8 +94,9 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
         adv = adv.to(device)
         mask = r.response_mask.to(device)
         with torch.no_grad():
-            old_logp = token_logprobs(s.policy, r, cfg.temperature)["logp"]
-            ref_logp = token_logprobs(s.ref, r, cfg.temperature)["logp"] if cfg.beta else None
+            # log pi_old from the sampling pass: no second forward over the rollout
+            old_logp = r.logp.to(device) if r.logp is not None else token_logprobs(s.policy, r, cfg.temperature)["logp"]
+            ref_logp = reference_logprobs(s, r, cfg.temperature) if cfg.beta else None
         n_items = float(mask.sum())
         stats: dict[str, list[float]] = {}
         g = torch.Generator().manual_seed(seed * 7 + it)
@@ -119,7 +121,7 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
                              **{k: float(v) for k, v in st.items()}}.items():
                     stats.setdefault(k, []).append(v)
         with torch.no_grad():
-            ref_now = ref_logp if ref_logp is not None else token_logprobs(s.ref, r, cfg.temperature)["logp"]
+            ref_now = ref_logp if ref_logp is not None else reference_logprobs(s, r, cfg.temperature)
             seq_kl = float((kl_estimate(old_logp, ref_now, "k1") * mask).sum(1).mean())
         stats.pop("kl", None)
         rec = {"step": it + 1, "reward_mean": float(scores.mean()), "reward_std": float(scores.std()),
@@ -150,5 +152,5 @@ def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str 
     init = gcfg.init_from or sft_model_dir
     tokenizer = load_tokenizer(init)
     setup = RLSetup.build(load_causal_lm(init), tokenizer, build_scorer(gcfg, rm_dir),
-                          *style_prompts(gcfg, cfg.seed), chat_format=gcfg.chat_format)
+                          *style_prompts(gcfg, cfg.seed), chat_format=gcfg.chat_format, lora=gcfg.lora)
     return run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg)

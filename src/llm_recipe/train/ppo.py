@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import PPOConfig, RecipeConfig, RLConfig
+from ..config import LoRAConfig, PPOConfig, RecipeConfig, RLConfig
 from ..infer.generate import chat_prompt_ids
 from ..infer.sampling import SamplingParams
 from ..tokenizer.chat_formats import resolve_chat_format, stop_token_ids
@@ -52,7 +52,7 @@ from .rl_math import (
     masked_whiten,
     shaped_rewards,
 )
-from .rollout import Rollout, generate, score_responses, token_logprobs
+from .rollout import Rollout, generate, model_inputs, score_responses, token_logprobs
 from .schedule import cosine_with_warmup
 
 PLOT_KEYS = ("reward_mean", "kl", "success", "response_len", "entropy", "clipfrac", "approx_kl", "vf_loss",
@@ -67,7 +67,7 @@ class RLStabilityError(RuntimeError):
 @dataclass
 class RLSetup:
     policy: torch.nn.Module
-    ref: torch.nn.Module
+    ref: torch.nn.Module | None  # `policy` itself with LoRA (adapters disabled); None once merged
     tokenizer: object
     scorer: object
     train_prompts: list[str]
@@ -76,21 +76,57 @@ class RLSetup:
     eval_ids: list[list[int]] = field(default_factory=list)
     stop_ids: list[int] = field(default_factory=list)
 
+    @property
+    def lora(self) -> bool:
+        return self.ref is self.policy
+
     @classmethod
     def build(cls, policy, tokenizer, scorer, train_prompts: Sequence[str], eval_prompts: Sequence[str],
-              chat_format: str | None = None, ref=None) -> RLSetup:
-        """Render prompts with the policy's chat format; the reference is a frozen copy of the policy."""
+              chat_format: str | None = None, ref=None, lora: LoRAConfig | None = None) -> RLSetup:
+        """Render prompts with the policy's chat format. The reference is a frozen copy of the
+        policy, or with `lora` the policy itself: LoRA adapters are added and trained, and the
+        reference log-probs are computed with the adapters disabled (no second copy in memory)."""
         if not train_prompts:
             raise ValueError("no training prompts for RL: nothing to roll out")
         fmt = resolve_chat_format(tokenizer, chat_format)
-        ref = ref if ref is not None else copy.deepcopy(policy)
-        ref.eval().requires_grad_(False)
+        # Old, current and reference log-probs are compared token by token: dropout noise would
+        # bias the ratios and the KL (TRL's PPO/GRPO turn it off too).
+        for m in policy.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
         stops = set(stop_token_ids(tokenizer, fmt))
         eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
         stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if lora is not None:
+            if ref is not None:
+                raise ValueError("with LoRA the reference is the policy with adapters disabled: pass no ref")
+            policy = ref = with_lora(policy, lora)
+        else:
+            ref = ref if ref is not None else copy.deepcopy(policy)
+            ref.eval().requires_grad_(False)
         return cls(policy, ref, tokenizer, scorer, list(train_prompts), list(eval_prompts),
                    chat_prompt_ids(tokenizer, fmt, list(train_prompts)),
                    chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], sorted(stops))
+
+
+def with_lora(model, lora: LoRAConfig):
+    """The model wrapped with trainable LoRA adapters (base weights frozen), via peft."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+
+
+def reference_logprobs(s: RLSetup, r: Rollout, temperature: float) -> torch.Tensor:
+    """Per-token log-probs [B, T] of the reference (no grad): the frozen copy, or with LoRA the
+    policy with its adapters switched off, which computes exactly the untouched base model."""
+    if s.ref is None:
+        raise RuntimeError("this RL setup's LoRA policy was merged into its weights: it has no reference any more")
+    with torch.no_grad():
+        if s.lora:
+            with s.policy.disable_adapter():
+                return token_logprobs(s.policy, r, temperature)["logp"]
+        return token_logprobs(s.ref, r, temperature)["logp"]
 
 
 def sampling_params(cfg: RLConfig, temperature: float | None = None) -> SamplingParams:
@@ -114,8 +150,8 @@ def evaluate_policy(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
         return {}
     r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, sampling_params(cfg), stop_ids=s.stop_ids,
                  seed=seed)
-    logp = token_logprobs(s.policy, r, cfg.temperature)["logp"]
-    ref_logp = token_logprobs(s.ref, r, cfg.temperature)["logp"]
+    logp = r.logp if r.logp is not None else token_logprobs(s.policy, r, cfg.temperature)["logp"]
+    ref_logp = reference_logprobs(s, r, cfg.temperature).to(logp.device)
     kl = (kl_estimate(logp, ref_logp, "k1") * r.response_mask).sum(1)
     if cfg.eval_temperature is not None and cfg.eval_temperature != cfg.temperature:
         r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, sampling_params(cfg, cfg.eval_temperature),
@@ -180,6 +216,12 @@ def finish_run(s: RLSetup, out: Path, log: MetricsLog, title: str) -> Path:
     from ..report.plots import plot_metrics
 
     model_dir = out / "model"
+    if s.lora:
+        # The adapters alone, then merged in place into a plain model (as SFT/DPO save it): the
+        # run is over, so no extra copy is made for the merge; the setup loses its reference.
+        s.policy.save_pretrained(out / "adapter")
+        s.policy = s.policy.merge_and_unload()
+        s.ref = None
     s.policy.save_pretrained(model_dir, safe_serialization=True)
     s.tokenizer.save_pretrained(model_dir)
     plot_metrics(log.path, out / "rl_metrics.png", keys=PLOT_KEYS, title=title)
@@ -212,10 +254,7 @@ class ValueHead(torch.nn.Module):
 def critic_values(critic, r: Rollout) -> torch.Tensor:
     """Per-token values [B, T] from a separate `*ForSequenceClassification` critic (num_labels=1):
     its score head applied at every position instead of only the last one."""
-    device = next(critic.parameters()).device
-    ids = torch.cat([r.query_ids, r.response_ids], 1).to(device)
-    attn = torch.cat([r.query_mask, r.response_mask.long()], 1).to(device)
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    ids, attn, pos = model_inputs(r, next(critic.parameters()).device)
     base = getattr(critic, critic.base_model_prefix)
     h = base(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).last_hidden_state
     T = r.response_ids.shape[1]
@@ -231,7 +270,11 @@ def load_critic(path: str | os.PathLike) -> torch.nn.Module:
 
 # ---- PPO ----------------------------------------------------------------------------------
 def _values_and_logp(s: RLSetup, head: ValueHead | None, critic, r: Rollout, cfg: PPOConfig,
-                     entropy: bool = False) -> dict[str, torch.Tensor]:
+                     entropy: bool = False, rollout_time: bool = False) -> dict[str, torch.Tensor]:
+    if rollout_time and head is None and r.logp is not None:
+        # Separate critic: log pi_old comes from the sampling pass, only the critic runs.
+        device = next(s.policy.parameters()).device
+        return {"logp": r.logp.to(device), "values": critic_values(critic, r)}
     out = token_logprobs(s.policy, r, cfg.temperature, entropy=entropy, hidden=head is not None)
     out["values"] = head(out.pop("hidden")) if head is not None else critic_values(critic, r)
     return out
@@ -288,8 +331,8 @@ def run_ppo(s: RLSetup, cfg: PPOConfig, output_dir: str | os.PathLike, seed: int
             r, scores = r.select(sel), scores[keep]
         mask = r.response_mask.to(device)
         with torch.no_grad():
-            old = _values_and_logp(s, head, critic, r, cfg)
-            ref_logp = token_logprobs(s.ref, r, cfg.temperature)["logp"]
+            old = _values_and_logp(s, head, critic, r, cfg, rollout_time=True)
+            ref_logp = reference_logprobs(s, r, cfg.temperature)
             rewards, kl = shaped_rewards(torch.as_tensor(scores, dtype=torch.float32, device=device),
                                          old["logp"], ref_logp, mask, kl_ctl.beta, cfg.kl_estimator)
             adv, returns = gae(rewards, old["values"], mask, cfg.gamma, cfg.lam)
@@ -398,7 +441,7 @@ def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str |
     policy = load_causal_lm(init)
     scorer = build_scorer(pcfg, rm_dir)
     train_p, eval_p = style_prompts(pcfg, cfg.seed)
-    setup = RLSetup.build(policy, tokenizer, scorer, train_p, eval_p, pcfg.chat_format)
+    setup = RLSetup.build(policy, tokenizer, scorer, train_p, eval_p, pcfg.chat_format, lora=pcfg.lora)
     critic = None
     if pcfg.value_model == "reward_model":
         critic = load_critic(rm_dir if rm_dir is not None else init)

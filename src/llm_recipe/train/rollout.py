@@ -37,6 +37,7 @@ class Rollout:
     response_mask: torch.Tensor  # [B, T] float
     stopped: torch.Tensor  # [B] bool: the response ended with a stop token
     texts: list[str]  # decoded responses, without the stop token
+    logp: torch.Tensor | None = None  # [B, T] log-probs of the sampled tokens at sampling time (0 on padding)
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
@@ -49,7 +50,7 @@ class Rollout:
         il = idx.tolist()
         return Rollout([self.prompts[i] for i in il], self.query_ids[idx], self.query_mask[idx],
                        self.response_ids[idx], self.response_mask[idx], self.stopped[idx],
-                       [self.texts[i] for i in il])
+                       [self.texts[i] for i in il], None if self.logp is None else self.logp[idx])
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +66,10 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, *,
              stop_ids: Sequence[int], seed: int) -> Rollout:
-    """Sample one response per prompt (repeat prompts for GRPO groups). Deterministic for a seed."""
+    """Sample one response per prompt (repeat prompts for GRPO groups). Deterministic for a seed.
+    The log-prob of each sampled token (raw logits / temperature, as `token_logprobs` computes it)
+    is kept: it is log pi_old, so the update phase need not recompute it with another forward pass
+    (TRL's PPO does the same)."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     query, qmask = left_pad(prompt_ids, pad_id)
@@ -76,6 +80,7 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
     stops = torch.tensor(sorted(set(stop_ids)), device=device)
     seq, attn, step_ids, past = query, qmask, query, None
     out = torch.full((B, params.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((B, params.max_new_tokens), dtype=torch.float32, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     was_training = model.training
@@ -87,13 +92,16 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
             o = model(input_ids=step_ids, attention_mask=attn, position_ids=pos, past_key_values=past,
                       use_cache=True, logits_to_keep=1)
             past = o.past_key_values
-            scores = procs(seq, o.logits[:, -1, :].float())
+            raw = o.logits[:, -1, :].float()
+            lsm = torch.log_softmax(raw / params.temperature if params.temperature not in (0, 1) else raw, -1)
+            scores = procs(seq, raw)
             if params.temperature == 0:
                 nxt = scores.argmax(-1)
             else:
                 nxt = torch.multinomial(torch.softmax(scores, -1).cpu(), 1, generator=gen).squeeze(1).to(device)
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             out[:, t] = nxt
+            logps[:, t] = lsm.gather(1, nxt[:, None]).squeeze(1)
             n = t + 1
             is_stop = torch.isin(nxt, stops) & ~done
             stopped |= is_stop
@@ -115,17 +123,26 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
         if stopped[i]:
             toks = toks[:-1]
         texts.append(tokenizer.decode(toks, skip_special_tokens=True))
-    return Rollout(list(prompts), query.cpu(), qmask.cpu(), out.cpu(), mask.cpu(), stopped.cpu(), texts)
+    logps = logps[:, :n] * mask.to(device)
+    return Rollout(list(prompts), query.cpu(), qmask.cpu(), out.cpu(), mask.cpu(), stopped.cpu(), texts, logps.cpu())
+
+
+def model_inputs(r: Rollout, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids) of prompt + response for a forward pass. Leading
+    columns that are padding in every row are dropped: a minibatch's prompts are often all shorter
+    than the rollout's longest one, and the positions (from the mask) do not change."""
+    first = int(r.query_mask.any(0).long().argmax()) if r.query_mask.numel() else 0
+    ids = torch.cat([r.query_ids[:, first:], r.response_ids], 1).to(device)
+    attn = torch.cat([r.query_mask[:, first:], r.response_mask.long()], 1).to(device)
+    return ids, attn, (attn.cumsum(-1) - 1).clamp(min=0)
 
 
 def token_logprobs(model, r: Rollout, temperature: float = 1.0, *, entropy: bool = False,
                    hidden: bool = False) -> dict[str, torch.Tensor]:
     """Log-probs [B, T] of the response tokens under `model` (grad flows if enabled by the caller).
     Logits are divided by the sampling temperature, the distribution the tokens were drawn from."""
-    device = next(model.parameters()).device
-    ids = torch.cat([r.query_ids, r.response_ids], 1).to(device)
-    attn = torch.cat([r.query_mask, r.response_mask.long()], 1).to(device)
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    ids, attn, pos = model_inputs(r, next(model.parameters()).device)
+    device = ids.device
     T = r.response_ids.shape[1]
     o = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False,
               logits_to_keep=T + 1, output_hidden_states=hidden)

@@ -107,7 +107,7 @@ class SFTData:
 def load_sft_data(cfg: SFTConfig, tokenizer, fmt, seed: int = 0, out_dir: Path | None = None) -> SFTData:
     stats = DataStats()
     if cfg.data == "bundled":
-        records = generate_bundled_sft(cfg.bundled_examples, seed)
+        records = generate_bundled_sft(cfg.bundled_examples, seed, style_share=cfg.bundled_style_share)
         if out_dir is not None:  # what was trained on, for inspection
             write_jsonl(out_dir / "bundled_sft.jsonl", records)
         convs = conversations_from_records(((f"bundled:{i + 1}", r) for i, r in enumerate(records)), stats,

@@ -271,9 +271,23 @@ GENERATORS: dict[str, Callable[[random.Random, str], dict]] = {
 }
 
 
-def generate_bundled_sft(n: int = 3000, seed: int = 0, system_prompt_rate: float = 0.2) -> list[dict]:
-    """`n` records, categories in turn (balanced), each Japanese or English with probability 1/2."""
+def _prefix_answer(rec: dict, prefix: str) -> None:
+    if "messages" in rec:
+        rec["messages"][-1]["content"] = prefix + rec["messages"][-1]["content"]
+    else:
+        rec["output"] = prefix + rec["output"]
+
+
+def generate_bundled_sft(n: int = 3000, seed: int = 0, system_prompt_rate: float = 0.2, style_share: float = 0.0,
+                         style_prefix: str = "Let me explain. ") -> list[dict]:
+    """`n` records, categories in turn (balanced), each Japanese or English with probability 1/2.
+
+    `style_share` of the single-turn answers begin with `style_prefix`: a style that is present but
+    rare, as real SFT data has, so that RL from the SFT model can find it by sampling (a style the
+    model never samples gets no reward signal). Its own RNG: the records are the same otherwise.
+    """
     r = random.Random(f"sft-{seed}")
+    styled = random.Random(f"sft-style-{seed}")
     cats = list(GENERATORS)
     out = []
     for i in range(n):
@@ -286,5 +300,8 @@ def generate_bundled_sft(n: int = 3000, seed: int = 0, system_prompt_rate: float
                 rec["messages"].insert(0, {"role": "system", "content": sys_prompt})
             else:
                 rec["system"] = sys_prompt
+        single_turn = "messages" not in rec or sum(m["role"] == "user" for m in rec["messages"]) == 1
+        if styled.random() < style_share and single_turn and cat != "safety":
+            _prefix_answer(rec, style_prefix)
         out.append({"id": f"sft-{i:06d}", "category": cat, "lang": lang, **rec})
     return out
