@@ -214,6 +214,9 @@ class RMConfig(TrainConfig):
     data: list[Path] | None = Field(None, description="preference files (any shape); None: the style set")
     eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
     synthetic_pairs: int = Field(600, ge=8, description="size of the generated style set")
+    fluency_pairs: int = Field(
+        0, ge=0, description="extra generated pairs preferring an answer over a garbled copy (so a policy "
+        "optimised against the RM cannot win by drifting into nonsense)")
     eval_fraction: float = Field(0.15, gt=0, lt=0.5)
     init_from: str | None = Field(None, description="base model; None: the recipe's SFT model")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"

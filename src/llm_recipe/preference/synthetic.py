@@ -8,6 +8,8 @@ come from a different seed than the SFT set, so they are not the SFT training pr
 
 from __future__ import annotations
 
+import random
+
 from ..train.sft_bundled import generate_bundled_sft
 from .records import PreferencePair
 
@@ -36,3 +38,39 @@ def style_preference_pairs(n: int, seed: int = 0, prefix: str = STYLE_PREFIX) ->
     # The generator repeats prompts; draw extra records so n distinct prompts are usually there.
     examples = single_turn_examples(4 * n, seed=10_000 + seed)[:n]
     return [PreferencePair(p, prefix + a, a, meta={"source": "style_synthetic"}) for p, a in examples]
+
+
+def corrupt(text: str, rng: random.Random, other: str) -> str:
+    """A garbled version of `text` of the kinds a drifting policy produces: characters shuffled
+    within the answer, an answer spliced with another one (often the other language), or stray
+    characters inserted."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        chars = list(text)
+        rng.shuffle(chars)
+        return "".join(chars)
+    if kind == 1:
+        return text[: max(len(text) // 2, 1)] + other[len(other) // 2 :]
+    out = []
+    for ch in text:
+        out.append(ch)
+        if rng.random() < 0.3:
+            out.append(rng.choice(other or text))
+    return "".join(out)
+
+
+def fluency_pairs(n: int, seed: int = 0, prefix: str = STYLE_PREFIX) -> list[PreferencePair]:
+    """`n` pairs preferring an answer over a corrupted copy of it, half of them both carrying the
+    style prefix. Mixed into a style reward model's data, they teach it that garbled text is bad,
+    so a policy optimised against it cannot gain reward by drifting into nonsense while the
+    prefix still decides the style pairs."""
+    rng = random.Random(f"fluency-{seed}")
+    examples = single_turn_examples(4 * n, seed=30_000 + seed)[:n]
+    pairs = []
+    for i, (p, a) in enumerate(examples):
+        bad = corrupt(a, rng, examples[rng.randrange(len(examples))][1])
+        if bad == a:
+            continue
+        styled = prefix if i % 2 else ""
+        pairs.append(PreferencePair(p, styled + a, styled + bad, meta={"source": "fluency_synthetic"}))
+    return pairs

@@ -17,7 +17,7 @@ from ..config import BoNConfig, GenerateConfig, RecipeConfig, RMConfig
 from ..files import write_json, write_jsonl
 from ..preference.converters import read_preference_files
 from ..preference.records import PreferencePair, SkipLog, split_by_prompt
-from ..preference.synthetic import STYLE_PREFIX, style_preference_pairs
+from ..preference.synthetic import STYLE_PREFIX, fluency_pairs, style_preference_pairs
 
 
 def _log(msg: str) -> None:
@@ -34,7 +34,10 @@ def rm_pairs(rc: RMConfig, seed: int) -> tuple[list[PreferencePair], list[Prefer
             return pairs, held, log, [*rc.data, *rc.eval_data]
         train, held = split_by_prompt(pairs, rc.eval_fraction, seed)
         return train, held, log, list(rc.data)
-    train, held = split_by_prompt(style_preference_pairs(rc.synthetic_pairs, seed), rc.eval_fraction, seed)
+    pairs = style_preference_pairs(rc.synthetic_pairs, seed)
+    if rc.fluency_pairs:
+        pairs += fluency_pairs(rc.fluency_pairs, seed)
+    train, held = split_by_prompt(pairs, rc.eval_fraction, seed)
     return train, held, None, []
 
 
