@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,20 @@ from .hf_classifier import HFTextClassifier
 from .perplexity import CausalLMScorer, CharNgramLM, load_scorer
 
 
-class ScoreFilter(Step):
+class ScoreFilter(Step, ABC):
+    """Score a batch, record the score, drop by threshold. Subclasses say how to score and which
+    side of their threshold is bad."""
+
     meta_key = "score"
     reason = "low_score"
 
+    @abstractmethod
     def scores(self, texts: list[str]) -> np.ndarray:
-        raise NotImplementedError
+        """One score per text; NaN where the text cannot be scored."""
 
+    @abstractmethod
     def is_bad(self, score: float) -> bool:
-        raise NotImplementedError
+        """True when a document with this score is dropped."""
 
     def process(self, batch: list[Doc], tally: Tally) -> list[Doc]:
         scores = self.scores([d["text"] for d in batch])
