@@ -84,9 +84,10 @@ def run_trl(model_dir: Path, tok, pairs, args, precompute: bool, out: Path):
 
 def run_ours(model_dir: Path, tok, pairs, args, out: Path):
     from llm_recipe.config import DPOConfig
+    from llm_recipe.models.finetuning import disable_dropout
     from llm_recipe.models.loading import load_causal_lm
     from llm_recipe.tokenizer.chat_formats import resolve_chat_format
-    from llm_recipe.train.dpo import DPOObjective, disable_dropout
+    from llm_recipe.train.dpo import DPOObjective
     from llm_recipe.train.dpo_data import tokenize_dpo_pairs
     from llm_recipe.train.loop import Trainer
     from llm_recipe.train.reference_logps import attach_reference_logps

@@ -215,13 +215,13 @@ def test_sft_term_adds_chosen_nll(models, examples):
 
 
 def test_lora_reference_is_base_with_adapters_disabled(chat_tok, examples):
-    from llm_recipe.train.dpo import _with_lora
+    from llm_recipe.models.finetuning import with_lora
 
     base = build_preset_model("micro", chat_tok, seed=2).eval()
     batch = collate_shared(examples, 0)
     with torch.no_grad():
         want_c, want_r = sequence_logps(base, batch)
-    model = _with_lora(build_preset_model("micro", chat_tok, seed=2), LoRAConfig(r=4))
+    model = with_lora(build_preset_model("micro", chat_tok, seed=2), LoRAConfig(r=4))
     with torch.no_grad():  # make the adapters matter
         for n, p in model.named_parameters():
             if "lora_B" in n:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..files import write_json
+from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
 from .dpo_data import DPOExample, TruncationStats, collate_shared, collate_split, tokenize_dpo_pairs
@@ -160,21 +161,6 @@ class DPOObjective:
         return loss, metrics
 
 
-def disable_dropout(model: torch.nn.Module) -> None:
-    """DPO compares log-probs of the policy and the reference: dropout noise would bias both
-    (TRL's default too)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-
-
-def _with_lora(model, lora):
-    from peft import LoraConfig, get_peft_model
-
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
-
-
 @dataclass
 class DPOResult:
     model_dir: Path
@@ -226,7 +212,7 @@ def run_dpo(
     if not train:
         raise ValueError(f"no usable DPO pairs ({tok_log.summary()})")
     if cfg.lora is not None:
-        model = _with_lora(model, cfg.lora)
+        model = with_lora(model, cfg.lora)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     objective = DPOObjective(pad_id, cfg)
     ref_report = {"mode": cfg.reference}
@@ -258,10 +244,7 @@ def run_dpo(
     result = trainer.fit()
     model_dir = out / "model"
     if trainer.is_main and not result["stopped_early"]:
-        final = trainer.unwrapped_model()
-        if cfg.lora is not None:
-            final.save_pretrained(out / "adapter")
-            final = final.merge_and_unload()
+        final = merge_lora(trainer.unwrapped_model(), out)
         final.save_pretrained(model_dir, safe_serialization=True)
         tokenizer.save_pretrained(model_dir)
         from ..report.plots import plot_metrics

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from ..config import LoRAConfig, PPOConfig, RecipeConfig, RLConfig
 from ..infer.generate import chat_prompt_ids
 from ..infer.sampling import SamplingParams
+from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..tokenizer.chat_formats import resolve_chat_format, stop_token_ids
 from .metrics_log import MetricsLog
 from .rl_math import (
@@ -89,11 +90,7 @@ class RLSetup:
         if not train_prompts:
             raise ValueError("no training prompts for RL: nothing to roll out")
         fmt = resolve_chat_format(tokenizer, chat_format)
-        # Old, current and reference log-probs are compared token by token: dropout noise would
-        # bias the ratios and the KL (TRL's PPO/GRPO turn it off too).
-        for m in policy.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
+        disable_dropout(policy)  # old, current and reference log-probs are compared token by token
         stops = set(stop_token_ids(tokenizer, fmt))
         eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
         stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -107,14 +104,6 @@ class RLSetup:
         return cls(policy, ref, tokenizer, scorer, list(train_prompts), list(eval_prompts),
                    chat_prompt_ids(tokenizer, fmt, list(train_prompts)),
                    chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], sorted(stops))
-
-
-def with_lora(model, lora: LoRAConfig):
-    """The model wrapped with trainable LoRA adapters (base weights frozen), via peft."""
-    from peft import LoraConfig, get_peft_model
-
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
 
 
 def reference_logprobs(s: RLSetup, r: Rollout, temperature: float) -> torch.Tensor:
@@ -217,11 +206,8 @@ def finish_run(s: RLSetup, out: Path, log: MetricsLog, title: str) -> Path:
 
     model_dir = out / "model"
     if s.lora:
-        # The adapters alone, then merged in place into a plain model (as SFT/DPO save it): the
-        # run is over, so no extra copy is made for the merge; the setup loses its reference.
-        s.policy.save_pretrained(out / "adapter")
-        s.policy = s.policy.merge_and_unload()
-        s.ref = None
+        # Merged in place (the run is over, no extra copy): the setup loses its reference.
+        s.policy, s.ref = merge_lora(s.policy, out), None
     s.policy.save_pretrained(model_dir, safe_serialization=True)
     s.tokenizer.save_pretrained(model_dir)
     plot_metrics(log.path, out / "rl_metrics.png", keys=PLOT_KEYS, title=title)

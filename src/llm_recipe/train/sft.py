@@ -18,6 +18,7 @@ import xxhash
 
 from ..config import GenerateConfig, SFTConfig
 from ..files import write_json, write_jsonl
+from ..models.finetuning import merge_lora, with_lora
 from ..models.loading import load_causal_lm
 from ..models.presets import count_parameters
 from ..provenance import write_run_manifest
@@ -132,13 +133,6 @@ def _rows(examples, cfg: SFTConfig):
     return pack_examples(examples, cfg.max_length) if cfg.packing else single_rows(examples)
 
 
-def _with_lora(model, lora):
-    from peft import LoraConfig, get_peft_model
-
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
-
-
 @dataclass
 class SFTResult:
     model_dir: Path
@@ -174,7 +168,7 @@ def run_sft(
         raise ValueError(f"no usable SFT examples (skipped: {data.stats.skipped})")
     train_rows, eval_rows = _rows(data.train, cfg), _rows(data.eval, cfg)
     if cfg.lora is not None:
-        model = _with_lora(model, cfg.lora)
+        model = with_lora(model, cfg.lora)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lengths = None if cfg.packing or not cfg.group_by_length else [len(r) for r in train_rows]
     trainer = Trainer(model, SFTObjective(pad_id), train_rows, cfg, out, eval_data=eval_rows or None,
@@ -201,10 +195,7 @@ def run_sft(
     result = trainer.fit()
     model_dir = out / "model"
     if trainer.is_main and not result["stopped_early"]:
-        final = trainer.unwrapped_model()
-        if cfg.lora is not None:
-            final.save_pretrained(out / "adapter")
-            final = final.merge_and_unload()
+        final = merge_lora(trainer.unwrapped_model(), out)
         # Generation (ours or anyone's `model.generate`) stops at the end of an assistant turn.
         final.generation_config.eos_token_id = stop_token_ids(tokenizer, fmt)
         final.generation_config.pad_token_id = pad_id
