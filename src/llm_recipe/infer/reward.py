@@ -119,16 +119,18 @@ def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, 
     """Score a JSONL file of {"prompt", "response"} / {"prompt", "responses": [...]} /
     {"prompt", "chosen", "rejected"} records; writes each record with "reward(s)" added.
     Returns (records written, SkipLog); for pairs, the log's report includes pairwise accuracy."""
-    from ..files import BadLine, iter_jsonl, write_jsonl
-    from ..preference.records import InvalidRecord, SkipLog, check_prompt, check_response
+    from ..files import write_jsonl
+    from ..preference.records import (
+        InvalidRecord,
+        SkipLog,
+        check_prompt,
+        check_response,
+        iter_records,
+    )
 
     log = SkipLog()
     items: list[tuple[dict, list[str], str]] = []  # (record, responses, key to store rewards under)
-    for lineno, rec in iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        if isinstance(rec, BadLine):
-            log.skip(rec.reason, where, rec.detail)
-            continue
+    for where, rec in iter_records([path], log, "input"):
         try:
             check_prompt(rec.get("prompt"))
             if "responses" in rec and isinstance(rec["responses"], list):

@@ -20,10 +20,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import CandidateConfig, GenerateConfig
-from ..files import BadLine, iter_jsonl, open_text_bytes
+from ..files import open_text_bytes
 from ..infer.generate import generate_chat
 from ..train.reward_model import reward_format
-from .records import InvalidRecord, SkipLog, check_prompt
+from .records import InvalidRecord, SkipLog, check_prompt, iter_records
 
 
 def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None) -> list[dict]:
@@ -47,11 +47,7 @@ def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None)
                         out.append({"prompt": text, "where": f"{path}:{lineno}"})
                         log.kept += 1
             continue
-        for lineno, rec in iter_jsonl(path):
-            where = f"{path}:{lineno}"
-            if isinstance(rec, BadLine):
-                log.skip(rec.reason, where, rec.detail)
-                continue
+        for where, rec in iter_records([path], log, "prompt"):
             if "prompt" not in rec:
                 log.skip("missing_field", where, "prompt")
                 continue

@@ -20,10 +20,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-from ..files import BadLine, iter_jsonl
-from .records import InvalidRecord, PreferencePair, SkipLog, check_prompt, check_response, make_pair
+from .records import (
+    InvalidRecord,
+    PreferencePair,
+    SkipLog,
+    check_prompt,
+    check_response,
+    iter_records,
+    make_pair,
+)
 
 # Six-level comparison of response A against response B -> (winner, strength 1..3).
 GRADES: dict[str, tuple[str, int]] = {
@@ -191,14 +197,6 @@ def read_preference_files(files: Iterable[str | os.PathLike], min_gap: float = 0
     """Read pairs from JSONL files of any supported shape (gzip/zstd too)."""
     log = SkipLog()
     pairs: list[PreferencePair] = []
-    for f in files:
-        path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: preference data file not found")
-        for lineno, rec in iter_jsonl(path):
-            where = f"{path}:{lineno}"
-            if isinstance(rec, BadLine):
-                log.skip(rec.reason, where, rec.detail)
-            else:
-                pairs.extend(record_to_pairs(rec, where, log, min_gap))
+    for where, rec in iter_records(files, log, "preference data"):
+        pairs.extend(record_to_pairs(rec, where, log, min_gap))
     return pairs, log

@@ -14,11 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..files import BadLine, iter_jsonl
 from .converters import GRADE_BY_NUMBER, GRADES
-from .records import InvalidRecord, SkipLog, check_prompt, check_response
+from .records import InvalidRecord, SkipLog, check_prompt, check_response, iter_records
 
 LABELS = ("A", "B", "tie")
 _ALIASES = {"a": "A", "b": "B", "tie": "tie", "equal": "tie", "same": "tie", "none": "tie"}
@@ -52,32 +50,24 @@ def normalize_label(value) -> str:
 def read_annotations(files: Sequence[str | os.PathLike]) -> tuple[dict[str, AnnotatedItem], SkipLog]:
     log = SkipLog()
     items: dict[str, AnnotatedItem] = {}
-    for f in files:
-        path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: annotation file not found")
-        for lineno, rec in iter_jsonl(path):
-            where = f"{path}:{lineno}"
-            if isinstance(rec, BadLine):
-                log.skip(rec.reason, where, rec.detail)
-                continue
-            try:
-                for key in ("item_id", "annotator", "label"):
-                    if rec.get(key) in (None, ""):
-                        raise InvalidRecord("missing_field", key)
-                label = normalize_label(rec["label"])
-                item_id, annotator = str(rec["item_id"]), str(rec["annotator"])
-                item = items.setdefault(item_id, AnnotatedItem(item_id, where=where))
-                if annotator in item.labels:
-                    raise InvalidRecord("duplicate_annotation", f"{annotator} already labeled {item_id}")
-                if item.prompt is None and rec.get("prompt") is not None:
-                    item.prompt = check_prompt(rec["prompt"])
-                for key in ("response_a", "response_b"):
-                    if getattr(item, key) is None and rec.get(key) is not None:
-                        setattr(item, key, check_response(rec[key], key))
-            except InvalidRecord as e:
-                log.skip(e.reason, where, e.detail)
-                continue
-            item.labels[annotator] = label
-            log.kept += 1
+    for where, rec in iter_records(files, log, "annotation"):
+        try:
+            for key in ("item_id", "annotator", "label"):
+                if rec.get(key) in (None, ""):
+                    raise InvalidRecord("missing_field", key)
+            label = normalize_label(rec["label"])
+            item_id, annotator = str(rec["item_id"]), str(rec["annotator"])
+            item = items.setdefault(item_id, AnnotatedItem(item_id, where=where))
+            if annotator in item.labels:
+                raise InvalidRecord("duplicate_annotation", f"{annotator} already labeled {item_id}")
+            if item.prompt is None and rec.get("prompt") is not None:
+                item.prompt = check_prompt(rec["prompt"])
+            for key in ("response_a", "response_b"):
+                if getattr(item, key) is None and rec.get(key) is not None:
+                    setattr(item, key, check_response(rec[key], key))
+        except InvalidRecord as e:
+            log.skip(e.reason, where, e.detail)
+            continue
+        item.labels[annotator] = label
+        log.kept += 1
     return items, log

@@ -11,51 +11,41 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from ..files import BadLine, iter_jsonl
 from .converters import scores_to_pairs
-from .records import InvalidRecord, PreferencePair, SkipLog, check_prompt
+from .records import InvalidRecord, PreferencePair, SkipLog, check_prompt, iter_records
 
 
 def read_candidates(files: Sequence[str | os.PathLike], log: SkipLog) -> list[dict]:
     """Candidate records {"prompt", "responses", "reference"?}; empty responses are dropped
     (counted) and records left with fewer than two responses are skipped (counted)."""
     out = []
-    for f in files:
-        path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: candidates file not found")
-        for lineno, rec in iter_jsonl(path):
-            where = f"{path}:{lineno}"
-            if isinstance(rec, BadLine):
-                log.skip(rec.reason, where, rec.detail)
-                continue
-            try:
-                prompt = check_prompt(rec.get("prompt"))
-                responses = rec.get("responses")
-                if not isinstance(responses, list):
-                    raise InvalidRecord("missing_field", "responses")
-                if not all(isinstance(r, str) for r in responses):
-                    raise InvalidRecord("bad_type", "responses must be strings")
-            except InvalidRecord as e:
-                log.skip(e.reason, where, e.detail)
-                continue
-            kept = []
-            for r in responses:
-                if r.strip():
-                    kept.append(r)
-                else:
-                    log.skip("empty_response", where)
-            if len(set(kept)) < 2:
-                log.skip("too_few_responses", where, f"{len(set(kept))} distinct non-empty response(s)")
-                continue
-            item = {"prompt": prompt, "responses": kept, "where": where}
-            if isinstance(rec.get("reference"), str):
-                item["reference"] = rec["reference"]
-            out.append(item)
+    for where, rec in iter_records(files, log, "candidates"):
+        try:
+            prompt = check_prompt(rec.get("prompt"))
+            responses = rec.get("responses")
+            if not isinstance(responses, list):
+                raise InvalidRecord("missing_field", "responses")
+            if not all(isinstance(r, str) for r in responses):
+                raise InvalidRecord("bad_type", "responses must be strings")
+        except InvalidRecord as e:
+            log.skip(e.reason, where, e.detail)
+            continue
+        kept = []
+        for r in responses:
+            if r.strip():
+                kept.append(r)
+            else:
+                log.skip("empty_response", where)
+        if len(set(kept)) < 2:
+            log.skip("too_few_responses", where, f"{len(set(kept))} distinct non-empty response(s)")
+            continue
+        item = {"prompt": prompt, "responses": kept, "where": where}
+        if isinstance(rec.get("reference"), str):
+            item["reference"] = rec["reference"]
+        out.append(item)
     return out
 
 

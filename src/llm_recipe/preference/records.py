@@ -12,11 +12,12 @@ with `file:line` of the first occurrences of each reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..files import write_jsonl
+from ..files import BadLine, iter_jsonl, write_jsonl
 
 ROLES = ("system", "user", "assistant")
 
@@ -151,3 +152,19 @@ def split_by_prompt(pairs: list[PreferencePair], eval_fraction: float, seed: int
     for p in pairs:
         (held if xxhash.xxh32_intdigest(prompt_key(p.prompt).encode(), seed=seed) < cutoff else train).append(p)
     return train, held
+
+
+def iter_records(files: Iterable[str | os.PathLike], log: SkipLog, what: str) -> Iterator[tuple[str, dict]]:
+    """(`file:line`, record) for each JSON object in the JSONL `files` (gzip/zstd too); lines that
+    are not valid UTF-8 JSON objects are counted in `log` by reason. A missing file is an error
+    that names it as a `what` file."""
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: {what} file not found")
+        for lineno, rec in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            if isinstance(rec, BadLine):
+                log.skip(rec.reason, where, rec.detail)
+            else:
+                yield where, rec
