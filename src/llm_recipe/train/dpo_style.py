@@ -24,6 +24,7 @@ from ..config import DPOConfig, GenerateConfig, RecipeConfig, SFTConfig
 from ..files import write_json, write_jsonl
 from ..preference.records import PreferencePair, SkipLog, prompt_key
 from ..preference.text_metrics import rouge_l
+from .interrupt import StoppedEarly
 
 
 @dataclass
@@ -178,6 +179,8 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
     if not done:
         res = run_dpo(init=init, train_pairs=train, eval_pairs=evals, cfg=dcfg, output_dir=run_dir, seed=cfg.seed,
                       read_log=log, inputs=inputs, full_config=cfg)
+        if res.stopped_early:
+            raise StoppedEarly(f"DPO stopped at step {res.steps} (checkpoint saved); run the same command again to resume")
         first, last = res.initial_eval, res.final_eval
         if last:
             _log(f"dpo: eval loss {first.get('eval_loss', float('nan')):.3f} -> {last['eval_loss']:.3f}, "

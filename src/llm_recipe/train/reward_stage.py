@@ -18,6 +18,7 @@ from ..files import write_json, write_jsonl
 from ..preference.converters import read_preference_files
 from ..preference.records import PreferencePair, SkipLog, split_by_prompt
 from ..preference.synthetic import STYLE_PREFIX, fluency_pairs, style_preference_pairs
+from .interrupt import StoppedEarly
 
 
 def _log(msg: str) -> None:
@@ -54,6 +55,9 @@ def stage_rm(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.
         _log(f"reward model data: {log.summary()}")
     res = train_reward_model(base=rc.init_from or str(sft_model_dir), train_pairs=train, eval_pairs=held, cfg=rc,
                              output_dir=run_dir, seed=cfg.seed, read_log=log, inputs=inputs, full_config=cfg)
+    if res.stopped_early:
+        raise StoppedEarly(f"reward model training stopped at step {res.steps} (checkpoint saved); "
+                           "run the same command again to resume")
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.2f}"
 
