@@ -26,8 +26,8 @@ from .ppo import (
     RLSetup,
     build_scorer,
     checked_scores,
+    conclude_run,
     evaluate_policy,
-    finish_run,
     finished_result,
     make_optimizer,
     optimizer_step,
@@ -44,7 +44,6 @@ from .rollout import generate, token_logprobs
 
 def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: int = 0, *,
              full_config=None, save: bool = True) -> RLResult:
-    from ..files import write_json
     from ..provenance import write_run_manifest
 
     G = cfg.group_size
@@ -133,11 +132,7 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
         history.append(rec)
         bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", kl=f"{seq_kl:.3f}")
     bar.close()
-    after = evaluate_policy(s, cfg, seed + 7919)
-    model_dir = finish_run(s, out, log, "GRPO") if save else None
-    write_json(out / "summary.json", {"before": before, "after": after, "counts": counts,
-                                      "iterations": len(history)})
-    return RLResult(model_dir, before, after, history, counts)
+    return conclude_run(s, cfg, out, log, seed, before, history, counts, "GRPO" if save else None)
 
 
 def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,

@@ -201,6 +201,19 @@ def prompt_batch(n_prompts: int, batch: int, seed: int, it: int) -> np.ndarray:
     return np.random.default_rng([seed, it]).choice(n_prompts, size=batch, replace=batch > n_prompts)
 
 
+def conclude_run(s: RLSetup, cfg: RLConfig, out: Path, log: MetricsLog, seed: int, before: dict,
+                 history: list[dict], counts: dict, title: str | None) -> RLResult:
+    """End of a PPO/GRPO run: the held-out evaluation after training (same prompts and seed as
+    before it), the model saved when `title` is given, and `summary.json`."""
+    from ..files import write_json
+
+    after = evaluate_policy(s, cfg, seed + 7919)
+    model_dir = finish_run(s, out, log, title) if title else None
+    write_json(out / "summary.json", {"before": before, "after": after, "counts": counts,
+                                      "iterations": len(history)})
+    return RLResult(model_dir, before, after, history, counts)
+
+
 def finish_run(s: RLSetup, out: Path, log: MetricsLog, title: str) -> Path:
     from ..report.plots import plot_metrics
 
@@ -359,13 +372,7 @@ def run_ppo(s: RLSetup, cfg: PPOConfig, output_dir: str | os.PathLike, seed: int
         history.append(rec)
         bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", kl=f"{seq_kl:.3f}")
     bar.close()
-    after = evaluate_policy(s, cfg, seed + 7919)
-    model_dir = finish_run(s, out, log, "PPO") if save else None
-    from ..files import write_json
-
-    write_json(out / "summary.json", {"before": before, "after": after, "counts": counts,
-                                      "iterations": len(history)})
-    return RLResult(model_dir, before, after, history, counts)
+    return conclude_run(s, cfg, out, log, seed, before, history, counts, "PPO" if save else None)
 
 
 # ---- recipe stage -------------------------------------------------------------------------
