@@ -9,10 +9,13 @@
 Both sides get the same policy (preset, random init: rollouts rarely stop early, so both generate
 the full response length), the same reward model (a `*ForSequenceClassification` head on the same
 backbone), the same prompts (chat-rendered), rollout batch, minibatch, epochs, response length and
-temperature, no gradient checkpointing. Each side runs in its own subprocess; printed: rollout tokens/s (generation only),
+temperature, no gradient checkpointing, fp32. The compute each side spends differs: ours runs its
+forward passes padding-free (packed sequences), projects to the vocabulary only at response
+positions, and in GRPO runs each prompt once per group (prefill and training passes); TRL pads.
+Each side runs in its own subprocess; printed: rollout tokens/s (generation only),
 end-to-end samples/s (rollout + scoring + update), and ours / TRL ratios.
 
-    python benchmarks/ppo_throughput.py [--preset tiny] [--iterations 4] [--threads 2] [--repeats 2]
+    python benchmarks/ppo_throughput.py [--preset tiny] [--iterations 4] [--threads 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -197,7 +200,7 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2, help="alternating runs per side; the best one counts")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating runs per side; the best one counts")
     ap.add_argument("--worker")
     ap.add_argument("--work")
     a = ap.parse_args()

@@ -53,7 +53,8 @@ from .rl_math import (
     masked_whiten,
     shaped_rewards,
 )
-from .rollout import Rollout, generate, model_inputs, score_responses, token_logprobs
+from .rollout import Rollout, generate, score_responses, token_logprobs
+from .rollout_forward import response_states
 from .schedule import cosine_with_warmup
 
 PLOT_KEYS = ("reward_mean", "kl", "success", "response_len", "entropy", "clipfrac", "approx_kl", "vf_loss",
@@ -253,11 +254,9 @@ class ValueHead(torch.nn.Module):
 def critic_values(critic, r: Rollout) -> torch.Tensor:
     """Per-token values [B, T] from a separate `*ForSequenceClassification` critic (num_labels=1):
     its score head applied at every position instead of only the last one."""
-    ids, attn, pos = model_inputs(r, next(critic.parameters()).device)
-    base = getattr(critic, critic.base_model_prefix)
-    h = base(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).last_hidden_state
-    T = r.response_ids.shape[1]
-    return critic.score(h[:, -T - 1 : -1]).float().squeeze(-1)
+    device = next(critic.parameters()).device
+    h = response_states(getattr(critic, critic.base_model_prefix), r, device)
+    return critic.score(h).float().squeeze(-1) * r.response_mask.to(device)
 
 
 def load_critic(path: str | os.PathLike) -> torch.nn.Module:

@@ -6,9 +6,12 @@
                       the response's last token: stopping is an action the policy is trained on
                       (without it a length reward could never be resisted), and the whole batch
                       draws from one seeded generator (one `multinomial` per step, not per row).
-  token_logprobs()    one forward pass over prompt + response returning per-token log-probs of the
+                      A prompt repeated in the batch (GRPO groups) is prefilled once.
+  token_logprobs()    a forward pass over prompt + response returning per-token log-probs of the
                       response (at the sampling temperature, as TRL does) and optionally entropies
-                      and the last hidden states (for a value head).
+                      and the last hidden states (for a value head). The pass runs on a compact
+                      layout (`rollout_forward`: shared prompts or packed sequences) and maps the
+                      result back to the batch layout below.
   score_responses()   sequence rewards from any `Scorer` (reward model(s), rules), with the optional
                       length penalty and the fixed penalty for responses that never stopped.
 
@@ -26,6 +29,7 @@ import torch
 
 from ..infer.sampling import SamplingParams, logits_processors
 from .rl_math import entropy_from_logits
+from .rollout_forward import PackedRollout, decoder_and_head, pack_rollout, response_states
 
 
 @dataclass
@@ -63,6 +67,24 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def _prefill(model, query: torch.Tensor, qmask: torch.Tensor):
+    """First forward of generation: last-position logits [B, V] and the KV cache. A prompt that
+    occurs several times in the batch (GRPO's G samples per prompt, Best-of-N) is run once and its
+    cache rows are copied: the prompt's forward is most of a short rollout's compute."""
+    rows = torch.cat([query, qmask], 1)
+    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    if len(uniq) == len(rows):
+        uniq, inverse = rows, None
+    q, m = uniq[:, : query.shape[1]], uniq[:, query.shape[1] :]
+    o = model(input_ids=q, attention_mask=m, position_ids=(m.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+              logits_to_keep=1)
+    raw, past = o.logits[:, -1, :].float(), o.past_key_values
+    if inverse is not None:
+        raw = raw[inverse]
+        past.reorder_cache(inverse)
+    return raw, past
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, *,
              stop_ids: Sequence[int], seed: int) -> Rollout:
@@ -78,7 +100,7 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     procs = logits_processors(params)
     stops = torch.tensor(sorted(set(stop_ids)), device=device)
-    seq, attn, step_ids, past = query, qmask, query, None
+    seq, attn = query, qmask
     out = torch.full((B, params.max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, params.max_new_tokens), dtype=torch.float32, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -87,12 +109,8 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
     model.eval()
     n = 0
     try:
+        raw, past = _prefill(model, query, qmask)
         for t in range(params.max_new_tokens):
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
-            o = model(input_ids=step_ids, attention_mask=attn, position_ids=pos, past_key_values=past,
-                      use_cache=True, logits_to_keep=1)
-            past = o.past_key_values
-            raw = o.logits[:, -1, :].float()
             lsm = torch.log_softmax(raw / params.temperature if params.temperature not in (0, 1) else raw, -1)
             scores = procs(seq, raw)
             if params.temperature == 0:
@@ -106,11 +124,13 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
             is_stop = torch.isin(nxt, stops) & ~done
             stopped |= is_stop
             done |= is_stop
-            if bool(done.all()):
+            if bool(done.all()) or n == params.max_new_tokens:
                 break
             seq = torch.cat([seq, nxt[:, None]], 1)
             attn = torch.cat([attn, (~done | is_stop).long()[:, None]], 1)
-            step_ids = nxt[:, None]
+            o = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=(attn.sum(-1, keepdim=True) - 1),
+                      past_key_values=past, use_cache=True, logits_to_keep=1)
+            past, raw = o.past_key_values, o.logits[:, -1, :].float()
     finally:
         model.train(was_training)
     out = out[:, :n]
@@ -127,36 +147,38 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
     return Rollout(list(prompts), query.cpu(), qmask.cpu(), out.cpu(), mask.cpu(), stopped.cpu(), texts, logps.cpu())
 
 
-def model_inputs(r: Rollout, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask, position_ids) of prompt + response for a forward pass. Leading
-    columns that are padding in every row are dropped: a minibatch's prompts are often all shorter
-    than the rollout's longest one, and the positions (from the mask) do not change."""
-    first = int(r.query_mask.any(0).long().argmax()) if r.query_mask.numel() else 0
-    ids = torch.cat([r.query_ids[:, first:], r.response_ids], 1).to(device)
-    attn = torch.cat([r.query_mask[:, first:], r.response_mask.long()], 1).to(device)
-    return ids, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+def packed_inputs(r: Rollout, device, pad_id: int = 0) -> PackedRollout:
+    """The rollout's sequences packed padding-free for a forward pass (see `rollout_packing`)."""
+    return pack_rollout(r.query_ids, r.query_mask, r.response_ids, r.response_mask, pad_id, device)
 
 
 def token_logprobs(model, r: Rollout, temperature: float = 1.0, *, entropy: bool = False,
                    hidden: bool = False) -> dict[str, torch.Tensor]:
-    """Log-probs [B, T] of the response tokens under `model` (grad flows if enabled by the caller).
-    Logits are divided by the sampling temperature, the distribution the tokens were drawn from."""
-    ids, attn, pos = model_inputs(r, next(model.parameters()).device)
-    device = ids.device
-    T = r.response_ids.shape[1]
-    o = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False,
-              logits_to_keep=T + 1, output_hidden_states=hidden)
-    logits = o.logits[:, :-1].float()  # position j predicts response token j
+    """Log-probs [B, T] of the response tokens under `model` (grad flows if enabled by the caller),
+    0 on padding. Logits are divided by the sampling temperature, the distribution the tokens were
+    drawn from. The forward uses the cheapest exact layout (`rollout_forward`: shared prompts or
+    packed sequences, vocabulary projection on response positions only); `hidden` adds the final
+    hidden state [B, T, H] at the position that produced each token (what a value head reads)."""
+    device = next(model.parameters()).device
+    split = decoder_and_head(model)
+    if split is not None:
+        h = response_states(split[0], r, device)
+        logits = split[1](h).float()
+    else:
+        pk = packed_inputs(r, device)
+        o = model(input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False, output_hidden_states=hidden)
+        logits = pk.gather(o.logits).float()  # [B, T, V]: the logits that predict response token j
+        h = pk.gather(o.hidden_states[-1]) if hidden else None
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
+    mask = r.response_mask.to(device)
     target = r.response_ids.to(device)
-    logp = torch.gather(torch.log_softmax(logits, -1), 2, target[:, :, None]).squeeze(2)
+    logp = torch.gather(torch.log_softmax(logits, -1), 2, target[:, :, None]).squeeze(2) * mask
     out = {"logp": logp}
     if entropy:
-        out["entropy"] = entropy_from_logits(logits.detach())
+        out["entropy"] = entropy_from_logits(logits.detach()) * mask
     if hidden:
-        # The hidden state at the position that *produced* token j values the state before it.
-        out["hidden"] = o.hidden_states[-1][:, -T - 1 : -1]
+        out["hidden"] = h
     return out
 
 
