@@ -16,6 +16,18 @@ def test_bundled_recipe_loads_and_overrides_apply():
     assert cfg.pretrain.block_size == 256  # untouched fields keep the file's values
 
 
+def test_override_opens_an_optional_section(tmp_path):
+    # `lora` defaults to None (no LoRA); `--set ppo.lora.r=16` turns it on, even over `lora: null`
+    cfg = load_config("tiny", parse_overrides(["ppo.lora.r=16"]))
+    assert cfg.ppo.lora is not None and cfg.ppo.lora.r == 16
+    f = tmp_path / "r.yaml"
+    f.write_text("ppo:\n  lora: null\n")
+    assert load_config(f, parse_overrides(["ppo.lora.r=8"])).ppo.lora.r == 8
+    assert load_config(f).ppo.lora is None
+    with pytest.raises(ConfigError, match="not a section"):
+        load_config("tiny", parse_overrides(["seed.x=1"]))
+
+
 def test_unknown_key_names_key_and_file(tmp_path):
     f = tmp_path / "r.yaml"
     f.write_text("pretrain:\n  lrr: 0.1\n")

@@ -86,6 +86,30 @@ def test_ppo_reaches_style_target_within_kl_bound(sft_dir, tmp_path):
     assert (res.model_dir / "model.safetensors").exists()
 
 
+def test_ppo_against_a_learned_reward_model(sft_dir, tmp_path):
+    """The style target through a trained reward model (the recipe's path), not the rule."""
+    from llm_recipe.config import RMConfig
+    from llm_recipe.infer.reward import RewardScorer
+    from llm_recipe.train.reward_model import train_reward_model
+    from llm_recipe.train.reward_stage import rm_pairs
+
+    rc = RMConfig(max_steps=100, batch_size=16, lr=1e-3, warmup_steps=4, eval_every=1000, eval_batches=4,
+                  synthetic_pairs=300, eval_fraction=0.2, max_length=128, num_threads=1)
+    train, held, _, _ = rm_pairs(rc, seed=0)
+    rm = train_reward_model(base=str(sft_dir), train_pairs=train, eval_pairs=held, cfg=rc, output_dir=tmp_path / "rm",
+                            seed=0, resume=False)
+    assert rm.eval_accuracy >= 0.9  # it prefers the styled answer on held-out pairs
+    cfg = PPOConfig(**RL, iterations=30, lr=2e-3, beta=0.05, kl_estimator="k1", lam=1.0)
+    res = run_ppo(_setup(sft_dir, RewardScorer.load(rm.model_dir), cfg), cfg, tmp_path / "ppo", seed=0, save=False)
+    # The micro RM (0.3M parameters) also pays for near-misses ("Let me e", "Let m me explain."), so
+    # the exact-prefix rate it leads to varies with the seed and the tokenizer (0.38-0.97 measured);
+    # the >= 0.8 style target is asserted with the rule reward above. Here: the learned reward is
+    # what PPO raises, within the KL bound, and the style rate goes up with it.
+    assert res.after["score"] > res.before["score"] + 0.8, (res.before, res.after)
+    assert res.after["success"] > res.before["success"] + 0.1, (res.before, res.after)
+    assert res.after["kl"] < KL_BOUND
+
+
 def _length_growth(sft_dir, tmp_path, beta: float) -> tuple[float, float]:
     cfg = PPOConfig(**{**RL, "max_new_tokens": 24}, iterations=8, lr=1e-3, beta=beta, kl_estimator="k1",
                     success_prefix=None)

@@ -398,7 +398,9 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
     for k in keys[:-1]:
-        node = node.setdefault(k, {})
+        if node.get(k) is None:  # absent, or `lora: null` in the YAML: the override opens the section
+            node[k] = {}
+        node = node[k]
         if not isinstance(node, dict):
             raise ConfigError(f"override {dotted}: '{k}' is not a section")
     node[keys[-1]] = value
