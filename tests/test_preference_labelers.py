@@ -197,13 +197,15 @@ def test_candidate_generation_k_samples_temperatures_and_seeds(models, tmp_path)
     pol_dir, _ = models
     model, tok = load_causal_lm(pol_dir), load_tokenizer(pol_dir)
     prompts = [{"prompt": q} for q, _ in single_turn_examples(50, seed=21)[:4]]
-    cfg = CandidateConfig(k=3, temperatures=[0.7, 1.2], max_new_tokens=8)
+    # 16 tokens, not 8: the test policy starts half its answers with "Let me explain", and 8 tokens
+    # often end inside that prefix, making the 12 samples collapse to 4-5 distinct ones (a flake).
+    cfg = CandidateConfig(k=3, temperatures=[0.7, 1.2], max_new_tokens=16)
     a = generate_candidates(model, tok, prompts, cfg, seed=0)
     assert [len(r["responses"]) for r in a] == [3] * 4 and a[0]["temperatures"] == [0.7, 1.2, 0.7]
     assert generate_candidates(model, tok, prompts, cfg, seed=0) == a  # reproducible for a seed
     b = generate_candidates(model, tok, prompts, cfg, seed=1)
     assert [r["responses"] for r in b] != [r["responses"] for r in a]
-    assert len({r for rec in a for r in rec["responses"]}) > 4  # samples differ within prompts
+    assert len({r for rec in a for r in rec["responses"]}) > 8  # samples differ within prompts (12 measured)
 
     pf = tmp_path / "prompts.txt"
     pf.write_bytes(b"What is the capital of Japan?\n\n\xff\xfe\nWhat does a cat eat?\n")
