@@ -74,3 +74,25 @@ def test_missing_model_directory_is_a_clear_error(tmp_path):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "llm_recipe", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout
+
+
+def test_cli_hides_weight_io_bars_but_not_hub_download_bars(tokenizer, tmp_path, capfd):
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    from llm_recipe.models.loading import hide_weight_io_bars, load_causal_lm
+    from llm_recipe.models.presets import build_preset_model
+
+    build_preset_model("micro", tokenizer).save_pretrained(tmp_path / "m")
+    try:
+        hf_logging.enable_progress_bar()
+        load_causal_lm(tmp_path / "m")
+        assert "Loading weights" in capfd.readouterr().err  # transformers' default: a bar per load
+        hide_weight_io_bars()  # what every CLI command does first
+        load_causal_lm(tmp_path / "m")
+        build_preset_model("micro", tokenizer).save_pretrained(tmp_path / "m2")
+        err = capfd.readouterr().err
+        assert "Loading weights" not in err and "Writing model shards" not in err
+        assert not hub_utils.are_progress_bars_disabled()  # downloads from the Hub still show progress
+    finally:
+        hf_logging.enable_progress_bar()

@@ -37,6 +37,9 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .models.loading import hide_weight_io_bars
+
+        hide_weight_io_bars()
         try:
             return fn(*args, **kwargs)
         except (ConfigError, UserError, FileNotFoundError) as e:

@@ -114,12 +114,23 @@ def _alignment_stages(cfg: RecipeConfig, sft_dir: Path, out: Path, timed) -> dic
 
         res = timed("ppo", stage_ppo, cfg, sft_dir, rm_dir, out)
         arts["ppo_model"] = str(res.model_dir)
+        _log_rl("ppo", res, cfg.ppo.success_prefix)
     if cfg.grpo:
         from .train.grpo import stage_grpo
 
         res = timed("grpo", stage_grpo, cfg, sft_dir, rm_dir, out)
         arts["grpo_model"] = str(res.model_dir)
+        _log_rl("grpo", res, cfg.grpo.success_prefix)
     return arts
+
+
+def _log_rl(name: str, res, prefix: str | None) -> None:
+    b, a = res.before, res.after
+    if not a:
+        return
+    style = f"held-out answers starting with {prefix!r}: {b['success']:.0%} -> {a['success']:.0%}; " if prefix else ""
+    _log(f"{name}: {style}reward {b['score']:.2f} -> {a['score']:.2f}; KL to the SFT model {a['kl']:.1f} nats "
+         f"({len(res.history)} iterations)")
 
 
 def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = _log) -> dict[str, str]:

@@ -58,3 +58,17 @@ def load_causal_lm(
         )
     except OSError as e:
         raise ModelLoadError(f"{name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None
+
+
+def hide_weight_io_bars() -> None:
+    """transformers draws a progress bar for every model load and save ("Loading weights",
+    "Writing model shards"): in a recipe run that is ~20 bars of noise between the stage lines,
+    for local files that take milliseconds. Hide those bars; keep the Hub's download bars (a
+    download from the Hub is slow enough to want one) unless the user turned them off."""
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    hub_bars = not hub_utils.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # also turns the Hub's off ...
+    if hub_bars:
+        hub_utils.enable_progress_bars()  # ... so give those back
