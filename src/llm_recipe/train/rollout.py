@@ -29,7 +29,7 @@ import torch
 
 from ..infer.sampling import SamplingParams, logits_processors
 from .rl_math import entropy_from_logits
-from .rollout_forward import PackedRollout, decoder_and_head, pack_rollout, response_states
+from .rollout_forward import decoder_and_head, response_states
 
 
 @dataclass
@@ -147,11 +147,6 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
     return Rollout(list(prompts), query.cpu(), qmask.cpu(), out.cpu(), mask.cpu(), stopped.cpu(), texts, logps.cpu())
 
 
-def packed_inputs(r: Rollout, device, pad_id: int = 0) -> PackedRollout:
-    """The rollout's sequences packed padding-free for a forward pass (see `rollout_packing`)."""
-    return pack_rollout(r.query_ids, r.query_mask, r.response_ids, r.response_mask, pad_id, device)
-
-
 def token_logprobs(model, r: Rollout, temperature: float = 1.0, *, entropy: bool = False,
                    hidden: bool = False) -> dict[str, torch.Tensor]:
     """Log-probs [B, T] of the response tokens under `model` (grad flows if enabled by the caller),
@@ -164,11 +159,14 @@ def token_logprobs(model, r: Rollout, temperature: float = 1.0, *, entropy: bool
     if split is not None:
         h = response_states(split[0], r, device)
         logits = split[1](h).float()
-    else:
-        pk = packed_inputs(r, device)
-        o = model(input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False, output_hidden_states=hidden)
-        logits = pk.gather(o.logits).float()  # [B, T, V]: the logits that predict response token j
-        h = pk.gather(o.hidden_states[-1]) if hidden else None
+    else:  # logits are not a plain projection of the last state: one padded pass of the whole model
+        ids, attn = torch.cat([r.query_ids, r.response_ids], 1), torch.cat([r.query_mask, r.response_mask.long()], 1)
+        T = r.response_ids.shape[1]
+        o = model(input_ids=ids.to(device), attention_mask=attn.to(device), use_cache=False,
+                  position_ids=(attn.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=T + 1,
+                  output_hidden_states=hidden)
+        logits = o.logits[:, :-1].float()  # position j predicts response token j
+        h = o.hidden_states[-1][:, -T - 1 : -1] if hidden else None
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     mask = r.response_mask.to(device)

@@ -20,6 +20,9 @@ packs the sequences first-fit-decreasing into rows as wide as the longest one. P
 at 0 for every sequence and no attention mask is passed: transformers then reads the sequence
 boundaries from the position ids and builds a block-diagonal causal mask (the same mechanism as
 packed SFT), so every token sees exactly its own sequence and the outputs equal the padded ones.
+Not every architecture reads boundaries from position ids (OPT, Bloom and Falcon derive positions
+or ALiBi from the attention mask), so each layout is checked once per model on a small batch
+against the padded pass (`layout_ok`) and the padded pass is used where a layout disagrees.
 `src[i, j]` is the flat index of the position whose output predicts (or values) response token j
 of sequence i: the gather that maps packed outputs back to the rollout's [B, T] layout.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -159,11 +163,71 @@ def shared_prompt_states(decoder, r, device, groups: tuple[torch.Tensor, torch.T
     return torch.cat([o.last_hidden_state[:, -1][inverse][:, None], h[:, :-1]], 1)
 
 
-def response_states(decoder, r, device) -> torch.Tensor:
-    """Final hidden states [B, T, H] that produce (and value) each response token, computed with
-    the cheapest exact layout: shared prompts when prompts repeat, else packed sequences."""
-    groups = shared_prompt_groups(r)
-    if groups is not None:
-        return shared_prompt_states(decoder, r, device, groups)
+def padded_states(decoder, r, device) -> torch.Tensor:
+    """The plain layout (what the others must equal): left-padded prompts + right-padded responses,
+    attention mask and positions from the mask; all-padding leading columns dropped."""
+    first = int(r.query_mask.any(0).long().argmax())
+    ids = torch.cat([r.query_ids[:, first:], r.response_ids], 1).to(device)
+    attn = torch.cat([r.query_mask[:, first:], r.response_mask.long()], 1).to(device)
+    h = decoder(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                use_cache=False).last_hidden_state
+    T = r.response_ids.shape[1]
+    return h[:, -T - 1 : -1]
+
+
+def _packed_states(decoder, r, device) -> torch.Tensor:
     pk = pack_rollout(r.query_ids, r.query_mask, r.response_ids, r.response_mask, 0, device)
     return pk.gather(decoder(input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False).last_hidden_state)
+
+
+def _shared_states(decoder, r, device) -> torch.Tensor:
+    return shared_prompt_states(decoder, r, device, shared_prompt_groups(r))
+
+
+_LAYOUTS = {"packed": _packed_states, "shared": _shared_states}
+_LAYOUT_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _probe_rollout(vocab: int, device) -> SimpleNamespace:
+    """8 rows: 2 prompts (3 and 5 tokens) x 4 responses of 1-4 tokens, so that both layouts apply."""
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(1, vocab, (n,), generator=g) for n in (3, 5)]
+    q, qm = torch.zeros((8, 5), dtype=torch.long), torch.zeros((8, 5), dtype=torch.long)
+    for i in range(8):
+        q[i, 5 - len(prompts[i % 2]):], qm[i, 5 - len(prompts[i % 2]):] = prompts[i % 2], 1
+    rm = (torch.arange(4)[None] < torch.tensor([1, 4, 2, 3, 4, 1, 3, 2])[:, None]).float()
+    return SimpleNamespace(query_ids=q, query_mask=qm, response_ids=torch.randint(1, vocab, (8, 4), generator=g) * rm.long(),
+                           response_mask=rm)
+
+
+def layout_ok(decoder, kind: str) -> bool:
+    """Whether `kind` ('packed' / 'shared') gives this model the padded layout's hidden states:
+    checked once per model (a few tiny forward passes), then cached."""
+    cache = _LAYOUT_OK.setdefault(decoder, {})
+    if kind not in cache:
+        device = next(decoder.parameters()).device
+        r = _probe_rollout(decoder.config.vocab_size, device)
+        was = decoder.training
+        decoder.eval()
+        try:
+            with torch.no_grad():
+                want = padded_states(decoder, r, device)
+                got = _LAYOUTS[kind](decoder, r, device)
+            m = r.response_mask.to(device).bool()
+            cache[kind] = bool(torch.allclose(got[m], want[m], atol=1e-4, rtol=1e-3))
+        except (RuntimeError, ValueError, TypeError):  # e.g. a model whose cache cannot be reordered
+            cache[kind] = False
+        finally:
+            decoder.train(was)
+    return cache[kind]
+
+
+def response_states(decoder, r, device) -> torch.Tensor:
+    """Final hidden states [B, T, H] that produce (and value) each response token, computed with
+    the cheapest layout this model supports: shared prompts when prompts repeat, else packed
+    sequences, else the padded batch."""
+    if shared_prompt_groups(r) is not None and layout_ok(decoder, "shared"):
+        return _shared_states(decoder, r, device)
+    if layout_ok(decoder, "packed"):
+        return _packed_states(decoder, r, device)
+    return padded_states(decoder, r, device)
