@@ -173,7 +173,7 @@ def test_generate_shared_prefill_samples_the_same_tokens(model, tokenizer, monke
               logits_to_keep=1)
         return o.logits[:, -1].float(), o.past_key_values
 
-    monkeypatch.setattr(rollout, "_prefill", one_pass_per_row)
+    monkeypatch.setattr(rollout, "prefill", one_pass_per_row)
     plain = generate(model, tokenizer, [""] * len(ids), ids, params, stop_ids=[tokenizer.eos_token_id], seed=3)
     assert torch.equal(shared.response_ids, plain.response_ids)
     torch.testing.assert_close(shared.logp, plain.logp, atol=1e-5, rtol=1e-4)

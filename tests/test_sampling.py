@@ -90,6 +90,27 @@ def test_kv_cache_and_left_padded_batches_match_recomputation(model, tokenizer, 
     assert _ids(cached) == _ids(uncached) == _ids(alone)
 
 
+def test_repeated_prompts_share_one_prefill_and_sample_as_if_alone(model, tokenizer, prompt_ids, monkeypatch):
+    # Best-of-N samples the same prompt N times: its prefill runs once (the cache is copied), and
+    # each row still samples exactly what it samples alone (batch size 1, no sharing possible).
+    rows = []
+    real = model.forward
+
+    def recording(*a, **k):
+        rows.append(tuple(k["input_ids"].shape))
+        return real(*a, **k)
+
+    ids = [prompt_ids[0]] * 4 + [prompt_ids[2]] * 4
+    p = SamplingParams(max_new_tokens=10, temperature=1.0)
+    monkeypatch.setattr(model, "forward", recording)
+    shared = sample(model, tokenizer, ids, p, seed=5, stop_token_ids=[], batch_size=8)
+    monkeypatch.undo()
+    assert rows[0][0] == 2 and all(r == (8, 1) for r in rows[1:])  # prefill: 2 distinct prompts; then 8 rows
+    alone = sample(model, tokenizer, ids, p, seed=5, stop_token_ids=[], batch_size=1)
+    assert _ids(shared) == _ids(alone)
+    assert len({tuple(x) for x in _ids(shared)[:4]}) > 1  # the copies still sample differently
+
+
 def test_stop_strings_and_stop_tokens(model, tokenizer, prompt_ids):
     p = SamplingParams(max_new_tokens=24, temperature=1.0)
     full = sample(model, tokenizer, prompt_ids[:1], p, seed=5, stop_token_ids=[])[0]

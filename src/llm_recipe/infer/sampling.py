@@ -85,6 +85,25 @@ def choose_tokens(scores: torch.Tensor, seq: torch.Tensor, p: SamplingParams,
     return torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(gens)]).to(scores.device)
 
 
+def prefill(model, query: torch.Tensor, qmask: torch.Tensor) -> tuple[torch.Tensor, object]:
+    """First forward of generation over left-padded prompts: last-position logits [B, V] (float)
+    and the KV cache. A prompt that occurs several times in the batch (Best-of-N's N samples,
+    GRPO's G per prompt) is run once and its cache rows are copied: the prompt's forward is most
+    of a short generation's compute."""
+    rows = torch.cat([query, qmask], 1)
+    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    if len(uniq) == len(rows):
+        uniq, inverse = rows, None
+    q, m = uniq[:, : query.shape[1]], uniq[:, query.shape[1] :]
+    o = model(input_ids=q, attention_mask=m, position_ids=(m.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+              logits_to_keep=1)
+    raw, past = o.logits[:, -1, :].float(), o.past_key_values
+    if inverse is not None:
+        raw = raw[inverse]
+        past.reorder_cache(inverse)
+    return raw, past
+
+
 @torch.no_grad()
 def _sample_batch(model, prompts: list[list[int]], p: SamplingParams, gens, stop_ids: set[int],
                   pad_id: int, tokenizer, use_cache: bool) -> list[Generation]:
@@ -103,13 +122,16 @@ def _sample_batch(model, prompts: list[list[int]], p: SamplingParams, gens, stop
     past = None
     step_ids = ids
     for _ in range(p.max_new_tokens):
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        if use_cache and past is not None:
-            pos = pos[:, -step_ids.shape[1]:]
-        out = model(input_ids=step_ids, attention_mask=attn, position_ids=pos, past_key_values=past,
-                    use_cache=use_cache, logits_to_keep=1)
-        past = out.past_key_values if use_cache else None
-        nxt = choose_tokens(out.logits[:, -1, :], seq, p, gens)
+        if use_cache and past is None:
+            logits, past = prefill(model, ids, attn)
+        else:
+            pos = (attn.cumsum(-1) - 1).clamp(min=0)
+            if use_cache:
+                pos = pos[:, -step_ids.shape[1]:]
+            out = model(input_ids=step_ids, attention_mask=attn, position_ids=pos, past_key_values=past,
+                        use_cache=use_cache, logits_to_keep=1)
+            past, logits = (out.past_key_values if use_cache else None), out.logits[:, -1, :]
+        nxt = choose_tokens(logits, seq, p, gens)
         for i, t in enumerate(nxt.tolist()):
             if reason[i] is not None:
                 continue

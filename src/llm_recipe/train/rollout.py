@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..infer.sampling import SamplingParams, logits_processors
+from ..infer.sampling import SamplingParams, logits_processors, prefill
 from .rl_math import entropy_from_logits
 from .rollout_forward import decoder_and_head, response_states
 
@@ -67,24 +67,6 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
-def _prefill(model, query: torch.Tensor, qmask: torch.Tensor):
-    """First forward of generation: last-position logits [B, V] and the KV cache. A prompt that
-    occurs several times in the batch (GRPO's G samples per prompt, Best-of-N) is run once and its
-    cache rows are copied: the prompt's forward is most of a short rollout's compute."""
-    rows = torch.cat([query, qmask], 1)
-    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    if len(uniq) == len(rows):
-        uniq, inverse = rows, None
-    q, m = uniq[:, : query.shape[1]], uniq[:, query.shape[1] :]
-    o = model(input_ids=q, attention_mask=m, position_ids=(m.cumsum(-1) - 1).clamp(min=0), use_cache=True,
-              logits_to_keep=1)
-    raw, past = o.logits[:, -1, :].float(), o.past_key_values
-    if inverse is not None:
-        raw = raw[inverse]
-        past.reorder_cache(inverse)
-    return raw, past
-
-
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, *,
              stop_ids: Sequence[int], seed: int) -> Rollout:
@@ -109,7 +91,7 @@ def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]
     model.eval()
     n = 0
     try:
-        raw, past = _prefill(model, query, qmask)
+        raw, past = prefill(model, query, qmask)
         for t in range(params.max_new_tokens):
             lsm = torch.log_softmax(raw / params.temperature if params.temperature not in (0, 1) else raw, -1)
             scores = procs(seq, raw)
