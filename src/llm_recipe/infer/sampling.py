@@ -85,20 +85,26 @@ def choose_tokens(scores: torch.Tensor, seq: torch.Tensor, p: SamplingParams,
     return torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(gens)]).to(scores.device)
 
 
+def distinct_prompts(query: torch.Tensor, qmask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row of the first occurrence of each distinct left-padded prompt, row -> its distinct prompt)."""
+    uniq, inverse = torch.unique(torch.cat([query, qmask], 1), dim=0, return_inverse=True)
+    rows = torch.arange(len(query), device=query.device)
+    first = torch.full((len(uniq),), len(query), dtype=torch.long, device=query.device)
+    return first.scatter_reduce(0, inverse, rows, reduce="amin"), inverse
+
+
 def prefill(model, query: torch.Tensor, qmask: torch.Tensor) -> tuple[torch.Tensor, object]:
     """First forward of generation over left-padded prompts: last-position logits [B, V] (float)
     and the KV cache. A prompt that occurs several times in the batch (Best-of-N's N samples,
     GRPO's G per prompt) is run once and its cache rows are copied: the prompt's forward is most
     of a short generation's compute."""
-    rows = torch.cat([query, qmask], 1)
-    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    if len(uniq) == len(rows):
-        uniq, inverse = rows, None
-    q, m = uniq[:, : query.shape[1]], uniq[:, query.shape[1] :]
+    first, inverse = distinct_prompts(query, qmask)
+    shared = len(first) < len(query)
+    q, m = (query[first], qmask[first]) if shared else (query, qmask)
     o = model(input_ids=q, attention_mask=m, position_ids=(m.cumsum(-1) - 1).clamp(min=0), use_cache=True,
               logits_to_keep=1)
     raw, past = o.logits[:, -1, :].float(), o.past_key_values
-    if inverse is not None:
+    if shared:
         raw = raw[inverse]
         past.reorder_cache(inverse)
     return raw, past

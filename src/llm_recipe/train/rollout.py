@@ -29,7 +29,7 @@ import torch
 
 from ..infer.sampling import SamplingParams, logits_processors, prefill
 from .rl_math import entropy_from_logits
-from .rollout_forward import decoder_and_head, response_states
+from .rollout_forward import decoder_and_head, padded_inputs, response_states
 
 
 @dataclass
@@ -142,10 +142,9 @@ def token_logprobs(model, r: Rollout, temperature: float = 1.0, *, entropy: bool
         h = response_states(split[0], r, device)
         logits = split[1](h).float()
     else:  # logits are not a plain projection of the last state: one padded pass of the whole model
-        ids, attn = torch.cat([r.query_ids, r.response_ids], 1), torch.cat([r.query_mask, r.response_mask.long()], 1)
+        ids, attn, pos = padded_inputs(r, device)
         T = r.response_ids.shape[1]
-        o = model(input_ids=ids.to(device), attention_mask=attn.to(device), use_cache=False,
-                  position_ids=(attn.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=T + 1,
+        o = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False, logits_to_keep=T + 1,
                   output_hidden_states=hidden)
         logits = o.logits[:, :-1].float()  # position j predicts response token j
         h = o.hidden_states[-1][:, -T - 1 : -1] if hidden else None

@@ -35,13 +35,14 @@ from types import SimpleNamespace
 
 import torch
 
+from ..infer.sampling import distinct_prompts
+
 
 @dataclass
 class PackedRollout:
     input_ids: torch.Tensor  # [R, W]
     position_ids: torch.Tensor  # [R, W]: restart at 0 for every sequence (and for the row's tail padding)
     src: torch.Tensor  # [B, T] flat index into R*W of the state before response token j
-    mask: torch.Tensor  # [B, T] float: 1 on real response tokens
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """[R, W, ...] packed outputs -> [B, T, ...] at the response positions."""
@@ -100,7 +101,7 @@ def pack_rollout(query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids
         src[i] = row * width + off + p - 1 + torch.where(arange_t < t, arange_t, 0)
     for row, f in enumerate(fill):
         pos[row, f:] = torch.arange(width - f)  # tail padding: one more segment, attending only to itself
-    return PackedRollout(ids.to(device), pos.to(device), src.to(device), response_mask.float().to(device))
+    return PackedRollout(ids.to(device), pos.to(device), src.to(device))
 
 
 _SPLIT_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -112,35 +113,36 @@ def decoder_and_head(model):
     input. The split lets a forward apply the vocabulary projection to the response positions only,
     not to every prompt token."""
     if model not in _SPLIT_OK:
-        ok = None
-        try:
-            dec, head = model.get_decoder(), model.get_output_embeddings()
-            ids = torch.arange(1, 6, device=next(model.parameters()).device)[None] % model.config.vocab_size
-            was = model.training
-            model.eval()  # dropout would make the two passes differ
-            try:
-                with torch.no_grad():
-                    full = model(input_ids=ids, use_cache=False).logits
-                    split = head(dec(input_ids=ids, use_cache=False).last_hidden_state)
-            finally:
-                model.train(was)
-            ok = (dec, head) if torch.allclose(full, split, atol=1e-5, rtol=1e-4) else None
-        except (AttributeError, NotImplementedError, TypeError):
-            pass
-        _SPLIT_OK[model] = ok
+        _SPLIT_OK[model] = _checked_split(model)
     return _SPLIT_OK[model]
+
+
+def _checked_split(model):
+    try:
+        dec, head = model.get_decoder(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):  # no separate decoder / head to call
+        return None
+    if dec is None or head is None:
+        return None
+    ids = torch.arange(1, 6, device=next(model.parameters()).device)[None] % model.config.vocab_size
+    was = model.training
+    model.eval()  # dropout would make the two passes differ
+    try:
+        with torch.no_grad():
+            full = model(input_ids=ids, use_cache=False).logits
+            split = head(dec(input_ids=ids, use_cache=False).last_hidden_state)
+    except TypeError:  # a decoder that does not take these arguments: use the whole model
+        return None
+    finally:
+        model.train(was)
+    return (dec, head) if torch.allclose(full, split, atol=1e-5, rtol=1e-4) else None
 
 
 def shared_prompt_groups(r) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(rows of the distinct prompts, row -> distinct prompt) when prompts repeat enough (at most
     half as many distinct prompts as rows) for a shared-prompt pass to pay off; else None."""
-    rows = torch.cat([r.query_ids, r.query_mask], 1)
-    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    if 2 * len(uniq) > len(rows):
-        return None
-    first = torch.full((len(uniq),), len(rows), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(rows)), reduce="amin")
-    return first, inverse
+    first, inverse = distinct_prompts(r.query_ids, r.query_mask)
+    return None if 2 * len(first) > len(r.query_ids) else (first, inverse)
 
 
 def shared_prompt_states(decoder, r, device, groups: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -163,16 +165,21 @@ def shared_prompt_states(decoder, r, device, groups: tuple[torch.Tensor, torch.T
     return torch.cat([o.last_hidden_state[:, -1][inverse][:, None], h[:, :-1]], 1)
 
 
-def padded_states(decoder, r, device) -> torch.Tensor:
-    """The plain layout (what the others must equal): left-padded prompts + right-padded responses,
-    attention mask and positions from the mask; all-padding leading columns dropped."""
+def padded_inputs(r, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids) of the plain layout: left-padded prompts +
+    right-padded responses, positions from the mask; columns that are padding in every row are
+    dropped (a minibatch's prompts are often all shorter than the rollout's longest)."""
     first = int(r.query_mask.any(0).long().argmax())
     ids = torch.cat([r.query_ids[:, first:], r.response_ids], 1).to(device)
     attn = torch.cat([r.query_mask[:, first:], r.response_mask.long()], 1).to(device)
-    h = decoder(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
-                use_cache=False).last_hidden_state
-    T = r.response_ids.shape[1]
-    return h[:, -T - 1 : -1]
+    return ids, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+
+
+def padded_states(decoder, r, device) -> torch.Tensor:
+    """Final hidden states from the plain layout: what the other layouts must equal."""
+    ids, attn, pos = padded_inputs(r, device)
+    h = decoder(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).last_hidden_state
+    return h[:, -r.response_ids.shape[1] - 1 : -1]
 
 
 def _packed_states(decoder, r, device) -> torch.Tensor:
@@ -180,8 +187,8 @@ def _packed_states(decoder, r, device) -> torch.Tensor:
     return pk.gather(decoder(input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False).last_hidden_state)
 
 
-def _shared_states(decoder, r, device) -> torch.Tensor:
-    return shared_prompt_states(decoder, r, device, shared_prompt_groups(r))
+def _shared_states(decoder, r, device, groups=None) -> torch.Tensor:
+    return shared_prompt_states(decoder, r, device, groups if groups is not None else shared_prompt_groups(r))
 
 
 _LAYOUTS = {"packed": _packed_states, "shared": _shared_states}
@@ -226,8 +233,9 @@ def response_states(decoder, r, device) -> torch.Tensor:
     """Final hidden states [B, T, H] that produce (and value) each response token, computed with
     the cheapest layout this model supports: shared prompts when prompts repeat, else packed
     sequences, else the padded batch."""
-    if shared_prompt_groups(r) is not None and layout_ok(decoder, "shared"):
-        return _shared_states(decoder, r, device)
+    groups = shared_prompt_groups(r)
+    if groups is not None and layout_ok(decoder, "shared"):
+        return _shared_states(decoder, r, device, groups)
     if layout_ok(decoder, "packed"):
         return _packed_states(decoder, r, device)
     return padded_states(decoder, r, device)
