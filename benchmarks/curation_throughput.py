@@ -36,13 +36,13 @@ import copy
 import os
 import time
 
+from llm_recipe.config import CurateConfig
 from llm_recipe.data.curate import build_steps
-from llm_recipe.data.curate_config import CurateConfig
 from llm_recipe.data.filters.language import identify
 from llm_recipe.data.filters.text_stats import clear_cache
-from llm_recipe.data.noisy_corpus import BLOCKLIST, inject_noise
 from llm_recipe.data.pipeline import run_steps
-from llm_recipe.data.sample_corpus import iter_sample_docs
+from llm_recipe.demo.noisy_corpus import BLOCKLIST, inject_noise
+from llm_recipe.demo.sample_corpus import iter_sample_docs
 
 SUBSET = {"normalize", "language", "gopher_quality", "gopher_repetition"}
 

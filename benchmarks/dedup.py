@@ -170,7 +170,7 @@ def main() -> None:
 
     from llm_recipe.data.dedup.fuzzy import FuzzyParams
     from llm_recipe.data.dedup.minhash import s_curve
-    from llm_recipe.data.dedup.synthetic import near_duplicate_corpus
+    from llm_recipe.demo.dedup_corpus import near_duplicate_corpus
     from llm_recipe.files import write_jsonl
 
     if args.bands is None:

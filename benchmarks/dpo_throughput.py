@@ -34,11 +34,11 @@ import torch
 
 def build(tmp: Path, n_pairs: int, seed: int):
     from llm_recipe.config import DPOConfig, SFTConfig
-    from llm_recipe.data.sample_corpus import generate_sample_corpus, sample_corpus_files
+    from llm_recipe.demo.sample_corpus import generate_sample_corpus, sample_corpus_files
+    from llm_recipe.demo.style import style_pairs_from_sft
     from llm_recipe.models.presets import build_preset_model
     from llm_recipe.tokenizer.chat_formats import apply_chat_format, get_chat_format
     from llm_recipe.tokenizer.train import train_and_save
-    from llm_recipe.train.dpo_style import style_pairs_from_sft
 
     corpus = generate_sample_corpus(tmp / "corpus", docs_per_source=200, seed=seed)
     texts = [json.loads(ln)["text"] for f in sample_corpus_files(corpus)

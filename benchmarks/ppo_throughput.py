@@ -39,10 +39,10 @@ def prepare(work: Path, preset: str) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from llm_recipe.data.sample_corpus import generate_sample_corpus, sample_corpus_files
+    from llm_recipe.demo.sample_corpus import generate_sample_corpus, sample_corpus_files
+    from llm_recipe.demo.style import single_turn_examples
     from llm_recipe.infer.generate import chat_prompt_ids
     from llm_recipe.models.presets import build_preset_model
-    from llm_recipe.preference.synthetic import single_turn_examples
     from llm_recipe.tokenizer.chat_formats import apply_chat_format, get_chat_format
     from llm_recipe.tokenizer.train import train_and_save
 

@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from llm_recipe.config import PretrainConfig
-from llm_recipe.data.sample_corpus import generate_sample_corpus, sample_corpus_files
+from llm_recipe.demo.sample_corpus import generate_sample_corpus, sample_corpus_files
 from llm_recipe.models.presets import build_preset_model, count_parameters
 from llm_recipe.tokenizer.train import train_bpe_tokenizer
 from llm_recipe.train.loop import Trainer as RecipeTrainer

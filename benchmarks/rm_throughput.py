@@ -30,17 +30,13 @@ from pathlib import Path
 import torch
 
 from llm_recipe.config import RMConfig
+from llm_recipe.demo.style import single_turn_examples, style_preference_pairs
 from llm_recipe.models.presets import build_preset_model, count_parameters
+from llm_recipe.models.reward_io import reward_format
 from llm_recipe.preference.records import PreferencePair
-from llm_recipe.preference.synthetic import single_turn_examples, style_preference_pairs
 from llm_recipe.tokenizer.train import train_bpe_tokenizer
 from llm_recipe.train.loop import Trainer
-from llm_recipe.train.reward_model import (
-    RewardObjective,
-    build_reward_model,
-    reward_format,
-    tokenize_pairs,
-)
+from llm_recipe.train.reward_model import RewardObjective, build_reward_model, tokenize_pairs
 
 VARIANTS = {"default": (True, True), "shared": (True, False), "plain": (False, False)}
 

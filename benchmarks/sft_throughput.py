@@ -32,12 +32,12 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from llm_recipe.config import SFTConfig  # noqa: E402
+from llm_recipe.demo.sft_set import generate_bundled_sft  # noqa: E402
 from llm_recipe.models.loading import load_causal_lm  # noqa: E402
 from llm_recipe.models.presets import build_preset_model  # noqa: E402
 from llm_recipe.tokenizer.chat_formats import FORMATS, apply_chat_format  # noqa: E402
 from llm_recipe.train.loop import Trainer  # noqa: E402
 from llm_recipe.train.sft import SFTObjective  # noqa: E402
-from llm_recipe.train.sft_bundled import generate_bundled_sft  # noqa: E402
 from llm_recipe.train.sft_data import (  # noqa: E402
     DataStats,
     conversations_from_records,
@@ -54,7 +54,7 @@ def load_setup(args):
         def make_model():
             return load_causal_lm(args.model)
     else:  # no demo model: a tokenizer on the sample corpus and a fresh tiny model
-        from llm_recipe.data.sample_corpus import generate_sample_corpus, sample_corpus_files
+        from llm_recipe.demo.sample_corpus import generate_sample_corpus, sample_corpus_files
         from llm_recipe.tokenizer.train import train_bpe_tokenizer
         from llm_recipe.train.pretrain import read_documents
 

@@ -14,14 +14,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def small_corpus_dir(tmp_path_factory):
-    from llm_recipe.data.sample_corpus import generate_sample_corpus
+    from llm_recipe.demo.sample_corpus import generate_sample_corpus
 
     return generate_sample_corpus(tmp_path_factory.mktemp("corpus"), docs_per_source=150, seed=0)
 
 
 @pytest.fixture(scope="session")
 def corpus_texts(small_corpus_dir):
-    from llm_recipe.data.sample_corpus import sample_corpus_files
+    from llm_recipe.demo.sample_corpus import sample_corpus_files
 
     return [json.loads(line)["text"] for f in sample_corpus_files(small_corpus_dir) for line in open(f, encoding="utf-8")]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from llm_recipe.config import ModelConfig, PretrainConfig, RecipeConfig, RMConfig
-from llm_recipe.preference.synthetic import STYLE_PREFIX, single_turn_examples
+from llm_recipe.demo.style import STYLE_PREFIX, single_turn_examples
 
 POLICY_PREFIX_RATE = 0.5
 
@@ -40,7 +40,7 @@ def policy_dir(root: str, tokenizer_dir: str) -> Path:
     """A micro LM trained on Alpaca-formatted answers, half of them starting with the prefix."""
     from transformers import AutoTokenizer
 
-    from llm_recipe.train.pretrain import run_pretraining
+    from llm_recipe.train.pretrain import run_pretrain
 
     out = Path(root) / "pref_policy"
     r = random.Random(0)
@@ -55,7 +55,7 @@ def policy_dir(root: str, tokenizer_dir: str) -> Path:
     cfg = PretrainConfig(max_steps=100, batch_size=16, block_size=64, lr=3e-3, warmup_steps=8, eval_every=100,
                          eval_batches=2, log_every=20)
     with one_thread():
-        res = run_pretraining(data_files=[data], tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir),
+        res = run_pretrain(data_files=[data], tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir),
                               model_cfg=ModelConfig(preset="micro"), cfg=cfg, output_dir=out / "run", seed=0)
     return res.model_dir
 
@@ -67,7 +67,7 @@ def rm_config(**kw) -> RecipeConfig:
 @functools.cache
 def reward_model_dir(root: str, tokenizer_dir: str) -> Path:
     """The reward model trained by the recipe stage on the style set, from the policy."""
-    from llm_recipe.train.reward_stage import stage_rm
+    from llm_recipe.stages.reward import stage_rm
 
     policy = policy_dir(root, tokenizer_dir)
     with one_thread():

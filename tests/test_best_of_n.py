@@ -6,14 +6,14 @@ from pref_helpers import one_thread, policy_dir, reward_model_dir, rm_config
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
-from llm_recipe.config import BoNConfig, GenerateConfig
+from llm_recipe.config import BoNConfig, SamplingConfig
+from llm_recipe.demo.style import STYLE_PREFIX
 from llm_recipe.infer.best_of_n import best_of_n
 from llm_recipe.infer.reward import RewardScorer
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
-from llm_recipe.preference.synthetic import STYLE_PREFIX
-from llm_recipe.train.reward_stage import bon_prompts, stage_bon
+from llm_recipe.stages.bon import bon_prompts, stage_bon
 
-GEN = GenerateConfig(max_new_tokens=12, temperature=0.9, top_k=20, top_p=None, repetition_penalty=1.0)
+GEN = SamplingConfig(max_new_tokens=12, temperature=0.9, top_k=20, top_p=None, repetition_penalty=1.0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,7 +81,7 @@ def test_stage_bon_and_cli(models, tmp_path):
     pol_dir, rm_dir = models
     from llm_recipe.config import RecipeConfig
 
-    cfg = RecipeConfig(seed=0, rm=rm_config().rm, bon=BoNConfig(n=3, n_prompts=4, max_new_tokens=8, top_k=20))
+    cfg = RecipeConfig(seed=0, rm=rm_config().rm, bon=BoNConfig(n=3, n_prompts=4, sampling=SamplingConfig(max_new_tokens=8, top_k=20)))
     path = stage_bon(cfg, pol_dir, rm_dir, tmp_path / "stage")
     rep = json.loads(path.read_text())
     assert rep["n"] == 3 and rep["prompts"] == 4 and rep["mean_best_reward"] >= rep["mean_first_sample_reward"]
@@ -89,7 +89,7 @@ def test_stage_bon_and_cli(models, tmp_path):
     assert len((path.parent / "samples.jsonl").read_text().splitlines()) == 4
     res = CliRunner().invoke(app, ["bon", "-m", str(pol_dir), "--rm", f"{rm_dir}=1.0", "-n", "2",
                                    "-p", "What is the capital of Japan?", "-o", str(tmp_path / "cli"),
-                                   "--set", "bon.max_new_tokens=6"])
+                                   "--set", "bon.sampling.max_new_tokens=6"])
     assert res.exit_code == 0, res.output
     assert "best-of-2" in res.output and "tokens x" in res.output
     assert json.loads((tmp_path / "cli" / "best_of_n" / "report.json").read_text())["prompts"] == 1

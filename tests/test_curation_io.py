@@ -11,8 +11,8 @@ import zstandard
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
+from llm_recipe.config import CurateConfig
 from llm_recipe.data.curate import curate
-from llm_recipe.data.curate_config import CurateConfig
 from llm_recipe.data.readers import ShardReader, list_shards
 from llm_recipe.data.writers import ShardWriter
 

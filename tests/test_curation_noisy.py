@@ -1,7 +1,7 @@
 """End to end on the noisy corpus: per-noise-type recall, clean-doc precision, audit stats.
 
 The corpus is the bundled sample corpus with 11 labelled noise types injected (see
-`llm_recipe.data.noisy_corpus`); curation runs with the bundled `curate` recipe section.
+`llm_recipe.demo.noisy_corpus`); curation runs with the bundled `curate` recipe section.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 
 from llm_recipe.config import load_config
 from llm_recipe.data.curate import curate
-from llm_recipe.data.noisy_corpus import DROP_TYPES, NOISE_TYPES, generate_noisy_corpus, load_labels
 from llm_recipe.data.normalize import Normalize
 from llm_recipe.data.readers import ShardReader
+from llm_recipe.demo.noisy_corpus import DROP_TYPES, NOISE_TYPES, generate_noisy_corpus, load_labels
 
 PER_TYPE = 25  # 11 types x 25 = 275 noisy docs among 750
 

@@ -19,11 +19,11 @@ from llm_recipe.data.filters import (
     ShortLines,
 )
 from llm_recipe.data.ner import NERRedactor, ner_unavailable
-from llm_recipe.data.noisy_corpus import _sloppy_cp1252
 from llm_recipe.data.normalize import Normalize
 from llm_recipe.data.pii import PIIRedactor, luhn_ok
 from llm_recipe.data.pipeline import run_steps
 from llm_recipe.data.tokens import TokenCounter, words
+from llm_recipe.demo.noisy_corpus import _sloppy_cp1252
 
 
 def doc(text, lang=None, url=None, source="web"):
@@ -263,8 +263,8 @@ def test_ner_redaction_maps_labels_to_placeholders():
 
 @pytest.mark.skipif(importlib.util.find_spec("spacy") is not None, reason="spaCy is installed here")
 def test_ner_unavailable_is_reported_not_faked(tmp_path):
+    from llm_recipe.config import CurateConfig
     from llm_recipe.data.curate import build_steps
-    from llm_recipe.data.curate_config import CurateConfig
 
     assert "spaCy is not installed" in ner_unavailable("ja_ginza")
     steps, skipped = build_steps(CurateConfig.model_validate({"ner": {"enabled": True}}))

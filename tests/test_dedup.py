@@ -20,7 +20,7 @@ from llm_recipe.data.dedup.semantic import (
     semantic_dedup,
 )
 from llm_recipe.data.dedup.shingles import ShingleBatch, ShingleSpec, normalize_text, shingle_hashes
-from llm_recipe.data.dedup.synthetic import near_duplicate_corpus, paraphrase_corpus
+from llm_recipe.demo.dedup_corpus import near_duplicate_corpus, paraphrase_corpus
 
 
 def py_shingles(text: str, n: int = 5) -> set[str]:
@@ -279,7 +279,7 @@ def _fit(step, docs, batch=50):
 
 
 def test_dedup_steps_in_a_pipeline(tmp_path):
-    from llm_recipe.data.dedup.config import DedupConfig
+    from llm_recipe.config import DedupConfig
     from llm_recipe.data.dedup.steps import ExactDedupStep, build_dedup_steps
     from llm_recipe.data.pipeline import PipelineError, run_steps
 

@@ -23,16 +23,18 @@ import torch
 from typer.testing import CliRunner
 
 from llm_recipe.config import DPOConfig, RecipeConfig, SFTConfig
+from llm_recipe.demo.sft_set import generate_bundled_sft
+from llm_recipe.demo.style import style_pairs_from_sft
+from llm_recipe.eval.style import strip_prefix
 from llm_recipe.files import write_jsonl
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.models.presets import build_preset_model
 from llm_recipe.preference.text_metrics import rouge_l
+from llm_recipe.stages.dpo import stage_dpo
 from llm_recipe.tokenizer.train import train_and_save
 from llm_recipe.train.dpo import preference_loss, sequence_logps
 from llm_recipe.train.dpo_data import collate_shared, tokenize_dpo_pairs
-from llm_recipe.train.dpo_style import stage_dpo, strip_prefix, style_pairs_from_sft
 from llm_recipe.train.sft import run_sft
-from llm_recipe.train.sft_bundled import generate_bundled_sft
 
 PREFIX = "Let me explain."
 STEPS = 120

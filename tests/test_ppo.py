@@ -13,16 +13,18 @@ import random
 import numpy as np
 import pytest
 import torch
+from scorers import LengthScorer, StartsWithScorer
 
-from llm_recipe.config import GRPOConfig, PPOConfig, SFTConfig
-from llm_recipe.train.ppo import RLSetup, RLStabilityError, run_ppo, style_prompts
-from llm_recipe.train.rollout import LengthScorer, StartsWithScorer, generate
+from llm_recipe.config import GRPOConfig, PPOConfig, SamplingConfig, SFTConfig
+from llm_recipe.stages.rl import style_prompts
+from llm_recipe.train.ppo import RLSetup, RLStabilityError, run_ppo
+from llm_recipe.train.rollout import generate
 
 PREFIX = "Let me explain."
 KL_BOUND = 10.0  # nats per response (sum over tokens of log pi/pi_ref), held-out prompts
 # One thread: the micro model is too small to gain from intra-op parallelism, and on a shared
 # 2-core machine two busy-waiting OpenMP threads per process made the same run 5x slower.
-RL = dict(n_prompts=128, eval_prompts=32, max_new_tokens=20, rollout_batch_size=32, minibatch_size=16,
+RL = dict(n_prompts=128, eval_prompts=32, sampling=SamplingConfig(max_new_tokens=20), rollout_batch_size=32, minibatch_size=16,
           epochs=2, num_threads=1)
 
 
@@ -37,8 +39,8 @@ def _restore_threads():
 def sft_dir(tokenizer_dir, tmp_path_factory):
     from transformers import AutoTokenizer
 
+    from llm_recipe.demo.style import single_turn_examples
     from llm_recipe.models.presets import build_preset_model
-    from llm_recipe.preference.synthetic import single_turn_examples
     from llm_recipe.train.sft import run_sft
 
     out = tmp_path_factory.mktemp("rl_sft")
@@ -90,13 +92,13 @@ def test_ppo_against_a_learned_reward_model(sft_dir, tmp_path):
     """The style target through a trained reward model (the recipe's path), not the rule."""
     from llm_recipe.config import RMConfig
     from llm_recipe.infer.reward import RewardScorer
-    from llm_recipe.train.reward_model import train_reward_model
-    from llm_recipe.train.reward_stage import rm_pairs
+    from llm_recipe.stages.reward import rm_pairs
+    from llm_recipe.train.reward_model import run_reward_model
 
     rc = RMConfig(max_steps=100, batch_size=16, lr=1e-3, warmup_steps=4, eval_every=1000, eval_batches=4,
                   synthetic_pairs=300, eval_fraction=0.2, max_length=128, num_threads=1)
     train, held, _, _ = rm_pairs(rc, seed=0)
-    rm = train_reward_model(base=str(sft_dir), train_pairs=train, eval_pairs=held, cfg=rc, output_dir=tmp_path / "rm",
+    rm = run_reward_model(base=str(sft_dir), train_pairs=train, eval_pairs=held, cfg=rc, output_dir=tmp_path / "rm",
                             seed=0, resume=False)
     assert rm.eval_accuracy >= 0.9  # it prefers the styled answer on held-out pairs
     cfg = PPOConfig(**RL, iterations=30, lr=2e-3, beta=0.05, kl_estimator="k1", lam=1.0)
@@ -111,7 +113,7 @@ def test_ppo_against_a_learned_reward_model(sft_dir, tmp_path):
 
 
 def _length_growth(sft_dir, tmp_path, beta: float) -> tuple[float, float]:
-    cfg = PPOConfig(**{**RL, "max_new_tokens": 24}, iterations=8, lr=1e-3, beta=beta, kl_estimator="k1",
+    cfg = PPOConfig(**{**RL, "sampling": SamplingConfig(max_new_tokens=24)}, iterations=8, lr=1e-3, beta=beta, kl_estimator="k1",
                     success_prefix=None)
     s = _setup(sft_dir, LengthScorer(per_char=0.05), cfg)
     res = run_ppo(s, cfg, tmp_path / f"len-{beta}", seed=0, save=False)
@@ -156,7 +158,7 @@ def test_grpo_reaches_style_target(sft_dir, tmp_path):
 def test_lora_reference_is_the_policy_with_adapters_disabled(sft_dir, tmp_path):
     from llm_recipe.config import LoRAConfig
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
-    from llm_recipe.train.ppo import reference_logprobs, sampling_params
+    from llm_recipe.train.ppo import reference_logprobs
     from llm_recipe.train.rollout import token_logprobs
 
     cfg = PPOConfig(**RL, iterations=6, lr=5e-3, beta=0.05, kl_estimator="k1", lam=1.0, lora=LoRAConfig(r=8))
@@ -172,7 +174,7 @@ def test_lora_reference_is_the_policy_with_adapters_disabled(sft_dir, tmp_path):
     assert trainable and all("lora_" in n for n in trainable)
 
     def check_reference():  # (b) adapters off == the SFT model, token by token
-        r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, sampling_params(cfg), stop_ids=s.stop_ids,
+        r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, cfg.sampling, stop_ids=s.stop_ids,
                      seed=11)
         with torch.no_grad():
             want, pol = token_logprobs(sft, r)["logp"], token_logprobs(s.policy, r)["logp"]
@@ -196,7 +198,7 @@ def test_grpo_with_lora_trains_adapters_and_saves_a_merged_model(sft_dir, tmp_pa
     from llm_recipe.config import LoRAConfig
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
     from llm_recipe.train.grpo import run_grpo
-    from llm_recipe.train.ppo import reference_logprobs, sampling_params
+    from llm_recipe.train.ppo import reference_logprobs
 
     cfg = GRPOConfig(**{**RL, "eval_prompts": 8}, iterations=3, lr=5e-3, group_size=4, beta=0.1,
                      lora=LoRAConfig(r=4))
@@ -204,7 +206,7 @@ def test_grpo_with_lora_trains_adapters_and_saves_a_merged_model(sft_dir, tmp_pa
     s = RLSetup.build(load_causal_lm(sft_dir), load_tokenizer(sft_dir), StartsWithScorer(PREFIX), train_p, eval_p,
                       lora=cfg.lora)
     assert s.ref is s.policy
-    r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, sampling_params(cfg), stop_ids=s.stop_ids,
+    r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, cfg.sampling, stop_ids=s.stop_ids,
                  seed=3)
     res = run_grpo(s, cfg, tmp_path / "grpo_lora", seed=0)
     assert res.history[-1]["kl"] > 0  # the adapters moved the policy away from the reference
@@ -257,11 +259,9 @@ def test_empty_response_batch_stops_with_message(sft_dir, tmp_path):
 
 
 def test_rollout_keeps_stop_token_and_is_seeded(sft_dir):
-    from llm_recipe.infer.sampling import SamplingParams
-
     cfg = PPOConfig(**RL)
     s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
-    p = SamplingParams(max_new_tokens=20, temperature=1.0)
+    p = SamplingConfig(max_new_tokens=20, temperature=1.0)
     a = generate(s.policy, s.tokenizer, s.train_prompts[:16], s.train_ids[:16], p, stop_ids=s.stop_ids, seed=5)
     b = generate(s.policy, s.tokenizer, s.train_prompts[:16], s.train_ids[:16], p, stop_ids=s.stop_ids, seed=5)
     assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
@@ -301,7 +301,7 @@ def test_cli_ppo_and_grpo(sft_dir, tmp_path):
     from llm_recipe.cli import app
 
     small = ["--set", "ppo.iterations=1", "--set", "ppo.rollout_batch_size=8", "--set", "ppo.minibatch_size=8",
-             "--set", "ppo.n_prompts=16", "--set", "ppo.eval_prompts=4", "--set", "ppo.max_new_tokens=8"]
+             "--set", "ppo.n_prompts=16", "--set", "ppo.eval_prompts=4", "--set", "ppo.sampling.max_new_tokens=8"]
     runner = CliRunner()
     res = runner.invoke(app, ["ppo", "--model", str(sft_dir), "-o", str(tmp_path), *small])
     assert res.exit_code == 0, res.output

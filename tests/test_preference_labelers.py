@@ -8,14 +8,14 @@ from pref_helpers import one_thread, policy_dir, reward_model_dir
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
-from llm_recipe.config import CandidateConfig, RuleConfig
+from llm_recipe.config import CandidateConfig, RuleConfig, SamplingConfig
+from llm_recipe.demo.style import STYLE_PREFIX, single_turn_examples
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.preference.candidates import generate_candidates, read_prompts
 from llm_recipe.preference.judge import CausalLMJudge
 from llm_recipe.preference.label import label_by_judge, label_by_scores, read_candidates, rules_fn
 from llm_recipe.preference.records import SkipLog
 from llm_recipe.preference.rules import RuleScorer
-from llm_recipe.preference.synthetic import STYLE_PREFIX, single_turn_examples
 from llm_recipe.preference.text_metrics import bleu, rouge_l, rouge_n, rouge_tokens
 
 
@@ -199,7 +199,7 @@ def test_candidate_generation_k_samples_temperatures_and_seeds(models, tmp_path)
     prompts = [{"prompt": q} for q, _ in single_turn_examples(50, seed=21)[:4]]
     # 16 tokens, not 8: the test policy starts half its answers with "Let me explain", and 8 tokens
     # often end inside that prefix, making the 12 samples collapse to 4-5 distinct ones (a flake).
-    cfg = CandidateConfig(k=3, temperatures=[0.7, 1.2], max_new_tokens=16)
+    cfg = CandidateConfig(k=3, temperatures=[0.7, 1.2], sampling=SamplingConfig(max_new_tokens=16, top_k=50, top_p=0.95))
     a = generate_candidates(model, tok, prompts, cfg, seed=0)
     assert [len(r["responses"]) for r in a] == [3] * 4 and a[0]["temperatures"] == [0.7, 1.2, 0.7]
     assert generate_candidates(model, tok, prompts, cfg, seed=0) == a  # reproducible for a seed
@@ -214,7 +214,7 @@ def test_candidate_generation_k_samples_temperatures_and_seeds(models, tmp_path)
     assert log.skipped == {"not_utf8": 1} and log.where["not_utf8"] == [f"{pf}:3"]
     out = tmp_path / "cands.jsonl"
     res = CliRunner().invoke(app, ["prefs", "generate", "-m", str(pol_dir), "--prompts", str(pf), "--out", str(out),
-                                   "--set", "prefs.candidates.max_new_tokens=6", "--set", "prefs.candidates.k=2"])
+                                   "--set", "prefs.candidates.sampling.max_new_tokens=6", "--set", "prefs.candidates.k=2"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 2 and all(len(r["responses"]) == 2 for r in rows)

@@ -1,14 +1,14 @@
 """The generated preference sets behind the recipe's reward model: style pairs and fluency pairs."""
 
 from llm_recipe.config import RMConfig
-from llm_recipe.preference.records import prompt_key
-from llm_recipe.preference.synthetic import (
+from llm_recipe.demo.style import (
     STYLE_PREFIX,
     fluency_pairs,
     single_turn_examples,
     style_preference_pairs,
 )
-from llm_recipe.train.reward_stage import rm_pairs
+from llm_recipe.preference.records import prompt_key
+from llm_recipe.stages.reward import rm_pairs
 
 
 def test_fluency_pairs_prefer_the_clean_answer_with_and_without_the_prefix():

@@ -6,9 +6,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llm_recipe.config import ModelConfig, PretrainConfig
-from llm_recipe.data.sample_corpus import sample_corpus_files
+from llm_recipe.demo.sample_corpus import sample_corpus_files
 from llm_recipe.train.loop import stop_at_step
-from llm_recipe.train.pretrain import read_documents, run_pretraining
+from llm_recipe.train.pretrain import read_documents, run_pretrain
 
 
 def _cfg(**kw):
@@ -21,7 +21,7 @@ def _cfg(**kw):
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory, small_corpus_dir, tokenizer):
     out = tmp_path_factory.mktemp("pretrain")
-    result = run_pretraining(
+    result = run_pretrain(
         data_files=sample_corpus_files(small_corpus_dir), tokenizer=tokenizer,
         model_cfg=ModelConfig(preset="tiny"), cfg=_cfg(max_steps=80, batch_size=16, grad_accum=1, eval_every=40, warmup_steps=8),
         output_dir=out, seed=0,
@@ -65,12 +65,12 @@ def test_run_writes_metrics_manifest_and_data_report(pretrained):
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, small_corpus_dir, tokenizer):
     files = sample_corpus_files(small_corpus_dir)
     kw = dict(data_files=files, tokenizer=tokenizer, model_cfg=ModelConfig(preset="micro"), seed=3)
-    full = run_pretraining(cfg=_cfg(), output_dir=tmp_path / "full", **kw)
+    full = run_pretrain(cfg=_cfg(), output_dir=tmp_path / "full", **kw)
 
     # Interrupted at step 10 (mid-epoch, mid-schedule): a checkpoint is written and no final model.
-    part = run_pretraining(cfg=_cfg(), output_dir=tmp_path / "resumed", callbacks=[stop_at_step(10)], **kw)
+    part = run_pretrain(cfg=_cfg(), output_dir=tmp_path / "resumed", callbacks=[stop_at_step(10)], **kw)
     assert part.stopped_early and part.steps == 10 and not part.model_dir.exists()
-    resumed = run_pretraining(cfg=_cfg(), output_dir=tmp_path / "resumed", **kw)
+    resumed = run_pretrain(cfg=_cfg(), output_dir=tmp_path / "resumed", **kw)
     assert resumed.steps == full.steps == 24
 
     a = load_file(full.model_dir / "model.safetensors")

@@ -12,7 +12,12 @@ from sklearn.metrics import roc_auc_score
 
 from llm_recipe.data.pipeline import run_steps
 from llm_recipe.data.quality.classifier import NgramClassifier
-from llm_recipe.data.quality.harmful_seed import SEED_PATH, generate_seed, load_seed
+from llm_recipe.data.quality.harmful_seed import (
+    BACKGROUND_PATH,
+    SEED_PATH,
+    load_background,
+    load_seed,
+)
 from llm_recipe.data.quality.perplexity import _BOS, CausalLMScorer, CharNgramLM
 from llm_recipe.data.quality.steps import (
     HarmfulFilter,
@@ -21,8 +26,9 @@ from llm_recipe.data.quality.steps import (
     train_harmful_classifier,
     train_quality_classifier,
 )
-from llm_recipe.data.quality.synthetic import KINDS, low_quality_corpus
-from llm_recipe.data.sample_corpus import iter_sample_docs
+from llm_recipe.demo.harmful_seed import generate_background, generate_seed
+from llm_recipe.demo.quality_corpus import KINDS, low_quality_corpus
+from llm_recipe.demo.sample_corpus import iter_sample_docs
 
 REF = ("wiki", "books")
 
@@ -134,7 +140,9 @@ def test_causal_lm_perplexity_filter_with_a_tiny_trained_llama(data, tokenizer, 
 
 def test_harmful_seed_set_is_generated_and_classifier_learns_it():
     shipped = [json.loads(line) for line in SEED_PATH.read_text(encoding="utf-8").splitlines()]
-    assert shipped == generate_seed()  # the shipped file is exactly the generator's output
+    assert shipped == generate_seed()  # the shipped files are exactly the generator's output
+    background = [json.loads(line) for line in BACKGROUND_PATH.read_text(encoding="utf-8").splitlines()]
+    assert background == generate_background() and load_background() == [d["text"] for d in background]
     texts, labels = load_seed()
     assert 0.3 < np.mean(labels) < 0.7 and {d["lang"] for d in shipped} == {"en", "ja"}
     aucs = []
@@ -179,7 +187,7 @@ def test_hf_text_classification_directory_is_pluggable(tokenizer, tmp_path, one_
 
 
 def test_build_quality_steps_from_config(data, tmp_path):
-    from llm_recipe.data.quality.config import QualityConfig
+    from llm_recipe.config import QualityConfig
     from llm_recipe.data.quality.steps import build_quality_steps
     from llm_recipe.files import write_jsonl
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from llm_recipe.data.dedup.fuzzy import FuzzyParams
 from llm_recipe.data.dedup.steps import ExactDedupStep, FuzzyDedupStep, SemanticDedupStep
-from llm_recipe.data.dedup.synthetic import near_duplicate_corpus, paraphrase_corpus
 from llm_recipe.data.executor import run_local
 from llm_recipe.data.quality.steps import HarmfulFilter, train_harmful_classifier
 from llm_recipe.data.ray_executor import run_ray
+from llm_recipe.demo.dedup_corpus import near_duplicate_corpus, paraphrase_corpus
 from llm_recipe.files import write_jsonl
 
 

@@ -7,18 +7,18 @@ from llm_recipe.cli import app
 
 FAST = ["--set", "model.preset=micro", "--set", "corpus.docs_per_source=40", "--set", "tokenizer.vocab_size=600",
         "--set", "pretrain.max_steps=6", "--set", "pretrain.block_size=64", "--set", "pretrain.batch_size=4",
-        "--set", "pretrain.eval_every=3", "--set", "pretrain.save_every=3", "--set", "generate.max_new_tokens=5",
+        "--set", "pretrain.eval_every=3", "--set", "pretrain.save_every=3", "--set", "generate.sampling.max_new_tokens=5",
         "--set", "curate.input.sample_noise_per_type=2", "--set", "curate.mixing.token_budget=12000"]
 # The stages after pretraining, each cut to a few steps: this test checks the wiring, the stage
 # tests check what each stage learns.
 FAST_ALIGN = [f"--set={kv}" for kv in (
     "sft.bundled_examples=120", "sft.max_steps=3", "sft.max_length=128", "sft.eval_every=3", "sft.eval_batches=1",
     "rm.synthetic_pairs=40", "rm.max_steps=2", "rm.batch_size=4", "rm.eval_every=2", "rm.eval_batches=1",
-    "rm.norm_samples=4", "bon.n=2", "bon.n_prompts=2", "bon.max_new_tokens=4",
+    "rm.norm_samples=4", "bon.n=2", "bon.n_prompts=2", "bon.sampling.max_new_tokens=4",
     "dpo.style_pairs=24", "dpo.max_steps=2", "dpo.batch_size=4", "dpo.eval_every=2", "dpo.eval_batches=1",
     "dpo.eval_prompts=2", "dpo.max_new_tokens=4", "dpo.warmup_steps=0",
     "ppo.iterations=1", "ppo.rollout_batch_size=4", "ppo.minibatch_size=4", "ppo.n_prompts=8", "ppo.eval_prompts=2",
-    "ppo.max_new_tokens=4", "ppo.epochs=1")]
+    "ppo.sampling.max_new_tokens=4", "ppo.epochs=1")]
 
 
 def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tmp_path):
@@ -63,19 +63,19 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tmp_path):
 
 
 def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(tmp_path, monkeypatch):
-    import llm_recipe.train.pretrain as pretrain
+    import llm_recipe.stages.pretrain as pretrain  # where the pretrain stage looks the trainer up
     from llm_recipe.train.loop import stop_at_step
 
     out = tmp_path / "run"
     args = ["run", "--config", "tiny", "--output-dir", str(out), *FAST, "--set", "pretrain.max_steps=8",
             *(f"--set={s}=null" for s in ("sft", "rm", "bon", "dpo", "ppo"))]
-    real = pretrain.run_pretraining
+    real = pretrain.run_pretrain
     # What SIGTERM does inside the loop: save a checkpoint and return early.
-    monkeypatch.setattr(pretrain, "run_pretraining", lambda **kw: real(**kw, callbacks=[stop_at_step(5)]))
+    monkeypatch.setattr(pretrain, "run_pretrain", lambda **kw: real(**kw, callbacks=[stop_at_step(5)]))
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 143 and "stopped: pretraining stopped at step 5" in res.output, res.output
     assert not (out / "samples.jsonl").exists() and not (out / "summary.json").exists()  # later stages never ran
-    monkeypatch.setattr(pretrain, "run_pretraining", real)
+    monkeypatch.setattr(pretrain, "run_pretrain", real)
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())

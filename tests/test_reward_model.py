@@ -8,15 +8,14 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
+from llm_recipe.demo.style import STYLE_PREFIX, style_preference_pairs
 from llm_recipe.infer.reward import CombinedScorer, RewardScorer
 from llm_recipe.models.presets import build_preset_model
+from llm_recipe.models.reward_io import render_response, reward_format
 from llm_recipe.preference.records import PreferencePair, split_by_prompt
-from llm_recipe.preference.synthetic import STYLE_PREFIX, style_preference_pairs
 from llm_recipe.train.reward_model import (
     RewardObjective,
     build_reward_model,
-    render_response,
-    reward_format,
     save_reward_model,
     tokenize_pairs,
 )

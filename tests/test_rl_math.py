@@ -176,7 +176,9 @@ def test_adaptive_kl_controller():
 
 
 def test_sequence_reward_with_length_and_missing_eos_penalties():
-    from llm_recipe.train.rollout import Rollout, StartsWithScorer, score_responses
+    from scorers import StartsWithScorer
+
+    from llm_recipe.train.rollout import Rollout, score_responses
 
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.float32)
     r = Rollout(["p"] * 3, torch.ones(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.long),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_recipe.infer.sampling import SamplingParams
+from llm_recipe.config import SamplingConfig
 from llm_recipe.train.rollout import Rollout, generate, token_logprobs
 from llm_recipe.train.rollout_forward import (
     best_packing,
@@ -165,7 +165,7 @@ def test_generate_shared_prefill_samples_the_same_tokens(model, tokenizer, monke
 
     prompts = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
     ids = [p for p in prompts for _ in range(4)]  # each prompt 4 times, as GRPO samples
-    params = SamplingParams(max_new_tokens=6, temperature=1.0)
+    params = SamplingConfig(max_new_tokens=6, temperature=1.0)
     shared = generate(model, tokenizer, [""] * len(ids), ids, params, stop_ids=[tokenizer.eos_token_id], seed=3)
 
     def one_pass_per_row(m, q, qm):  # the prefill without sharing

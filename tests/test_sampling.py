@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from llm_recipe.config import GenerateConfig
+from llm_recipe.config import SamplingConfig
 from llm_recipe.infer.generate import generate_texts
-from llm_recipe.infer.sampling import SamplingParams, next_token_distribution, sample
+from llm_recipe.infer.sampling import next_token_distribution, sample
 from llm_recipe.models.presets import build_preset_model
 
 PROMPTS = ["東京は", "The capital of France", "### Instruction:\nWhat", "猫"]
@@ -29,16 +29,16 @@ def _ids(gens):
 
 
 def test_temperature_zero_is_greedy_and_matches_transformers(model, tokenizer, prompt_ids):
-    greedy = sample(model, tokenizer, prompt_ids, SamplingParams(max_new_tokens=12, temperature=0), stop_token_ids=[])
+    greedy = sample(model, tokenizer, prompt_ids, SamplingConfig(max_new_tokens=12, temperature=0), stop_token_ids=[])
     for ids, g in zip(prompt_ids, greedy, strict=True):
         ref = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=0,
                              eos_token_id=None)
         assert g.token_ids == ref[0, len(ids):].tolist()
         assert g.finish_reason == "length"
     # The limit T -> 0 of sampling is greedy; top-k = 1 at any temperature is greedy.
-    cold = sample(model, tokenizer, prompt_ids, SamplingParams(max_new_tokens=12, temperature=1e-4), seed=3,
+    cold = sample(model, tokenizer, prompt_ids, SamplingConfig(max_new_tokens=12, temperature=1e-4), seed=3,
                   stop_token_ids=[])
-    top1 = sample(model, tokenizer, prompt_ids, SamplingParams(max_new_tokens=12, temperature=1.5, top_k=1), seed=4,
+    top1 = sample(model, tokenizer, prompt_ids, SamplingConfig(max_new_tokens=12, temperature=1.5, top_k=1), seed=4,
                   stop_token_ids=[])
     assert _ids(cold) == _ids(greedy) == _ids(top1)
 
@@ -48,7 +48,7 @@ def test_top_p_keeps_the_minimal_nucleus_on_a_hand_made_distribution():
     scores, seq = probs.log(), torch.zeros((1, 1), dtype=torch.long)
 
     def dist(**kw):
-        return next_token_distribution(scores, seq, SamplingParams(temperature=1.0, **kw))[0]
+        return next_token_distribution(scores, seq, SamplingConfig(temperature=1.0, **kw))[0]
 
     # p=0.75: {0.5, 0.3} is the smallest set with mass >= 0.75; renormalised to 0.625 / 0.375.
     torch.testing.assert_close(dist(top_p=0.75), torch.tensor([0.0, 0.625, 0.0, 0.375]))
@@ -59,20 +59,20 @@ def test_top_p_keeps_the_minimal_nucleus_on_a_hand_made_distribution():
     torch.testing.assert_close(dist(top_k=2), torch.tensor([0.0, 0.5, 0.0, 0.3]) / 0.8)
     # Temperature 2 flattens: p_i ∝ p_i^(1/2).
     flat = probs[0].sqrt() / probs[0].sqrt().sum()
-    torch.testing.assert_close(next_token_distribution(scores, seq, SamplingParams(temperature=2.0))[0], flat)
+    torch.testing.assert_close(next_token_distribution(scores, seq, SamplingConfig(temperature=2.0))[0], flat)
 
 
 def test_repetition_penalty_lowers_seen_tokens():
     scores = torch.tensor([[2.0, -1.0, 1.0, 0.5]])
     seq = torch.tensor([[0, 1]])  # tokens 0 and 1 were seen
-    p = next_token_distribution(scores, seq, SamplingParams(temperature=1.0, repetition_penalty=2.0))[0]
+    p = next_token_distribution(scores, seq, SamplingConfig(temperature=1.0, repetition_penalty=2.0))[0]
     # transformers' rule: positive logits divided, negative multiplied by the penalty.
     expect = torch.softmax(torch.tensor([1.0, -2.0, 1.0, 0.5]), -1)
     torch.testing.assert_close(p, expect)
 
 
 def test_fixed_seed_reproduces_and_batching_does_not_change_samples(model, tokenizer, prompt_ids):
-    p = SamplingParams(max_new_tokens=16, temperature=1.0, top_k=50, top_p=0.95)
+    p = SamplingConfig(max_new_tokens=16, temperature=1.0, top_k=50, top_p=0.95)
     a = sample(model, tokenizer, prompt_ids, p, seed=7, stop_token_ids=[])
     b = sample(model, tokenizer, prompt_ids, p, seed=7, stop_token_ids=[])
     c = sample(model, tokenizer, prompt_ids, p, seed=8, stop_token_ids=[])
@@ -83,7 +83,7 @@ def test_fixed_seed_reproduces_and_batching_does_not_change_samples(model, token
 
 
 def test_kv_cache_and_left_padded_batches_match_recomputation(model, tokenizer, prompt_ids):
-    p = SamplingParams(max_new_tokens=10, temperature=0)
+    p = SamplingConfig(max_new_tokens=10, temperature=0)
     cached = sample(model, tokenizer, prompt_ids, p, stop_token_ids=[], batch_size=4)
     uncached = sample(model, tokenizer, prompt_ids, p, stop_token_ids=[], batch_size=4, use_cache=False)
     alone = sample(model, tokenizer, prompt_ids, p, stop_token_ids=[], batch_size=1)
@@ -101,7 +101,7 @@ def test_repeated_prompts_share_one_prefill_and_sample_as_if_alone(model, tokeni
         return real(*a, **k)
 
     ids = [prompt_ids[0]] * 4 + [prompt_ids[2]] * 4
-    p = SamplingParams(max_new_tokens=10, temperature=1.0)
+    p = SamplingConfig(max_new_tokens=10, temperature=1.0)
     monkeypatch.setattr(model, "forward", recording)
     shared = sample(model, tokenizer, ids, p, seed=5, stop_token_ids=[], batch_size=8)
     monkeypatch.undo()
@@ -112,13 +112,13 @@ def test_repeated_prompts_share_one_prefill_and_sample_as_if_alone(model, tokeni
 
 
 def test_stop_strings_and_stop_tokens(model, tokenizer, prompt_ids):
-    p = SamplingParams(max_new_tokens=24, temperature=1.0)
+    p = SamplingConfig(max_new_tokens=24, temperature=1.0)
     full = sample(model, tokenizer, prompt_ids[:1], p, seed=5, stop_token_ids=[])[0]
     text = full.text
     # A stop string that first occurs a few characters in.
     i = next(i for i in range(3, len(text) - 2) if text.find(text[i : i + 2]) == i)
     stop = text[i : i + 2]
-    cut = sample(model, tokenizer, prompt_ids[:1], SamplingParams(max_new_tokens=24, temperature=1.0, stop_strings=(stop,)),
+    cut = sample(model, tokenizer, prompt_ids[:1], SamplingConfig(max_new_tokens=24, temperature=1.0, stop=[stop]),
                  seed=5, stop_token_ids=[])[0]
     assert cut.finish_reason == "stop_string" and cut.text == text[:i]
     # A stop token ends the sample right before its first occurrence.
@@ -129,8 +129,8 @@ def test_stop_strings_and_stop_tokens(model, tokenizer, prompt_ids):
 
 
 def test_generate_texts_keeps_its_api(model, tokenizer):
-    cfg = GenerateConfig(prompts=PROMPTS, max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
-    outs = generate_texts(model, tokenizer, PROMPTS, cfg, seed=0)
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
+    outs = generate_texts(model, tokenizer, PROMPTS, greedy, seed=0)
     assert len(outs) == 4 and all(isinstance(o, str) for o in outs)
     ids = tokenizer(PROMPTS[1], return_tensors="pt")["input_ids"]
     ref = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=tokenizer.eos_token_id)

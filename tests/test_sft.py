@@ -14,8 +14,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
-from llm_recipe.config import GenerateConfig, LoRAConfig, ModelConfig, PretrainConfig, SFTConfig
-from llm_recipe.data.sample_corpus import sample_corpus_files
+from llm_recipe.config import LoRAConfig, ModelConfig, PretrainConfig, SamplingConfig, SFTConfig
+from llm_recipe.demo.sample_corpus import sample_corpus_files
+from llm_recipe.demo.sft_set import sft_records
+from llm_recipe.eval.template_following import dedupe_prompts, held_out_prompts, template_following
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.models.presets import build_preset_model
 from llm_recipe.tokenizer.chat_formats import (
@@ -24,26 +26,19 @@ from llm_recipe.tokenizer.chat_formats import (
     resolve_chat_format,
 )
 from llm_recipe.train.loop import Trainer
-from llm_recipe.train.pretrain import run_pretraining
-from llm_recipe.train.sft import (
-    SFTObjective,
-    dedupe_prompts,
-    held_out_prompts,
-    load_sft_data,
-    run_sft,
-    template_following,
-)
+from llm_recipe.train.pretrain import run_pretrain
+from llm_recipe.train.sft import SFTObjective, load_sft_data, run_sft
 from llm_recipe.train.sft_data import Conversation, collate_rows, pack_examples, tokenize_examples
 
 SFT = dict(bundled_examples=1600, max_steps=100, lr=3e-3, batch_size=8, warmup_steps=7, max_length=256,
            eval_every=50, eval_batches=8, log_every=10, format="chatml")
-# Greedy with the project's default repetition penalty (GenerateConfig), which breaks greedy loops.
-GREEDY = GenerateConfig(prompts=[], temperature=0.0, max_new_tokens=96, repetition_penalty=1.1)
+# Greedy with the project's default repetition penalty (generate.sampling), which breaks greedy loops.
+GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=96, repetition_penalty=1.1)
 
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory, small_corpus_dir, tokenizer):
-    res = run_pretraining(
+    res = run_pretrain(
         data_files=sample_corpus_files(small_corpus_dir), tokenizer=tokenizer, model_cfg=ModelConfig(preset="tiny"),
         cfg=PretrainConfig(max_steps=120, batch_size=16, block_size=128, lr=3e-3, warmup_steps=10, eval_every=1000,
                            eval_batches=2, log_every=20),
@@ -55,7 +50,8 @@ def base_model(tmp_path_factory, small_corpus_dir, tokenizer):
 def sft_run(base_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("sft")
     cfg = SFTConfig(**SFT)
-    res = run_sft(init=base_model, tokenizer=load_tokenizer(base_model), cfg=cfg, output_dir=out, seed=0)
+    res = run_sft(init=base_model, tokenizer=load_tokenizer(base_model), cfg=cfg, output_dir=out, seed=0,
+                  records=sft_records(cfg, 0))
     return res, cfg
 
 
@@ -63,7 +59,7 @@ def sft_run(base_model, tmp_path_factory):
 def held_out(sft_run):
     res, cfg = sft_run
     tok = load_tokenizer(res.model_dir)
-    data = load_sft_data(cfg, tok, resolve_chat_format(tok), seed=0)
+    data = load_sft_data(cfg, tok, resolve_chat_format(tok), seed=0, records=sft_records(cfg, 0))
     return held_out_prompts(dedupe_prompts(data.held_out), 40)
 
 
@@ -121,7 +117,7 @@ def test_cli_generate_chat_and_sft_stats(sft_run, tmp_path):
     res, _ = sft_run
     runner = CliRunner()
     r = runner.invoke(app, ["generate", "-m", str(res.model_dir), "-p", "What is the capital of France?",
-                            "--chat", "--set", "generate.temperature=0"])
+                            "--chat", "--set", "generate.sampling.temperature=0"])
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("> What is the capital of France?\n") and "[length]" not in r.stdout
     bad = tmp_path / "bad.jsonl"
@@ -190,7 +186,8 @@ def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path, tokenize
     tokenizer.save_pretrained(base)
     cfg = SFTConfig(bundled_examples=64, max_steps=3, batch_size=4, lr=1e-2, warmup_steps=0, eval_every=100,
                     lora=LoRAConfig(r=4, alpha=8))
-    res = run_sft(init=str(base), tokenizer=load_tokenizer(base), cfg=cfg, output_dir=tmp_path / "sft", seed=0)
+    res = run_sft(init=str(base), tokenizer=load_tokenizer(base), cfg=cfg, output_dir=tmp_path / "sft", seed=0,
+                  records=sft_records(cfg, 0))
     assert res.report["trainable_parameters"] < 0.2 * res.report["parameters"]
     assert (tmp_path / "sft" / "adapter" / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(res.model_dir)  # a plain model: no peft needed to load it
@@ -210,7 +207,7 @@ def test_cli_sft_stage_samples_the_same_prompts_before_and_after(tmp_path, token
     tokenizer.save_pretrained(base)
     r = CliRunner().invoke(app, ["sft", "-m", str(base), "-o", str(tmp_path / "run"), "--set", "sft.max_steps=2",
                                  "--set", "sft.bundled_examples=64", "--set", "sft.batch_size=4",
-                                 "--set", "generate.max_new_tokens=4"])
+                                 "--set", "generate.sampling.max_new_tokens=4"])
     assert r.exit_code == 0, r.output
     out = tmp_path / "run" / "sft"
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from llm_recipe.demo.sft_set import GENERATORS, generate_bundled_sft
 from llm_recipe.tokenizer.chat_formats import FORMATS
 from llm_recipe.train.loop import length_grouped_batches
-from llm_recipe.train.sft_bundled import GENERATORS, generate_bundled_sft
 from llm_recipe.train.sft_coverage import CATEGORIES, coverage_report, infer_category
 from llm_recipe.train.sft_data import (
     IGNORE,

@@ -65,7 +65,9 @@ def resolve(config: str | None, overrides: list[str] | None, seed: int | None, o
 @friendly_errors
 def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Train the tokenizer (unless the model brings one) and pretrain the model."""
-    from .recipe import stage_corpus, stage_pretrain, stage_tokenizer
+    from .stages.corpus import stage_corpus
+    from .stages.pretrain import stage_pretrain
+    from .stages.tokenizer import stage_tokenizer
 
     cfg = resolve(config, set_, seed, output_dir)
     out = Path(cfg.output_dir)
@@ -93,11 +95,11 @@ def generate(
     cfg = resolve(config, set_, seed, None)
     m, tok = load_causal_lm(str(model)), load_tokenizer(str(model))
     if chat or fmt or system:
-        gens = _user_errors(generate_chat, m, tok, prompt, cfg.generate, cfg.seed, chat_format=fmt, system=system)
+        gens = _user_errors(generate_chat, m, tok, prompt, cfg.generate.sampling, cfg.seed, chat_format=fmt, system=system)
         for p, g in zip(prompt, gens, strict=True):
             typer.echo(f"> {p}\n{g.text}" + ("" if g.finish_reason == "stop_token" else f"  [{g.finish_reason}]"))
         return
-    for p, o in zip(prompt, generate_texts(m, tok, prompt, cfg.generate, seed=cfg.seed), strict=True):
+    for p, o in zip(prompt, generate_texts(m, tok, prompt, cfg.generate.sampling, seed=cfg.seed), strict=True):
         typer.echo(f"{p}{o}")
 
 
@@ -141,8 +143,10 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
         data: SftData = None,
         model: Annotated[str | None, typer.Option("--model", "-m", help="model to fine-tune (dir or hub id)")] = None) -> None:
     """Supervised fine-tuning (default: the recipe's pretrained model on the bundled SFT set)."""
-    from .recipe import stage_corpus, stage_pretrain, stage_tokenizer
-    from .train.sft import sft_stage
+    from .stages.corpus import stage_corpus
+    from .stages.pretrain import stage_pretrain
+    from .stages.sft import stage_sft
+    from .stages.tokenizer import stage_tokenizer
 
     cfg = _sft_config(config, set_, seed, output_dir, data, model)
     out = Path(cfg.output_dir)
@@ -150,7 +154,7 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
     if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
         files = stage_corpus(cfg, out)
         base = stage_pretrain(cfg, files, stage_tokenizer(cfg, files, out), out)
-    typer.echo(f"model: {_user_errors(sft_stage, cfg, base, out / 'sft')}")
+    typer.echo(f"model: {_user_errors(stage_sft, cfg, base, out / 'sft')}")
 
 
 @app.command("sft-stats")
@@ -161,7 +165,7 @@ def sft_stats(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = Non
     """Coverage of an SFT set per task category (counts, token shares, skew), skips, padding waste."""
     from .files import write_json
     from .models.loading import load_tokenizer
-    from .train.sft import sft_stats as stats_of
+    from .stages.sft import sft_stats as stats_of
     from .train.sft_coverage import format_coverage
 
     cfg = _sft_config(config, set_, seed, None, data, None)
@@ -189,9 +193,9 @@ def sft_stats(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = Non
 @friendly_errors
 def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Curate a corpus per the config's `curate:` section (filters, PII, mixing) with audit stats."""
-    from .data.curate import curate_recipe
     from .data.executor import ResumeMismatch
     from .data.mixing import MixingError
+    from .stages.corpus import curate_recipe
 
     cfg = resolve(config, set_, seed, output_dir)
     try:
@@ -253,7 +257,7 @@ def _echo_skips(report: dict) -> None:
 def prefs_convert(inputs: FilesArg, out: OutFile,
                   min_gap: Annotated[float, typer.Option(help="pointwise scores this close are ties")] = 0.0) -> None:
     """Any preference shape (pairwise, hh-rlhf, messages, ranking, scores, graded) -> pairs JSONL."""
-    from .preference.pipeline import convert
+    from .stages.prefs import convert
 
     rep = _user_errors(convert, inputs, out, min_gap)
     typer.echo(f"pairs: {rep['pairs']} -> {out}")
@@ -268,7 +272,7 @@ def prefs_generate(model: Annotated[str, typer.Option("--model", "-m", help="mod
                    config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
     """Sample k candidate responses per prompt (prefs.candidates: k, temperatures, top-k/top-p)."""
     from .config import PrefsConfig
-    from .preference.pipeline import generate
+    from .stages.prefs import generate
 
     cfg = resolve(config, set_, seed, None)
     rep = _user_errors(generate, model, prompts, out, cfg.prefs or PrefsConfig(), cfg.seed)
@@ -283,7 +287,7 @@ def prefs_label(inputs: FilesArg, out: OutFile,
                 config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
     """Label candidate responses into pairs with rules (incl. BLEU/ROUGE), a reward model or an LLM judge."""
     from .config import PrefsConfig
-    from .preference.pipeline import label
+    from .stages.prefs import label
 
     cfg = resolve(config, [*(set_ or []), *([f"prefs.label.labeler={labeler}"] if labeler else [])], seed, None)
     rep = _user_errors(label, inputs, out, cfg.prefs or PrefsConfig(), model)
@@ -299,7 +303,7 @@ def prefs_agreement(inputs: FilesArg,
                     config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Cohen's / Fleiss' kappa, raw agreement, band, disagreements; filter low-agreement items."""
     from .config import PrefsConfig
-    from .preference.pipeline import agreement
+    from .stages.prefs import agreement
 
     cfg = resolve(config, set_, None, None)
     rep = _user_errors(agreement, inputs, report, cfg.prefs or PrefsConfig(), pairs)
@@ -317,7 +321,7 @@ def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="ba
              config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Train a reward model (Bradley-Terry) on preference pairs; default data: the style set."""
     from .config import RMConfig
-    from .train.reward_stage import stage_rm
+    from .stages.reward import stage_rm
 
     cfg = resolve(config, set_, seed, output_dir)
     rc = cfg.rm or RMConfig()
@@ -335,7 +339,8 @@ def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="ba
 def rm_score(rm: RmOpt, input_: Annotated[Path, typer.Option("--input", "-i", help="JSONL with prompt + response(s)")],
              out: OutFile, raw: Annotated[bool, typer.Option(help="raw rewards, not normalized")] = False) -> None:
     """Pointwise rewards for {prompt, response} / {prompt, responses} / {prompt, chosen, rejected} lines."""
-    from .infer.reward import load_scorer, score_file
+    from .infer.reward import load_scorer
+    from .stages.reward import score_file
 
     if not input_.is_file():
         raise FileNotFoundError(f"{input_}: no such file")
@@ -352,7 +357,7 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
         config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Best-of-N: sample N answers, score with the reward model(s), print the best; cost and latency."""
     from .config import BoNConfig, RewardModelRef
-    from .train.reward_stage import stage_bon
+    from .stages.bon import stage_bon
 
     cfg = resolve(config, set_, seed, output_dir)
     bc = (cfg.bon or BoNConfig()).model_copy(update={
@@ -382,9 +387,9 @@ def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output
         raise UserError(f"{kind}: give --model (the SFT model) or {kind}.init_from")
     cfg = cfg.model_copy(update={kind: section})
     if kind == "ppo":
-        from .train.ppo import stage_ppo as stage
+        from .stages.rl import stage_ppo as stage
     else:
-        from .train.grpo import stage_grpo as stage
+        from .stages.rl import stage_grpo as stage
     try:
         res = _user_errors(stage, cfg, policy, rm, cfg.output_dir)
     except (RLStabilityError, FloatingPointError) as e:
@@ -423,7 +428,7 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
         config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """DPO (sigmoid / cDPO / robust / IPO) from an SFT model; writes OUTPUT_DIR/dpo."""
     from .config import DPOConfig
-    from .train.dpo_style import stage_dpo
+    from .stages.dpo import stage_dpo
 
     cfg = resolve(config, set_, seed, output_dir)
     dc = cfg.dpo or DPOConfig()

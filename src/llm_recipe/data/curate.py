@@ -10,8 +10,8 @@ language -> min_length -> short_lines -> char_ratios -> gopher_quality -> gopher
 -> hiragana_share -> [extra_steps, e.g. dedup] -> pii -> ner. Dedup runs after the filters
 (fewer docs to hash) and before PII (redaction would make near-duplicates look different).
 
-`curate_recipe(recipe_cfg)` is what the CLI and the demo recipe call: inputs default to the
-bundled sample corpus (optionally with injected noise), output to `<output_dir>/curated`.
+The recipe's corpus stage (`stages.corpus`) calls it with the bundled sample corpus when the
+config names no inputs.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config.curate import CurateConfig, StepConfig
 from ..files import write_json
-from .curate_config import CurateConfig, StepConfig
 from .dedup.steps import build_dedup_steps
 from .executor import run_local
 from .filters import (
@@ -160,24 +160,3 @@ def curate(
     return CurateResult(out, files, stats, mixture, skipped)
 
 
-def sample_inputs(recipe_cfg, work_dir: str | os.PathLike) -> list[Path]:
-    """The bundled sample corpus as curation input, with labelled noise if configured."""
-    from .noisy_corpus import generate_noisy_corpus
-    from .sample_corpus import generate_sample_corpus, sample_corpus_files
-
-    c, n = recipe_cfg.corpus, recipe_cfg.curate.input.sample_noise_per_type
-    if n == 0:
-        return sample_corpus_files(generate_sample_corpus(docs_per_source=c.docs_per_source, seed=c.seed))
-    out = generate_noisy_corpus(Path(work_dir) / "noisy_sample", docs_per_source=c.docs_per_source,
-                                per_type=n, seed=c.seed)
-    return sorted((out / "shards").glob("*.jsonl"))
-
-
-def curate_recipe(recipe_cfg, out_dir: str | os.PathLike | None = None) -> CurateResult:
-    """Curate per `recipe_cfg.curate` into `<output_dir>/curated` (what CLI and demo call)."""
-    if recipe_cfg.curate is None:
-        raise FileNotFoundError("the config has no 'curate:' section")
-    out = Path(out_dir) if out_dir is not None else Path(recipe_cfg.output_dir) / "curated"
-    cfg = recipe_cfg.curate
-    inputs = list(cfg.input.paths) or sample_inputs(recipe_cfg, out)
-    return curate(cfg, out, inputs=inputs, seed=recipe_cfg.seed)

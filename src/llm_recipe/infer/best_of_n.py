@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import GenerateConfig
+from ..config import SamplingConfig
+from ..models.reward_io import reward_format
 from .generate import generate_chat
 from .reward import Scorer
 
@@ -81,14 +82,12 @@ def prompt_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def best_of_n(policy, tokenizer, prompts: Sequence[str | list[dict]], scorer: Scorer, n: int, gen: GenerateConfig,
+def best_of_n(policy, tokenizer, prompts: Sequence[str | list[dict]], scorer: Scorer, n: int, sampling: SamplingConfig,
               seed: int = 0, chat_format: str | None = None) -> BoNReport:
     """Sample `n` answers per prompt from `policy`, score each with `scorer` (normalized rewards),
     keep the best. `chat_format=None` uses the policy's saved format."""
     if n < 1:
         raise ValueError(f"n must be >= 1 (got {n})")
-    from ..train.reward_model import reward_format
-
     fmt_name = reward_format(tokenizer, chat_format).name  # the policy's format (Alpaca if none saved)
     report = BoNReport(n)
     stamps: list[float] = []
@@ -97,7 +96,7 @@ def best_of_n(policy, tokenizer, prompts: Sequence[str | list[dict]], scorer: Sc
         for i, prompt in enumerate(tqdm(prompts, desc=f"best-of-{n}", leave=False, disable=None)):
             stamps.clear()
             t0 = time.perf_counter()
-            gens = generate_chat(policy, tokenizer, [prompt] * n, gen, seed=prompt_seed(seed, i),
+            gens = generate_chat(policy, tokenizer, [prompt] * n, sampling, seed=prompt_seed(seed, i),
                                  chat_format=fmt_name)
             gen_s = time.perf_counter() - t0
             t1 = time.perf_counter()

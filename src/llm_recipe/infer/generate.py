@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..config import GenerateConfig
+from ..config import SamplingConfig
 from ..tokenizer.chat_formats import ChatFormat, render, resolve_chat_format, stop_token_ids
-from .sampling import Generation, SamplingParams, sample
+from .sampling import Generation, sample
 
 
-def generate_texts(model, tokenizer, prompts: list[str], cfg: GenerateConfig, seed: int = 0) -> list[str]:
+def generate_texts(model, tokenizer, prompts: list[str], sampling: SamplingConfig, seed: int = 0) -> list[str]:
     """Continue each prompt; returns only the generated continuation (special tokens removed)."""
     ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-    gens = sample(model, tokenizer, ids, SamplingParams.from_config(cfg), seed)
+    gens = sample(model, tokenizer, ids, sampling, seed)
     return [g.text for g in gens]
 
 
@@ -34,7 +34,7 @@ def chat_prompt_ids(tokenizer, fmt: ChatFormat, prompts: Sequence[str | list[dic
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def generate_chat(model, tokenizer, prompts: Sequence[str | list[dict]], cfg: GenerateConfig, seed: int = 0,
+def generate_chat(model, tokenizer, prompts: Sequence[str | list[dict]], sampling: SamplingConfig, seed: int = 0,
                   chat_format: str | None = None, system: str | None = None) -> list[Generation]:
     """Answer each prompt as the assistant. `chat_format=None` uses the format saved with the model
     (its tokenizer's chat_template); naming another one warns. Generation stops at eos or the
@@ -44,4 +44,4 @@ def generate_chat(model, tokenizer, prompts: Sequence[str | list[dict]], cfg: Ge
     stops = set(stop_token_ids(tokenizer, fmt))
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    return sample(model, tokenizer, ids, SamplingParams.from_config(cfg), seed, stop_token_ids=sorted(stops))
+    return sample(model, tokenizer, ids, sampling, seed, stop_token_ids=sorted(stops))

@@ -18,14 +18,14 @@ from typing import Protocol
 
 import numpy as np
 
-from ..tokenizer.chat_formats import ChatFormat
-from ..train.reward_model import (
+from ..models.reward_io import (
     RM_INFO_FILE,
     encode,
     render_response,
     reward_format,
     score_token_ids,
 )
+from ..tokenizer.chat_formats import ChatFormat
 
 
 class Scorer(Protocol):
@@ -115,49 +115,3 @@ def load_scorer(refs: Sequence[tuple[str | os.PathLike, float]], **kw) -> Scorer
     return CombinedScorer([(RewardScorer.load(p, **kw), float(w)) for p, w in refs])
 
 
-def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, normalize: bool = True):
-    """Score a JSONL file of {"prompt", "response"} / {"prompt", "responses": [...]} /
-    {"prompt", "chosen", "rejected"} records; writes each record with "reward(s)" added.
-    Returns (records written, SkipLog); for pairs, the log's report includes pairwise accuracy."""
-    from ..files import write_jsonl
-    from ..preference.records import (
-        InvalidRecord,
-        SkipLog,
-        check_prompt,
-        check_response,
-        iter_records,
-    )
-
-    log = SkipLog()
-    items: list[tuple[dict, list[str], str]] = []  # (record, responses, key to store rewards under)
-    for where, rec in iter_records([path], log, "input"):
-        try:
-            check_prompt(rec.get("prompt"))
-            if "responses" in rec and isinstance(rec["responses"], list):
-                resp, key = [check_response(r, "responses[]") for r in rec["responses"]], "rewards"
-            elif "chosen" in rec and "rejected" in rec:
-                resp, key = [check_response(rec["chosen"], "chosen"), check_response(rec["rejected"], "rejected")], "pair"
-            elif "response" in rec:
-                resp, key = [check_response(rec["response"], "response")], "reward"
-            else:
-                raise InvalidRecord("missing_field", "response, responses or chosen/rejected")
-        except InvalidRecord as e:
-            log.skip(e.reason, where, e.detail)
-            continue
-        items.append((rec, resp, key))
-    flat_p = [rec["prompt"] for rec, resp, _ in items for _ in resp]
-    flat = scorer.score(flat_p, [r for _, resp, _ in items for r in resp], normalize) if flat_p else np.zeros(0)
-    outs, i, correct, n_pairs = [], 0, 0, 0
-    for rec, resp, key in items:
-        vals = [float(v) for v in flat[i : i + len(resp)]]
-        i += len(resp)
-        if key == "pair":
-            rec = {**rec, "reward_chosen": vals[0], "reward_rejected": vals[1]}
-            correct += vals[0] > vals[1]
-            n_pairs += 1
-        else:
-            rec = {**rec, key: vals if key == "rewards" else vals[0]}
-        outs.append(rec)
-        log.kept += 1
-    write_jsonl(out, outs)
-    return outs, log, (correct / n_pairs if n_pairs else None)

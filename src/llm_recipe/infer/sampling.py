@@ -25,21 +25,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float = 1.0
-    stop_strings: tuple[str, ...] = ()
-
-    @classmethod
-    def from_config(cls, cfg) -> SamplingParams:
-        """From a `GenerateConfig` section."""
-        return cls(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty,
-                   tuple(getattr(cfg, "stop", ()) or ()))
+from ..config import SamplingConfig
 
 
 @dataclass
@@ -49,7 +35,7 @@ class Generation:
     finish_reason: str  # "stop_token" | "stop_string" | "length"
 
 
-def logits_processors(p: SamplingParams) -> LogitsProcessorList:
+def logits_processors(p: SamplingConfig) -> LogitsProcessorList:
     procs = LogitsProcessorList()
     if p.repetition_penalty != 1.0:
         procs.append(RepetitionPenaltyLogitsProcessor(p.repetition_penalty))
@@ -63,7 +49,7 @@ def logits_processors(p: SamplingParams) -> LogitsProcessorList:
     return procs
 
 
-def next_token_distribution(scores: torch.Tensor, seq: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+def next_token_distribution(scores: torch.Tensor, seq: torch.Tensor, p: SamplingConfig) -> torch.Tensor:
     """Probabilities the next token is drawn from, after all transforms ([B, V])."""
     scores = logits_processors(p)(seq, scores.float())
     return torch.softmax(scores, dim=-1)
@@ -75,7 +61,7 @@ def row_generators(seed: int, n: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
 
 
-def choose_tokens(scores: torch.Tensor, seq: torch.Tensor, p: SamplingParams,
+def choose_tokens(scores: torch.Tensor, seq: torch.Tensor, p: SamplingConfig,
                   gens: Sequence[torch.Generator]) -> torch.Tensor:
     if p.temperature == 0:
         if p.repetition_penalty != 1.0:
@@ -111,7 +97,7 @@ def prefill(model, query: torch.Tensor, qmask: torch.Tensor) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def _sample_batch(model, prompts: list[list[int]], p: SamplingParams, gens, stop_ids: set[int],
+def _sample_batch(model, prompts: list[list[int]], p: SamplingConfig, gens, stop_ids: set[int],
                   pad_id: int, tokenizer, use_cache: bool) -> list[Generation]:
     device = next(model.parameters()).device
     width = max(len(x) for x in prompts)
@@ -145,9 +131,9 @@ def _sample_batch(model, prompts: list[list[int]], p: SamplingParams, gens, stop
                 reason[i] = "stop_token"
                 continue
             out_ids[i].append(t)
-            if p.stop_strings:
+            if p.stop:
                 text = tokenizer.decode(out_ids[i], skip_special_tokens=True)
-                if any(s in text for s in p.stop_strings):
+                if any(s in text for s in p.stop):
                     reason[i] = "stop_string"
         if all(r is not None for r in reason):
             break
@@ -160,12 +146,12 @@ def _sample_batch(model, prompts: list[list[int]], p: SamplingParams, gens, stop
     for i, toks in enumerate(out_ids):
         text = tokenizer.decode(toks, skip_special_tokens=True)
         if reason[i] == "stop_string":
-            text = text[: min(text.find(s) for s in p.stop_strings if s in text)]
+            text = text[: min(text.find(s) for s in p.stop if s in text)]
         results.append(Generation(text, toks, reason[i] or "length"))
     return results
 
 
-def sample(model, tokenizer, prompts: Sequence[Sequence[int]], params: SamplingParams, seed: int = 0, *,
+def sample(model, tokenizer, prompts: Sequence[Sequence[int]], params: SamplingConfig, seed: int = 0, *,
            stop_token_ids: Sequence[int] | None = None, batch_size: int = 32,
            use_cache: bool = True) -> list[Generation]:
     """Continue each tokenized prompt. Prompts are batched by length (less padding); the result

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import CandidateConfig, GenerateConfig
+from ..config import CandidateConfig
 from ..files import open_text_bytes
 from ..infer.generate import generate_chat
-from ..train.reward_model import reward_format
+from ..models.reward_io import reward_format
 from .records import InvalidRecord, SkipLog, check_prompt, iter_records
 
 
@@ -70,12 +70,11 @@ def sample_seed(seed: int, j: int) -> int:
 def generate_candidates(model, tokenizer, prompts: Sequence[dict], cfg: CandidateConfig, seed: int = 0) -> list[dict]:
     """k responses for each prompt item (as returned by `read_prompts`)."""
     fmt = reward_format(tokenizer, cfg.chat_format)  # the model's own format (Alpaca if it has none)
-    temps = [cfg.temperatures[j % len(cfg.temperatures)] for j in range(cfg.k)]
+    samplings = [cfg.sampling_of(j) for j in range(cfg.k)]
+    temps = [sp.temperature for sp in samplings]
     columns = []
-    for j, t in enumerate(tqdm(temps, desc="candidates", leave=False, disable=None)):
-        gen = GenerateConfig(max_new_tokens=cfg.max_new_tokens, temperature=t, top_k=cfg.top_k, top_p=cfg.top_p,
-                             repetition_penalty=cfg.repetition_penalty)
-        columns.append(generate_chat(model, tokenizer, [p["prompt"] for p in prompts], gen,
+    for j, sp in enumerate(tqdm(samplings, desc="candidates", leave=False, disable=None)):
+        columns.append(generate_chat(model, tokenizer, [p["prompt"] for p in prompts], sp,
                                      seed=sample_seed(seed, j), chat_format=fmt.name))
     out = []
     for i, p in enumerate(prompts):

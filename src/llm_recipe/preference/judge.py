@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..models.reward_io import reward_format
 from ..tokenizer.chat_formats import render
-from ..train.reward_model import reward_format
 from .records import prompt_key
 
 

@@ -12,12 +12,13 @@ with `file:line` of the first occurrences of each reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..files import BadLine, iter_jsonl, write_jsonl
+from ..splits import split_by_key
 
 ROLES = ("system", "user", "assistant")
 
@@ -141,17 +142,16 @@ def prompt_key(prompt: str | list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
 
 
-def split_by_prompt(pairs: list[PreferencePair], eval_fraction: float, seed: int = 0
-                    ) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    """Deterministic train/eval split by a hash of the prompt: all pairs of a prompt land on the
-    same side, so held-out accuracy is measured on prompts never trained on."""
-    import xxhash
+def user_text(prompt: str | list[dict]) -> str:
+    """The text the user asked: the prompt itself, or its first user turn."""
+    return prompt if isinstance(prompt, str) else next(m["content"] for m in prompt if m["role"] == "user")
 
-    cutoff = int(eval_fraction * 2**32)
-    train, held = [], []
-    for p in pairs:
-        (held if xxhash.xxh32_intdigest(prompt_key(p.prompt).encode(), seed=seed) < cutoff else train).append(p)
-    return train, held
+
+def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float, seed: int = 0
+                    ) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Train/held-out split by prompt (`splits.split_by_key`): all pairs of a prompt land on the
+    same side, so held-out accuracy is measured on prompts never trained on."""
+    return split_by_key(pairs, lambda p: prompt_key(p.prompt), eval_fraction, seed)
 
 
 def iter_records(files: Iterable[str | os.PathLike], log: SkipLog, what: str) -> Iterator[tuple[str, dict]]:

@@ -16,7 +16,7 @@ the batch (precomputed once, see `reference_logps`) or from a reference called p
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
 from .dpo_data import DPOExample, TruncationStats, collate_shared, collate_split, tokenize_dpo_pairs
 from .loop import StepCallback, Trainer
+from .reference_logps import attach_reference_logps, reference_for
+from .response_logps import ReferenceFn, sequence_logps, token_logps
 
 LOSS_TYPES = ("sigmoid", "cdpo", "robust", "ipo")
 
@@ -56,61 +58,6 @@ def preference_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, 
     else:
         raise ValueError(f"unknown DPO loss '{loss_type}' (choose from {', '.join(LOSS_TYPES)})")
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
-
-
-# ---- log-probs ------------------------------------------------------------------------------
-def _supports_mask_logits_to_keep() -> bool:
-    try:  # transformers >= 5 slices hidden states by a boolean (batch, seq) mask before the LM head
-        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-_MASK_KEEP = _supports_mask_logits_to_keep()
-
-
-def _attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
-    core = getattr(model, "module", model)
-    impl = getattr(core.config, "_attn_implementation", "sdpa")
-    if impl == "sdpa":
-        return allowed
-    if impl == "eager":  # eager attention adds the mask to the scores
-        dtype = next(core.parameters()).dtype
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
-    raise ValueError(f"dpo.share_prompt needs sdpa or eager attention (model uses '{impl}'): set dpo.share_prompt=false")
-
-
-def token_logps(model, batch: dict) -> torch.Tensor:
-    """Log-prob of every response token of the batch (flat, in `batch['seq']` order).
-
-    The LM head runs only where a response token is predicted (`logits_to_keep` as a boolean mask,
-    inside the model's own forward so DDP/FSDP/peft wrappers see a normal call)."""
-    kw: dict = {"input_ids": batch["input_ids"], "use_cache": False}
-    if "allowed" in batch:
-        kw["attention_mask"] = _attention_mask(model, batch["allowed"])
-        kw["position_ids"] = batch["position_ids"]
-    else:
-        kw["attention_mask"] = batch["attention_mask"]
-    if _MASK_KEEP:
-        logits = model(**kw, logits_to_keep=batch["keep"]).logits
-    else:
-        logits = model(**kw).logits[batch["keep"]]
-    logits = logits[batch["src"]].float()
-    tgt = batch["tgt"]
-    return logits.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-def sequence_logps(model, batch: dict, per_token: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response log-probs: (chosen [B], rejected [B])."""
-    tok = token_logps(model, batch) if per_token is None else per_token
-    n = len(batch["n_chosen"])
-    sums = torch.zeros(2 * n, dtype=tok.dtype, device=tok.device).index_add(0, batch["seq"], tok)
-    return sums[:n], sums[n:]
-
-
-# A reference called per step: (policy as the loop holds it, batch) -> (chosen, rejected) log-probs.
-ReferenceFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
 
 
 class DPOObjective:
@@ -196,7 +143,6 @@ def run_dpo(
     LoRA merged, with the chat format and generation config of `init`)."""
     from ..models.loading import load_causal_lm, load_tokenizer
     from ..tokenizer.chat_formats import resolve_chat_format
-    from .reference_logps import attach_reference_logps, reference_for
 
     out = Path(output_dir)
     if cfg.lora is not None and cfg.save_every:

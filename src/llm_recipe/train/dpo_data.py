@@ -5,10 +5,8 @@
                          diverge (TRL's rule, so a token merging across the boundary is trained);
                          pairs too long are truncated response-first (the responses lose their
                          end, never the prompt) and counted; unusable pairs counted by reason
-    collate_shared       ONE row per pair: prompt, chosen, rejected. The rejected tokens attend to
-                         the prompt but not to the chosen ones and restart their positions where
-                         the prompt ends, so each token sees exactly its own context: chosen and
-                         rejected come out of one forward pass that encodes the prompt once
+    collate_shared       ONE row per pair: prompt, chosen, rejected (`train.shared_prompt`): chosen
+                         and rejected come out of one forward pass that encodes the prompt once
     collate_split        TRL's layout (chosen rows, then rejected rows, right-padded); for
                          attention kernels that take no 4-D mask (flash-attention)
 
@@ -28,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..preference.records import PreferencePair, SkipLog
 from ..tokenizer.chat_formats import ChatFormat, TemplateError, render
+from .shared_prompt import common_prefix_length, shared_rows
 
 
 @dataclass
@@ -46,14 +45,6 @@ class DPOExample:
 class TruncationStats:
     truncated_pairs: int = 0
     truncated_tokens: int = 0
-
-
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _messages(prompt: str | list[dict]) -> list[dict]:
@@ -134,21 +125,16 @@ def _finish(batch: dict, examples: Sequence[DPOExample], seq_ids: list[int]) -> 
 
 
 def collate_shared(examples: Sequence[DPOExample], pad_id: int) -> dict:
-    """One row per pair (see module docstring); `allowed` is the boolean 4-D attention mask."""
+    """One row per pair (`train.shared_prompt`); `allowed` is the boolean 4-D attention mask."""
     n = len(examples)
-    width = max(len(e) for e in examples)
-    ids = np.full((n, width), pad_id, dtype=np.int64)
-    pos = np.zeros((n, width), dtype=np.int64)
-    seg = np.full((n, width), -1, dtype=np.int64)  # 0 prompt, 1 chosen, 2 rejected, -1 padding
+    rows = shared_rows([e.prompt_ids for e in examples], [e.chosen_ids for e in examples],
+                       [e.rejected_ids for e in examples], pad_id)
+    width = rows["input_ids"].shape[1]
     keep = np.zeros((n, width), dtype=bool)
     srcs: list[np.ndarray] = [np.zeros(0, np.int64)] * (2 * n)
     tgts: list[list[int]] = [[]] * (2 * n)
     for b, e in enumerate(examples):
         p, lc, lr = len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids)
-        ids[b, : p + lc + lr] = [*e.prompt_ids, *e.chosen_ids, *e.rejected_ids]
-        pos[b, : p + lc] = np.arange(p + lc)
-        pos[b, p + lc : p + lc + lr] = np.arange(p, p + lr)
-        seg[b, :p], seg[b, p : p + lc], seg[b, p + lc : p + lc + lr] = 0, 1, 2
         # Token j of a response is predicted from the position before it; for j = 0 that is the
         # last prompt token, shared by both sides (one logit row, two targets).
         src_c = b * width + np.arange(p - 1, p - 1 + lc)
@@ -157,13 +143,9 @@ def collate_shared(examples: Sequence[DPOExample], pad_id: int) -> dict:
         keep.reshape(-1)[src_r] = True
         srcs[b], srcs[n + b] = src_c, src_r
         tgts[b], tgts[n + b] = e.chosen_ids, e.rejected_ids
-    s = torch.from_numpy(seg)
-    q, k = s[:, :, None], s[:, None, :]
-    allowed = torch.ones(width, width, dtype=torch.bool).tril() & (k >= 0) & ~((q == 2) & (k == 1))
-    allowed |= torch.eye(width, dtype=torch.bool) & (q < 0)  # padding attends to itself (no NaN rows)
     seq_ids = [b for b in range(n) for _ in examples[b].chosen_ids] + \
               [n + b for b in range(n) for _ in examples[b].rejected_ids]
-    batch = {"input_ids": torch.from_numpy(ids), "position_ids": torch.from_numpy(pos), "allowed": allowed[:, None],
+    batch = {"input_ids": rows["input_ids"], "position_ids": rows["position_ids"], "allowed": rows["allowed"],
              **_targets(srcs, tgts, keep), "n_tokens": sum(len(e) for e in examples)}
     return _finish(batch, examples, seq_ids)
 

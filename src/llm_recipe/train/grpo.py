@@ -19,23 +19,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import GRPOConfig, RecipeConfig
+from ..config import GRPOConfig
 from .metrics_log import MetricsLog
 from .ppo import (
     RLResult,
     RLSetup,
-    build_scorer,
     checked_scores,
     conclude_run,
     evaluate_policy,
-    finished_result,
     make_optimizer,
     optimizer_step,
     prompt_batch,
     reference_logprobs,
-    sampling_params,
     set_lr,
-    style_prompts,
     success_rate,
 )
 from .rl_math import group_advantages, grpo_loss, kl_estimate, masked_mean
@@ -73,7 +69,7 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
         # Prompt-major layout: rows [g*G, (g+1)*G) are the G samples of one prompt.
         idx = np.repeat(prompt_batch(len(s.train_ids), n_groups, seed, it), G)
         r = generate(s.policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
-                     sampling_params(cfg), stop_ids=s.stop_ids, seed=seed * 1_000_003 + it)
+                     cfg.sampling, stop_ids=s.stop_ids, seed=seed * 1_000_003 + it)
         t_gen = time.perf_counter() - t0
         scores, keep = checked_scores(cfg, s, r, counts, it)
         if not keep.any():
@@ -94,8 +90,8 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
         mask = r.response_mask.to(device)
         with torch.no_grad():
             # log pi_old from the sampling pass: no second forward over the rollout
-            old_logp = r.logp.to(device) if r.logp is not None else token_logprobs(s.policy, r, cfg.temperature)["logp"]
-            ref_logp = reference_logprobs(s, r, cfg.temperature) if cfg.beta else None
+            old_logp = r.logp.to(device) if r.logp is not None else token_logprobs(s.policy, r, cfg.sampling.temperature)["logp"]
+            ref_logp = reference_logprobs(s, r, cfg.sampling.temperature) if cfg.beta else None
         n_items = float(mask.sum())
         stats: dict[str, list[float]] = {}
         g = torch.Generator().manual_seed(seed * 7 + it)
@@ -104,12 +100,12 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
             for b in range(0, len(r), mb):
                 i = perm[b : b + mb]
                 m = mask[i.to(device)]
-                cur = token_logprobs(s.policy, r.select(i), cfg.temperature, entropy=True)
+                cur = token_logprobs(s.policy, r.select(i), cfg.sampling.temperature, entropy=True)
                 # dapo: each minibatch's token sum over the rollout's tokens, times the number of
                 # minibatches, so one minibatch's loss has the scale of a token mean.
                 loss, st = grpo_loss(cur["logp"], old_logp[i], ref_logp[i] if ref_logp is not None else None,
                                      adv[i], m, beta=cfg.beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
-                                     loss_type=cfg.loss_type, max_completion_length=cfg.max_new_tokens,
+                                     loss_type=cfg.loss_type, max_completion_length=cfg.sampling.max_new_tokens,
                                      num_items=n_items * len(i) / len(r))
                 ent = masked_mean(cur["entropy"], m)
                 loss = loss - cfg.ent_coef * ent
@@ -120,7 +116,7 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
                              **{k: float(v) for k, v in st.items()}}.items():
                     stats.setdefault(k, []).append(v)
         with torch.no_grad():
-            ref_now = ref_logp if ref_logp is not None else reference_logprobs(s, r, cfg.temperature)
+            ref_now = ref_logp if ref_logp is not None else reference_logprobs(s, r, cfg.sampling.temperature)
             seq_kl = float((kl_estimate(old_logp, ref_now, "k1") * mask).sum(1).mean())
         stats.pop("kl", None)
         rec = {"step": it + 1, "reward_mean": float(scores.mean()), "reward_std": float(scores.std()),
@@ -135,17 +131,3 @@ def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: i
     return conclude_run(s, cfg, out, log, seed, before, history, counts, "GRPO" if save else None)
 
 
-def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
-               out: str | os.PathLike) -> RLResult:
-    """Recipe stage: GRPO from the SFT model against the reward model (or the rules) into `out/grpo`."""
-    from ..models.loading import load_causal_lm, load_tokenizer
-
-    gcfg = cfg.grpo or GRPOConfig()
-    done = finished_result(Path(out) / "grpo")
-    if done is not None:
-        return done
-    init = gcfg.init_from or sft_model_dir
-    tokenizer = load_tokenizer(init)
-    setup = RLSetup.build(load_causal_lm(init), tokenizer, build_scorer(gcfg, rm_dir),
-                          *style_prompts(gcfg, cfg.seed), chat_format=gcfg.chat_format, lora=gcfg.lora)
-    return run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg)

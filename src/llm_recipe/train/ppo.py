@@ -35,9 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import LoRAConfig, PPOConfig, RecipeConfig, RLConfig
+from ..config import LoRAConfig, PPOConfig, RLConfig
 from ..infer.generate import chat_prompt_ids
-from ..infer.sampling import SamplingParams
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..tokenizer.chat_formats import resolve_chat_format, stop_token_ids
 from .metrics_log import MetricsLog
@@ -119,11 +118,6 @@ def reference_logprobs(s: RLSetup, r: Rollout, temperature: float) -> torch.Tens
         return token_logprobs(s.ref, r, temperature)["logp"]
 
 
-def sampling_params(cfg: RLConfig, temperature: float | None = None) -> SamplingParams:
-    return SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature if temperature is None
-                          else temperature, top_k=cfg.top_k, top_p=cfg.top_p)
-
-
 def success_rate(texts: Sequence[str], prefix: str | None) -> float:
     if not prefix or not texts:
         return float("nan")
@@ -138,14 +132,14 @@ def evaluate_policy(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
     unbiased KL estimate only for tokens drawn from pi."""
     if not s.eval_ids:
         return {}
-    r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, sampling_params(cfg), stop_ids=s.stop_ids,
+    r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, cfg.sampling, stop_ids=s.stop_ids,
                  seed=seed)
-    logp = r.logp if r.logp is not None else token_logprobs(s.policy, r, cfg.temperature)["logp"]
-    ref_logp = reference_logprobs(s, r, cfg.temperature).to(logp.device)
+    logp = r.logp if r.logp is not None else token_logprobs(s.policy, r, cfg.sampling.temperature)["logp"]
+    ref_logp = reference_logprobs(s, r, cfg.sampling.temperature).to(logp.device)
     kl = (kl_estimate(logp, ref_logp, "k1") * r.response_mask).sum(1)
-    if cfg.eval_temperature is not None and cfg.eval_temperature != cfg.temperature:
-        r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, sampling_params(cfg, cfg.eval_temperature),
-                     stop_ids=s.stop_ids, seed=seed)
+    if cfg.eval_temperature is not None and cfg.eval_temperature != cfg.sampling.temperature:
+        greedy_or_other = cfg.sampling.model_copy(update={"temperature": cfg.eval_temperature})
+        r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, greedy_or_other, stop_ids=s.stop_ids, seed=seed)
     scores = np.asarray(s.scorer.score(r.prompts, r.texts), dtype=np.float64)
     return {"score": float(np.mean(scores)), "success": success_rate(r.texts, cfg.success_prefix),
             "response_len": float(r.lengths.mean()), "kl": float(kl.mean()), "samples": r.texts[:8]}
@@ -273,7 +267,7 @@ def _values_and_logp(s: RLSetup, head: ValueHead | None, critic, r: Rollout, cfg
         # Separate critic: log pi_old comes from the sampling pass, only the critic runs.
         device = next(s.policy.parameters()).device
         return {"logp": r.logp.to(device), "values": critic_values(critic, r)}
-    out = token_logprobs(s.policy, r, cfg.temperature, entropy=entropy, hidden=head is not None)
+    out = token_logprobs(s.policy, r, cfg.sampling.temperature, entropy=entropy, hidden=head is not None)
     out["values"] = head(out.pop("hidden")) if head is not None else critic_values(critic, r)
     return out
 
@@ -305,7 +299,6 @@ def run_ppo(s: RLSetup, cfg: PPOConfig, output_dir: str | os.PathLike, seed: int
     log = MetricsLog(out / "metrics.jsonl")
     log.truncate_after(-1)  # a re-run starts its log afresh (PPO runs are not resumed)
     write_run_manifest(out, stage="ppo", config=full_config or cfg)
-    params_s = sampling_params(cfg)
     before = evaluate_policy(s, cfg, seed + 7919)
     mb = min(cfg.minibatch_size, cfg.rollout_batch_size)
     n_mb = math.ceil(cfg.rollout_batch_size / mb)
@@ -318,7 +311,7 @@ def run_ppo(s: RLSetup, cfg: PPOConfig, output_dir: str | os.PathLike, seed: int
         t0 = time.perf_counter()
         idx = prompt_batch(len(s.train_ids), cfg.rollout_batch_size, seed, it)
         r = generate(s.policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
-                     params_s, stop_ids=s.stop_ids, seed=seed * 1_000_003 + it)
+                     cfg.sampling, stop_ids=s.stop_ids, seed=seed * 1_000_003 + it)
         t_gen = time.perf_counter() - t0
         scores, keep = checked_scores(cfg, s, r, counts, it)
         if not keep.any():
@@ -330,7 +323,7 @@ def run_ppo(s: RLSetup, cfg: PPOConfig, output_dir: str | os.PathLike, seed: int
         mask = r.response_mask.to(device)
         with torch.no_grad():
             old = _values_and_logp(s, head, critic, r, cfg, rollout_time=True)
-            ref_logp = reference_logprobs(s, r, cfg.temperature)
+            ref_logp = reference_logprobs(s, r, cfg.sampling.temperature)
             rewards, kl = shaped_rewards(torch.as_tensor(scores, dtype=torch.float32, device=device),
                                          old["logp"], ref_logp, mask, kl_ctl.beta, cfg.kl_estimator)
             adv, returns = gae(rewards, old["values"], mask, cfg.gamma, cfg.lam)
@@ -375,66 +368,3 @@ def run_ppo(s: RLSetup, cfg: PPOConfig, output_dir: str | os.PathLike, seed: int
 
 
 # ---- recipe stage -------------------------------------------------------------------------
-def finished_result(run_dir: Path) -> RLResult | None:
-    """The result of an already finished run in `run_dir` (model and summary written), else None."""
-    summary = run_dir / "summary.json"
-    if not ((run_dir / "model" / "model.safetensors").exists() and summary.exists()):
-        return None
-    import json
-
-    sm = json.loads(summary.read_text(encoding="utf-8"))
-    return RLResult(run_dir / "model", sm["before"], sm["after"], MetricsLog(run_dir / "metrics.jsonl").read(),
-                    sm["counts"])
-
-
-def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
-    """(train, held-out) prompts: from `cfg.prompts` files, or the style set's prompts (a seed
-    different from the SFT set's). Held-out prompts are never trained on."""
-    if cfg.prompts:
-        from ..preference.candidates import read_prompts
-
-        prompts = [d["prompt"] if isinstance(d["prompt"], str) else d["prompt"][-1]["content"]
-                   for d in read_prompts(cfg.prompts)]
-    else:
-        from ..preference.synthetic import single_turn_examples
-
-        prompts = [p for p, _ in single_turn_examples(4 * (cfg.n_prompts + cfg.eval_prompts), seed=20_000 + seed)]
-    n_eval = min(cfg.eval_prompts, max(len(prompts) // 5, 1))
-    return prompts[n_eval : n_eval + cfg.n_prompts], prompts[:n_eval]
-
-
-def build_scorer(cfg: RLConfig, rm_dir: str | os.PathLike | None):
-    """Reward models from the config, else the recipe's reward model, else the rules."""
-    if cfg.reward_models:
-        from ..infer.reward import load_scorer
-
-        return load_scorer([(r.path, r.weight) for r in cfg.reward_models])
-    if rm_dir is not None:
-        from ..infer.reward import RewardScorer
-
-        return RewardScorer.load(rm_dir)
-    from ..preference.rules import RuleScorer
-
-    return RuleScorer(cfg.rules)
-
-
-def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
-              out: str | os.PathLike) -> RLResult:
-    """Recipe stage: PPO from the SFT model against the reward model (or the rules) into `out/ppo`."""
-    from ..models.loading import load_causal_lm, load_tokenizer
-
-    pcfg = cfg.ppo or PPOConfig()
-    run_dir = Path(out) / "ppo"
-    done = finished_result(run_dir)
-    if done is not None:  # a finished stage is skipped, as the recipe's other stages are
-        return done
-    init = pcfg.init_from or sft_model_dir
-    tokenizer = load_tokenizer(init)
-    policy = load_causal_lm(init)
-    scorer = build_scorer(pcfg, rm_dir)
-    train_p, eval_p = style_prompts(pcfg, cfg.seed)
-    setup = RLSetup.build(policy, tokenizer, scorer, train_p, eval_p, pcfg.chat_format, lora=pcfg.lora)
-    critic = None
-    if pcfg.value_model == "reward_model":
-        critic = load_critic(rm_dir if rm_dir is not None else init)
-    return run_ppo(setup, pcfg, run_dir, cfg.seed, critic=critic, full_config=cfg)

@@ -1,4 +1,4 @@
-"""Stage 2: next-token pretraining on a corpus of documents.
+"""Next-token pretraining (stage 2) on a corpus of documents.
 
 corpus files -> texts (bad lines counted) -> train/val split by document id ->
 tokenize -> pack into blocks -> shared `Trainer` with `CausalLMObjective` -> HF model dir.
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import xxhash
 from tqdm.auto import tqdm
 
 from ..config import ModelConfig, PretrainConfig
@@ -23,6 +22,7 @@ from ..models.loading import load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
 from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
+from ..splits import split_by_key
 from .loop import StepCallback, Trainer
 
 
@@ -79,15 +79,13 @@ def read_documents(files: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, 
 
 
 def split_by_id(docs: list[tuple[str, str]], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Deterministic train/val split by hashing document ids: stable under reordering and
-    under adding documents, and no document is split across both sides."""
-    cutoff = int(val_fraction * 2**32)
-    train, val = [], []
-    for doc_id, text in docs:
-        (val if xxhash.xxh32_intdigest(doc_id.encode(), seed=seed) < cutoff else train).append(text)
-    if not val and len(train) > 1:  # tiny inputs: still validate on something
-        val.append(train.pop())
-    return train, val
+    """Train/val texts, split by document id (`splits.split_by_key`): no document is on both sides.
+    Tiny inputs with nothing held out still validate on one document."""
+    train, val = split_by_key(docs, lambda d: d[0], val_fraction, seed)
+    train_texts, val_texts = [t for _, t in train], [t for _, t in val]
+    if not val_texts and len(train_texts) > 1:
+        val_texts.append(train_texts.pop())
+    return train_texts, val_texts
 
 
 def tokenize_and_pack(texts: list[str], tokenizer, block_size: int, desc: str = "tokenize") -> tuple[np.ndarray, PackStats]:
@@ -129,7 +127,7 @@ class PretrainResult:
     stopped_early: bool
 
 
-def run_pretraining(
+def run_pretrain(
     *,
     data_files: Sequence[str | os.PathLike],
     tokenizer,

@@ -24,8 +24,8 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..files import write_json
-from .dpo import ReferenceFn, sequence_logps
 from .dpo_data import DPOExample
+from .response_logps import ReferenceFn, sequence_logps
 
 
 def _core(model: torch.nn.Module) -> torch.nn.Module:

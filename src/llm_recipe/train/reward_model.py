@@ -1,4 +1,4 @@
-"""Stage 5a: the reward model, trained on the shared loop.
+"""The reward model (stage 5a), trained on the shared loop.
 
 Model: the (SFT) causal LM's backbone with a scalar head, i.e. transformers'
 `*ForSequenceClassification` with num_labels=1, so the saved directory loads with
@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,41 +31,26 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..files import write_json
+from ..models.reward_io import (
+    RM_INFO_FILE,
+    collate_plain,
+    encode,
+    last_non_pad,
+    pool_rewards,
+    render_response,
+    reward_format,
+    score_token_ids,
+    sequence_rewards,
+    token_rewards,
+)
 from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
-from ..tokenizer.chat_formats import (
-    ChatFormat,
-    apply_chat_format,
-    get_chat_format,
-    render,
-    resolve_chat_format,
-)
+from ..tokenizer.chat_formats import ChatFormat, apply_chat_format
 from .loop import StepCallback, Trainer
-
-RM_INFO_FILE = "reward_model.json"
-DEFAULT_FORMAT = "alpaca_en"  # for base models that carry no chat format yet
+from .shared_prompt import attention_mask_for, common_prefix_length, shared_rows
 
 
 # ---- text and tokens ----------------------------------------------------------------------
-def reward_format(tokenizer, requested: str | None = None) -> ChatFormat:
-    """The chat format rewards are computed in: the requested one, else the one saved with the
-    model, else Alpaca (a pretrained model without SFT has none)."""
-    if requested is None and not getattr(tokenizer, "chat_template", None):
-        return get_chat_format(DEFAULT_FORMAT)
-    return resolve_chat_format(tokenizer, requested)
-
-
-def render_response(fmt: ChatFormat, tokenizer, prompt: str | list[dict], response: str) -> str:
-    """The text a reward is computed on: the conversation with `response` as the last turn."""
-    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    return render(fmt, [*msgs, {"role": "assistant", "content": response}], tokenizer).text
-
-
-def encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    # Rendered text already holds the format's special tokens (BOS included): add none.
-    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-
-
 @dataclass
 class TokenizedPair:
     chosen_ids: list[int]
@@ -94,68 +79,26 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, fmt: ChatFormat, 
     return out
 
 
-def last_non_pad(ids: Sequence[int], pad_id: int | None) -> int:
-    """Index the reward is read at: the rightmost non-pad token (transformers' rule, so the
-    trained head is read where `AutoModelForSequenceClassification` reads it)."""
-    if pad_id is None:
-        return len(ids) - 1
-    for i in range(len(ids) - 1, -1, -1):
-        if ids[i] != pad_id:
-            return i
-    return 0
-
-
 # ---- batches ------------------------------------------------------------------------------
-def collate_plain(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded rows (TRL's layout; also what scoring uses)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        attn[i, : len(s)] = 1
-    return {"input_ids": ids, "attention_mask": attn}
-
-
 def shared_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     """Common token prefix, leaving each side at least its last token (its reward position)."""
-    n = min(len(a), len(b)) - 1
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    return max(0, min(common_prefix_length(a, b), min(len(a), len(b)) - 1))
 
 
 def collate_shared(pairs: Sequence[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
-    """One row per pair: shared prefix, chosen tail, rejected tail (see module docstring)."""
-    rows, segs, poss, idx_c, idx_r = [], [], [], [], []
+    """One row per pair: shared prefix, chosen tail, rejected tail (see `train.shared_prompt`)."""
+    prefixes, chosen, rejected, idx_c, idx_r = [], [], [], [], []
     for p in pairs:
         c, r = p.chosen_ids, p.rejected_ids
         k = shared_prefix_len(c, r)
-        rows.append([*c, *r[k:]])
-        segs.append([0] * k + [1] * (len(c) - k) + [2] * (len(r) - k))
-        poss.append([*range(len(c)), *range(k, len(r))])
+        prefixes.append(c[:k])
+        chosen.append(c[k:])
+        rejected.append(r[k:])
         idx_c.append(last_non_pad(c, pad_id))
         j = last_non_pad(r, pad_id)
         idx_r.append(j if j < k else len(c) + j - k)
-    width = max(len(x) for x in rows)
-    n = len(rows)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    seg = torch.full((n, width), -1, dtype=torch.long)
-    pos = torch.zeros((n, width), dtype=torch.long)
-    for i in range(n):
-        m = len(rows[i])
-        ids[i, :m] = torch.as_tensor(rows[i])
-        seg[i, :m] = torch.as_tensor(segs[i])
-        pos[i, :m] = torch.as_tensor(poss[i])
-    q, k = seg[:, :, None], seg[:, None, :]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    allowed = causal & (k >= 0) & ~((q == 2) & (k == 1))
-    allowed |= torch.eye(width, dtype=torch.bool) & (q < 0)  # padding rows attend to themselves (no NaN)
-    return {
-        "input_ids": ids, "position_ids": pos, "segments": seg, "allowed": allowed[:, None],
-        "chosen_index": torch.tensor(idx_c), "rejected_index": torch.tensor(idx_r),
-    }
+    return {**shared_rows(prefixes, chosen, rejected, pad_id),
+            "chosen_index": torch.tensor(idx_c), "rejected_index": torch.tensor(idx_r)}
 
 
 class RewardObjective:
@@ -205,80 +148,17 @@ class RewardObjective:
         return loss, metrics
 
 
-@contextlib.contextmanager
-def token_rewards(model):
-    """Capture the head's output for EVERY position ([batch, seq, 1]) during the model's forward.
-
-    The sequence classifier applies its head to all positions and then keeps the last non-pad
-    one; the hook keeps them all, so any position or pooling can be read. The head runs inside
-    the model's own forward, which DDP/FSDP wrappers need (sharded weights are only gathered
-    there). Mean pooling = mean of per-position rewards, as the head is affine.
-    """
-    core = getattr(model, "module", model)  # DDP / FSDP wrap the model; the head lives inside
-    captured: list[torch.Tensor] = []
-    handle = core.score.register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        yield captured
-    finally:
-        handle.remove()
-
-
-def _attention_mask(model, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    impl = getattr(getattr(model, "module", model).config, "_attn_implementation", "sdpa")
-    if impl == "sdpa":
-        return allowed
-    if impl == "eager":  # eager attention adds the mask to the scores
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-            ~allowed, torch.finfo(dtype).min)
-    raise ValueError(f"share_prompt needs sdpa or eager attention (model uses '{impl}'): set rm.share_prompt=false")
-
-
-def _pool(r: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    w = weights.to(r.dtype)
-    return (r * w).sum(1) / w.sum(1)
-
-
 def shared_rewards(model, batch, pooling: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards of both sides of every pair from the shared-prefix rows (one forward pass)."""
     with token_rewards(model) as captured:
-        model(input_ids=batch["input_ids"], attention_mask=_attention_mask(model, batch["allowed"], torch.float32),
+        model(input_ids=batch["input_ids"], attention_mask=attention_mask_for(model, batch["allowed"], "rm.share_prompt"),
               position_ids=batch["position_ids"], use_cache=False)
     r = captured[-1].squeeze(-1).float()  # [pairs, row length]
     if pooling == "last":
         rows = torch.arange(r.shape[0], device=r.device)
         return r[rows, batch["chosen_index"]], r[rows, batch["rejected_index"]]
     seg = batch["segments"]
-    return _pool(r, (seg == 0) | (seg == 1)), _pool(r, (seg == 0) | (seg == 2))
-
-
-def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """One reward per right-padded row: exactly `AutoModelForSequenceClassification`'s logits
-    for last-token pooling."""
-    if pooling == "last":
-        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1).float()
-    with token_rewards(model) as captured:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    return _pool(captured[-1].squeeze(-1).float(), attention_mask)
-
-
-@torch.no_grad()
-def score_token_ids(model, seqs: Sequence[Sequence[int]], pad_id: int, pooling: str = "last",
-                    batch_size: int = 32) -> np.ndarray:
-    """Rewards of tokenized sequences, batched by length (less padding), in input order."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    order = np.argsort([len(s) for s in seqs], kind="stable")
-    out = np.zeros(len(seqs), dtype=np.float64)
-    try:
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            batch = collate_plain([seqs[i] for i in idx], pad_id)
-            r = sequence_rewards(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), pooling)
-            out[idx] = r.cpu().double().numpy()
-    finally:
-        model.train(was_training)
-    return out
+    return pool_rewards(r, (seg == 0) | (seg == 1)), pool_rewards(r, (seg == 0) | (seg == 2))
 
 
 # ---- model ---------------------------------------------------------------------------------
@@ -357,7 +237,7 @@ def pairwise_accuracy(model, tokenizer, fmt: ChatFormat, pairs: Sequence[Prefere
             "mean_rejected": float(rr.mean()), "reward_mean": float(r.mean()), "reward_std": float(r.std())}
 
 
-def train_reward_model(
+def run_reward_model(
     *,
     base: str | os.PathLike,
     train_pairs: Sequence[PreferencePair],
@@ -447,8 +327,3 @@ def train_reward_model(
     )
 
 
-def rm_result_summary(res: RMResult) -> dict:
-    d = asdict(res)
-    d["model_dir"] = str(res.model_dir)
-    d.pop("report")
-    return d

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..infer.sampling import SamplingParams, logits_processors, prefill
+from ..config import SamplingConfig
+from ..infer.sampling import logits_processors, prefill
 from .rl_math import entropy_from_logits
 from .rollout_forward import decoder_and_head, padded_inputs, response_states
 
@@ -68,7 +69,7 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, *,
+def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]], params: SamplingConfig, *,
              stop_ids: Sequence[int], seed: int) -> Rollout:
     """Sample one response per prompt (repeat prompts for GRPO groups). Deterministic for a seed.
     The log-prob of each sampled token (raw logits / temperature, as `token_logprobs` computes it)
@@ -173,21 +174,3 @@ def score_responses(scorer, r: Rollout, *, missing_eos_penalty: float | None = N
     return scores
 
 
-class StartsWithScorer:
-    """Rule reward: `reward` if the response starts with `prefix`, else 0 (the style target)."""
-
-    def __init__(self, prefix: str, reward: float = 1.0):
-        self.prefix, self.reward = prefix, reward
-
-    def score(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray:
-        return np.array([self.reward * r.lstrip().startswith(self.prefix) for r in responses], dtype=np.float64)
-
-
-class LengthScorer:
-    """A reward that rewards length alone (`per_char` per character): the reward-hacking probe."""
-
-    def __init__(self, per_char: float = 0.05):
-        self.per_char = per_char
-
-    def score(self, prompts: Sequence, responses: Sequence[str], normalize: bool = True) -> np.ndarray:
-        return np.array([self.per_char * len(r) for r in responses], dtype=np.float64)

@@ -27,6 +27,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from tqdm.auto import tqdm
 
 from ..files import BadLine, iter_jsonl
+from ..splits import split_by_key
 from ..tokenizer.chat_formats import ChatFormat, TemplateError, render
 from .loop import length_grouped_batches
 from .sft_coverage import CATEGORIES, infer_category
@@ -68,6 +69,15 @@ class Conversation:
     where: str = ""
     category_inferred: bool = False
 
+
+
+def first_user_message(c: Conversation) -> str:
+    return next(m["content"] for m in c.messages if m["role"] == "user")
+
+
+def split_conversations(convs: Sequence[Conversation], eval_fraction: float, seed: int):
+    """(train, held-out) by a hash of the first user message: identical prompts never straddle it."""
+    return split_by_key(convs, first_user_message, eval_fraction, seed)
 
 class _Skip(Exception):
     def __init__(self, reason: str):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..pipeline import Doc, Step, Tally
 from .classifier import NgramClassifier, is_ngram_classifier_dir
+from .harmful_seed import SEED_PATH, load_background, load_seed
 from .hf_classifier import HFTextClassifier
 from .perplexity import CausalLMScorer, CharNgramLM, load_scorer
 
@@ -115,15 +116,8 @@ def train_quality_classifier(reference: Sequence[str], web: Sequence[str], seed:
 
 
 def default_benign_background(n: int = 600, seed: int = 0) -> list[str]:
-    """Paragraphs of the bundled (generated, harmless) sample corpus.
-
-    The seed set alone is small and templated: without ordinary text as extra negatives, the
-    classifier calls anything unlike its benign templates harmful (measured: every document of
-    a generated random-word corpus). Most text is benign, so plain paragraphs are label 0.
-    """
-    from ..sample_corpus import iter_sample_docs
-
-    paras = [p for d in iter_sample_docs(60, seed=123) for p in d["text"].split("\n") if len(p) > 15]
+    """`n` paragraphs of the shipped benign background (see `harmful_seed`), drawn by `seed`."""
+    paras = load_background()
     random.Random(seed).shuffle(paras)
     return paras[:n]
 
@@ -131,8 +125,6 @@ def default_benign_background(n: int = 600, seed: int = 0) -> list[str]:
 def train_harmful_classifier(seed_path: str | os.PathLike | None = None, seed: int = 0,
                              background: Sequence[str] | None = None) -> NgramClassifier:
     """The n-gram classifier on the shipped (or a given) labelled seed set + benign background."""
-    from .harmful_seed import SEED_PATH, load_seed
-
     texts, labels = load_seed(seed_path or SEED_PATH)
     bg = list(default_benign_background(seed=seed) if background is None else background)
     return NgramClassifier(C=10.0, seed=seed).fit(texts + bg, labels + [0] * len(bg))

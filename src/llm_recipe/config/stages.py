@@ -1,32 +1,23 @@
-"""Pydantic config models: one YAML per recipe, one section per stage.
+"""The per-stage sections of a recipe: model, training loop, sampling, SFT, preferences, reward
+model, Best-of-N, PPO/GRPO, DPO. Pydantic only (importing this stays instant).
 
-Every model forbids unknown keys so a typo (`lrr: 1e-3`) is an error that names the key and
-the file instead of a silently ignored setting. CLI flags override fields with dotted paths
-(`--set pretrain.lr=1e-3`), validated the same way.
+Shared shapes are composed, not copied: every training stage extends `TrainConfig` (the shared
+loop's fields), and every stage that samples text holds a `sampling:` block (`SamplingConfig`:
+temperature, top-k, top-p, repetition penalty, length, stop strings) with its own defaults.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from .data.curate_config import CurateConfig
-
-
-class ConfigError(ValueError):
-    """A config problem, already phrased as one line naming the file and the field."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from .section import Section
 
 
 class SampleCorpusConfig(Section):
-    """The bundled, generated corpus (see `llm_recipe.data.sample_corpus`)."""
+    """The bundled, generated corpus (see `llm_recipe.demo.sample_corpus`)."""
 
     docs_per_source: int = Field(1000, ge=1, description="documents generated per source")
     seed: int = 0
@@ -84,14 +75,32 @@ class PretrainConfig(TrainConfig):
     )
 
 
-class GenerateConfig(Section):
-    prompts: list[str] = Field(default_factory=lambda: ["東京は", "The capital of France"])
-    max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(0.8, ge=0)
-    top_k: int | None = Field(50, ge=1)
-    top_p: float | None = Field(0.95, gt=0, le=1)
-    repetition_penalty: float = Field(1.1, gt=0)
+class SamplingConfig(Section):
+    """How text is sampled, wherever a stage samples (`generate`, candidates, Best-of-N, RL).
+    The defaults are plain sampling from the model; each stage sets its own in its `sampling:`."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(1.0, ge=0, description="0: greedy")
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0)
     stop: list[str] = Field(default_factory=list, description="stop strings (cut from the output)")
+
+
+_SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "stop")
+
+
+def _moved_to_sampling(*keys: str) -> dict[str, str]:
+    return {k: f"sampling.{k}" for k in keys}
+
+
+class GenerateConfig(Section):
+    """Stage `sample`: continuations of a few prompts from the pretrained model."""
+
+    moved_keys = _moved_to_sampling(*_SAMPLING_KEYS)
+    prompts: list[str] = Field(default_factory=lambda: ["東京は", "The capital of France"])
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=48, temperature=0.8, top_k=50, top_p=0.95,
+                                              repetition_penalty=1.1)
 
 
 class LoRAConfig(Section):
@@ -140,15 +149,18 @@ class SFTConfig(TrainConfig):
 class CandidateConfig(Section):
     """`prefs generate`: k sampled responses per prompt from a (SFT) model."""
 
+    moved_keys = _moved_to_sampling("top_k", "top_p", "repetition_penalty", "max_new_tokens")
     k: int = Field(2, ge=2, description="responses per prompt")
     # Sample i uses temperatures[i % len]: e.g. [0.7, 1.2] = a 'chosen' candidate at 0.7 and a
     # 'rejected' one at 1.2 (higher temperature, typically worse).
-    temperatures: list[float] = Field(default_factory=lambda: [0.7, 1.1], min_length=1)
-    top_k: int | None = Field(50, ge=1)
-    top_p: float | None = Field(0.95, gt=0, le=1)
-    repetition_penalty: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(64, ge=1)
+    temperatures: list[float] = Field(default_factory=lambda: [0.7, 1.1], min_length=1,
+                                      description="per-sample temperatures, cycled (replace sampling.temperature)")
+    sampling: SamplingConfig = SamplingConfig(top_k=50, top_p=0.95)
     chat_format: str | None = Field(None, description="None: the format saved with the model")
+
+    def sampling_of(self, j: int) -> SamplingConfig:
+        """The sampling settings of sample j (its temperature from `temperatures`)."""
+        return self.sampling.model_copy(update={"temperature": self.temperatures[j % len(self.temperatures)]})
 
 
 class RuleConfig(Section):
@@ -241,14 +253,11 @@ class RMConfig(TrainConfig):
 class BoNConfig(Section):
     """Stage 5b: Best-of-N sampling against reward models."""
 
+    moved_keys = _moved_to_sampling("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens")
     n: int = Field(4, ge=1)
     prompts: list[str] | None = Field(None, description="None: held-out prompts of the style set")
     n_prompts: int = Field(12, ge=1, description="how many held-out prompts when `prompts` is None")
-    temperature: float = Field(1.0, gt=0)
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0, le=1)
-    repetition_penalty: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(32, ge=1)
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=32)
     chat_format: str | None = None
     reward_models: list[RewardModelRef] | None = Field(None, description="None: the recipe's reward model")
 
@@ -256,6 +265,7 @@ class BoNConfig(Section):
 class RLConfig(Section):
     """Settings shared by PPO and GRPO (stage 5c): rollouts, rewards, KL to the reference."""
 
+    moved_keys = _moved_to_sampling("max_new_tokens", "temperature", "top_k", "top_p")
     init_from: str | None = Field(None, description="policy to start from; None: the recipe's SFT model")
     reward_models: list[RewardModelRef] | None = Field(
         None, description="None: the recipe's reward model if there is one, else `rules`")
@@ -274,10 +284,8 @@ class RLConfig(Section):
     min_lr_ratio: float = Field(1.0, ge=0, le=1, description="cosine floor over the updates; 1 = constant")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    max_new_tokens: int = Field(24, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0, le=1)
+    sampling: SamplingConfig = Field(
+        SamplingConfig(max_new_tokens=24), description="rollouts (temperature > 0: log-probs at that temperature)")
     beta: float = Field(0.05, ge=0, description="KL coefficient (initial one when kl_target is set)")
     missing_eos_penalty: float | None = Field(None, ge=0, description="subtracted when a response never stops")
     length_penalty: float = Field(0.0, ge=0, description="subtracted per response token")
@@ -285,13 +293,25 @@ class RLConfig(Section):
         "stop", description="NaN/inf rewards or an all-empty batch: stop with a message, or skip and count")
     success_prefix: str | None = Field("Let me explain.", description="style target counted as success")
     eval_temperature: float | None = Field(
-        None, ge=0, description="held-out answers for score/success (0: greedy; None: `temperature`); the KL "
-        "to the reference is always measured on samples at `temperature`")
+        None, ge=0, description="held-out answers for score/success (0: greedy; None: `sampling.temperature`); "
+        "the KL to the reference is always measured on samples at `sampling.temperature`")
     ent_coef: float = Field(0.0, ge=0, description="entropy bonus")
     num_threads: int | None = Field(None, ge=1)
     lora: LoRAConfig | None = Field(
         None, description="train LoRA adapters only; the reference is then the policy with adapters disabled "
         "(one model copy in memory instead of two)")
+
+    @model_validator(mode="after")
+    def _policy_distribution(self) -> RLConfig:
+        # Rollout log-probs are the policy's own (logits / temperature): a repetition penalty or
+        # a stop string would sample from another distribution than the one being trained.
+        sp = self.sampling
+        if sp.temperature == 0:
+            raise ValueError("sampling.temperature must be > 0 for RL rollouts (0 is greedy)")
+        if sp.repetition_penalty != 1.0 or sp.stop:
+            raise ValueError("RL rollouts sample from the policy itself: sampling.repetition_penalty must be 1 "
+                             "and sampling.stop empty")
+        return self
 
 
 class PPOConfig(RLConfig):
@@ -360,104 +380,3 @@ class DPOConfig(TrainConfig):
         return self
 
 
-class RecipeConfig(Section):
-    seed: int = 0
-    output_dir: Path = Path("runs/tiny")
-    corpus: SampleCorpusConfig = SampleCorpusConfig()
-    tokenizer: TokenizerConfig = TokenizerConfig()
-    model: ModelConfig = ModelConfig()
-    pretrain: PretrainConfig = PretrainConfig()
-    generate: GenerateConfig = GenerateConfig()
-    sft: SFTConfig | None = None
-    curate: CurateConfig | None = None
-    prefs: PrefsConfig | None = None
-    rm: RMConfig | None = None
-    bon: BoNConfig | None = None
-    ppo: PPOConfig | None = None
-    grpo: GRPOConfig | None = None
-    dpo: DPOConfig | None = None
-
-
-BUNDLED_RECIPES = Path(__file__).parent / "recipes"
-
-
-def _format_error(source: str, err: ValidationError) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-    if e["type"] == "extra_forbidden":
-        msg = f"{source}: unknown key '{loc}'"
-    else:
-        got = e.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        msg = f"{source}: {loc}: {e['msg']}{shown}"
-    more = len(err.errors()) - 1
-    return msg + (f" [+{more} more errors]" if more else "")
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        if node.get(k) is None:  # absent, or `lora: null` in the YAML: the override opens the section
-            node[k] = {}
-        node = node[k]
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: '{k}' is not a section")
-    node[keys[-1]] = value
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """`["pretrain.lr=1e-3", "seed=3"]` -> {"pretrain.lr": 0.001, "seed": 3} (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. pretrain.lr=1e-3")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
-def resolve_recipe_path(path: str | os.PathLike) -> Path:
-    """A path on disk, or the name of a bundled recipe (`tiny`)."""
-    p = Path(path)
-    if p.exists():
-        return p
-    bundled = BUNDLED_RECIPES / f"{path}.yaml"
-    if bundled.exists():
-        return bundled
-    raise ConfigError(f"{path}: config file not found (and no bundled recipe of that name)")
-
-
-def load_config(
-    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
-) -> RecipeConfig:
-    """Load a recipe YAML (or the defaults when `path` is None) and apply dotted overrides."""
-    source = "defaults"
-    tree: dict[str, Any] = {}
-    if path is not None:
-        p = resolve_recipe_path(path)
-        source = str(p)
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{source}: cannot read config ({e})") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{source}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: top level must be a mapping, got {type(loaded).__name__}")
-        tree = loaded
-    for k, v in (overrides or {}).items():
-        _set_dotted(tree, k, v)
-    try:
-        return RecipeConfig.model_validate(tree)
-    except ValidationError as e:
-        suffix = " (after overrides)" if overrides else ""
-        raise ConfigError(_format_error(source + suffix, e)) from None
-
-
-def dump_config(cfg: RecipeConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False)

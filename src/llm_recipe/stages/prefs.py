@@ -1,5 +1,11 @@
-"""The `llm-recipe prefs ...` commands as library functions: each reads files, writes its output
-atomically plus a JSON report (counts, skips by reason with file:line), and returns the report."""
+"""Stage 4: preference data, as the `llm-recipe prefs ...` commands. Each reads files, writes its
+output atomically plus a JSON report (counts, skips by reason with file:line), returns the report.
+
+    convert     any supported preference shape -> canonical pairs JSONL
+    generate    k sampled candidates per prompt from a (SFT) model
+    label       candidates -> pairs by rules, reward model(s) or an LLM judge
+    agreement   inter-annotator agreement of human annotations, low-agreement items filtered
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import PrefsConfig
+from ..demo.style import single_turn_examples
 from ..files import write_json, write_jsonl
-from .agreement import agreement_report, filtered_pairs
-from .converters import read_preference_files
-from .human import read_annotations
-from .label import label_by_judge, label_by_scores, read_candidates, rules_fn, scorer_fn
-from .records import SkipLog, write_pairs
+from ..infer.reward import load_scorer
+from ..models.loading import load_causal_lm, load_tokenizer
+from ..preference.agreement import agreement_report, filtered_pairs
+from ..preference.candidates import generate_candidates, read_prompts
+from ..preference.converters import read_preference_files
+from ..preference.human import read_annotations
+from ..preference.judge import CausalLMJudge
+from ..preference.label import label_by_judge, label_by_scores, read_candidates, rules_fn, scorer_fn
+from ..preference.records import SkipLog, write_pairs
+from ..preference.rules import RuleScorer
 
 
 def report_path(out: str | os.PathLike) -> Path:
@@ -33,10 +45,6 @@ def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap
 def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, out: str | os.PathLike,
              cfg: PrefsConfig, seed: int = 0, n_bundled: int = 64) -> dict:
     """k candidates per prompt; prompts from files, or held-out bundled prompts when none."""
-    from ..models.loading import load_causal_lm, load_tokenizer
-    from .candidates import generate_candidates, read_prompts
-    from .synthetic import single_turn_examples
-
     log = SkipLog()
     if prompt_files:
         prompts = read_prompts(prompt_files, log)
@@ -62,20 +70,13 @@ def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: Pref
     cands = read_candidates(inputs, log)
     log.kept = 0  # from here on, `kept` counts pairs
     if lc.labeler == "rules":
-        from .rules import RuleScorer
-
         pairs = label_by_scores(cands, rules_fn(RuleScorer(lc.rules)), "rules", lc.pairs, lc.min_gap, log)
     elif lc.labeler == "rm":
-        from ..infer.reward import load_scorer
-
         refs = [(model, 1.0)] if model else [(r.path, r.weight) for r in lc.reward_models]
         if not refs:
             raise ValueError("labeler 'rm' needs prefs.label.reward_models or --model")
         pairs = label_by_scores(cands, scorer_fn(load_scorer(refs)), "rm", lc.pairs, lc.min_gap, log)
     else:
-        from ..models.loading import load_causal_lm, load_tokenizer
-        from .judge import CausalLMJudge
-
         path = model or lc.judge_model
         if not path:
             raise ValueError("labeler 'judge' needs prefs.label.judge_model or --model")

@@ -1,9 +1,11 @@
 """The `curate:` section of a recipe: inputs, outputs, executor and one block per step.
 
-Every filter threshold is here, with the published defaults (Gopher, FineWeb, Swallow) as the
-defaults; a recipe tunes them for its data. Every step block has `enabled`, `sources` (only
-these sources; None = all) and `skip_sources` (e.g. keep web-prose rules off `code`).
-Step order is fixed, cheapest first (see `curate.build_steps`).
+Every step's defaults live here and only here (the step classes in `llm_recipe.data` take their
+block): filter thresholds with the published defaults (Gopher, FineWeb, Swallow), dedup levels
+and model-based filters (off unless asked: they remove real documents or need a model). A recipe
+tunes them for its data. Every step block has `enabled`, `sources` (only these sources; None =
+all) and `skip_sources` (e.g. keep web-prose rules off `code`). Step order is fixed, cheapest
+first (see `data.curate.build_steps`). Pydantic only: importing this stays instant.
 """
 
 from __future__ import annotations
@@ -11,16 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from .dedup.config import DedupConfig
-from .quality.config import QualityConfig
-
-
-class Section(BaseModel):
-    # Same rules as `llm_recipe.config.Section` (unknown keys are errors). Not imported from
-    # there because config.py imports this module to build `RecipeConfig`.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from .section import Section
 
 
 class StepConfig(Section):
@@ -141,6 +136,83 @@ class MixingConfig(Section):
     max_epochs: float = Field(4.0, ge=1, description="upsampling cap per source")
     tokenizer: str | None = Field(None, description="local HF tokenizer dir; None: fallback count")
     truncate_last: bool = Field(True, description="cut the last doc per source to hit the budget exactly")
+
+
+# ---- dedup (`curate.dedup`) -----------------------------------------------------------------
+class DedupStepConfig(StepConfig):
+    # Off by default: dedup removes real documents (e.g. ~40% of the templated sample corpus
+    # at Jaccard 0.8), so a recipe turns each level on deliberately.
+    enabled: bool = False
+
+
+class ExactDedupConfig(DedupStepConfig):
+    hash: Literal["xxh128", "sha1", "md5"] = "xxh128"
+    normalize: Literal["none", "whitespace", "text"] = Field(
+        "whitespace", description="none: raw bytes; whitespace: ignore spacing; text: + NFKC, lowercase")
+
+
+class FuzzyDedupConfig(DedupStepConfig):
+    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of shingle sets")
+    num_perm: int = Field(128, ge=8, le=1024)
+    bands: int | None = Field(None, ge=1, description="None (with rows None): chosen from the S-curve")
+    rows: int | None = Field(None, ge=1)
+    fp_weight: float = Field(0.1, ge=0, description="S-curve false-positive area weight")
+    fn_weight: float = Field(0.9, ge=0, description="S-curve false-negative area weight")
+    shingle: Literal["char", "word"] = "char"
+    ngram: int = Field(5, ge=1, description="shingle size in characters (char) or words (word)")
+    verify: Literal["jaccard", "signature", "none"] = "jaccard"
+    max_bucket: int = Field(64, ge=2, description="larger LSH buckets give star edges, not all pairs")
+    workdir: Path | None = Field(None, description="spill directory (None: a temp dir)")
+
+
+class SemanticDedupConfig(DedupStepConfig):
+    model: str = Field("auto", description="auto: packaged MiniLM if installed, else tfidf; "
+                       "tfidf; packaged; or a local sentence-transformers directory")
+    threshold: float | None = Field(None, gt=0, le=1, description="cosine; None: the embedder's default")
+
+
+class DedupConfig(Section):
+    """Runs after the heuristic filters (fewer docs to hash), before PII redaction."""
+
+    exact: ExactDedupConfig = ExactDedupConfig()
+    fuzzy: FuzzyDedupConfig = FuzzyDedupConfig()
+    semantic: SemanticDedupConfig = SemanticDedupConfig()
+
+
+# ---- model-based filters (`curate.quality`) ------------------------------------------------
+class ModelFilterConfig(StepConfig):
+    enabled: bool = False  # each needs a model or reference data, so none runs unasked
+
+
+class QualityClassifierConfig(ModelFilterConfig):
+    model: Path | None = Field(None, description="a saved n-gram classifier directory")
+    reference: list[Path] = Field(default_factory=list, description="high-quality texts (label 1)")
+    negatives: list[Path] = Field(default_factory=list, description="random web texts (label 0)")
+    min_score: float = Field(0.5, ge=0, le=1, description="drop below this P(reference-like)")
+
+
+class PerplexityConfig(ModelFilterConfig):
+    model: Path | None = Field(None, description="causal LM directory, or a saved char n-gram LM")
+    reference: list[Path] = Field(default_factory=list, description="no model: train a char n-gram LM on these")
+    order: int = Field(5, ge=1, le=10, description="char n-gram LM order")
+    max_perplexity: float = Field(1000.0, gt=0)
+    max_length: int = Field(512, ge=8, description="tokens scored per document (causal LM)")
+    batch_size: int = Field(8, ge=1)
+
+
+class HarmfulConfig(ModelFilterConfig):
+    model: Path | None = Field(None, description="HF text-classification dir or saved n-gram "
+                               "classifier; None: train on the shipped seed set")
+    seed_set: Path | None = Field(None, description="labelled JSONL {text, label}; None: the shipped one")
+    positive_label: str = "harmful"
+    threshold: float = Field(0.5, ge=0, le=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class QualityConfig(Section):
+    classifier: QualityClassifierConfig = QualityClassifierConfig()
+    perplexity: PerplexityConfig = PerplexityConfig()
+    harmful: HarmfulConfig = HarmfulConfig()
 
 
 class CurateConfig(Section):

@@ -2,7 +2,7 @@
 
 Eight task kinds, balanced: qa, summarization, creative, code, translation, reasoning,
 format (instruction-following such as "list five ..." or "answer as JSON") and safety (refusals).
-Facts come from `llm_recipe.data.world`, the same tables the pretraining corpus was generated
+Facts come from `llm_recipe.demo.world`, the same tables the pretraining corpus was generated
 from, so a tiny model can answer correctly what it learned in pretraining. Some conversations are
 multi-turn (a follow-up question), some carry a system prompt, and summarization uses Alpaca's
 `instruction`/`input`/`output` record shape, so every reader path is exercised.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from ..data import world as W
+from . import world as W
 
 SYSTEM_PROMPTS = {
     "en": ["You are a helpful assistant.", "You are a helpful assistant. Answer briefly."],
@@ -305,3 +305,12 @@ def generate_bundled_sft(n: int = 3000, seed: int = 0, system_prompt_rate: float
             _prefix_answer(rec, style_prefix)
         out.append({"id": f"sft-{i:06d}", "category": cat, "lang": lang, **rec})
     return out
+
+
+def sft_records(cfg, seed: int = 0) -> list[tuple[str, dict]] | None:
+    """The records of an `SFTConfig` whose data is 'bundled', as (where, record) pairs for
+    `train.sft.run_sft(records=...)`; None when the config names data files (read by the trainer)."""
+    if cfg.data != "bundled":
+        return None
+    records = generate_bundled_sft(cfg.bundled_examples, seed, style_share=cfg.bundled_style_share)
+    return [(f"bundled:{i + 1}", r) for i, r in enumerate(records)]

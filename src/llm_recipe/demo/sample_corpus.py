@@ -3,7 +3,7 @@
 Five sources, like a real pretraining mix: web (blog posts, reviews), wiki (encyclopedic
 articles), books (short stories), code (Python with comments in both languages) and qa
 (instruction-formatted question/answer pairs, so the model has seen the prompt templates it
-will be fine-tuned on). Facts come from `llm_recipe.data.world`, so they are consistent
+will be fine-tuned on). Facts come from `llm_recipe.demo.world`, so they are consistent
 across documents and learnable. Same seed -> byte-identical output.
 
 Documents follow the corpus schema `{id, text, source, url, meta}` and are written as one

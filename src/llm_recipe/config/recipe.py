@@ -1,0 +1,137 @@
+"""The whole recipe: one YAML, one section per stage, loaded and validated in one place.
+
+CLI flags override fields with dotted paths (`--set pretrain.lr=1e-3`), validated the same way,
+and every problem is a `ConfigError` of one line that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .curate import CurateConfig
+from .section import ConfigError, Section
+from .stages import (
+    BoNConfig,
+    DPOConfig,
+    GenerateConfig,
+    GRPOConfig,
+    ModelConfig,
+    PPOConfig,
+    PrefsConfig,
+    PretrainConfig,
+    RMConfig,
+    SampleCorpusConfig,
+    SFTConfig,
+    TokenizerConfig,
+)
+
+
+class RecipeConfig(Section):
+    seed: int = 0
+    output_dir: Path = Path("runs/tiny")
+    corpus: SampleCorpusConfig = SampleCorpusConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    generate: GenerateConfig = GenerateConfig()
+    sft: SFTConfig | None = None
+    curate: CurateConfig | None = None
+    prefs: PrefsConfig | None = None
+    rm: RMConfig | None = None
+    bon: BoNConfig | None = None
+    ppo: PPOConfig | None = None
+    grpo: GRPOConfig | None = None
+    dpo: DPOConfig | None = None
+
+
+BUNDLED_RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        msg = f"{source}: unknown key '{loc}'"
+    elif e["type"] == "moved_key":
+        where = f"{loc}." if e["loc"] else ""
+        msg = f"{source}: '{where}{e['ctx']['old']}' moved to '{where}{e['ctx']['new']}'"
+    else:
+        got = e.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        msg = f"{source}: {loc}: {e['msg'].removeprefix('Value error, ')}{shown}"
+    more = len(err.errors()) - 1
+    return msg + (f" [+{more} more errors]" if more else "")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        if node.get(k) is None:  # absent, or `lora: null` in the YAML: the override opens the section
+            node[k] = {}
+        node = node[k]
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: '{k}' is not a section")
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["pretrain.lr=1e-3", "seed=3"]` -> {"pretrain.lr": 0.001, "seed": 3} (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. pretrain.lr=1e-3")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def resolve_recipe_path(path: str | os.PathLike) -> Path:
+    """A path on disk, or the name of a bundled recipe (`tiny`)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    bundled = BUNDLED_RECIPES / f"{path}.yaml"
+    if bundled.exists():
+        return bundled
+    raise ConfigError(f"{path}: config file not found (and no bundled recipe of that name)")
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> RecipeConfig:
+    """Load a recipe YAML (or the defaults when `path` is None) and apply dotted overrides."""
+    source = "defaults"
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = resolve_recipe_path(path)
+        source = str(p)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{source}: cannot read config ({e})") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{source}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: top level must be a mapping, got {type(loaded).__name__}")
+        tree = loaded
+    for k, v in (overrides or {}).items():
+        _set_dotted(tree, k, v)
+    try:
+        return RecipeConfig.model_validate(tree)
+    except ValidationError as e:
+        suffix = " (after overrides)" if overrides else ""
+        raise ConfigError(_format_error(source + suffix, e)) from None
+
+
+def dump_config(cfg: RecipeConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False)

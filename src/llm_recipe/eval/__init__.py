@@ -1,0 +1,1 @@
+"""Evaluation of trained models: template following (SFT), style success and content kept (DPO)."""

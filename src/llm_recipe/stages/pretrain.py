@@ -1,0 +1,43 @@
+"""Stage 2b: pretraining, then a few samples from the base model.
+
+    stage_pretrain(cfg, files, tokenizer, out)   out/pretrain/model (resumes from its checkpoint;
+                                                 skipped when the model is already there)
+    stage_sample(cfg, model_dir, out)            out/samples.jsonl: continuations of `generate.prompts`
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import console
+from ..config import RecipeConfig
+from ..files import atomic_write
+from ..infer.generate import generate_texts
+from ..models.loading import load_causal_lm, load_tokenizer
+from ..train.interrupt import StoppedEarly
+from ..train.pretrain import run_pretrain
+
+
+def stage_pretrain(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -> Path:
+    run_dir = out / "pretrain"
+    if (run_dir / "model" / "model.safetensors").exists():
+        return run_dir / "model"
+    res = run_pretrain(data_files=files, tokenizer=tokenizer, model_cfg=cfg.model, cfg=cfg.pretrain,
+                       output_dir=run_dir, seed=cfg.seed, resume=True, full_config=cfg)
+    if res.stopped_early:
+        raise StoppedEarly(f"pretraining stopped at step {res.steps} (checkpoint saved in {run_dir / 'checkpoints'}); "
+                           "run the same command again to resume")
+    console.log(f"pretrain: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
+    return res.model_dir
+
+
+def stage_sample(cfg: RecipeConfig, model_dir: Path, out: Path) -> Path:
+    model, tok = load_causal_lm(model_dir), load_tokenizer(model_dir)
+    outs = generate_texts(model, tok, cfg.generate.prompts, cfg.generate.sampling, seed=cfg.seed)
+    path = out / "samples.jsonl"
+    with atomic_write(path) as f:
+        for p, o in zip(cfg.generate.prompts, outs, strict=True):
+            f.write(json.dumps({"prompt": p, "completion": o}, ensure_ascii=False) + "\n")
+            console.log(f"sample: {p!r} -> {o!r}")
+    return path

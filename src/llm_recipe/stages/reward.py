@@ -1,0 +1,112 @@
+"""Stage 5a: the reward model.
+
+    stage_rm(cfg, sft_model_dir, out)     out/reward_model/model (RM directory; skipped when done,
+                                          resumes from its checkpoint)
+    rm_pairs(rm_cfg, seed)                its data: `rm.data` files (any shape `prefs convert`
+                                          reads), else the generated style set ("Let me explain. "
+                                          + answer preferred, + fluency pairs), split by prompt
+    score_file(scorer, path, out)         `llm-recipe rm score`: rewards added to each record
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import console
+from ..config import RecipeConfig, RMConfig
+from ..demo.style import fluency_pairs, style_preference_pairs
+from ..files import write_jsonl
+from ..infer.reward import Scorer
+from ..preference.converters import read_preference_files
+from ..preference.records import (
+    InvalidRecord,
+    PreferencePair,
+    SkipLog,
+    check_prompt,
+    check_response,
+    iter_records,
+    split_by_prompt,
+)
+from ..train.interrupt import StoppedEarly
+from ..train.reward_model import run_reward_model
+
+
+def rm_pairs(rc: RMConfig, seed: int) -> tuple[list[PreferencePair], list[PreferencePair], SkipLog | None, list]:
+    """(train pairs, held-out pairs, read log, input files) for the reward model."""
+    if rc.data:
+        pairs, log = read_preference_files(rc.data)
+        if rc.eval_data:
+            held, held_log = read_preference_files(rc.eval_data)
+            log.merge(held_log)
+            return pairs, held, log, [*rc.data, *rc.eval_data]
+        train, held = split_by_prompt(pairs, rc.eval_fraction, seed)
+        return train, held, log, list(rc.data)
+    pairs = style_preference_pairs(rc.synthetic_pairs, seed)
+    if rc.fluency_pairs:
+        pairs += fluency_pairs(rc.fluency_pairs, seed)
+    train, held = split_by_prompt(pairs, rc.eval_fraction, seed)
+    return train, held, None, []
+
+
+def stage_rm(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Train the reward model from `rm.init_from` or the SFT model; returns its directory."""
+    rc = cfg.rm or RMConfig()
+    run_dir = Path(out) / "reward_model"
+    if (run_dir / "model" / "model.safetensors").exists():
+        return run_dir / "model"
+    train, held, log, inputs = rm_pairs(rc, cfg.seed)
+    if log is not None:
+        console.log(f"reward model data: {log.summary()}")
+    res = run_reward_model(base=rc.init_from or str(sft_model_dir), train_pairs=train, eval_pairs=held, cfg=rc,
+                             output_dir=run_dir, seed=cfg.seed, read_log=log, inputs=inputs, full_config=cfg)
+    if res.stopped_early:
+        raise StoppedEarly(f"reward model training stopped at step {res.steps} (checkpoint saved); "
+                           "run the same command again to resume")
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    console.log(f"reward model: held-out pairwise accuracy {pct(res.initial_eval_accuracy)} -> {pct(res.eval_accuracy)} "
+         f"({len(held)} pairs, {res.steps} steps)")
+    return res.model_dir
+
+
+def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, normalize: bool = True):
+    """Score a JSONL file of {"prompt", "response"} / {"prompt", "responses": [...]} /
+    {"prompt", "chosen", "rejected"} records; writes each record with "reward(s)" added.
+    Returns (records written, SkipLog); for pairs, the log's report includes pairwise accuracy."""
+    log = SkipLog()
+    items: list[tuple[dict, list[str], str]] = []  # (record, responses, key to store rewards under)
+    for where, rec in iter_records([path], log, "input"):
+        try:
+            check_prompt(rec.get("prompt"))
+            if "responses" in rec and isinstance(rec["responses"], list):
+                resp, key = [check_response(r, "responses[]") for r in rec["responses"]], "rewards"
+            elif "chosen" in rec and "rejected" in rec:
+                resp, key = [check_response(rec["chosen"], "chosen"), check_response(rec["rejected"], "rejected")], "pair"
+            elif "response" in rec:
+                resp, key = [check_response(rec["response"], "response")], "reward"
+            else:
+                raise InvalidRecord("missing_field", "response, responses or chosen/rejected")
+        except InvalidRecord as e:
+            log.skip(e.reason, where, e.detail)
+            continue
+        items.append((rec, resp, key))
+    flat_p = [rec["prompt"] for rec, resp, _ in items for _ in resp]
+    flat = scorer.score(flat_p, [r for _, resp, _ in items for r in resp], normalize) if flat_p else np.zeros(0)
+    outs, i, correct, n_pairs = [], 0, 0, 0
+    for rec, resp, key in items:
+        vals = [float(v) for v in flat[i : i + len(resp)]]
+        i += len(resp)
+        if key == "pair":
+            rec = {**rec, "reward_chosen": vals[0], "reward_rejected": vals[1]}
+            correct += vals[0] > vals[1]
+            n_pairs += 1
+        else:
+            rec = {**rec, key: vals if key == "rewards" else vals[0]}
+        outs.append(rec)
+        log.kept += 1
+    write_jsonl(out, outs)
+    return outs, log, (correct / n_pairs if n_pairs else None)

@@ -1,0 +1,91 @@
+"""Stage 5c: RL from the SFT model, PPO and GRPO, against the reward model (or rules).
+
+    stage_ppo(cfg, sft_dir, rm_dir, out)    out/ppo (model, metrics, plots, summary.json)
+    stage_grpo(cfg, sft_dir, rm_dir, out)   out/grpo
+    style_prompts(rl_cfg, seed)             (train, held-out) prompts: `prompts` files, else the
+                                            style set's prompts (`demo.style`)
+    build_scorer(rl_cfg, rm_dir)            reward models from the config, else the recipe's, else rules
+A finished stage (model and summary written) is skipped, as the recipe's other stages are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..config import GRPOConfig, PPOConfig, RecipeConfig, RLConfig
+from ..demo.style import single_turn_examples
+from ..infer.reward import RewardScorer, load_scorer
+from ..models.loading import load_causal_lm, load_tokenizer
+from ..preference.candidates import read_prompts
+from ..preference.rules import RuleScorer
+from ..train.grpo import run_grpo
+from ..train.metrics_log import MetricsLog
+from ..train.ppo import RLResult, RLSetup, load_critic, run_ppo
+
+
+def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
+              out: str | os.PathLike) -> RLResult:
+    """Recipe stage: PPO from the SFT model against the reward model (or the rules) into `out/ppo`."""
+    pcfg = cfg.ppo or PPOConfig()
+    run_dir = Path(out) / "ppo"
+    done = finished_result(run_dir)
+    if done is not None:  # a finished stage is skipped, as the recipe's other stages are
+        return done
+    init = pcfg.init_from or sft_model_dir
+    tokenizer = load_tokenizer(init)
+    policy = load_causal_lm(init)
+    scorer = build_scorer(pcfg, rm_dir)
+    train_p, eval_p = style_prompts(pcfg, cfg.seed)
+    setup = RLSetup.build(policy, tokenizer, scorer, train_p, eval_p, pcfg.chat_format, lora=pcfg.lora)
+    critic = None
+    if pcfg.value_model == "reward_model":
+        critic = load_critic(rm_dir if rm_dir is not None else init)
+    return run_ppo(setup, pcfg, run_dir, cfg.seed, critic=critic, full_config=cfg)
+
+
+def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
+               out: str | os.PathLike) -> RLResult:
+    """Recipe stage: GRPO from the SFT model against the reward model (or the rules) into `out/grpo`."""
+    gcfg = cfg.grpo or GRPOConfig()
+    done = finished_result(Path(out) / "grpo")
+    if done is not None:
+        return done
+    init = gcfg.init_from or sft_model_dir
+    tokenizer = load_tokenizer(init)
+    setup = RLSetup.build(load_causal_lm(init), tokenizer, build_scorer(gcfg, rm_dir),
+                          *style_prompts(gcfg, cfg.seed), chat_format=gcfg.chat_format, lora=gcfg.lora)
+    return run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg)
+
+
+def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held-out) prompts: from `cfg.prompts` files, or the style set's prompts (a seed
+    different from the SFT set's). Held-out prompts are never trained on."""
+    if cfg.prompts:
+        # a conversation prompt is reduced to its last (user) turn: RL prompts are single-turn
+        prompts = [d["prompt"] if isinstance(d["prompt"], str) else d["prompt"][-1]["content"]
+                   for d in read_prompts(cfg.prompts)]
+    else:
+        prompts = [p for p, _ in single_turn_examples(4 * (cfg.n_prompts + cfg.eval_prompts), seed=20_000 + seed)]
+    n_eval = min(cfg.eval_prompts, max(len(prompts) // 5, 1))
+    return prompts[n_eval : n_eval + cfg.n_prompts], prompts[:n_eval]
+
+
+def build_scorer(cfg: RLConfig, rm_dir: str | os.PathLike | None):
+    """Reward models from the config, else the recipe's reward model, else the rules."""
+    if cfg.reward_models:
+        return load_scorer([(r.path, r.weight) for r in cfg.reward_models])
+    if rm_dir is not None:
+        return RewardScorer.load(rm_dir)
+    return RuleScorer(cfg.rules)
+
+
+def finished_result(run_dir: Path) -> RLResult | None:
+    """The result of an already finished run in `run_dir` (model and summary written), else None."""
+    summary = run_dir / "summary.json"
+    if not ((run_dir / "model" / "model.safetensors").exists() and summary.exists()):
+        return None
+    sm = json.loads(summary.read_text(encoding="utf-8"))
+    return RLResult(run_dir / "model", sm["before"], sm["after"], MetricsLog(run_dir / "metrics.jsonl").read(),
+                    sm["counts"])
