@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,40 @@ def test_run_steps_counts_drops_and_modifications():
     assert s["upper"]["modified"] == {"upper": 5}
     assert {d["id"] for d in res.dropped} == {"d1", "d3", "d5", "d7", "d9"}
     assert res.dropped[0]["drop"] == {"step": "drop_odd", "reason": "odd"}
+
+
+def test_steps_without_their_hooks_cannot_be_built():
+    class NoReason(Filter):
+        name = "no_reason"
+
+    class NoFit(GlobalStep):
+        def observe(self, batch):
+            return []
+
+        def process(self, batch, tally):
+            return batch
+
+    for cls in (NoReason, NoFit):
+        with pytest.raises(TypeError, match="abstract"):
+            cls()
+
+
+class Slow(Mapper):
+    name = "slow"
+
+    def apply(self, doc, tally):
+        time.sleep(0.01)
+
+
+def test_per_step_seconds_are_measured_and_kept_out_of_the_counts(tmp_path):
+    res = run_steps([DropOdd(), Slow()], _docs(6))
+    assert res.stats["slow"].seconds >= 0.03 > res.stats["drop_odd"].seconds  # 3 docs reach `slow`
+    assert "seconds" not in res.stats.to_dict()["slow"]  # counts are a function of the data alone
+    shards = _write_shards(tmp_path)
+    stats = run_local(shards, [DropOdd(), ExactDedup(), Slow()], tmp_path / "out", workers=2, progress=False)
+    secs = stats["seconds_by_step"]
+    assert list(secs) == list(stats["steps"]) and secs["slow"] >= 0.05  # 5 docs, over both workers
+    assert secs["exact_dedup"] > 0  # observe + fit
 
 
 def test_step_losing_docs_silently_is_an_error():

@@ -170,7 +170,7 @@ def test_gopher_repetition_matches_reference_algorithm():
             chunk = ws[:k]
             ws = ws + chunk * r.randint(1, 4)
         text = " ".join(ws)
-        want = _reference_repetition(text, rep.top_n_grams, rep.dup_n_grams)
+        want = _reference_repetition(text, rep.config.top_n_grams, rep.config.dup_n_grams)
         assert rep.reason(doc(text)) == want, text
         reasons[want] += 1
     assert reasons[None] > 10 and sum(v for k, v in reasons.items() if k) > 100  # both outcomes seen

@@ -65,7 +65,7 @@ def test_quality_classifier_auc_on_held_out_data(data, tmp_path):
     again = NgramClassifier.load(tmp_path / "q")
     assert np.allclose(again.predict_proba(data["ho_ref"][:20]), p_ref[:20])
     # as a pipeline step: scores land in meta, low scores are dropped with a reason
-    res = run_steps([QualityFilter(again, 0.5)], _docs(data["ho_ref"], "r") + _docs(data["ho_neg"], "n"), keep_dropped=True)
+    res = run_steps([QualityFilter(again, min_score=0.5)], _docs(data["ho_ref"], "r") + _docs(data["ho_neg"], "n"), keep_dropped=True)
     kept = {d["id"] for d in res.kept}
     assert np.mean([f"r{i}" in kept for i in range(len(p_ref))]) >= 0.9
     assert np.mean([f"n{i}" not in kept for i in range(len(p_neg))]) >= 0.8
@@ -131,7 +131,7 @@ def test_causal_lm_perplexity_filter_with_a_tiny_trained_llama(data, tokenizer, 
     one_by_one = np.array([scorer.perplexity([t])[0] for t in ref[:4]])
     assert np.allclose(one_by_one, ppl_ref[:4], rtol=1e-3)  # padding does not leak into scores
     threshold = float(np.sqrt(np.median(ppl_ref) * np.median(ppl_neg)))
-    res = run_steps([PerplexityFilter(scorer, threshold)], _docs(ref, "r") + _docs(neg, "n"))
+    res = run_steps([PerplexityFilter(scorer, max_perplexity=threshold)], _docs(ref, "r") + _docs(neg, "n"))
     kept = {d["id"] for d in res.kept}
     assert sum(f"r{i}" in kept for i in range(len(ref))) >= 0.9 * len(ref)
     assert sum(f"n{i}" not in kept for i in range(len(neg))) >= 0.7 * len(neg)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llm_recipe.data.dedup.fuzzy import FuzzyParams
 from llm_recipe.data.dedup.steps import ExactDedupStep, FuzzyDedupStep, SemanticDedupStep
 from llm_recipe.data.executor import run_local
 from llm_recipe.data.quality.steps import HarmfulFilter, train_harmful_classifier
@@ -42,8 +41,8 @@ def test_ray_and_local_executors_keep_the_same_documents(tmp_path):
     harmful = train_harmful_classifier()
 
     def steps():  # fresh (unfitted) steps for each executor
-        return [ExactDedupStep(), FuzzyDedupStep(FuzzyParams(seed=0)),
-                SemanticDedupStep("tfidf", sources=["books"]), HarmfulFilter(harmful, 0.5)]
+        return [ExactDedupStep(), FuzzyDedupStep(seed=0), SemanticDedupStep(model="tfidf", sources=["books"]),
+                HarmfulFilter(harmful, threshold=0.5)]
 
     local = run_local(shards, steps(), tmp_path / "local", workers=1, batch_size=64, progress=False)
     on_ray = run_ray(shards, steps(), tmp_path / "ray", num_cpus=2, batch_size=50, progress=False)

@@ -204,9 +204,11 @@ def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, 
         raise UserError(str(e)) from None
     s = res.stats
     typer.echo(f"records in: {s['records_in']}  docs out: {s['docs_out']}  dropped: {s['dropped_total']}")
+    secs = s.get("seconds_by_step", {})
     for step, n in s["dropped_by_step"].items():
-        if n:
-            typer.echo(f"  {step:>18}: -{n}  {s['steps'][step]['dropped']}")
+        drops = f"-{n}  {s['steps'][step]['dropped']}" if n else "no drops"
+        took = f"  ({secs[step]:.1f}s)" if step in secs else ""
+        typer.echo(f"  {step:>18}: {drops}{took}")
     for skipped in res.skipped_steps:
         typer.echo(f"  skipped step {skipped['step']}: {skipped['reason']}")
     if res.mixture:

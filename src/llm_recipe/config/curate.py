@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from .section import Section
 
@@ -74,6 +74,12 @@ class LanguageConfig(StepConfig):
     backend: Literal["py3langid", "fasttext"] = "py3langid"
     model_path: Path | None = Field(None, description="fastText model file (backend: fasttext)")
 
+    @model_validator(mode="after")
+    def _fasttext_needs_a_model(self) -> LanguageConfig:
+        if self.backend == "fasttext" and not self.model_path:
+            raise ValueError("language backend 'fasttext' needs model_path (e.g. lid.176.bin)")
+        return self
+
 
 class MinLengthConfig(StepConfig):
     min_tokens: int = Field(0, ge=0)
@@ -119,9 +125,19 @@ class HiraganaConfig(StepConfig):
     min_share: float = Field(0.2, ge=0, le=1)
 
 
+PII_TYPES = ("EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS")
+
+
 class PIIConfig(StepConfig):
-    types: list[Literal["EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS"]] = Field(
-        default_factory=lambda: ["EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS"])
+    types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description=f"any of {', '.join(PII_TYPES)}")
+
+    @field_validator("types")
+    @classmethod
+    def _known(cls, types: list[str]) -> list[str]:
+        unknown = set(types) - set(PII_TYPES)
+        if unknown:
+            raise ValueError(f"unknown PII types {sorted(unknown)}; known: {sorted(PII_TYPES)}")
+        return types
 
 
 class NERConfig(StepConfig):

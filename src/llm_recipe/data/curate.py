@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config.curate import CurateConfig, StepConfig
+from ..config.curate import CurateConfig
 from ..files import write_json
 from .dedup.steps import build_dedup_steps
 from .executor import run_local
@@ -61,12 +61,6 @@ _FILTERS = [
 ]
 
 
-def _kwargs(c: StepConfig) -> dict:
-    kw = c.model_dump(exclude={"enabled"})
-    kw["skip_sources"] = kw["skip_sources"] or None
-    return kw
-
-
 @dataclass
 class CurateResult:
     out_dir: Path
@@ -81,23 +75,23 @@ def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int =
     steps: list[Step] = []
     skipped: list[dict] = []
     if cfg.normalize.enabled:
-        steps.append(Normalize(**_kwargs(cfg.normalize)))
+        steps.append(Normalize(cfg.normalize))
     for key, cls in _FILTERS:
         c = getattr(cfg, key)
         if c.enabled:
-            steps.append(cls(**_kwargs(c)))
+            steps.append(cls(c))
     steps.extend(build_dedup_steps(cfg.dedup, seed))  # global steps: exact, fuzzy, semantic
     steps.extend(build_quality_steps(cfg.quality, seed))  # model-based: after dedup, fewer docs
     steps.extend(extra_steps)
     if cfg.pii.enabled:
-        steps.append(PIIRedactor(**_kwargs(cfg.pii)))
+        steps.append(PIIRedactor(cfg.pii))
     if cfg.ner.enabled:
         why = ner_unavailable(cfg.ner.model)
         if why:
             log.warning("NER step skipped: %s", why)
             skipped.append({"step": "ner", "reason": why})
         else:
-            steps.append(NERRedactor(**_kwargs(cfg.ner)))
+            steps.append(NERRedactor(cfg.ner))
     return steps, skipped
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -121,13 +122,18 @@ def process_shard(task: ShardTask) -> ShardResult:
         write_jsonl(Path(task.dropped_dir) / f"{task.dropped_name or task.key}.jsonl", audit + dropped)
     stats.check()
     size = os.path.getsize(task.path) if task.path else 0
-    return ShardResult(task.key, stats.to_dict(), bad, outputs, size)
+    return ShardResult(task.key, stats.to_dict(with_seconds=True), bad, outputs, size)
 
 
-def observe_shard(step: GlobalStep, path: str, reader: ShardReader, batch_size: int) -> list[Any]:
-    """Worker: the map phase of a global step over one (intermediate) shard."""
+def observe_shard(step: GlobalStep, path: str, reader: ShardReader, batch_size: int) -> tuple[list[Any], float]:
+    """Worker: the map phase of a global step over one (intermediate) shard; (partials, seconds)."""
     task = ShardTask(0, path, "", (), reader, "", "jsonl", 1, batch_size, None)
-    return [step.observe_scoped(b) for b in _batches(task, PipelineStats(), [])]
+    partials, seconds = [], 0.0
+    for b in _batches(task, PipelineStats(), []):
+        t0 = time.perf_counter()
+        partials.append(step.observe_scoped(b))
+        seconds += time.perf_counter() - t0
+    return partials, seconds
 
 
 def _shard_key(i: int, path: Path) -> str:
@@ -209,9 +215,14 @@ def run_local(
         head = seg[0] if seg else None
         if todo and isinstance(head, GlobalStep):
             items = [(head, p, seg_reader, batch_size) for p in inputs]
-            partials = [p for ps in _map(observe_shard, items, workers, f"observe {head.name}",
-                                          progress) for p in ps]
-            head.fit(partials)
+            observed = list(_map(observe_shard, items, workers, f"observe {head.name}", progress))
+            t0 = time.perf_counter()
+            head.fit([p for ps, _ in observed for p in ps])
+            # kept with the run, so a rerun that needs no fit reports the same times
+            write_json(state / f"seg-{k}" / "fit_seconds.json",
+                       {"step": head.name, "seconds": sum(s for _, s in observed) + time.perf_counter() - t0})
+        if isinstance(head, GlobalStep) and (fit_seconds := state / f"seg-{k}" / "fit_seconds.json").exists():
+            total[head.name].seconds += json.loads(fit_seconds.read_text(encoding="utf-8"))["seconds"]
         tasks = [
             ShardTask(i, inputs[i], keys[i], seg, seg_reader, str(seg_out),
                       fmt if last else "jsonl", max_docs_per_file if last else 10**9, batch_size,
@@ -270,6 +281,7 @@ def _summary(total: PipelineStats, bad: list[dict], outputs: list[str], bytes_in
         "dropped_total": sum(dropped_by_step.values()),
         "dropped_by_step": dropped_by_step,
         "steps": steps,
+        "seconds_by_step": total.seconds(),
         "bad_input": bad[:MAX_AUDIT],
         "bad_input_not_listed": max(0, len(bad) - MAX_AUDIT),
         "outputs": outputs,

@@ -16,6 +16,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from ..config.curate import NERConfig
 from .pipeline import Doc, Mapper, Tally
 
 DEFAULT_LABELS = {
@@ -40,12 +41,12 @@ def ner_unavailable(model: str) -> str | None:
 
 class NERRedactor(Mapper):
     name = "ner"
+    config_class = NERConfig
 
-    def __init__(self, *, model: str = "ja_ginza", labels: dict[str, str] | None = None,
-                 nlp: Any = None, **kw) -> None:
-        super().__init__(**kw)
-        self.model = model
-        self.labels = dict(DEFAULT_LABELS if labels is None else labels)
+    def __init__(self, config: NERConfig | None = None, /, *, nlp: Any = None, **kw) -> None:
+        super().__init__(config, **kw)
+        self.model = self.config.model
+        self.labels = dict(DEFAULT_LABELS if self.config.labels is None else self.config.labels)
         self._nlp = nlp  # a loaded pipeline may be passed in (tests, notebooks)
 
     def __getstate__(self) -> dict:

@@ -29,6 +29,7 @@ import unicodedata
 import ftfy
 import ftfy.bad_codecs  # noqa: F401  (registers the sloppy-windows-1252 codec)
 
+from ..config.curate import NormalizeConfig
 from .pipeline import Doc, Step, Tally
 
 _LOOKS_HTML = re.compile(r"<(?:html|body|p|div|br|ruby|span|a|h[1-6]|li|table|td)\b[^>]*>", re.I)
@@ -96,27 +97,21 @@ class Normalize(Step):
     """NFKC + mojibake + HTML/ruby + replacement runs + whitespace (see module docstring)."""
 
     name = "normalize"
-
-    def __init__(self, *, html: str = "auto", mojibake: bool = True, nfkc: bool = True,
-                 replacement_runs: bool = True, whitespace: bool = True, **kw) -> None:
-        super().__init__(**kw)
-        if html not in ("auto", "always", "never"):
-            raise ValueError(f"html must be auto|always|never, got {html!r}")
-        self.html, self.mojibake, self.nfkc = html, mojibake, nfkc
-        self.replacement_runs, self.whitespace = replacement_runs, whitespace
+    config_class = NormalizeConfig
 
     def normalize(self, text: str, tally: Tally | None = None) -> str:
+        c = self.config
         count = tally.modified if tally is not None else (lambda kind, n=1: None)
-        if self.html == "always" or (self.html == "auto" and _LOOKS_HTML.search(text)):
+        if c.html == "always" or (c.html == "auto" and _LOOKS_HTML.search(text)):
             text, n_ruby = html_to_text(text)
             count("html")
             count("ruby", n_ruby)
-        if self.mojibake and _MOJIBAKE_HINT.search(text):
+        if c.mojibake and _MOJIBAKE_HINT.search(text):
             fixed = _MOJIBAKE_RUN.sub(_redecode, ftfy.fix_text(text, _FTFY_CONFIG))
             if fixed != text:
                 count("mojibake")
                 text = fixed
-        if self.nfkc and not text.isascii():
+        if c.nfkc and not text.isascii():
             nfkc = unicodedata.normalize("NFKC", text)
             if nfkc != text:
                 # classify only changed texts: the extra scans cost nothing on clean ones
@@ -124,10 +119,10 @@ class Normalize(Step):
                 count("platform_chars", len(_PLATFORM.findall(text)))
                 count("nfkc")
                 text = nfkc
-        if self.replacement_runs and ("\ufffd" in text or "\u25a1\u25a1" in text or "\u3013\u3013" in text):
+        if c.replacement_runs and ("\ufffd" in text or "\u25a1\u25a1" in text or "\u3013\u3013" in text):
             text, n = _REPLACEMENT_RUN.subn("", text)
             count("replacement_chars", n)
-        if self.whitespace:
+        if c.whitespace:
             cleaned = _clean_whitespace(text)
             if cleaned != text:
                 count("whitespace")

@@ -19,17 +19,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 
+from ..config.curate import PII_TYPES, PIIConfig
 from .pipeline import Doc, Mapper, Tally
 
-PLACEHOLDERS = {
-    "EMAIL": "<EMAIL>",
-    "CREDIT_CARD": "<CREDIT_CARD>",
-    "IP_ADDRESS": "<IP_ADDRESS>",
-    "POSTAL_CODE": "<POSTAL_CODE>",
-    "PHONE": "<PHONE>",
-}
+PLACEHOLDERS = {t: f"<{t}>" for t in PII_TYPES}
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _PATTERNS = {
     "EMAIL": r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -83,13 +77,11 @@ def _valid(kind: str, s: str) -> bool:
 
 class PIIRedactor(Mapper):
     name = "pii"
+    config_class = PIIConfig
 
-    def __init__(self, *, types: Iterable[str] = tuple(PLACEHOLDERS), **kw) -> None:
-        super().__init__(**kw)
-        self.types = tuple(types)
-        unknown = set(self.types) - set(PLACEHOLDERS)
-        if unknown:
-            raise ValueError(f"unknown PII types {sorted(unknown)}; known: {sorted(PLACEHOLDERS)}")
+    def __init__(self, config: PIIConfig | None = None, /, **kw) -> None:
+        super().__init__(config, **kw)
+        self.types = tuple(self.config.types)
         kinds = [k for k in _PATTERNS if _TYPE_OF.get(k, k) in self.types]
         self._re = re.compile("|".join(f"(?P<{k}>{_PATTERNS[k]})" for k in kinds)) if kinds else None
 

@@ -8,7 +8,7 @@ Document
 
 Step (the contract every curation step follows; dedup steps included)
     ```
-    class MyStep(Step):
+    class MyStep(Step):                        # abstract hooks: a subclass missing one cannot be built
         name = "my_step"                       # default key in stats.json
         def process(self, batch, tally):       # list[dict] -> list[dict]
             kept = []
@@ -49,20 +49,28 @@ GlobalStep (steps that must see the whole corpus first, e.g. dedup)
 
 Stats
     `run_steps` returns `PipelineStats`: per step `docs_in`, `docs_out`, `skipped`,
-    `dropped{reason: n}`, `modified{kind: n}`. Stats of batches / shards merge by addition
-    (`PipelineStats.merge`) and round-trip through JSON (`to_dict` / `from_dict`), which is how
-    the executors assemble `stats.json`.
+    `dropped{reason: n}`, `modified{kind: n}`, and the `seconds` spent in the step (as
+    datatrove's `track_time`; for a GlobalStep also its observe and fit). Stats of batches /
+    shards merge by addition (`PipelineStats.merge`) and round-trip through JSON (`to_dict` /
+    `from_dict`, `with_seconds=True` between processes), which is how the executors assemble
+    `stats.json` (counts under `steps`, times under `seconds_by_step`: counts are a function of
+    the data, times are not).
 """
 
 from __future__ import annotations
 
+import abc
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from ..config.curate import StepConfig
 
 Doc = dict[str, Any]
-REQUIRED_FIELDS = ("id", "text", "source")
 
 
 class PipelineError(RuntimeError):
@@ -76,6 +84,7 @@ class StepStats:
     skipped: int = 0  # out of the step's source scope: passed through untouched
     dropped: Counter = field(default_factory=Counter)
     modified: Counter = field(default_factory=Counter)
+    seconds: float = 0.0  # time spent in the step (summed over batches, shards, workers)
 
     @property
     def n_dropped(self) -> int:
@@ -87,23 +96,27 @@ class StepStats:
         self.skipped += other.skipped
         self.dropped.update(other.dropped)
         self.modified.update(other.modified)
+        self.seconds += other.seconds
 
     def balanced(self) -> bool:
         return self.docs_in == self.docs_out + self.n_dropped
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, with_seconds: bool = False) -> dict:
+        d = {
             "docs_in": self.docs_in,
             "docs_out": self.docs_out,
             "skipped": self.skipped,
             "dropped": dict(sorted(self.dropped.items())),
             "modified": dict(sorted(self.modified.items())),
         }
+        if with_seconds:
+            d["seconds"] = self.seconds
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> StepStats:
         return cls(d["docs_in"], d["docs_out"], d.get("skipped", 0), Counter(d.get("dropped", {})),
-                   Counter(d.get("modified", {})))
+                   Counter(d.get("modified", {})), d.get("seconds", 0.0))
 
 
 class PipelineStats:
@@ -127,8 +140,11 @@ class PipelineStats:
                     f"step '{name}': {s.docs_in} in != {s.docs_out} out + {s.n_dropped} dropped"
                 )
 
-    def to_dict(self) -> dict:
-        return {name: s.to_dict() for name, s in self.steps.items()}
+    def to_dict(self, with_seconds: bool = False) -> dict:
+        return {name: s.to_dict(with_seconds) for name, s in self.steps.items()}
+
+    def seconds(self) -> dict[str, float]:
+        return {name: round(s.seconds, 4) for name, s in self.steps.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> PipelineStats:
@@ -159,20 +175,37 @@ class Tally:
             self.stats.modified[kind] += n
 
 
-class Step:
-    """Base of every curation step. Subclasses implement `process` (see module docstring)."""
+class Step(abc.ABC):
+    """Base of every curation step. Subclasses implement `process` (see module docstring).
+
+    A step with a block in the `curate:` config names it in `config_class`; its settings and their
+    defaults live there and only there. It is built from that block, from keyword fields, or both
+    (`MinLength(cfg.min_length)`, `MinLength(min_chars=20)`), validated by the block, and reads
+    them from `self.config`. Steps without a block take only `name`, `sources`, `skip_sources`.
+    """
 
     name: str = "step"
+    config_class: ClassVar[type[StepConfig] | None] = None
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        sources: Sequence[str] | None = None,
-        skip_sources: Sequence[str] | None = None,
-    ) -> None:
+    def __init__(self, config: StepConfig | None = None, /, *, name: str | None = None, **fields: Any) -> None:
         if name:
             self.name = name
+        if self.config_class is not None:
+            base = config.model_dump() if config is not None else {}
+            try:
+                self.config = self.config_class.model_validate({**base, **fields})
+            except ValidationError as e:
+                err = e.errors()[0]
+                where = ".".join(str(x) for x in err["loc"])
+                raise ValueError(f"{type(self).__name__}: {where + ': ' if where else ''}"
+                                 f"{err['msg'].removeprefix('Value error, ')}") from None
+            sources, skip_sources = self.config.sources, self.config.skip_sources
+        else:
+            if config is not None:
+                raise TypeError(f"{type(self).__name__} has no config block")
+            sources, skip_sources = fields.pop("sources", None), fields.pop("skip_sources", None)
+            if fields:
+                raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(fields)}")
         self.sources = frozenset(sources) if sources else None
         self.skip_sources = frozenset(skip_sources or ())
 
@@ -180,8 +213,9 @@ class Step:
         src = doc.get("source")
         return (self.sources is None or src in self.sources) and src not in self.skip_sources
 
+    @abc.abstractmethod
     def process(self, batch: list[Doc], tally: Tally) -> list[Doc]:
-        raise NotImplementedError
+        """The in-scope docs -> the kept ones; every other one reported with `tally.drop`."""
 
     def __call__(self, batch: list[Doc], tally: Tally) -> list[Doc]:
         """Apply the step to the in-scope docs; out-of-scope docs keep their position."""
@@ -204,8 +238,9 @@ class Step:
 class Filter(Step):
     """Keep a doc unless `reason(doc)` returns a drop reason code."""
 
+    @abc.abstractmethod
     def reason(self, doc: Doc) -> str | None:
-        raise NotImplementedError
+        """The drop reason code, or None to keep the doc."""
 
     def process(self, batch: list[Doc], tally: Tally) -> list[Doc]:
         kept = []
@@ -221,8 +256,9 @@ class Filter(Step):
 class Mapper(Step):
     """Modify each doc in place via `apply(doc, tally)`; never drops."""
 
+    @abc.abstractmethod
     def apply(self, doc: Doc, tally: Tally) -> None:
-        raise NotImplementedError
+        """Modify `doc` in place, counting what changed with `tally.modified`."""
 
     def process(self, batch: list[Doc], tally: Tally) -> list[Doc]:
         for doc in batch:
@@ -235,11 +271,13 @@ class GlobalStep(Step):
 
     fitted: bool = False
 
+    @abc.abstractmethod
     def observe(self, batch: list[Doc]) -> Any:
-        raise NotImplementedError
+        """Map: a small picklable summary of the batch (hashes, signatures + ids)."""
 
+    @abc.abstractmethod
     def fit(self, partials: Iterable[Any]) -> None:
-        raise NotImplementedError
+        """Reduce, once, in corpus order: build the global state and set `self.fitted = True`."""
 
     def observe_scoped(self, batch: list[Doc]) -> Any:
         """What executors call: `observe` over the docs in this step's source scope."""
@@ -273,7 +311,9 @@ def run_steps(steps: Sequence[Step], batch: list[Doc], keep_dropped: bool = Fals
     for step in steps:
         s = stats[step.name]
         s.docs_in += len(batch)
+        t0 = time.perf_counter()
         batch = step(batch, Tally(step.name, s, dropped))
+        s.seconds += time.perf_counter() - t0
         s.docs_out += len(batch)
         if not s.balanced():
             raise PipelineError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def _read_shard(row: dict, reader: ShardReader, batch_size: int, names: list[str
         for n in names:  # every step listed, in pipeline order, even with no docs
             stats[n]
         chunks.append({"shard": row["shard"], "chunk": len(chunks), "docs": json.dumps(docs, ensure_ascii=False),
-                       "stats": json.dumps(stats.to_dict()), "dropped": "[]", "bad": json.dumps(bad)})
+                       "stats": json.dumps(stats.to_dict(with_seconds=True)), "dropped": "[]", "bad": json.dumps(bad)})
         docs, stats, bad = [], PipelineStats(), []
 
     for rec in reader.read(row["path"]):
@@ -73,16 +74,18 @@ def _read_shard(row: dict, reader: ShardReader, batch_size: int, names: list[str
 
 
 def _observe(row: dict, step: GlobalStep) -> dict:
+    t0 = time.perf_counter()
     partial = step.observe_scoped(json.loads(row["docs"]))
     # pickle here is process-to-process transport of our own objects, never user files
-    return {"shard": row["shard"], "chunk": row["chunk"], "partial": pickle.dumps(partial, protocol=5)}
+    return {"shard": row["shard"], "chunk": row["chunk"], "partial": pickle.dumps(partial, protocol=5),
+            "seconds": time.perf_counter() - t0}
 
 
 def _run_segment(row: dict, steps: Sequence[Step], keep_dropped: bool) -> dict:
     res = run_steps(steps, json.loads(row["docs"]), keep_dropped=keep_dropped)
     stats = PipelineStats.from_dict(json.loads(row["stats"])).merge(res.stats)
     dropped = json.loads(row["dropped"]) + (res.dropped or [])
-    return {**row, "docs": json.dumps(res.kept, ensure_ascii=False), "stats": json.dumps(stats.to_dict()),
+    return {**row, "docs": json.dumps(res.kept, ensure_ascii=False), "stats": json.dumps(stats.to_dict(with_seconds=True)),
             "dropped": json.dumps(dropped, ensure_ascii=False)}
 
 
@@ -139,12 +142,15 @@ def run_ray(
         ds = ray.data.from_items([{"shard": i, "path": p} for i, p in enumerate(inputs)])
         ds = ds.flat_map(_read_shard, fn_kwargs={"reader": reader, "batch_size": batch_size, "names": names})
         ds = ds.materialize()
+        global_seconds: dict[str, float] = {}  # observe + fit of each global step
         for seg in split_at_global(steps):
             head = seg[0] if seg else None
             if isinstance(head, GlobalStep):
                 rows = ds.map(_observe, fn_kwargs={"step": head}).take_all()
                 rows.sort(key=lambda r: (r["shard"], r["chunk"]))
+                t0 = time.perf_counter()
                 head.fit(pickle.loads(r["partial"]) for r in rows)
+                global_seconds[head.name] = sum(r["seconds"] for r in rows) + time.perf_counter() - t0
             ds = ds.map(_run_segment, fn_kwargs={"steps": seg, "keep_dropped": keep_dropped}).materialize()
         written = ds.map(_write, fn_kwargs={"keys": keys, "out_dir": str(out), "fmt": fmt,
                                             "keep_dropped": keep_dropped}).take_all()
@@ -157,6 +163,8 @@ def run_ray(
         total.merge(PipelineStats.from_dict(json.loads(r["stats"])))
         bad.extend(json.loads(r["bad"]))
         outputs.extend(json.loads(r["outputs"]))
+    for name, seconds in global_seconds.items():
+        total[name].seconds += seconds
     total.check()
     stats: dict[str, Any] = _summary(total, bad, outputs, sum(os.path.getsize(p) for p in inputs), len(keys))
     stats["executor"] = "ray"

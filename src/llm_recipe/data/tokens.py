@@ -17,7 +17,6 @@ from functools import cached_property
 
 # Hiragana, katakana (+ half-width), CJK ideographs (+ ext A, compat), hangul syllables.
 CJK_CHARS = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
-CJK_RE = re.compile(f"[{CJK_CHARS}]")
 # An email | a number with separators (1,000  3.14  03-1234-5678  12:30) | one CJK char |
 # a word (letters/digits, inner apostrophes) | a run of other symbols. The first two keep
 # what word tokenizers (spaCy, NLTK) keep whole from counting as many non-alphabetic words.

@@ -17,8 +17,6 @@ import numpy as np
 from .records import InvalidRecord
 from .text_metrics import bleu, rouge_l, rouge_n
 
-REFERENCE_RULES = ("bleu", "rouge1", "rouge2", "rougeL")
-
 
 def rule_value(rule, response: str, reference: str | None) -> float:
     kind = rule.kind
@@ -54,10 +52,6 @@ class RuleScorer:
                 except re.error as e:
                     raise ValueError(f"rule regex {r.value!r}: {e}") from None
         self.rules = list(rules)
-
-    @property
-    def needs_reference(self) -> bool:
-        return any(r.kind in REFERENCE_RULES for r in self.rules)
 
     def score_one(self, response: str, reference: str | None = None) -> float:
         return sum(r.weight * rule_value(r, response, reference) for r in self.rules)

@@ -63,10 +63,6 @@ class ExactDedup:
         removed = sum(self.group_size.values())
         return {"docs": self.n_docs, "groups": len(self.group_size), "removed": removed}
 
-    def largest_groups(self, k: int = 10) -> list[tuple[int, int]]:
-        """(first index, group size incl. the kept one), largest first."""
-        return [(i, n + 1) for i, n in self.group_size.most_common(k)]
-
 
 def exact_dedup(
     texts: Iterable[str], algo: HashName = "xxh128", normalize: Normalize = "whitespace"

@@ -100,6 +100,3 @@ def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return fmix64(h)
 
 
-def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
-    """Fraction of equal signature positions (row-wise for 2-D inputs)."""
-    return np.mean(sig_a == sig_b, axis=-1)

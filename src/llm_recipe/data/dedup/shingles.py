@@ -154,11 +154,6 @@ def sorted_unique(x: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
-def shingle_set(text: str, spec: ShingleSpec = ShingleSpec()) -> np.ndarray:
-    """Sorted unique shingle hashes of one text (what true-Jaccard verification compares)."""
-    return sorted_unique(shingle_hashes([text], spec).hashes)
-
-
 def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:
     """Jaccard similarity of two sorted, unique arrays."""
     if len(a) == 0 and len(b) == 0:

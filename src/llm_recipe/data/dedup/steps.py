@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from ...config.curate import DedupConfig, ExactDedupConfig, FuzzyDedupConfig, SemanticDedupConfig
 from ..pipeline import Doc, GlobalStep, PipelineError, Tally
-from .exact import ExactDedup, HashName, Normalize, content_digest
+from .exact import ExactDedup, content_digest
 from .fuzzy import FuzzyParams, MinHashDedup, Sketcher
 from .semantic import TfidfEmbedder, cluster_embeddings, make_embedder
+from .shingles import ShingleSpec
 
 
 def _check_unique(ids: list[str], step: str) -> None:
@@ -40,8 +42,8 @@ def _check_unique(ids: list[str], step: str) -> None:
 class _DedupStep(GlobalStep):
     reason = "duplicate"
 
-    def __init__(self, **scope: Any) -> None:
-        super().__init__(**scope)
+    def __init__(self, config: Any = None, /, **kw: Any) -> None:
+        super().__init__(config, **kw)
         self.drop_map: dict[str, str] = {}
         self.report: dict[str, Any] = {}
 
@@ -70,10 +72,11 @@ class ExactDedupStep(_DedupStep):
     name = "exact_dedup"
     reason = "exact_duplicate"
 
-    def __init__(self, hash: HashName = "xxh128", normalize: Normalize = "whitespace", **scope: Any):
-        super().__init__(**scope)
-        self.hash, self.normalize = hash, normalize
-        content_digest("", hash, normalize)  # validate names now, not in a worker
+    config_class = ExactDedupConfig
+
+    def __init__(self, config: ExactDedupConfig | None = None, /, **kw: Any):
+        super().__init__(config, **kw)
+        self.hash, self.normalize = self.config.hash, self.config.normalize
 
     def observe(self, batch: list[Doc]) -> tuple[list[str], list[bytes]]:
         return [d["id"] for d in batch], [content_digest(d["text"], self.hash, self.normalize) for d in batch]
@@ -94,13 +97,18 @@ class FuzzyDedupStep(_DedupStep):
     name = "fuzzy_dedup"
     reason = "near_duplicate"
 
-    def __init__(self, params: FuzzyParams = FuzzyParams(), workdir: str | Path | None = None,
-                 **scope: Any):
-        super().__init__(**scope)
-        self.params = params
-        self.sketcher = Sketcher(params)  # validates bands/rows now
-        self._own_workdir = workdir is None
-        self.workdir = str(workdir or tempfile.mkdtemp(prefix="llm-recipe-fuzzy-"))
+    config_class = FuzzyDedupConfig
+
+    def __init__(self, config: FuzzyDedupConfig | None = None, /, *, seed: int = 0, **kw: Any):
+        super().__init__(config, **kw)
+        c = self.config
+        self.params = FuzzyParams(
+            threshold=c.threshold, num_perm=c.num_perm, bands=c.bands, rows=c.rows, fp_weight=c.fp_weight,
+            fn_weight=c.fn_weight, shingle=ShingleSpec(c.shingle, c.ngram), verify=c.verify,
+            max_bucket=c.max_bucket, seed=seed)
+        self.sketcher = Sketcher(self.params)  # validates bands/rows now
+        self._own_workdir = c.workdir is None
+        self.workdir = str(c.workdir or tempfile.mkdtemp(prefix="llm-recipe-fuzzy-"))
 
     def __repr__(self) -> str:  # stable across runs (part of the resume fingerprint)
         return f"FuzzyDedupStep(name={self.name!r}, params={self.params!r})"
@@ -132,10 +140,12 @@ class SemanticDedupStep(_DedupStep):
     name = "semantic_dedup"
     reason = "semantic_duplicate"
 
-    def __init__(self, model: str | None = "auto", threshold: float | None = None, **scope: Any):
-        super().__init__(**scope)
-        self.embedder = make_embedder(model)
-        self.threshold = self.embedder.default_threshold if threshold is None else threshold
+    config_class = SemanticDedupConfig
+
+    def __init__(self, config: SemanticDedupConfig | None = None, /, **kw: Any):
+        super().__init__(config, **kw)
+        self.embedder = make_embedder(self.config.model)
+        self.threshold = self.embedder.default_threshold if self.config.threshold is None else self.config.threshold
 
     def __repr__(self) -> str:
         return f"SemanticDedupStep(name={self.name!r}, embedder={self.embedder.kind}, threshold={self.threshold})"
@@ -167,26 +177,13 @@ class SemanticDedupStep(_DedupStep):
         self._set_clusters(ids, res.clusters.rep)
 
 
-def build_dedup_steps(cfg: Any, seed: int = 0) -> list[GlobalStep]:
-    """Steps for a `curate.dedup` config block (`dedup.config.DedupConfig`), in order."""
-    from .shingles import ShingleSpec
-
+def build_dedup_steps(cfg: DedupConfig, seed: int = 0) -> list[GlobalStep]:
+    """The enabled levels of a `curate.dedup` block, in order: exact, fuzzy, semantic."""
     steps: list[GlobalStep] = []
-
-    def scope(c: Any) -> dict[str, Any]:
-        return {"sources": c.sources, "skip_sources": c.skip_sources or None}
-
     if cfg.exact.enabled:
-        steps.append(ExactDedupStep(cfg.exact.hash, cfg.exact.normalize, **scope(cfg.exact)))
-    f = cfg.fuzzy
-    if f.enabled:
-        params = FuzzyParams(
-            threshold=f.threshold, num_perm=f.num_perm, bands=f.bands, rows=f.rows,
-            fp_weight=f.fp_weight, fn_weight=f.fn_weight, shingle=ShingleSpec(f.shingle, f.ngram),
-            verify=f.verify, max_bucket=f.max_bucket, seed=seed,
-        )
-        steps.append(FuzzyDedupStep(params, f.workdir, **scope(f)))
-    s = cfg.semantic
-    if s.enabled:
-        steps.append(SemanticDedupStep(s.model, s.threshold, **scope(s)))
+        steps.append(ExactDedupStep(cfg.exact))
+    if cfg.fuzzy.enabled:
+        steps.append(FuzzyDedupStep(cfg.fuzzy, seed=seed))
+    if cfg.semantic.enabled:
+        steps.append(SemanticDedupStep(cfg.semantic))
     return steps

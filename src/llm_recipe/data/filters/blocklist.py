@@ -10,10 +10,10 @@ the share of unchecked docs is visible).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ...config.curate import BlocklistConfig
 from ..pipeline import Doc, Step, Tally
 
 
@@ -35,11 +35,12 @@ def load_domains(path: str | os.PathLike) -> list[str]:
 
 class DomainBlocklist(Step):
     name = "blocklist"
+    config_class = BlocklistConfig
 
-    def __init__(self, *, domains: Iterable[str] = (), file: str | os.PathLike | None = None,
-                 **kw) -> None:
-        super().__init__(**kw)
-        entries = [_host(d) for d in domains] + (load_domains(file) if file else [])
+    def __init__(self, config: BlocklistConfig | None = None, /, **kw) -> None:
+        super().__init__(config, **kw)
+        c = self.config
+        entries = [_host(d) for d in c.domains] + (load_domains(c.file) if c.file else [])
         self.domains = frozenset(e for e in entries if e)
 
     def blocked(self, url: str) -> bool:

@@ -20,10 +20,10 @@ bound (all repeated n-gram positions) exceeds the threshold, which clean text al
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import numpy as np
 
+from ...config.curate import GopherQualityConfig, GopherRepetitionConfig
 from ..pipeline import Doc, Filter
 from .text_stats import CJK_LANGS, PARAGRAPH, TextStats, analyze, doc_language
 
@@ -34,34 +34,11 @@ _ALPHA = re.compile(r"[^\W\d_]")
 
 class GopherQuality(Filter):
     name = "gopher_quality"
-
-    def __init__(
-        self,
-        *,
-        min_doc_words: int | None = 50,
-        max_doc_words: int | None = 100_000,
-        min_avg_word_length: float | None = 3,
-        max_avg_word_length: float | None = 10,
-        max_symbol_word_ratio: float | None = 0.1,
-        max_bullet_lines_ratio: float | None = 0.9,
-        max_ellipsis_lines_ratio: float | None = 0.3,
-        min_alpha_words_ratio: float | None = 0.8,
-        min_stop_words: int | None = 2,
-        stop_words: Sequence[str] = STOP_WORDS_EN,
-        stop_words_ja: Sequence[str] = STOP_WORDS_JA,
-        **kw,
-    ) -> None:
-        super().__init__(**kw)
-        self.min_doc_words, self.max_doc_words = min_doc_words, max_doc_words
-        self.min_avg_word_length, self.max_avg_word_length = min_avg_word_length, max_avg_word_length
-        self.max_symbol_word_ratio = max_symbol_word_ratio
-        self.max_bullet_lines_ratio = max_bullet_lines_ratio
-        self.max_ellipsis_lines_ratio = max_ellipsis_lines_ratio
-        self.min_alpha_words_ratio = min_alpha_words_ratio
-        self.min_stop_words = min_stop_words
-        self.stop_words, self.stop_words_ja = frozenset(stop_words), frozenset(stop_words_ja)
+    config_class = GopherQualityConfig
+    stop_words, stop_words_ja = frozenset(STOP_WORDS_EN), frozenset(STOP_WORDS_JA)
 
     def reason(self, doc: Doc) -> str | None:
+        c = self.config
         st = analyze(doc["text"])
         cjk = doc_language(doc) in CJK_LANGS
         words = st.words
@@ -70,42 +47,42 @@ class GopherQuality(Filter):
             return "gopher_short_doc"
         content = st.content_words
         n = len(content)
-        if self.min_doc_words and n < self.min_doc_words:
+        if c.min_doc_words and n < c.min_doc_words:
             return "gopher_short_doc"
-        if self.max_doc_words and n > self.max_doc_words:
+        if c.max_doc_words and n > c.max_doc_words:
             return "gopher_long_doc"
         if not cjk and n:
             avg = sum(map(len, content)) / n
-            if self.min_avg_word_length and avg < self.min_avg_word_length:
+            if c.min_avg_word_length and avg < c.min_avg_word_length:
                 return "gopher_below_avg_threshold"
-            if self.max_avg_word_length and avg > self.max_avg_word_length:
+            if c.max_avg_word_length and avg > c.max_avg_word_length:
                 return "gopher_above_avg_threshold"
         text = st.text
-        if self.max_symbol_word_ratio:
-            if text.count("#") / n_words > self.max_symbol_word_ratio:
+        if c.max_symbol_word_ratio:
+            if text.count("#") / n_words > c.max_symbol_word_ratio:
                 return "gopher_too_many_hashes"
-            if (text.count("...") + text.count("…")) / n_words > self.max_symbol_word_ratio:
+            if (text.count("...") + text.count("…")) / n_words > c.max_symbol_word_ratio:
                 return "gopher_too_many_ellipsis"
         lines = st.lines or [""]
-        if self.max_bullet_lines_ratio:
+        if c.max_bullet_lines_ratio:
             bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
-            if bullets / len(lines) > self.max_bullet_lines_ratio:
+            if bullets / len(lines) > c.max_bullet_lines_ratio:
                 return "gopher_too_many_bullets"
-        if self.max_ellipsis_lines_ratio:
+        if c.max_ellipsis_lines_ratio:
             ell = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
-            if ell / len(lines) > self.max_ellipsis_lines_ratio:
+            if ell / len(lines) > c.max_ellipsis_lines_ratio:
                 return "gopher_too_many_end_ellipsis"
-        if self.min_alpha_words_ratio and n:
+        if c.min_alpha_words_ratio and n:
             # over words, not punctuation tokens: the paper splits on whitespace, where
             # "time," is one alphabetic word (datatrove's spaCy tokens count "," against it)
             # str.isalpha runs in C; only the few mixed words (it's, abc123, 3.14) need a regex
             alpha = sum(map(str.isalpha, content))
             alpha += sum(1 for w in content if not w.isalpha() and _ALPHA.search(w))
-            if alpha / n < self.min_alpha_words_ratio:
+            if alpha / n < c.min_alpha_words_ratio:
                 return "gopher_below_alpha_threshold"
-        if self.min_stop_words:
+        if c.min_stop_words:
             stops = self.stop_words_ja if cjk else self.stop_words
-            if len(stops.intersection(words)) < self.min_stop_words:
+            if len(stops.intersection(words)) < c.min_stop_words:
                 return "gopher_enough_stop_words"
         return None
 
@@ -147,28 +124,10 @@ def _greedy_dup_chars(h: np.ndarray, chars: np.ndarray, n: int, start: int) -> i
 
 class GopherRepetition(Filter):
     name = "gopher_repetition"
-
-    def __init__(
-        self,
-        *,
-        dup_line_frac: float | None = 0.3,
-        dup_para_frac: float | None = 0.3,
-        dup_line_char_frac: float | None = 0.2,
-        dup_para_char_frac: float | None = 0.2,
-        top_n_grams: Sequence[tuple[int, float]] = ((2, 0.2), (3, 0.18), (4, 0.16)),
-        dup_n_grams: Sequence[tuple[int, float]] = (
-            (5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)),
-        cjk_chars_per_word: float = 2.0,
-        **kw,
-    ) -> None:
-        super().__init__(**kw)
-        self.cjk_chars_per_word = cjk_chars_per_word
-        self.dup_line_frac, self.dup_para_frac = dup_line_frac, dup_para_frac
-        self.dup_line_char_frac, self.dup_para_char_frac = dup_line_char_frac, dup_para_char_frac
-        self.top_n_grams = [(int(n), float(f)) for n, f in top_n_grams]
-        self.dup_n_grams = [(int(n), float(f)) for n, f in dup_n_grams]
+    config_class = GopherRepetitionConfig
 
     def reason(self, doc: Doc) -> str | None:
+        c = self.config
         st = analyze(doc["text"])
         text = st.text
         size = len(text)
@@ -176,29 +135,30 @@ class GopherRepetition(Filter):
             return "empty"
         paras = PARAGRAPH.split(text.strip())
         dups, chars = _dup_count(paras)
-        if self.dup_para_frac and dups / len(paras) > self.dup_para_frac:
+        if c.dup_para_frac and dups / len(paras) > c.dup_para_frac:
             return "dup_para_frac"
-        if self.dup_para_char_frac and chars / size > self.dup_para_char_frac:
+        if c.dup_para_char_frac and chars / size > c.dup_para_char_frac:
             return "dup_para_char_frac"
         lines = [s for s in st.lines if s]
         if lines:
             dups, chars = _dup_count(lines)
-            if self.dup_line_frac and dups / len(lines) > self.dup_line_frac:
+            if c.dup_line_frac and dups / len(lines) > c.dup_line_frac:
                 return "dup_line_frac"
-            if self.dup_line_char_frac and chars / size > self.dup_line_char_frac:
+            if c.dup_line_char_frac and chars / size > c.dup_line_char_frac:
                 return "dup_line_char_frac"
         cjk = doc_language(doc) in CJK_LANGS
-        return self._ngram_reason(st, size, 0 if cjk else 1, self.cjk_chars_per_word if cjk else 1)
+        return self._ngram_reason(st, size, 0 if cjk else 1, c.cjk_chars_per_word if cjk else 1)
 
     def _ngram_reason(self, st: TextStats, size: int, sep: int, scale: float) -> str | None:
+        c = self.config
         n_words = len(st.words)
         # A repeated n-gram contains a repeated (n-1)-gram: if the smallest n of each rule
         # family has no repeat, none of the family's rules can fire (clean prose: most docs).
-        tops = not self.top_n_grams or _has_repeat(
-            st, max(1, round(min(n for n, _ in self.top_n_grams) * scale)))
-        dups = bool(self.dup_n_grams) and _has_repeat(
-            st, max(1, round(min(n for n, _ in self.dup_n_grams) * scale)))
-        for rule_n, frac in self.top_n_grams:
+        tops = not c.top_n_grams or _has_repeat(
+            st, max(1, round(min(n for n, _ in c.top_n_grams) * scale)))
+        dups = bool(c.dup_n_grams) and _has_repeat(
+            st, max(1, round(min(n for n, _ in c.dup_n_grams) * scale)))
+        for rule_n, frac in c.top_n_grams:
             n = max(1, round(rule_n * scale))
             if n_words < n:
                 continue
@@ -213,7 +173,7 @@ class GopherRepetition(Filter):
             pos = first[counts == top].min()
             if top * st.ngram_chars(n, sep)[pos] / size > frac:
                 return f"top_{rule_n}_gram"
-        for rule_n, frac in self.dup_n_grams if dups else ():
+        for rule_n, frac in c.dup_n_grams if dups else ():
             n = max(1, round(rule_n * scale))
             if n_words < n:
                 continue

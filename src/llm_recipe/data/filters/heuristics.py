@@ -21,6 +21,7 @@ what. All counts come from the shared `analyze(text)` (one pass per property, ca
 
 from __future__ import annotations
 
+from ...config.curate import CharRatiosConfig, HiraganaConfig, MinLengthConfig, ShortLinesConfig
 from ..pipeline import Doc, Filter
 from ..tokens import TokenCounter, make_counter
 from .text_stats import analyze, doc_language
@@ -30,67 +31,58 @@ SENTENCE_END = tuple("。．.!?！？」』）)\"'”’:：")
 
 class MinLength(Filter):
     name = "min_length"
+    config_class = MinLengthConfig
 
-    def __init__(self, *, min_tokens: int = 0, min_chars: int = 0, tokenizer: str | None = None,
-                 **kw) -> None:
-        super().__init__(**kw)
-        self.min_tokens, self.min_chars = min_tokens, min_chars
-        self.counter: TokenCounter = make_counter(tokenizer)
+    def __init__(self, config: MinLengthConfig | None = None, /, **kw) -> None:
+        super().__init__(config, **kw)
+        self.counter: TokenCounter = make_counter(self.config.tokenizer)
         self._fallback = type(self.counter) is TokenCounter
 
     def reason(self, doc: Doc) -> str | None:
+        c = self.config
         st = analyze(doc["text"])
-        if self.min_chars and st.n_nonspace < self.min_chars:
+        if c.min_chars and st.n_nonspace < c.min_chars:
             return "too_short"
-        if self.min_tokens:
+        if c.min_tokens:
             n = len(st.words) if self._fallback else self.counter.count(st.text)
-            if n < self.min_tokens:
+            if n < c.min_tokens:
                 return "too_short"
         return None
 
 
 class ShortLines(Filter):
     name = "short_lines"
-
-    def __init__(self, *, min_line_chars: int = 30, max_short_line_share: float = 0.67,
-                 min_lines: int = 3, **kw) -> None:
-        super().__init__(**kw)
-        self.min_line_chars, self.max_share, self.min_lines = min_line_chars, max_short_line_share, min_lines
+    config_class = ShortLinesConfig
 
     def reason(self, doc: Doc) -> str | None:
+        c = self.config
         lines = [s for s in (x.strip() for x in analyze(doc["text"]).lines) if s]
-        if len(lines) < self.min_lines:
+        if len(lines) < c.min_lines:
             return None
-        short = sum(1 for s in lines if len(s) < self.min_line_chars and not s.endswith(SENTENCE_END))
-        return "short_lines" if short / len(lines) > self.max_share else None
+        short = sum(1 for s in lines if len(s) < c.min_line_chars and not s.endswith(SENTENCE_END))
+        return "short_lines" if short / len(lines) > c.max_short_line_share else None
 
 
 class CharRatios(Filter):
     name = "char_ratios"
-
-    def __init__(self, *, max_symbol_ratio: float | None = 0.25, max_digit_ratio: float | None = 0.25,
-                 **kw) -> None:
-        super().__init__(**kw)
-        self.max_symbol_ratio, self.max_digit_ratio = max_symbol_ratio, max_digit_ratio
+    config_class = CharRatiosConfig
 
     def reason(self, doc: Doc) -> str | None:
+        c = self.config
         st = analyze(doc["text"])
         total = st.n_nonspace
         if not total:
             return "symbol_ratio"
-        if self.max_symbol_ratio is not None and (total - st.n_letter_or_digit) / total > self.max_symbol_ratio:
+        if c.max_symbol_ratio is not None and (total - st.n_letter_or_digit) / total > c.max_symbol_ratio:
             return "symbol_ratio"
-        if self.max_digit_ratio is not None and st.n_digits / total > self.max_digit_ratio:
+        if c.max_digit_ratio is not None and st.n_digits / total > c.max_digit_ratio:
             return "digit_ratio"
         return None
 
 
 class HiraganaShare(Filter):
     name = "hiragana_share"
-
-    def __init__(self, *, min_share: float = 0.2, **kw) -> None:
-        super().__init__(**kw)
-        self.min_share = min_share
+    config_class = HiraganaConfig
 
     def reason(self, doc: Doc) -> str | None:
         st = analyze(doc["text"])
@@ -100,4 +92,4 @@ class HiraganaShare(Filter):
                 return None
         elif lang != "ja":
             return None
-        return "low_hiragana" if st.n_hiragana / max(st.n_nonspace, 1) < self.min_share else None
+        return "low_hiragana" if st.n_hiragana / max(st.n_nonspace, 1) < self.config.min_share else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from ...config.curate import LanguageConfig
 from ..pipeline import Doc, Step, Tally
 
 
@@ -50,17 +51,14 @@ def identify(text: str, backend: str = "py3langid", model_path: str | None = Non
 
 class LanguageFilter(Step):
     name = "language"
+    config_class = LanguageConfig
 
-    def __init__(self, *, languages: dict[str, float] | None = None, max_chars: int = 2000,
-                 backend: str = "py3langid", model_path: str | None = None, **kw) -> None:
-        super().__init__(**kw)
-        if backend not in ("py3langid", "fasttext"):
-            raise ValueError(f"language backend must be py3langid or fasttext, got {backend!r}")
-        if backend == "fasttext" and not model_path:
-            raise ValueError("language backend 'fasttext' needs model_path (e.g. lid.176.bin)")
-        self.languages = dict(languages or {})
-        self.max_chars, self.backend = max_chars, backend
-        self.model_path = str(model_path) if model_path else None
+    def __init__(self, config: LanguageConfig | None = None, /, **kw) -> None:
+        super().__init__(config, **kw)
+        c = self.config
+        self.languages = dict(c.languages)
+        self.max_chars, self.backend = c.max_chars, c.backend
+        self.model_path = str(c.model_path) if c.model_path else None
 
     def process(self, batch: list[Doc], tally: Tally) -> list[Doc]:
         kept = []

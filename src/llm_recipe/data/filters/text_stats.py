@@ -15,11 +15,10 @@ from functools import cached_property
 
 import numpy as np
 
-from ..tokens import CJK_CHARS, words
+from ..tokens import words
 
 CJK_LANGS = frozenset({"ja", "zh", "ko"})
 _HIRAGANA = re.compile("[\u3041-\u309f]")
-_KANA_OR_HAN = re.compile(f"[{CJK_CHARS}]")
 _DIGIT = re.compile(r"\d")
 _SPACE = re.compile(r"\s")
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
@@ -57,10 +56,6 @@ class TextStats:
     @cached_property
     def n_digits(self) -> int:
         return len(_DIGIT.findall(self.text))
-
-    @cached_property
-    def n_cjk(self) -> int:
-        return len(_KANA_OR_HAN.findall(self.text))
 
     @cached_property
     def n_hiragana(self) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ...config.curate import HarmfulConfig, PerplexityConfig, QualityClassifierConfig, QualityConfig
 from ..pipeline import Doc, Step, Tally
 from .classifier import NgramClassifier, is_ngram_classifier_dir
 from .harmful_seed import SEED_PATH, load_background, load_seed
@@ -63,9 +64,11 @@ class QualityFilter(ScoreFilter):
     meta_key = "quality_score"
     reason = "low_quality"
 
-    def __init__(self, classifier: NgramClassifier, min_score: float = 0.5, **scope: Any):
-        super().__init__(**scope)
-        self.classifier, self.min_score = classifier, min_score
+    config_class = QualityClassifierConfig
+
+    def __init__(self, classifier: NgramClassifier, config: QualityClassifierConfig | None = None, /, **kw: Any):
+        super().__init__(config, **kw)
+        self.classifier, self.min_score = classifier, self.config.min_score
 
     def scores(self, texts: list[str]) -> np.ndarray:
         return self.classifier.predict_proba(texts)
@@ -81,9 +84,11 @@ class PerplexityFilter(ScoreFilter):
     meta_key = "perplexity"
     reason = "high_perplexity"
 
-    def __init__(self, scorer: CausalLMScorer | CharNgramLM, max_perplexity: float, **scope: Any):
-        super().__init__(**scope)
-        self.scorer, self.max_perplexity = scorer, max_perplexity
+    config_class = PerplexityConfig
+
+    def __init__(self, scorer: CausalLMScorer | CharNgramLM, config: PerplexityConfig | None = None, /, **kw: Any):
+        super().__init__(config, **kw)
+        self.scorer, self.max_perplexity = scorer, self.config.max_perplexity
 
     def scores(self, texts: list[str]) -> np.ndarray:
         return self.scorer.perplexity(texts)
@@ -99,9 +104,12 @@ class HarmfulFilter(ScoreFilter):
     meta_key = "harmful_score"
     reason = "harmful"
 
-    def __init__(self, classifier: NgramClassifier | HFTextClassifier, threshold: float = 0.5, **scope: Any):
-        super().__init__(**scope)
-        self.classifier, self.threshold = classifier, threshold
+    config_class = HarmfulConfig
+
+    def __init__(self, classifier: NgramClassifier | HFTextClassifier, config: HarmfulConfig | None = None, /,
+                 **kw: Any):
+        super().__init__(config, **kw)
+        self.classifier, self.threshold = classifier, self.config.threshold
 
     def scores(self, texts: list[str]) -> np.ndarray:
         return self.classifier.predict_proba(texts)
@@ -137,13 +145,9 @@ def _read_texts(paths: Sequence[str | os.PathLike]) -> list[str]:
     return [d["text"] for p in list_shards(list(paths)) for d in reader.read(p) if isinstance(d, dict)]
 
 
-def build_quality_steps(cfg: Any, seed: int = 0) -> list[Step]:
-    """Steps for a `curate.quality` block (`quality.config.QualityConfig`), in order."""
+def build_quality_steps(cfg: QualityConfig, seed: int = 0) -> list[Step]:
+    """The enabled model-based filters of a `curate.quality` block, in order."""
     steps: list[Step] = []
-
-    def scope(c: Any) -> dict[str, Any]:
-        return {"sources": c.sources, "skip_sources": c.skip_sources or None}
-
     c = cfg.classifier
     if c.enabled:
         if c.model is not None:
@@ -152,7 +156,7 @@ def build_quality_steps(cfg: Any, seed: int = 0) -> list[Step]:
             if not c.reference or not c.negatives:
                 raise FileNotFoundError("quality.classifier: set model, or reference and negatives paths")
             clf = train_quality_classifier(_read_texts(c.reference), _read_texts(c.negatives), seed=seed)
-        steps.append(QualityFilter(clf, c.min_score, **scope(c)))
+        steps.append(QualityFilter(clf, c))
     p = cfg.perplexity
     if p.enabled:
         if p.model is not None:
@@ -161,7 +165,7 @@ def build_quality_steps(cfg: Any, seed: int = 0) -> list[Step]:
             scorer = CharNgramLM(p.order).fit(_read_texts(p.reference))
         else:
             raise FileNotFoundError("quality.perplexity: set model (LM directory) or reference paths")
-        steps.append(PerplexityFilter(scorer, p.max_perplexity, **scope(p)))
+        steps.append(PerplexityFilter(scorer, p))
     h = cfg.harmful
     if h.enabled:
         if h.model is None:
@@ -170,5 +174,5 @@ def build_quality_steps(cfg: Any, seed: int = 0) -> list[Step]:
             hc = NgramClassifier.load(h.model)
         else:
             hc = HFTextClassifier(Path(h.model), h.positive_label, batch_size=h.batch_size)
-        steps.append(HarmfulFilter(hc, h.threshold, **scope(h)))
+        steps.append(HarmfulFilter(hc, h))
     return steps
