@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import console
 from ..config.curate import CurateConfig
 from ..files import write_json
 from .dedup.steps import build_dedup_steps
@@ -46,8 +46,6 @@ from .pipeline import Step
 from .quality.steps import build_quality_steps
 from .readers import ShardReader, list_shards
 from .tokens import make_counter
-
-log = logging.getLogger(__name__)
 
 _FILTERS = [
     ("blocklist", DomainBlocklist),
@@ -88,7 +86,7 @@ def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int =
     if cfg.ner.enabled:
         why = ner_unavailable(cfg.ner.model)
         if why:
-            log.warning("NER step skipped: %s", why)
+            console.log(f"curate: NER step skipped: {why}")
             skipped.append({"step": "ner", "reason": why})
         else:
             steps.append(NERRedactor(cfg.ner))

@@ -42,6 +42,7 @@ from .pipeline import (
     GlobalStep,
     PipelineStats,
     Step,
+    StepStats,
     check_unique_names,
     run_steps,
     split_at_global,
@@ -80,6 +81,18 @@ class ShardResult:
     bytes_in: int = 0
 
 
+def account_read(rec: Doc | BadLine, read: StepStats, bad: list[dict]) -> bool:
+    """Count one record read into the `read` pseudo-step; a bad one is listed in `bad` by file:line
+    and reason. True when the record is a document to process."""
+    read.docs_in += 1
+    if isinstance(rec, BadLine):
+        read.dropped[rec.reason] += 1
+        bad.append({"where": f"{rec.path}:{rec.line}", "reason": rec.reason, "detail": rec.detail})
+        return False
+    read.docs_out += 1
+    return True
+
+
 def _batches(task: ShardTask, stats: PipelineStats, bad: list[dict]) -> Iterator[list[Doc]]:
     """Read the shard in batches, accounting for bad records in the `read` pseudo-step."""
     read = stats["read"]
@@ -87,12 +100,8 @@ def _batches(task: ShardTask, stats: PipelineStats, bad: list[dict]) -> Iterator
     if not task.path:  # an intermediate shard whose documents were all dropped
         return
     for rec in task.reader.read(task.path):
-        read.docs_in += 1
-        if isinstance(rec, BadLine):
-            read.dropped[rec.reason] += 1
-            bad.append({"where": f"{rec.path}:{rec.line}", "reason": rec.reason, "detail": rec.detail})
+        if not account_read(rec, read, bad):
             continue
-        read.docs_out += 1
         batch.append(rec)
         if len(batch) >= task.batch_size:
             yield batch

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.curate import NERConfig
-from .pipeline import Doc, Mapper, Tally
+from .pii import Redactor
 
 DEFAULT_LABELS = {
     "PERSON": "<PERSON>",
@@ -39,7 +39,7 @@ def ner_unavailable(model: str) -> str | None:
     return f"spaCy model '{model}' is not installed (pip install it, or give a model directory)"
 
 
-class NERRedactor(Mapper):
+class NERRedactor(Redactor):
     name = "ner"
     config_class = NERConfig
 
@@ -77,11 +77,3 @@ class NERRedactor(Mapper):
             last = ent.end_char
             counts[ph.strip("<>")] = counts.get(ph.strip("<>"), 0) + 1
         return "".join(parts) + text[last:], counts
-
-    def apply(self, doc: Doc, tally: Tally) -> None:
-        text, counts = self.redact(doc["text"])
-        if counts:
-            doc["text"] = text
-            tally.modified("docs_redacted")
-            for t, n in counts.items():
-                tally.modified(t, n)

@@ -17,6 +17,7 @@ validation fails. Boundaries are ASCII-only, since Japanese writes numbers right
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import re
 
@@ -75,7 +76,23 @@ def _valid(kind: str, s: str) -> bool:
     return True
 
 
-class PIIRedactor(Mapper):
+class Redactor(Mapper):
+    """Replace spans of a doc with typed placeholders (`redact`), counting docs and spans per type."""
+
+    @abc.abstractmethod
+    def redact(self, text: str) -> tuple[str, dict[str, int]]:
+        """(text with placeholders, {type: spans replaced})."""
+
+    def apply(self, doc: Doc, tally: Tally) -> None:
+        text, counts = self.redact(doc["text"])
+        if counts:
+            doc["text"] = text
+            tally.modified("docs_redacted")
+            for t, n in counts.items():
+                tally.modified(t, n)
+
+
+class PIIRedactor(Redactor):
     name = "pii"
     config_class = PIIConfig
 
@@ -100,11 +117,3 @@ class PIIRedactor(Mapper):
             return PLACEHOLDERS[t]
 
         return self._re.sub(sub, text), counts
-
-    def apply(self, doc: Doc, tally: Tally) -> None:
-        text, counts = self.redact(doc["text"])
-        if counts:
-            doc["text"] = text
-            tally.modified("docs_redacted")
-            for t, n in counts.items():
-                tally.modified(t, n)

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import BadLine, write_json, write_jsonl
-from .executor import _shard_key, _summary
+from ..files import write_json, write_jsonl
+from .executor import _shard_key, _summary, account_read
 from .pipeline import (
     GlobalStep,
     PipelineStats,
@@ -58,13 +58,9 @@ def _read_shard(row: dict, reader: ShardReader, batch_size: int, names: list[str
         docs, stats, bad = [], PipelineStats(), []
 
     for rec in reader.read(row["path"]):
-        read = stats["read"]  # stats is replaced after each emitted chunk
-        read.docs_in += 1
-        if isinstance(rec, BadLine):
-            read.dropped[rec.reason] += 1
-            bad.append({"where": f"{rec.path}:{rec.line}", "reason": rec.reason, "detail": rec.detail})
+        # stats is replaced after each emitted chunk
+        if not account_read(rec, stats["read"], bad):
             continue
-        read.docs_out += 1
         docs.append(rec)
         if len(docs) >= batch_size:
             emit()

@@ -2,7 +2,6 @@
 
 Modules: `classifier` (hashed n-gram + logistic regression, saved as safetensors), `perplexity`
 (causal LM scorer and a numpy char n-gram LM), `hf_classifier` (any HF text-classification
-directory), `harmful_seed` (the shipped, generated seed set), `synthetic` (generated
-low-quality text), `steps` (the pipeline steps), `config` (the `curate.quality` block).
-Nothing is imported here so that importing the config stays light.
+directory), `harmful_seed` (reads the shipped training data of the default harmful classifier),
+`steps` (the pipeline steps). Their settings: `config.curate.QualityConfig` (`curate.quality`).
 """
