@@ -15,9 +15,10 @@ import pytest
 import torch
 from scorers import LengthScorer, StartsWithScorer
 
-from llm_recipe.config import GRPOConfig, PPOConfig, SamplingConfig, SFTConfig
+from llm_recipe.config import ComputeConfig, GRPOConfig, PPOConfig, SamplingConfig, SFTConfig
 from llm_recipe.stages.rl import style_prompts
-from llm_recipe.train.ppo import RLSetup, RLStabilityError, run_ppo
+from llm_recipe.train.ppo import run_ppo
+from llm_recipe.train.rl_loop import RLSetup, RLStabilityError
 from llm_recipe.train.rollout import generate
 
 PREFIX = "Let me explain."
@@ -25,7 +26,7 @@ KL_BOUND = 10.0  # nats per response (sum over tokens of log pi/pi_ref), held-ou
 # One thread: the micro model is too small to gain from intra-op parallelism, and on a shared
 # 2-core machine two busy-waiting OpenMP threads per process made the same run 5x slower.
 RL = dict(n_prompts=128, eval_prompts=32, sampling=SamplingConfig(max_new_tokens=20), rollout_batch_size=32, minibatch_size=16,
-          epochs=2, num_threads=1)
+          epochs=2, compute=ComputeConfig(num_threads=1))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,7 +55,7 @@ def sft_dir(tokenizer_dir, tmp_path_factory):
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     cfg = SFTConfig(data=[data], max_steps=150, lr=3e-3, batch_size=16, eval_every=1000, warmup_steps=10,
-                    max_length=64, num_threads=1)
+                    max_length=64, compute=ComputeConfig(num_threads=1))
     return run_sft(init=build_preset_model("micro", tok, seed=0), tokenizer=tok, cfg=cfg,
                    output_dir=out / "sft", seed=0, resume=False).model_dir
 
@@ -69,7 +70,7 @@ def _setup(sft_dir, scorer, cfg) -> RLSetup:
 def test_ppo_reaches_style_target_within_kl_bound(sft_dir, tmp_path):
     # lam=1: the untrained critic does not discount the terminal reward on its way to the first token.
     # Measured (seeds 0, 1, 2): 30/32, 29/32, 31/32 held-out prompts, KL 6.6-7.0 nats.
-    cfg = PPOConfig(**RL, iterations=30, lr=2e-3, beta=0.05, kl_estimator="k1", lam=1.0)
+    cfg = PPOConfig(**RL, iterations=30, lr=2e-3, kl_coef=0.05, kl_estimator="k1", lam=1.0)
     s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
     res = run_ppo(s, cfg, tmp_path / "ppo", seed=0)
     assert res.before["success"] < 0.5, res.before
@@ -80,7 +81,7 @@ def test_ppo_reaches_style_target_within_kl_bound(sft_dir, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == list(range(1, 31))
     for k in ("reward_mean", "reward_std", "kl", "entropy", "clipfrac", "approx_kl", "vf_loss", "explained_var",
-              "response_len", "success", "beta"):
+              "response_len", "success", "kl_coef"):
         assert all(k in x for x in lines), k
     # the sampled rollouts (not only the held-out answers) moved to the style
     assert np.mean([x["success"] for x in lines[-3:]]) > lines[0]["success"] + 0.4
@@ -96,12 +97,13 @@ def test_ppo_against_a_learned_reward_model(sft_dir, tmp_path):
     from llm_recipe.train.reward_model import run_reward_model
 
     rc = RMConfig(max_steps=100, batch_size=16, lr=1e-3, warmup_steps=4, eval_every=1000, eval_batches=4,
-                  synthetic_pairs=300, eval_fraction=0.2, max_length=128, num_threads=1)
+                  synthetic_pairs=300, eval_fraction=0.2, max_length=128,
+                  compute=ComputeConfig(num_threads=1))
     train, held, _, _ = rm_pairs(rc, seed=0)
     rm = run_reward_model(base=str(sft_dir), train_pairs=train, eval_pairs=held, cfg=rc, output_dir=tmp_path / "rm",
                             seed=0, resume=False)
     assert rm.eval_accuracy >= 0.9  # it prefers the styled answer on held-out pairs
-    cfg = PPOConfig(**RL, iterations=30, lr=2e-3, beta=0.05, kl_estimator="k1", lam=1.0)
+    cfg = PPOConfig(**RL, iterations=30, lr=2e-3, kl_coef=0.05, kl_estimator="k1", lam=1.0)
     res = run_ppo(_setup(sft_dir, RewardScorer.load(rm.model_dir), cfg), cfg, tmp_path / "ppo", seed=0, save=False)
     # The micro RM (0.3M parameters) also pays for near-misses ("Let me e", "Let m me explain."), so
     # the exact-prefix rate it leads to varies with the seed and the tokenizer (0.38-0.97 measured);
@@ -113,7 +115,7 @@ def test_ppo_against_a_learned_reward_model(sft_dir, tmp_path):
 
 
 def _length_growth(sft_dir, tmp_path, beta: float) -> tuple[float, float]:
-    cfg = PPOConfig(**{**RL, "sampling": SamplingConfig(max_new_tokens=24)}, iterations=8, lr=1e-3, beta=beta, kl_estimator="k1",
+    cfg = PPOConfig(**{**RL, "sampling": SamplingConfig(max_new_tokens=24)}, iterations=8, lr=1e-3, kl_coef=beta, kl_estimator="k1",
                     success_prefix=None)
     s = _setup(sft_dir, LengthScorer(per_char=0.05), cfg)
     res = run_ppo(s, cfg, tmp_path / f"len-{beta}", seed=0, save=False)
@@ -132,10 +134,10 @@ def test_reward_hacking_length_grows_much_less_with_kl_penalty(sft_dir, tmp_path
 
 def test_ppo_kl_penalty_objective_and_adaptive_beta(sft_dir, tmp_path):
     cfg = PPOConfig(**RL, iterations=3, lr=1e-3, objective="kl_penalty", kl_target=0.5, kl_horizon=100,
-                    kl_estimator="k3", beta=0.1)
+                    kl_estimator="k3", kl_coef=0.1)
     res = run_ppo(_setup(sft_dir, StartsWithScorer(PREFIX), cfg), cfg, tmp_path / "pen", seed=0, save=False)
-    betas = [h["beta"] for h in res.history]
-    assert len(betas) == 3 and betas != [0.1] * 3  # the controller moved beta
+    betas = [h["kl_coef"] for h in res.history]
+    assert len(betas) == 3 and betas != [0.1] * 3  # the controller moved kl_coef
     assert all(h["clipfrac"] == 0.0 for h in res.history)  # no clipping in the penalty variant
 
 
@@ -158,10 +160,10 @@ def test_grpo_reaches_style_target(sft_dir, tmp_path):
 def test_lora_reference_is_the_policy_with_adapters_disabled(sft_dir, tmp_path):
     from llm_recipe.config import LoRAConfig
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
-    from llm_recipe.train.ppo import reference_logprobs
+    from llm_recipe.train.rl_loop import reference_logprobs
     from llm_recipe.train.rollout import token_logprobs
 
-    cfg = PPOConfig(**RL, iterations=6, lr=5e-3, beta=0.05, kl_estimator="k1", lam=1.0, lora=LoRAConfig(r=8))
+    cfg = PPOConfig(**RL, iterations=6, lr=5e-3, kl_coef=0.05, kl_estimator="k1", lam=1.0, lora=LoRAConfig(r=8))
     train_p, eval_p = style_prompts(cfg, seed=0)
     sft = load_causal_lm(sft_dir)  # the untouched SFT model, for comparison only
     s = RLSetup.build(load_causal_lm(sft_dir), load_tokenizer(sft_dir), StartsWithScorer(PREFIX), train_p, eval_p,
@@ -198,7 +200,7 @@ def test_grpo_with_lora_trains_adapters_and_saves_a_merged_model(sft_dir, tmp_pa
     from llm_recipe.config import LoRAConfig
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
     from llm_recipe.train.grpo import run_grpo
-    from llm_recipe.train.ppo import reference_logprobs
+    from llm_recipe.train.rl_loop import reference_logprobs
 
     cfg = GRPOConfig(**{**RL, "eval_prompts": 8}, iterations=3, lr=5e-3, group_size=4, beta=0.1,
                      lora=LoRAConfig(r=4))

@@ -90,17 +90,21 @@ def generate(
 ) -> None:
     """Sample continuations of prompts from a model (or, with --chat, assistant answers)."""
     from .infer.generate import generate_chat, generate_texts
-    from .models.loading import load_causal_lm, load_tokenizer
+    from .models.loading import load_tokenizer
+    from .models.placement import autocast, load_model
 
     cfg = resolve(config, set_, seed, None)
-    m, tok = load_causal_lm(str(model)), load_tokenizer(str(model))
-    if chat or fmt or system:
-        gens = _user_errors(generate_chat, m, tok, prompt, cfg.generate.sampling, cfg.seed, chat_format=fmt, system=system)
-        for p, g in zip(prompt, gens, strict=True):
-            typer.echo(f"> {p}\n{g.text}" + ("" if g.finish_reason == "stop_token" else f"  [{g.finish_reason}]"))
-        return
-    for p, o in zip(prompt, generate_texts(m, tok, prompt, cfg.generate.sampling, seed=cfg.seed), strict=True):
-        typer.echo(f"{p}{o}")
+    compute = cfg.generate.compute
+    m, tok = load_model(str(model), compute), load_tokenizer(str(model))
+    with autocast(compute, m.device):
+        if chat or fmt or system:
+            gens = _user_errors(generate_chat, m, tok, prompt, cfg.generate.sampling, cfg.seed, chat_format=fmt,
+                                system=system)
+            for p, g in zip(prompt, gens, strict=True):
+                typer.echo(f"> {p}\n{g.text}" + ("" if g.finish_reason == "stop_token" else f"  [{g.finish_reason}]"))
+            return
+        for p, o in zip(prompt, generate_texts(m, tok, prompt, cfg.generate.sampling, seed=cfg.seed), strict=True):
+            typer.echo(f"{p}{o}")
 
 
 @app.command()
@@ -380,7 +384,7 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
 
 def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output_dir) -> None:
     from .config import GRPOConfig, PPOConfig
-    from .train.ppo import RLStabilityError
+    from .train.rl_loop import RLStabilityError
 
     cfg = resolve(config, set_, seed, output_dir)
     section = getattr(cfg, kind) or (PPOConfig() if kind == "ppo" else GRPOConfig())

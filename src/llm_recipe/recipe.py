@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import console
+from . import console, distributed
 from .config import RecipeConfig, dump_config
 from .files import atomic_write, write_json
 from .report.headline import format_headline, headline_results
@@ -62,9 +62,10 @@ def _log_rl(name: str, res, prefix: str | None) -> None:
 def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> dict[str, str]:
     """Run every stage; return {artifact name: path}. Writes `recipe.yaml` and `summary.json`."""
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "recipe.yaml") as f:
-        f.write(dump_config(cfg))
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "recipe.yaml") as f:
+            f.write(dump_config(cfg))
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -91,9 +92,11 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> d
         **({"sft_model": str(sft_dir), "sft_samples": str(out / "sft" / "samples.jsonl")} if sft_dir else {}),
         **aligned,
     }
-    results = headline_results(out)
-    for line in format_headline(results):
-        log(line)
-    write_json(out / "summary.json", {"artifacts": artifacts, "results": results, "seconds": timings,
-                                      "total_seconds": round(time.perf_counter() - t0, 1)})
+    if distributed.is_main():
+        results = headline_results(out)
+        for line in format_headline(results):
+            log(line)
+        write_json(out / "summary.json", {"artifacts": artifacts, "results": results, "seconds": timings,
+                                          "total_seconds": round(time.perf_counter() - t0, 1)})
+    distributed.barrier()
     return artifacts

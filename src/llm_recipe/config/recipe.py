@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from .curate import CurateConfig
 from .section import ConfigError, Section
 from .stages import (
     BoNConfig,
+    ComputeConfig,
     DPOConfig,
     GenerateConfig,
     GRPOConfig,
@@ -30,10 +31,14 @@ from .stages import (
     TokenizerConfig,
 )
 
+# the stage sections that compute with models: each takes the recipe's `compute:` block as its default
+COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "rm", "bon", "ppo", "grpo", "dpo")
+
 
 class RecipeConfig(Section):
     seed: int = 0
     output_dir: Path = Path("runs/tiny")
+    compute: ComputeConfig = Field(ComputeConfig(), description="every stage's default `compute:` block")
     corpus: SampleCorpusConfig = SampleCorpusConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
@@ -48,6 +53,21 @@ class RecipeConfig(Section):
     grpo: GRPOConfig | None = None
     dpo: DPOConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_compute(cls, data: Any) -> Any:
+        """A stage's `compute:` = the recipe's `compute:` with the stage's own fields on top."""
+        if not isinstance(data, dict) or not isinstance(data.get("compute", {}), dict):
+            return data
+        shared = data.get("compute") or {}
+        out = dict(data)
+        for name in COMPUTE_STAGES:
+            section = out.get(name, {} if name in ("pretrain", "generate") else None)
+            if isinstance(section, dict):
+                own = section.get("compute") or {}
+                out[name] = {**section, "compute": {**shared, **own} if isinstance(own, dict) else own}
+        return out
+
 
 BUNDLED_RECIPES = Path(__file__).parent.parent / "recipes"
 
@@ -59,7 +79,8 @@ def _format_error(source: str, err: ValidationError) -> str:
         msg = f"{source}: unknown key '{loc}'"
     elif e["type"] == "moved_key":
         where = f"{loc}." if e["loc"] else ""
-        msg = f"{source}: '{where}{e['ctx']['old']}' moved to '{where}{e['ctx']['new']}'"
+        new = e["ctx"]["new"]  # relative to the section, or from the top when it starts with '/'
+        msg = f"{source}: '{where}{e['ctx']['old']}' moved to '{new[1:] if new.startswith('/') else where + new}'"
     else:
         got = e.get("input")
         shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"

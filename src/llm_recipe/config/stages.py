@@ -30,12 +30,31 @@ class TokenizerConfig(Section):
     max_chars: int = Field(3_000_000, ge=1000)
 
 
+class ComputeConfig(Section):
+    """Where and in what precision a stage computes. One block for every stage: `compute:` at the top
+    of a recipe applies to all of them, a stage's own `compute:` overrides single fields."""
+
+    device: Literal["auto", "cpu"] = Field(
+        "auto", description="auto: the accelerator's device (CUDA / MPS, one per process) when there is one")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights as loaded")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="autocast (training and inference)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (training)")
+    fsdp: bool = Field(
+        False, description="several processes: shard parameters, gradients and optimizer state (torch FSDP2) "
+        "instead of a full replica per process (DDP)")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+
+
+# keys a stage section had before `compute:` (now errors that name the new place)
+_MOVED_TO_COMPUTE = {k: f"compute.{k}" for k in ("dtype", "mixed_precision", "num_threads")}
+
+
 class ModelConfig(Section):
     """Either a preset built from a transformers config, or any causal LM (hub id / local dir)."""
 
+    moved_keys = {"dtype": "/compute.dtype"}
     preset: Literal["micro", "tiny", "small"] | None = "tiny"
     name_or_path: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False  # never on unless the user asks
 
     @model_validator(mode="after")
@@ -47,24 +66,30 @@ class ModelConfig(Section):
         return self
 
 
-class TrainConfig(Section):
-    """Settings of the shared training loop, common to every algorithm."""
+class OptimConfig(Section):
+    """What every trainer shares (the shared loop and the RL loop): AdamW with no weight decay on
+    norms and biases, warmup + cosine LR as a function of the step, clipping, checkpoints, compute."""
 
-    max_steps: int = Field(300, ge=1, description="optimizer steps")
-    batch_size: int = Field(16, ge=1, description="micro-batch size per device")
-    grad_accum: int = Field(1, ge=1)
+    moved_keys = _MOVED_TO_COMPUTE
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float | None = Field(1.0, gt=0)
+    save_every: int | None = Field(None, ge=1, description="checkpoint interval in steps (RL: iterations)")
+    compute: ComputeConfig = ComputeConfig()
+
+
+class TrainConfig(OptimConfig):
+    """Settings of the shared training loop, common to every algorithm."""
+
+    max_steps: int = Field(300, ge=1, description="optimizer steps")
+    batch_size: int = Field(16, ge=1, description="micro-batch size per device")
+    grad_accum: int = Field(1, ge=1)
     eval_every: int = Field(100, ge=1)
     eval_batches: int = Field(20, ge=1, description="validation batches per evaluation")
     log_every: int = Field(10, ge=1)
-    save_every: int | None = Field(None, ge=1, description="checkpoint interval in steps")
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
 
 
 class PretrainConfig(TrainConfig):
@@ -101,6 +126,7 @@ class GenerateConfig(Section):
     prompts: list[str] = Field(default_factory=lambda: ["東京は", "The capital of France"])
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=48, temperature=0.8, top_k=50, top_p=0.95,
                                               repetition_penalty=1.1)
+    compute: ComputeConfig = ComputeConfig()
 
 
 class LoRAConfig(Section):
@@ -218,6 +244,7 @@ class PrefsConfig(Section):
     candidates: CandidateConfig = CandidateConfig()
     label: LabelConfig = LabelConfig()
     agreement: AgreementConfig = AgreementConfig()
+    compute: ComputeConfig = ComputeConfig()
 
 
 class RMConfig(TrainConfig):
@@ -231,7 +258,6 @@ class RMConfig(TrainConfig):
         "optimised against the RM cannot win by drifting into nonsense)")
     eval_fraction: float = Field(0.15, gt=0, lt=0.5)
     init_from: str | None = Field(None, description="base model; None: the recipe's SFT model")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False
     chat_format: str | None = Field(None, description="None: the base model's saved format")
     pooling: Literal["last", "mean"] = "last"
@@ -260,12 +286,15 @@ class BoNConfig(Section):
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=32)
     chat_format: str | None = None
     reward_models: list[RewardModelRef] | None = Field(None, description="None: the recipe's reward model")
+    compute: ComputeConfig = ComputeConfig()
 
 
-class RLConfig(Section):
-    """Settings shared by PPO and GRPO (stage 5c): rollouts, rewards, KL to the reference."""
+class RLConfig(OptimConfig):
+    """Settings shared by PPO and GRPO (stage 5c): rollouts, rewards, KL to the reference. One
+    iteration = rollout -> score -> `epochs` passes of minibatch updates; the LR schedule runs over
+    those updates."""
 
-    moved_keys = _moved_to_sampling("max_new_tokens", "temperature", "top_k", "top_p")
+    moved_keys = {**_moved_to_sampling("max_new_tokens", "temperature", "top_k", "top_p"), **_MOVED_TO_COMPUTE}
     init_from: str | None = Field(None, description="policy to start from; None: the recipe's SFT model")
     reward_models: list[RewardModelRef] | None = Field(
         None, description="None: the recipe's reward model if there is one, else `rules`")
@@ -277,16 +306,15 @@ class RLConfig(Section):
     eval_prompts: int = Field(32, ge=1, description="held-out prompts for the before/after evaluation")
     chat_format: str | None = Field(None, description="None: the format saved with the policy")
     iterations: int = Field(20, ge=1, description="rollout -> update cycles")
-    rollout_batch_size: int = Field(32, ge=1, description="responses sampled per iteration")
-    minibatch_size: int = Field(16, ge=1)
+    rollout_batch_size: int = Field(32, ge=1, description="responses sampled per iteration (all processes)")
+    minibatch_size: int = Field(16, ge=1, description="responses per update (all processes)")
     epochs: int = Field(2, ge=1, description="passes over each rollout")
     lr: float = Field(1e-4, gt=0)
     min_lr_ratio: float = Field(1.0, ge=0, le=1, description="cosine floor over the updates; 1 = constant")
+    warmup_steps: int = Field(0, ge=0, description="updates of linear warmup")
     weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float | None = Field(1.0, gt=0)
     sampling: SamplingConfig = Field(
         SamplingConfig(max_new_tokens=24), description="rollouts (temperature > 0: log-probs at that temperature)")
-    beta: float = Field(0.05, ge=0, description="KL coefficient (initial one when kl_target is set)")
     missing_eos_penalty: float | None = Field(None, ge=0, description="subtracted when a response never stops")
     length_penalty: float = Field(0.0, ge=0, description="subtracted per response token")
     on_bad_reward: Literal["stop", "skip"] = Field(
@@ -296,7 +324,6 @@ class RLConfig(Section):
         None, ge=0, description="held-out answers for score/success (0: greedy; None: `sampling.temperature`); "
         "the KL to the reference is always measured on samples at `sampling.temperature`")
     ent_coef: float = Field(0.0, ge=0, description="entropy bonus")
-    num_threads: int | None = Field(None, ge=1)
     lora: LoRAConfig | None = Field(
         None, description="train LoRA adapters only; the reference is then the policy with adapters disabled "
         "(one model copy in memory instead of two)")
@@ -315,8 +342,11 @@ class RLConfig(Section):
 
 
 class PPOConfig(RLConfig):
+    # `beta` is DPO's and GRPO's loss coefficient; PPO's KL reward coefficient is TRL's `kl_coef`
+    moved_keys = {**RLConfig.moved_keys, "beta": "kl_coef"}
+    kl_coef: float = Field(0.05, ge=0, description="KL penalty in the reward (initial one when kl_target is set)")
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"
-    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (None: fixed beta)")
+    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (None: fixed kl_coef)")
     kl_horizon: int = Field(10000, ge=1)
     gamma: float = Field(1.0, ge=0, le=1)
     lam: float = Field(0.95, ge=0, le=1)
@@ -332,7 +362,7 @@ class PPOConfig(RLConfig):
 
 class GRPOConfig(RLConfig):
     group_size: int = Field(8, ge=2, description="samples per prompt (G)")
-    beta: float = Field(0.04, ge=0)
+    beta: float = Field(0.04, ge=0, description="weight of the k3 KL to the reference in the loss")
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
     eps_low: float = Field(0.2, gt=0)
     eps_high: float = Field(0.2, gt=0)
@@ -349,7 +379,6 @@ class DPOConfig(TrainConfig):
     style_prefix: str = "Let me explain. "
     eval_fraction: float = Field(0.15, gt=0, lt=0.5)
     init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False
     chat_format: str | None = Field(None, description="None: the format saved with the model")
     loss_type: Literal["sigmoid", "cdpo", "robust", "ipo"] = "sigmoid"

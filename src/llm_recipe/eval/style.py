@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from ..config import SamplingConfig
+from ..config import ComputeConfig, SamplingConfig
 from ..infer.generate import generate_chat
-from ..models.loading import load_causal_lm, load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, load_model
 from ..preference.records import user_text
 from ..preference.text_metrics import rouge_l
 
@@ -43,11 +44,14 @@ def content_overlap(dpo_answers: Sequence[str], sft_answers: Sequence[str], pref
 
 
 def compare_style(sft_dir: str | os.PathLike, dpo_dir: str | os.PathLike, prompts, prefix: str,
-                  max_new_tokens: int, seed: int = 0) -> dict:
+                  max_new_tokens: int, seed: int = 0, compute: ComputeConfig | None = None) -> dict:
     """Success rates of the SFT and DPO models on the same prompts and their content overlap."""
+    compute = compute or ComputeConfig()
     res = {}
     for name, d in (("sft", sft_dir), ("dpo", dpo_dir)):
-        res[name] = style_check(load_causal_lm(d), load_tokenizer(d), prompts, prefix, max_new_tokens, seed)
+        model = load_model(d, compute)
+        with autocast(compute, model.device):
+            res[name] = style_check(model, load_tokenizer(d), prompts, prefix, max_new_tokens, seed)
     overlap = content_overlap(res["dpo"]["answers"], res["sft"]["answers"], prefix)
     return {
         "prefix": prefix,

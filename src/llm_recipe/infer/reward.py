@@ -44,7 +44,7 @@ class RewardScorer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, dtype: str = "float32", chat_format: str | None = None,
-             trust_remote_code: bool = False, **kw) -> RewardScorer:
+             trust_remote_code: bool = False, device=None, **kw) -> RewardScorer:
         from transformers import AutoModelForSequenceClassification
 
         from ..models.loading import DTYPES, load_tokenizer
@@ -59,6 +59,8 @@ class RewardScorer:
             raise FileNotFoundError(f"{path}: cannot load reward model ({str(e).splitlines()[0]})") from None
         if model.config.num_labels != 1:
             raise ValueError(f"{path}: a reward model has num_labels=1, this one has {model.config.num_labels}")
+        if device is not None:
+            model.to(device)
         tokenizer = load_tokenizer(path, trust_remote_code)
         info_path = path / RM_INFO_FILE
         info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}

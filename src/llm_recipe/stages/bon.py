@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import console
+from .. import console, distributed
 from ..config import BoNConfig, RecipeConfig, RMConfig
 from ..demo.style import STYLE_PREFIX, style_preference_pairs
 from ..files import write_json, write_jsonl
 from ..infer.best_of_n import best_of_n
 from ..infer.reward import load_scorer
-from ..models.loading import load_causal_lm, load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, load_model
 from ..preference.records import split_by_prompt
 
 
@@ -26,17 +27,23 @@ def stage_bon(cfg: RecipeConfig, policy_dir: str | os.PathLike, rm_dir: str | os
     """Best-of-N with the policy and reward model(s) (`bon.reward_models`, else `rm_dir`); writes
     samples and a report with the mean reward of the returned answers vs. the N=1 answer, token
     cost and latency."""
-    bc, rc = cfg.bon or BoNConfig(), cfg.rm or RMConfig()
     run_dir = Path(out) / "best_of_n"
     if skip_done and (run_dir / "report.json").exists():
         return run_dir / "report.json"
+    return distributed.on_main(_best_of_n, cfg, policy_dir, rm_dir, run_dir)
+
+
+def _best_of_n(cfg: RecipeConfig, policy_dir, rm_dir, run_dir: Path) -> Path:
+    bc, rc = cfg.bon or BoNConfig(), cfg.rm or RMConfig()
+    compute = bc.compute
     refs = [(r.path, r.weight) for r in bc.reward_models] if bc.reward_models else [(str(rm_dir), 1.0)]
     if refs[0][0] in ("None", ""):
         raise ValueError("Best-of-N needs a reward model (bon.reward_models or the recipe's RM)")
-    scorer = load_scorer(refs)
-    policy, tok = load_causal_lm(policy_dir), load_tokenizer(policy_dir)
+    policy, tok = load_model(policy_dir, compute), load_tokenizer(policy_dir)
+    scorer = load_scorer(refs, dtype=compute.dtype, device=policy.device)
     prompts = bon_prompts(bc, rc, cfg.seed)
-    rep = best_of_n(policy, tok, prompts, scorer, bc.n, bc.sampling, seed=cfg.seed, chat_format=bc.chat_format)
+    with autocast(compute, policy.device):
+        rep = best_of_n(policy, tok, prompts, scorer, bc.n, bc.sampling, seed=cfg.seed, chat_format=bc.chat_format)
     summary = rep.summary()
     prefix = STYLE_PREFIX.strip()
     summary["style_rate_best"] = sum(it.best_text.lstrip().startswith(prefix) for it in rep.items) / len(rep.items)
@@ -46,8 +53,8 @@ def stage_bon(cfg: RecipeConfig, policy_dir: str | os.PathLike, rm_dir: str | os
     write_json(run_dir / "report.json", {"policy": str(policy_dir), "reward_models": [str(p) for p, _ in refs],
                                          **summary})
     console.log(f"best-of-{bc.n}: mean reward {summary['mean_first_sample_reward']:.3f} (N=1) -> "
-         f"{summary['mean_best_reward']:.3f}; tokens x{summary['token_cost_ratio']:.2f}; "
-         f"max-of-N latency {summary['max_of_n_latency_s']['mean']:.2f}s")
+                f"{summary['mean_best_reward']:.3f}; tokens x{summary['token_cost_ratio']:.2f}; "
+                f"max-of-N latency {summary['max_of_n_latency_s']['mean']:.2f}s")
     return run_dir / "report.json"
 
 

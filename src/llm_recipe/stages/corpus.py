@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import console
+from .. import console, distributed
 from ..config import RecipeConfig
 from ..data.curate import CurateResult, curate
 from ..demo.noisy_corpus import generate_noisy_corpus
@@ -20,7 +20,12 @@ from ..demo.sample_corpus import generate_sample_corpus, sample_corpus_files
 
 
 def stage_corpus(cfg: RecipeConfig, out: Path) -> list[Path]:
-    """Pretraining documents: explicit files, else the curated corpus, else the raw sample."""
+    """Pretraining documents: explicit files, else the curated corpus, else the raw sample (made
+    on the main process; every process gets the file list)."""
+    return distributed.on_main(_corpus_files, cfg, out)
+
+
+def _corpus_files(cfg: RecipeConfig, out: Path) -> list[Path]:
     if cfg.pretrain.data:
         return list(cfg.pretrain.data)
     if cfg.curate is not None:

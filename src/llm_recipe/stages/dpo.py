@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import console
+from .. import console, distributed
 from ..config import DPOConfig, RecipeConfig, SFTConfig
 from ..demo.style import style_pairs_from_sft
 from ..eval.style import compare_style
@@ -37,7 +37,8 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
     init = dcfg.init_from or str(sft_model_dir)
     if style:
         data = style_pairs_from_sft(cfg.sft or SFTConfig(), dcfg, cfg.seed)
-        write_jsonl(run_dir / "style_pairs.jsonl", (p.to_json() for p in data.train + data.eval))
+        if distributed.is_main():
+            write_jsonl(run_dir / "style_pairs.jsonl", (p.to_json() for p in data.train + data.eval))
         train, evals, log, inputs = data.train, data.eval, data.log, []
     else:
         pairs, log = read_preference_files(dcfg.data)
@@ -59,7 +60,8 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
             console.log(f"dpo: eval loss {first.get('eval_loss', float('nan')):.3f} -> {last['eval_loss']:.3f}, "
                  f"reward accuracy {first.get('eval_reward_accuracy', 0):.2f} -> {last['eval_reward_accuracy']:.2f}")
     if style:
-        rep = compare_style(init, model_dir, data.held_out_prompts, dcfg.style_prefix, dcfg.max_new_tokens, cfg.seed)
+        rep = distributed.on_main(compare_style, init, model_dir, data.held_out_prompts, dcfg.style_prefix,
+                                  dcfg.max_new_tokens, cfg.seed, compute=dcfg.compute)
         write_json(run_dir / "style_report.json", rep)
         console.log(f"dpo: held-out answers starting with {dcfg.style_prefix.strip()!r}: SFT {rep['sft_rate']:.0%} -> "
              f"DPO {rep['dpo_rate']:.0%} ({rep['prompts']} prompts); content kept (ROUGE-L vs SFT answer) "

@@ -13,11 +13,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import distributed
 from ..config import PrefsConfig
 from ..demo.style import single_turn_examples
 from ..files import write_json, write_jsonl
 from ..infer.reward import load_scorer
-from ..models.loading import load_causal_lm, load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, compute_device, load_model
 from ..preference.agreement import agreement_report, filtered_pairs
 from ..preference.candidates import generate_candidates, read_prompts
 from ..preference.converters import read_preference_files
@@ -33,6 +35,7 @@ def report_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name.removesuffix(".gz").removesuffix(".jsonl") + ".report.json")
 
 
+@distributed.main_process_only
 def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap: float = 0.0) -> dict:
     """Any supported preference shape -> canonical pairs JSONL."""
     pairs, log = read_preference_files(inputs, min_gap)
@@ -42,6 +45,7 @@ def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap
     return report
 
 
+@distributed.main_process_only
 def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, out: str | os.PathLike,
              cfg: PrefsConfig, seed: int = 0, n_bundled: int = 64) -> dict:
     """k candidates per prompt; prompts from files, or held-out bundled prompts when none."""
@@ -53,8 +57,9 @@ def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, 
         prompts = prompts[:n_bundled]
     if not prompts:
         raise ValueError(f"no usable prompts ({log.summary()})")
-    model, tok = load_causal_lm(model_path), load_tokenizer(model_path)
-    records = generate_candidates(model, tok, prompts, cfg.candidates, seed)
+    model, tok = load_model(model_path, cfg.compute), load_tokenizer(model_path)
+    with autocast(cfg.compute, model.device):
+        records = generate_candidates(model, tok, prompts, cfg.candidates, seed)
     write_jsonl(out, records)
     report = {"prompts": len(prompts), "candidates_per_prompt": cfg.candidates.k,
               "temperatures": records[0]["temperatures"], "read": log.to_json()}
@@ -62,6 +67,7 @@ def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, 
     return report
 
 
+@distributed.main_process_only
 def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: PrefsConfig,
           model: str | None = None) -> dict:
     """Candidates -> pairs with the configured labeler (`model` overrides the judge/RM path)."""
@@ -75,20 +81,23 @@ def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: Pref
         refs = [(model, 1.0)] if model else [(r.path, r.weight) for r in lc.reward_models]
         if not refs:
             raise ValueError("labeler 'rm' needs prefs.label.reward_models or --model")
-        pairs = label_by_scores(cands, scorer_fn(load_scorer(refs)), "rm", lc.pairs, lc.min_gap, log)
+        scorer = load_scorer(refs, dtype=cfg.compute.dtype, device=compute_device(cfg.compute))
+        pairs = label_by_scores(cands, scorer_fn(scorer), "rm", lc.pairs, lc.min_gap, log)
     else:
         path = model or lc.judge_model
         if not path:
             raise ValueError("labeler 'judge' needs prefs.label.judge_model or --model")
-        judge = CausalLMJudge(load_causal_lm(path), load_tokenizer(path), lc.judge_template, lc.judge_choices,
-                              lc.chat_format)
-        pairs = label_by_judge(cands, judge, log)
+        judge = CausalLMJudge(load_model(path, cfg.compute), load_tokenizer(path), lc.judge_template,
+                              lc.judge_choices, lc.chat_format)
+        with autocast(cfg.compute, judge.model.device):
+            pairs = label_by_judge(cands, judge, log)
     write_pairs(out, pairs)
     report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)
     return report
 
 
+@distributed.main_process_only
 def agreement(inputs: Sequence[str | os.PathLike], report_out: str | os.PathLike, cfg: PrefsConfig,
               pairs_out: str | os.PathLike | None = None) -> dict:
     """Agreement report of human annotation files; optionally the kept items as pairs."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import console
+from .. import console, distributed
 from ..config import RecipeConfig
 from ..files import atomic_write
 from ..infer.generate import generate_texts
-from ..models.loading import load_causal_lm, load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, load_model
 from ..train.interrupt import StoppedEarly
 from ..train.pretrain import run_pretrain
 
@@ -33,8 +34,14 @@ def stage_pretrain(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -
 
 
 def stage_sample(cfg: RecipeConfig, model_dir: Path, out: Path) -> Path:
-    model, tok = load_causal_lm(model_dir), load_tokenizer(model_dir)
-    outs = generate_texts(model, tok, cfg.generate.prompts, cfg.generate.sampling, seed=cfg.seed)
+    return distributed.on_main(_sample, cfg, model_dir, out)
+
+
+def _sample(cfg: RecipeConfig, model_dir: Path, out: Path) -> Path:
+    compute = cfg.generate.compute
+    model, tok = load_model(model_dir, compute), load_tokenizer(model_dir)
+    with autocast(compute, model.device):
+        outs = generate_texts(model, tok, cfg.generate.prompts, cfg.generate.sampling, seed=cfg.seed)
     path = out / "samples.jsonl"
     with atomic_write(path) as f:
         for p, o in zip(cfg.generate.prompts, outs, strict=True):

@@ -18,11 +18,14 @@ from ..config import GRPOConfig, PPOConfig, RecipeConfig, RLConfig
 from ..demo.style import single_turn_examples
 from ..infer.reward import RewardScorer, load_scorer
 from ..models.loading import load_causal_lm, load_tokenizer
+from ..models.placement import compute_device
 from ..preference.candidates import read_prompts
 from ..preference.rules import RuleScorer
 from ..train.grpo import run_grpo
+from ..train.interrupt import StoppedEarly
 from ..train.metrics_log import MetricsLog
-from ..train.ppo import RLResult, RLSetup, load_critic, run_ppo
+from ..train.ppo import load_critic, run_ppo
+from ..train.rl_loop import RLResult, RLSetup
 
 
 def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
@@ -35,14 +38,14 @@ def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str |
         return done
     init = pcfg.init_from or sft_model_dir
     tokenizer = load_tokenizer(init)
-    policy = load_causal_lm(init)
+    policy = load_causal_lm(init, pcfg.compute.dtype)
     scorer = build_scorer(pcfg, rm_dir)
     train_p, eval_p = style_prompts(pcfg, cfg.seed)
     setup = RLSetup.build(policy, tokenizer, scorer, train_p, eval_p, pcfg.chat_format, lora=pcfg.lora)
     critic = None
     if pcfg.value_model == "reward_model":
         critic = load_critic(rm_dir if rm_dir is not None else init)
-    return run_ppo(setup, pcfg, run_dir, cfg.seed, critic=critic, full_config=cfg)
+    return _finished(run_ppo(setup, pcfg, run_dir, cfg.seed, critic=critic, full_config=cfg), "PPO")
 
 
 def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
@@ -54,9 +57,16 @@ def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str 
         return done
     init = gcfg.init_from or sft_model_dir
     tokenizer = load_tokenizer(init)
-    setup = RLSetup.build(load_causal_lm(init), tokenizer, build_scorer(gcfg, rm_dir),
+    setup = RLSetup.build(load_causal_lm(init, gcfg.compute.dtype), tokenizer, build_scorer(gcfg, rm_dir),
                           *style_prompts(gcfg, cfg.seed), chat_format=gcfg.chat_format, lora=gcfg.lora)
-    return run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg)
+    return _finished(run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg), "GRPO")
+
+
+def _finished(res: RLResult, name: str) -> RLResult:
+    if res.model_dir is None:  # stopped (SIGTERM) after a checkpoint: later stages must not run
+        raise StoppedEarly(f"{name} stopped after iteration {len(res.history)} (checkpoint saved); "
+                           "run the same command again to resume")
+    return res
 
 
 def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
@@ -74,10 +84,11 @@ def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
 
 def build_scorer(cfg: RLConfig, rm_dir: str | os.PathLike | None):
     """Reward models from the config, else the recipe's reward model, else the rules."""
+    placement = {"dtype": cfg.compute.dtype, "device": compute_device(cfg.compute)}
     if cfg.reward_models:
-        return load_scorer([(r.path, r.weight) for r in cfg.reward_models])
+        return load_scorer([(r.path, r.weight) for r in cfg.reward_models], **placement)
     if rm_dir is not None:
-        return RewardScorer.load(rm_dir)
+        return RewardScorer.load(rm_dir, **placement)
     return RuleScorer(cfg.rules)
 
 

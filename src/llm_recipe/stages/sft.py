@@ -16,13 +16,14 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import console
+from .. import console, distributed
 from ..config import RecipeConfig, SamplingConfig, SFTConfig
 from ..demo.sft_set import sft_records
 from ..eval.template_following import dedupe_prompts, held_out_prompts, template_following
 from ..files import write_json, write_jsonl
 from ..infer.generate import generate_chat
-from ..models.loading import load_causal_lm, load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, load_model
 from ..tokenizer.chat_formats import resolve_chat_format
 from ..train.interrupt import StoppedEarly
 from ..train.sft import load_sft_data, run_sft
@@ -39,35 +40,43 @@ def stage_sft(cfg: RecipeConfig, base_model_dir: str | os.PathLike, out_dir: str
     model_dir = out / "model"
     records = sft_records(sft_cfg, cfg.seed)
     if not (model_dir / "model.safetensors").exists():
-        if records is not None:  # what was trained on, for inspection
+        if records is not None and distributed.is_main():  # what was trained on, for inspection
             write_jsonl(out / "bundled_sft.jsonl", (r for _, r in records))
         res = run_sft(init=base_model_dir, tokenizer=load_tokenizer(base_model_dir), cfg=sft_cfg, output_dir=out,
                       seed=cfg.seed, full_config=cfg, records=records)
         if res.stopped_early:
             raise StoppedEarly(f"SFT stopped at step {res.steps} (checkpoint saved); run the same command again to resume")
         console.log(f"sft: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
-    if (out / "samples.jsonl").exists():
-        return model_dir
-    base, base_tok = load_causal_lm(base_model_dir), load_tokenizer(base_model_dir)
-    tuned, tuned_tok = load_causal_lm(model_dir), load_tokenizer(model_dir)
+    if not (out / "samples.jsonl").exists():
+        distributed.on_main(_before_and_after, cfg, base_model_dir, model_dir, out, records)
+    return model_dir
+
+
+def _before_and_after(cfg: RecipeConfig, base_model_dir, model_dir: Path, out: Path, records) -> None:
+    """The demo prompts sampled with the base and the SFT model, and template following on held-out
+    prompts before and after (main process)."""
+    sft_cfg, compute = cfg.sft, cfg.sft.compute
+    base, base_tok = load_model(base_model_dir, compute), load_tokenizer(base_model_dir)
+    tuned, tuned_tok = load_model(model_dir, compute), load_tokenizer(model_dir)
     fmt = resolve_chat_format(tuned_tok).name
     # Same prompts, same format, same sampling settings and seed: only the weights differ.
     prompts = list(sft_cfg.demo_prompts)
     sampling = cfg.generate.sampling
-    before = generate_chat(base, base_tok, prompts, sampling, cfg.seed, chat_format=fmt)
-    after = generate_chat(tuned, tuned_tok, prompts, sampling, cfg.seed)
+    with autocast(compute, tuned.device):
+        before = generate_chat(base, base_tok, prompts, sampling, cfg.seed, chat_format=fmt)
+        after = generate_chat(tuned, tuned_tok, prompts, sampling, cfg.seed)
     write_jsonl(out / "samples.jsonl", [{"prompt": p, "before": b.text, "after": a.text, "after_finish": a.finish_reason}
                                         for p, b, a in zip(prompts, before, after, strict=True)])
     for p, b, a in zip(prompts, before, after, strict=True):
         console.log(f"sft sample: {p!r}\n    before: {b.text!r}\n    after:  {a.text!r}")
     data = load_sft_data(sft_cfg, tuned_tok, resolve_chat_format(tuned_tok), cfg.seed, records)
     held, langs = held_out_prompts(dedupe_prompts(data.held_out), 40)
-    rep_before = template_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs)
-    rep_after = template_following(tuned, tuned_tok, held, GREEDY, expect_langs=langs)
+    with autocast(compute, tuned.device):
+        rep_before = template_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs)
+        rep_after = template_following(tuned, tuned_tok, held, GREEDY, expect_langs=langs)
     write_json(out / "template_following.json", {"before": rep_before, "after": rep_after})
     console.log(f"sft: template following on {rep_after['n']} held-out prompts (stops by itself, right language): "
-        f"{rep_before['rate']:.0%} before -> {rep_after['rate']:.0%} after")
-    return model_dir
+                f"{rep_before['rate']:.0%} before -> {rep_after['rate']:.0%} after")
 
 
 def sft_stats(cfg: SFTConfig, tokenizer, seed: int = 0) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import distributed
 from ..config import RecipeConfig
 from ..models.loading import load_tokenizer
 from ..tokenizer.train import train_and_save
@@ -19,6 +20,10 @@ def stage_tokenizer(cfg: RecipeConfig, files: list[Path], out: Path):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(tok_dir)
+    return distributed.on_main(_train, cfg, files, tok_dir)  # trained once, on the main process
+
+
+def _train(cfg: RecipeConfig, files: list[Path], tok_dir: Path):
     docs, _ = read_documents(files)
     return train_and_save((t for _, t in docs), tok_dir, vocab_size=cfg.tokenizer.vocab_size,
                           min_frequency=cfg.tokenizer.min_frequency, max_chars=cfg.tokenizer.max_chars)

@@ -2,10 +2,13 @@
 
 Layout of `checkpoints/step-000100/`:
   config.json, model.safetensors   -> loadable with `from_pretrained` on its own
-  optimizer.pt                     -> optimizer state (tensors only; loaded weights_only=True)
+  optimizer.pt                     -> optimizer state keyed by parameter name (tensors and plain
+                                      values only; loaded weights_only=True)
   rng.pt                           -> torch CPU (and CUDA) generator states
   trainer_state.json               -> step, data position, python/numpy RNG, metrics so far
 Writes go to a temp directory renamed into place, so a crash mid-save leaves no half checkpoint.
+Model and optimizer state are full (unsharded), so a run can resume on another number of
+processes, sharded (FSDP) or not.
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+
+from .sharding import full_state_dicts, load_full_state_dicts
 
 CKPT_PREFIX = "step-"
+TRAINABLE_FILE = "trainable.safetensors"
 
 
 def _rng_state() -> tuple[dict, dict]:
@@ -45,14 +56,29 @@ def _restore_rng(json_part: dict, tensor_part: dict) -> None:
         torch.cuda.set_rng_state_all(tensor_part["cuda"])
 
 
-def save_checkpoint(out_dir: Path, model, optimizer, state: dict) -> Path:
-    """Save to `out_dir` atomically (sibling temp dir, then rename)."""
+def save_checkpoint(out_dir: Path, model, optimizer, state: dict, *, is_main: bool = True,
+                    trainable_only: bool = False) -> Path:
+    """Save to `out_dir` atomically (sibling temp dir, then rename). Every process calls it (the
+    full state of a sharded model is gathered collectively); the main process writes.
+    `trainable_only`: only the parameters being trained (`trainable.safetensors`: LoRA adapters, a
+    value head), for runs that rebuild the rest from their starting model (RL)."""
+    if trainable_only:
+        core = unwrap(model)
+        model_sd = {n: p.detach().cpu().contiguous() for n, p in core.named_parameters() if p.requires_grad}
+        optim_sd = get_optimizer_state_dict(core, optimizer)
+    else:
+        model_sd, optim_sd = full_state_dicts(model, optimizer)
     out_dir = Path(out_dir)
+    if not is_main:
+        return out_dir
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if trainable_only:
+        save_file(model_sd, str(tmp / TRAINABLE_FILE))
+    else:
+        unwrap(model).save_pretrained(tmp, state_dict=model_sd, safe_serialization=True)
+    torch.save(optim_sd, tmp / "optimizer.pt")
     rng_json, rng_tensors = _rng_state()
     torch.save(rng_tensors, tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({**state, "rng": rng_json}, indent=1))
@@ -63,22 +89,48 @@ def save_checkpoint(out_dir: Path, model, optimizer, state: dict) -> Path:
 
 
 def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:
-    """Restore model, optimizer and RNG states in place; return the trainer state."""
+    """Restore model, optimizer and RNG states in place (each process its own shard of a sharded
+    model); return the trainer state."""
     ckpt_dir = Path(ckpt_dir)
+    if (ckpt_dir / TRAINABLE_FILE).exists():
+        return _load_trainable(ckpt_dir, model, optimizer)
     weights = load_file(ckpt_dir / "model.safetensors")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    tied |= {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    if unexpected or set(missing) - tied:
+    core = unwrap(model)
+    expected = set(get_model_state_dict(model).keys())
+    tied = set(getattr(core, "_tied_weights_keys", None) or [])
+    tied |= {"lm_head.weight"} if getattr(core.config, "tie_word_embeddings", False) else set()
+    missing, unexpected = expected - set(weights) - tied, set(weights) - expected
+    if missing or unexpected:
         raise RuntimeError(
-            f"{ckpt_dir}: checkpoint does not match the model (missing {sorted(set(missing) - tied)[:3]}, "
-            f"unexpected {unexpected[:3]})"
+            f"{ckpt_dir}: checkpoint does not match the model (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
         )
-    model.tie_weights()
-    optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
+    optim_sd = torch.load(ckpt_dir / "optimizer.pt", weights_only=True)
+    load_full_state_dicts(model, optimizer, weights, optim_sd)
+    if hasattr(core, "tie_weights"):
+        core.tie_weights()
     state = json.loads((ckpt_dir / "trainer_state.json").read_text())
     _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
     return state
+
+
+def _load_trainable(ckpt_dir: Path, model, optimizer) -> dict:
+    core = unwrap(model)
+    weights = load_file(ckpt_dir / TRAINABLE_FILE)
+    trainable = {n for n, p in core.named_parameters() if p.requires_grad}
+    if set(weights) != trainable:
+        raise RuntimeError(f"{ckpt_dir}: checkpoint does not match the trained parameters "
+                           f"(missing {sorted(trainable - set(weights))[:3]}, unexpected {sorted(set(weights) - trainable)[:3]})")
+    core.load_state_dict(weights, strict=False)
+    set_optimizer_state_dict(core, optimizer, torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
+    state = json.loads((ckpt_dir / "trainer_state.json").read_text())
+    _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
+    return state
+
+
+def unwrap(model):
+    """The model inside a DDP wrapper (an FSDP2 model is its own module)."""
+    return getattr(model, "module", model)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

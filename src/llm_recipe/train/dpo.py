@@ -28,7 +28,7 @@ from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
 from .dpo_data import DPOExample, TruncationStats, collate_shared, collate_split, tokenize_dpo_pairs
-from .loop import StepCallback, Trainer
+from .loop import StepCallback, Trainer, make_accelerator
 from .reference_logps import attach_reference_logps, reference_for
 from .response_logps import ReferenceFn, sequence_logps, token_logps
 
@@ -150,7 +150,7 @@ def run_dpo(
     tokenizer = load_tokenizer(init, cfg.trust_remote_code)
     fmt = resolve_chat_format(tokenizer, cfg.chat_format)
     torch.manual_seed(seed)
-    model = load_causal_lm(init, cfg.dtype, cfg.trust_remote_code)
+    model = load_causal_lm(init, cfg.compute.dtype, cfg.trust_remote_code)
     disable_dropout(model)
     tok_log, trunc = SkipLog(), TruncationStats()
     train = tokenize_dpo_pairs(train_pairs, tokenizer, fmt, cfg.max_length, tok_log, trunc)
@@ -161,15 +161,19 @@ def run_dpo(
         model = with_lora(model, cfg.lora)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     objective = DPOObjective(pad_id, cfg)
+    # The device first: the reference pass runs there, before the loop wraps the model.
+    accelerator = make_accelerator(cfg.compute)
+    model.to(accelerator.device)
     ref_report = {"mode": cfg.reference}
     if cfg.reference == "precompute":
         ref_report.update(attach_reference_logps(model, objective, train, evals, out / "reference",
-                                                 batch_size=cfg.batch_size, lora=cfg.lora is not None))
+                                                 batch_size=cfg.batch_size, lora=cfg.lora is not None,
+                                                 accelerator=accelerator))
     else:
         objective.reference = reference_for(model, lora=cfg.lora is not None)
     lengths = [len(e) for e in train] if cfg.group_by_length else None
     trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
-                      callbacks=callbacks, group_by_length=lengths)
+                      callbacks=callbacks, group_by_length=lengths, accelerator=accelerator)
     resumed = resume and trainer.resume("latest")
     report = {
         "read": read_log.to_json() if read_log else None,
@@ -189,10 +193,9 @@ def run_dpo(
         write_run_manifest(out, stage="dpo", config=full_config or cfg, inputs=inputs, extra={"data_report": report})
     result = trainer.fit()
     model_dir = out / "model"
+    if not result["stopped_early"]:
+        trainer.save_model(model_dir, lambda m: merge_lora(m, out), tokenizer)
     if trainer.is_main and not result["stopped_early"]:
-        final = merge_lora(trainer.unwrapped_model(), out)
-        final.save_pretrained(model_dir, safe_serialization=True)
-        tokenizer.save_pretrained(model_dir)
         from ..report.plots import plot_metrics
 
         plot_metrics(out / "metrics.jsonl", out / "loss.png", keys=("loss", "eval_loss"), title="DPO loss")

@@ -3,8 +3,13 @@
 An algorithm plugs in an `Objective`: how to turn examples into a batch (`collate`) and how
 to compute a loss and metrics from a batch (`loss`). Everything else lives here once:
 data order, gradient accumulation, clipping, the LR schedule, evaluation, metrics logging,
-checkpoints and exact resume, and `accelerate` for devices, mixed precision and DDP/FSDP
-(`accelerate launch` runs this file's loop unchanged on several devices).
+checkpoints and exact resume, and `accelerate` for devices and mixed precision.
+
+Several processes (`accelerate launch` / `torchrun`): each global batch is split by rank, and
+gradients are averaged over the processes (DDP), or the model is sharded across them
+(`compute.fsdp`, torch FSDP2). Every collective happens the same number of times on every rank:
+evaluation pads the ranks that run out of batches with a zero-weight batch, a stop requested on
+any rank (SIGTERM, a callback) is agreed on by all, and logged losses are the global means.
 
 Exact resume: the data order is a pure function of (seed, epoch), the LR a pure function of
 the step, and the checkpoint carries optimizer and RNG states, so a run interrupted at step
@@ -13,7 +18,6 @@ k and resumed ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import time
@@ -27,10 +31,19 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from ..config import ComputeConfig, TrainConfig
+from ..models.placement import use_threads
+from .checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    unwrap,
+)
 from .metrics_log import MetricsLog
+from .optimizer import build_optimizer, set_lr
 from .schedule import cosine_with_warmup
+from .sharding import full_model_state_dict, gradient_sync, is_sharded, shard_model
 
 
 class Objective(Protocol):
@@ -80,6 +93,27 @@ def length_grouped_batches(order: np.ndarray, lengths: np.ndarray, batch_size: i
 StepCallback = Callable[["Trainer"], bool | None]
 
 
+def make_accelerator(compute: ComputeConfig) -> Accelerator:
+    """An Accelerator for `compute`. accelerate keeps one process-wide state; a stage that asks for
+    other mixed precision than the previous one resets it (the process group is kept)."""
+    from accelerate.state import AcceleratorState
+
+    cpu = compute.device == "cpu"
+    if AcceleratorState._shared_state:
+        state = AcceleratorState()
+        if state.mixed_precision != compute.mixed_precision or (cpu and state.device.type != "cpu"):
+            AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=compute.mixed_precision, cpu=cpu)
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each block's activations in backward (less memory, ~30% more compute)."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    core.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(core.config, "use_cache"):
+        core.config.use_cache = False
+
+
 class Trainer:
     def __init__(
         self,
@@ -108,29 +142,32 @@ class Trainer:
         self.output_dir = Path(output_dir)
         # Item lengths: batches are then drawn from similar lengths (see `length_grouped_batches`).
         self.lengths = np.asarray(group_by_length) if group_by_length is not None else None
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
-        self.accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+        compute = cfg.compute
+        use_threads(compute)
+        self.accelerator = accelerator or make_accelerator(compute)
         self.is_main = self.accelerator.is_main_process
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
-
-        decay, no_decay = [], []
-        for p in model.parameters():
-            if p.requires_grad:
-                # Standard practice: no weight decay on norms, biases (1-D tensors).
-                (decay if p.ndim >= 2 else no_decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-            betas=cfg.betas,
-            # One fused kernel per step instead of a loop over parameters (CPU and CUDA).
-            fused=_fused_adamw_supported(model),
-        )
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if compute.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        if compute.fsdp and self.world > 1:
+            if hasattr(model, "peft_config"):
+                raise ValueError("compute.fsdp with LoRA is not supported: adapters are small, use DDP (fsdp: false)")
+            if compute.mixed_precision == "fp16":
+                raise ValueError("compute.fsdp runs bf16 or fp32 (fp16 needs a gradient scaler FSDP2 lacks here)")
+            # Sharded first, then the optimizer over the shards (its state is sharded the same way).
+            self.model = shard_model(model, self.accelerator.device)
+            self.optimizer = build_optimizer(self.model.parameters(), cfg)
+        else:
+            optimizer = build_optimizer(model.parameters(), cfg)
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.state = TrainerState()
         self.log = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.is_main)
         self._stop_requested = False
+
+    @property
+    def raw_optimizer(self) -> torch.optim.Optimizer:
+        return getattr(self.optimizer, "optimizer", self.optimizer)  # inside accelerate's wrapper
 
     # ---- data order -------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -165,26 +202,42 @@ class Trainer:
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
 
-    # ---- checkpoints ------------------------------------------------------------------
+    # ---- checkpoints and the final model ----------------------------------------------
     def save(self) -> Path | None:
+        """A checkpoint of the current step (every process calls it; the main one writes)."""
         self.accelerator.wait_for_everyone()
-        if not self.is_main:
-            return None
         state = {k: v for k, v in vars(self.state).items()}
         path = self.output_dir / "checkpoints" / f"step-{self.state.step:07d}"
-        save_checkpoint(path, self.accelerator.unwrap_model(self.model), self.optimizer.optimizer, state)
-        prune_checkpoints(self.output_dir, self.keep_checkpoints)
-        return path
+        save_checkpoint(path, self.model, self.raw_optimizer, state, is_main=self.is_main)
+        if self.is_main:
+            prune_checkpoints(self.output_dir, self.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return path if self.is_main else None
 
     def resume(self, checkpoint: str | Path | None = "latest") -> bool:
         """Restore from a checkpoint dir, or the run's latest one; False if there is none."""
         path = latest_checkpoint(self.output_dir) if checkpoint == "latest" else Path(checkpoint) if checkpoint else None
         if path is None:
             return False
-        st = load_checkpoint(path, self.accelerator.unwrap_model(self.model), self.optimizer.optimizer)
+        st = load_checkpoint(path, self.model, self.raw_optimizer)
         self.state = TrainerState(**st)
         self.log.truncate_after(self.state.step)
         return True
+
+    def save_model(self, model_dir: str | Path, finalize: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+                   tokenizer=None) -> Path:
+        """Save the trained model as an HF directory (every process calls it; the main one writes,
+        the others wait until it is there). `finalize` turns the unwrapped model into what is saved
+        (LoRA merged, generation config set)."""
+        model_dir = Path(model_dir)
+        full = full_model_state_dict(self.model) if is_sharded(self.model) else None  # collective
+        if self.is_main:
+            final = finalize(self.unwrapped_model()) if finalize else self.unwrapped_model()
+            final.save_pretrained(model_dir, state_dict=full, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(model_dir)
+        self.accelerator.wait_for_everyone()
+        return model_dir
 
     # ---- evaluation -------------------------------------------------------------------
     @torch.no_grad()
@@ -196,10 +249,16 @@ class Trainer:
         n_batches = min(self.cfg.eval_batches, math.ceil(len(self.eval_data) / bs))
         totals: dict[str, float] = {}
         weight = 0.0
-        for b in range(self.rank, n_batches, self.world):
-            batch = self._to_device(self.objective.collate(list(self.eval_data[b * bs : (b + 1) * bs])))
+        # Every rank runs the same number of forward passes (a DDP/FSDP forward is a collective):
+        # ranks past the last batch run batch 0 again with weight 0.
+        for b in range(self.rank, math.ceil(n_batches / self.world) * self.world, self.world):
+            real = b < n_batches
+            i = b if real else 0
+            batch = self._to_device(self.objective.collate(list(self.eval_data[i * bs : (i + 1) * bs])))
             with self.accelerator.autocast():
                 loss, metrics = self.objective.loss(self.model, batch)
+            if not real:
+                continue
             # Token-level mean: weight by the tokens that carry a loss when the batch says so.
             w = float(batch["loss_tokens"]) if "loss_tokens" in batch else float(metrics.get("n_tokens", 1.0))
             weight += w
@@ -207,14 +266,32 @@ class Trainer:
             for k, v in metrics.items():
                 if k != "n_tokens":
                     totals[k] = totals.get(k, 0.0) + float(v) * w
-        summed = self.accelerator.reduce(torch.tensor([weight, *totals.values()], dtype=torch.float64,
-                                                      device=self.accelerator.device), reduction="sum")
-        weight, *vals = summed.tolist()
-        out = {f"eval_{k}": v / max(weight, 1e-12) for k, v in zip(totals.keys(), vals, strict=True)}
+        keys = self._agreed_keys(totals)
+        summed = self._sum([weight, *(totals.get(k, 0.0) for k in keys)])
+        weight, *vals = summed
+        out = {f"eval_{k}": v / max(weight, 1e-12) for k, v in zip(keys, vals, strict=True)}
         if "eval_loss" in out:
             out["eval_ppl"] = math.exp(min(out["eval_loss"], 50.0))
         self.model.train()
         return out
+
+    def _agreed_keys(self, totals: dict[str, float]) -> list[str]:
+        """The metric names, the same list on every rank (a rank may have evaluated no batch)."""
+        if self.world == 1:
+            return list(totals)
+        from accelerate.utils import gather_object
+
+        seen: list[str] = []
+        for names in gather_object([list(totals)]):
+            seen += [k for k in names if k not in seen]
+        return seen
+
+    def _sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum over the processes."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(t, reduction="sum").tolist()
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -228,19 +305,21 @@ class Trainer:
         if not all("loss_tokens" in b for b in micro_batches):
             return None
         counts = [float(b["loss_tokens"]) for b in micro_batches]
-        total = sum(counts)
-        if self.world > 1:
-            t = torch.tensor(total, dtype=torch.float64, device=self.accelerator.device)
-            total = self.accelerator.reduce(t, reduction="sum").item() / self.world
+        total = self._sum([sum(counts)])[0] / self.world
         return [c / max(total, 1.0) for c in counts]
 
     # ---- the loop ---------------------------------------------------------------------
     def _handle_sigterm(self, *_):
         self._stop_requested = True  # finish the current step, checkpoint, exit cleanly
 
+    def _should_stop(self) -> bool:
+        """A stop asked for on any rank (its SIGTERM, a callback) stops every rank at this step."""
+        local = any([cb(self) for cb in self.callbacks]) or self._stop_requested
+        return bool(self._sum([float(local)])[0]) if self.world > 1 else local
+
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        prev_handler = signal.signal(signal.SIGTERM, self._handle_sigterm) if self.is_main else None
+        prev_handler = signal.signal(signal.SIGTERM, self._handle_sigterm)
         self.model.train()
         batches = self._micro_batches()
         # disable=None: no bar when stdout is not a terminal (CI logs), and only on the main process.
@@ -255,17 +334,15 @@ class Trainer:
             while self.state.step < cfg.max_steps:
                 lr = cosine_with_warmup(self.state.step, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                                         max_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                set_lr(self.optimizer, lr)
                 step_metrics: dict[str, float] = {}
                 micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
                 weights = self._token_weights(micro_batches)
                 for micro, batch in enumerate(micro_batches):
                     batch = self._to_device(batch)
-                    # Only the last micro-batch all-reduces gradients under DDP.
+                    # Only the last micro-batch all-reduces gradients.
                     sync = micro == cfg.grad_accum - 1
-                    ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
-                    with ctx, self.accelerator.autocast():
+                    with gradient_sync(self.model, sync, self.accelerator), self.accelerator.autocast():
                         loss, metrics = self.objective.loss(self.model, batch)
                         if not torch.isfinite(loss):
                             raise FloatingPointError(
@@ -279,8 +356,7 @@ class Trainer:
                         step_metrics[k] = step_metrics.get(k, 0.0) + float(v) / (1 if k == "n_tokens" else cfg.grad_accum)
                     window_tokens += int(metrics.get("n_tokens", 0))
                 if cfg.max_grad_norm:
-                    gn = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                    step_metrics["grad_norm"] = float(gn)
+                    step_metrics["grad_norm"] = self._clip_gradients(cfg.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.state.step += 1
@@ -290,6 +366,10 @@ class Trainer:
 
                 if self.state.step % cfg.log_every == 0 or self.state.step == cfg.max_steps:
                     dt = time.perf_counter() - window_t
+                    if self.world > 1:  # the global step's means (each rank holds its share)
+                        names = sorted(k for k in step_metrics if k not in ("grad_norm", "n_tokens"))
+                        means = self._sum([step_metrics[k] for k in names])
+                        step_metrics.update({k: v / self.world for k, v in zip(names, means, strict=True)})
                     rec = {"step": self.state.step, "lr": lr, **step_metrics,
                            "tokens_per_s": window_tokens * self.world / max(dt, 1e-9)}
                     self.log.write(rec)
@@ -300,27 +380,28 @@ class Trainer:
                     if "eval_loss" in ev and (self.state.best_eval_loss is None or ev["eval_loss"] < self.state.best_eval_loss):
                         self.state.best_eval_loss = ev["eval_loss"]
                     self.log.write({"step": self.state.step, **ev})
-                    bar.write(f"step {self.state.step}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()))
+                    if self.is_main:
+                        bar.write(f"step {self.state.step}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()))
                 if cfg.save_every and self.state.step % cfg.save_every == 0:
                     self.save()
-                if any(cb(self) for cb in self.callbacks) or self._stop_requested:
+                if self._should_stop():
                     self.save()
                     stopped_early = True
                     break
         finally:
             bar.close()
-            if prev_handler is not None:
-                signal.signal(signal.SIGTERM, prev_handler)
+            signal.signal(signal.SIGTERM, prev_handler)
         return {"step": self.state.step, "tokens": self.state.tokens, "stopped_early": stopped_early,
                 "history": self.state.history, "dropped_examples_per_epoch": self.dropped_per_epoch}
 
+    def _clip_gradients(self, max_norm: float) -> float:
+        if is_sharded(self.model):  # DTensor gradients: torch's clip reduces the norm over the shards
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            return float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
+        return float(self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
+
     def unwrapped_model(self) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.model)
-
-
-def _fused_adamw_supported(model: torch.nn.Module) -> bool:
-    p = next(model.parameters())
-    return p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16, torch.float16)
+        return unwrap(self.accelerator.unwrap_model(self.model))
 
 
 def stop_at_step(step: int) -> StepCallback:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..config import ModelConfig, PretrainConfig
 from ..data.packing import PackStats, pack_token_lists
 from ..files import BadLine, iter_jsonl, open_text_bytes, write_json
-from ..models.loading import load_causal_lm
+from ..models.loading import DTYPES, load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
 from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
@@ -109,13 +109,13 @@ class CausalLMObjective:
         return out.loss, {"n_tokens": ids.numel()}
 
 
-def build_model(model_cfg: ModelConfig, tokenizer, seed: int) -> torch.nn.Module:
+def build_model(model_cfg: ModelConfig, tokenizer, seed: int, dtype: str = "float32") -> torch.nn.Module:
     if model_cfg.name_or_path:
-        model = load_causal_lm(model_cfg.name_or_path, model_cfg.dtype, model_cfg.trust_remote_code)
+        model = load_causal_lm(model_cfg.name_or_path, dtype, model_cfg.trust_remote_code)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         return model
-    return build_preset_model(model_cfg.preset, tokenizer, seed=seed)
+    return build_preset_model(model_cfg.preset, tokenizer, seed=seed).to(DTYPES[dtype])
 
 
 @dataclass
@@ -151,7 +151,7 @@ def run_pretrain(
             f"pretraining data has {train_pack.tokens} tokens: fewer than one block of {cfg.block_size}"
         )
     torch.manual_seed(seed)
-    model = build_model(model_cfg, tokenizer, seed)
+    model = build_model(model_cfg, tokenizer, seed, cfg.compute.dtype)
     trainer = Trainer(model, CausalLMObjective(), list(train_blocks), cfg, out, eval_data=list(val_blocks),
                       seed=seed, callbacks=callbacks)
     resumed = resume and trainer.resume("latest")
@@ -171,10 +171,10 @@ def run_pretrain(
                            extra={"data_report": data_report})
     result = trainer.fit()
     model_dir = out / "model"
-    if trainer.is_main and not result["stopped_early"]:
-        trainer.unwrapped_model().save_pretrained(model_dir, safe_serialization=True)
-        tokenizer.save_pretrained(model_dir)
-        plot_metrics(out / "metrics.jsonl", out / "loss.png", title="pretraining loss")
+    if not result["stopped_early"]:
+        trainer.save_model(model_dir, tokenizer=tokenizer)
+        if trainer.is_main:
+            plot_metrics(out / "metrics.jsonl", out / "loss.png", title="pretraining loss")
     hist = result["history"]
     return PretrainResult(
         model_dir=model_dir,

@@ -85,9 +85,11 @@ def data_fingerprint(examples: Sequence[DPOExample]) -> str:
 
 @torch.no_grad()
 def compute_reference_logps(model: torch.nn.Module, collate, examples: Sequence[DPOExample], batch_size: int,
-                            lora: bool = False, by_length: bool = True, desc: str = "reference log-probs") -> np.ndarray:
+                            lora: bool = False, by_length: bool = True, desc: str = "reference log-probs",
+                            rank: int = 0, world: int = 1) -> np.ndarray:
     """(N, 2) float32 summed log-probs of chosen and rejected under `model` (adapters off when
-    `lora`), in input order. `by_length` batches similar lengths together (less padding)."""
+    `lora`), in input order. `by_length` batches similar lengths together (less padding). With
+    `world` processes, this one computes batches rank, rank + world, ... (rows of the others: 0)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -96,7 +98,8 @@ def compute_reference_logps(model: torch.nn.Module, collate, examples: Sequence[
     ctx = adapters_disabled(model) if lora else contextlib.nullcontext()
     try:
         with ctx:
-            for b in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None):
+            starts = range(rank * batch_size, len(order), world * batch_size)
+            for b in tqdm(starts, desc=desc, leave=False, disable=None if rank == 0 else True):
                 idx = order[b : b + batch_size]
                 batch = collate([examples[i] for i in idx])
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -109,10 +112,13 @@ def compute_reference_logps(model: torch.nn.Module, collate, examples: Sequence[
 
 def attach_reference_logps(model: torch.nn.Module, objective, train: Sequence[DPOExample],
                            evals: Sequence[DPOExample], cache_dir: str | Path, batch_size: int,
-                           lora: bool = False) -> dict:
+                           lora: bool = False, accelerator=None) -> dict:
     """Fill `ref_chosen`/`ref_rejected` of every example from the cache, computing it if missing or
     stale. Evaluation pairs are scored in the order and batch size the loop evaluates them in, so
-    at step 0 the evaluated policy reproduces them bit for bit (loss exactly log 2)."""
+    at step 0 the evaluated policy reproduces them bit for bit (loss exactly log 2). Several
+    processes (`accelerator`) share the batches and sum their rows (each row computed once, the
+    others 0: the sum is exact); the main process writes the cache."""
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     cache_dir = Path(cache_dir)
     key = {"weights": weights_fingerprint(model, lora), "train": data_fingerprint(train),
            "eval": data_fingerprint(evals), "layout": "shared" if objective.cfg.share_prompt else "split",
@@ -124,14 +130,20 @@ def attach_reference_logps(model: torch.nn.Module, objective, train: Sequence[DP
         tr, ev = cached["train"], cached["eval"]
         reused = True
     else:
-        tr = compute_reference_logps(model, objective.collate, train, 2 * batch_size, lora, desc="reference (train)")
+        tr = compute_reference_logps(model, objective.collate, train, 2 * batch_size, lora, desc="reference (train)",
+                                     rank=rank, world=world)
         ev = (compute_reference_logps(model, objective.collate, evals, batch_size, lora, by_length=False,
-                                      desc="reference (eval)") if evals else np.zeros((0, 2), np.float32))
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / ".ref_logps.safetensors.tmp"
-        save_file({"train": tr, "eval": ev}, str(tmp))
-        tmp.replace(tensors_path)
-        write_json(key_path, key)
+                                      desc="reference (eval)", rank=rank, world=world)
+              if evals else np.zeros((0, 2), np.float32))
+        if world > 1:
+            tr, ev = (accelerator.reduce(torch.from_numpy(x).to(accelerator.device), reduction="sum").cpu().numpy()
+                      for x in (tr, ev))
+        if rank == 0:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache_dir / ".ref_logps.safetensors.tmp"
+            save_file({"train": tr, "eval": ev}, str(tmp))
+            tmp.replace(tensors_path)
+            write_json(key_path, key)
     for examples, values in ((train, tr), (evals, ev)):
         for e, (c, r) in zip(examples, values.tolist(), strict=True):
             e.ref_chosen, e.ref_rejected = c, r

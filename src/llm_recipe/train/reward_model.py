@@ -257,7 +257,7 @@ def run_reward_model(
     out = Path(output_dir)
     tokenizer = load_tokenizer(base, cfg.trust_remote_code)
     fmt = reward_format(tokenizer, cfg.chat_format)
-    model = build_reward_model(base, tokenizer, cfg.dtype, seed, cfg.trust_remote_code)
+    model = build_reward_model(base, tokenizer, cfg.compute.dtype, seed, cfg.trust_remote_code)
     if apply_chat_format(tokenizer, fmt):  # the format is saved with the RM and reused by scorers
         model.resize_token_embeddings(len(tokenizer))
     tok_log = SkipLog()
@@ -300,20 +300,23 @@ def run_reward_model(
         "data": data_report,
     }
     model_dir = out / "model"
-    if trainer.is_main and not result["stopped_early"]:
-        save_reward_model(final, tokenizer, model_dir, {
-            "pooling": cfg.pooling,
-            "normalization": report["normalization"],
-            "format": fmt.name,
-            "max_length": cfg.max_length,
-            "eval_accuracy": eval_acc.get("accuracy"),
-            "base": str(base),
-        })
-        write_json(out / "rm_report.json", report)
-        from ..report.plots import plot_metrics
+    if not result["stopped_early"]:
+        trainer.save_model(model_dir, tokenizer=tokenizer)
+        if trainer.is_main:
+            write_json(model_dir / RM_INFO_FILE, {
+                "pooling": cfg.pooling,
+                "normalization": report["normalization"],
+                "format": fmt.name,
+                "max_length": cfg.max_length,
+                "eval_accuracy": eval_acc.get("accuracy"),
+                "base": str(base),
+            })
+            write_json(out / "rm_report.json", report)
+            from ..report.plots import plot_metrics
 
-        plot_metrics(out / "metrics.jsonl", out / "loss.png", keys=("loss", "eval_loss", "eval_accuracy"),
-                     title="reward model: loss and held-out pairwise accuracy")
+            plot_metrics(out / "metrics.jsonl", out / "loss.png", keys=("loss", "eval_loss", "eval_accuracy"),
+                         title="reward model: loss and held-out pairwise accuracy")
+        trainer.accelerator.wait_for_everyone()  # the reward model is complete for every process
     return RMResult(
         model_dir=model_dir,
         eval_accuracy=eval_acc.get("accuracy"),

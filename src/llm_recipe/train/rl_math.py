@@ -22,37 +22,49 @@ response tokens (responses are right-padded, so rows have different lengths).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 KLKind = Literal["k1", "k2", "k3"]
+SumFn = Callable[[torch.Tensor], torch.Tensor]  # element-wise sum over processes
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     return (x * mask).sum() if dim is None else (x * mask).sum(dim)
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean over masked-in entries (0 when there are none, instead of NaN)."""
-    if dim is None:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None,
+                sum_fn: SumFn | None = None) -> torch.Tensor:
+    """Mean over masked-in entries (0 when there are none, instead of NaN). `sum_fn` (whole-tensor
+    means only) sums the numerator and the count over processes: the mean of the global batch."""
+    if dim is not None:
+        return masked_sum(x, mask, dim) / mask.sum(dim).clamp(min=1)
+    if sum_fn is None:
         return masked_sum(x, mask) / mask.sum().clamp(min=1)
-    return masked_sum(x, mask, dim) / mask.sum(dim).clamp(min=1)
+    total, n = sum_fn(torch.stack([masked_sum(x, mask), mask.sum().to(x.dtype)]))
+    return total / n.clamp(min=1)
 
 
-def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    n = mask.sum()
-    var = masked_sum((x - mean) ** 2, mask) / n.clamp(min=1)
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True, sum_fn: SumFn | None = None) -> torch.Tensor:
+    mean = masked_mean(x, mask, sum_fn=sum_fn)
+    if sum_fn is None:
+        n, ss = mask.sum(), masked_sum((x - mean) ** 2, mask)
+    else:
+        ss, n = sum_fn(torch.stack([masked_sum((x - mean) ** 2, mask), mask.sum().to(x.dtype)]))
+    var = ss / n.clamp(min=1)
     if unbiased and n > 1:
         var = var * n / (n - 1)
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked-in entries; padded entries come out as 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+                  sum_fn: SumFn | None = None) -> torch.Tensor:
+    """(x - mean) / std over the masked-in entries (of all processes with `sum_fn`); padded entries
+    come out as 0."""
+    mean, var = masked_mean(x, mask, sum_fn=sum_fn), masked_var(x, mask, sum_fn=sum_fn)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean

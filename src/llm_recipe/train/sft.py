@@ -145,7 +145,7 @@ def run_sft(
     if cfg.lora is not None and cfg.save_every:
         raise ValueError("sft.save_every with LoRA: checkpoints hold full weights, not adapters; unset one of them")
     fmt = resolve_chat_format(tokenizer, cfg.format)  # warns if the model was trained on another format
-    model = init if isinstance(init, torch.nn.Module) else load_causal_lm(init)
+    model = init if isinstance(init, torch.nn.Module) else load_causal_lm(init, cfg.compute.dtype)
     if apply_chat_format(tokenizer, fmt):
         model.resize_token_embeddings(len(tokenizer))
     data = load_sft_data(cfg, tokenizer, fmt, seed, records)
@@ -179,14 +179,17 @@ def run_sft(
                            inputs=[] if records is not None else cfg.data, extra={"data_report": report})
     result = trainer.fit()
     model_dir = out / "model"
-    if trainer.is_main and not result["stopped_early"]:
-        final = merge_lora(trainer.unwrapped_model(), out)
-        # Generation (ours or anyone's `model.generate`) stops at the end of an assistant turn.
-        final.generation_config.eos_token_id = stop_token_ids(tokenizer, fmt)
-        final.generation_config.pad_token_id = pad_id
-        final.save_pretrained(model_dir, safe_serialization=True)
-        tokenizer.save_pretrained(model_dir)
-        plot_metrics(out / "metrics.jsonl", out / "loss.png", title="SFT loss (assistant tokens)")
+    if not result["stopped_early"]:
+        def finalize(model):
+            final = merge_lora(model, out)
+            # Generation (ours or anyone's `model.generate`) stops at the end of an assistant turn.
+            final.generation_config.eos_token_id = stop_token_ids(tokenizer, fmt)
+            final.generation_config.pad_token_id = pad_id
+            return final
+
+        trainer.save_model(model_dir, finalize, tokenizer)
+        if trainer.is_main:
+            plot_metrics(out / "metrics.jsonl", out / "loss.png", title="SFT loss (assistant tokens)")
     hist = result["history"]
     return SFTResult(
         model_dir=model_dir,

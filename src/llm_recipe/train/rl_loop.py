@@ -1,0 +1,469 @@
+"""The RL loop PPO and GRPO share: rollout -> score -> update, on the same machinery as the shared
+training loop (accelerate, `build_optimizer`, LR as a function of the update, NaN guard, metrics,
+atomic checkpoints, exact resume).
+
+Why not `loop.Trainer`: its unit is "one batch from a fixed dataset -> one optimizer step". RL's
+data does not exist before training: each iteration *makes* its batch (rollout with the current
+policy), then takes several optimizer steps over it (epochs x minibatches) against quantities
+frozen at rollout time (old log-probs, values, advantages). An algorithm plugs in an
+`RLObjective` (the advantages of a rollout and the loss of a minibatch), as the other algorithms
+plug an `Objective` into the shared loop; this module owns the rest:
+
+  1. rollout: each process samples its share of the iteration's prompts from the current policy;
+  2. score: reward per sequence (+ length / missing-eos penalties); NaN/inf rewards or an all-empty
+     batch on any process stop the run with the reason, or are masked out and counted (`on_bad_reward`);
+  3. no-grad pass: log pi_old (from the sampling pass), values, reference log-probs;
+  4. the objective's advantages (global statistics over all processes);
+  5. `epochs` passes over shuffled minibatches: the objective's loss, clipped update;
+  6. metrics line (means over processes), checkpoint every `save_every` iterations.
+
+Several processes: the policy (+ value head / critic) is one module (`RLModel`) prepared by
+accelerate (DDP), so gradients are averaged over the processes; every process holds the same
+number of rows (masked, never dropped) and so runs the same number of updates. Held-out
+evaluation and saving run on the main process.
+
+Exact resume: the prompts, the sampling seed and the minibatch order of iteration k are pure
+functions of (seed, k), the LR a function of the update count; a checkpoint holds the trained
+parameters (the whole policy, or its LoRA adapters), the optimizer, the objective's state (PPO's
+KL coefficient) and the run's history, so a run stopped after iteration k and resumed ends with
+the weights of one that never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import distributed
+from ..config import LoRAConfig, RLConfig
+from ..files import write_json
+from ..infer.generate import chat_prompt_ids
+from ..models.finetuning import disable_dropout, merge_lora, with_lora
+from ..models.placement import use_threads
+from ..provenance import write_run_manifest
+from ..report.plots import plot_metrics
+from ..tokenizer.chat_formats import resolve_chat_format, stop_token_ids
+from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .loop import enable_gradient_checkpointing, make_accelerator
+from .metrics_log import MetricsLog
+from .optimizer import build_optimizer, set_lr
+from .rl_math import kl_estimate
+from .rollout import Rollout, generate, score_responses, token_logprobs
+from .rollout_forward import response_states
+from .schedule import cosine_with_warmup
+
+# what the run's plot shows (one panel per metric)
+RL_PLOT_KEYS = ("reward_mean", "kl", "success", "response_len", "entropy", "clipfrac", "approx_kl", "vf_loss",
+                "explained_var")
+
+
+class RLStabilityError(RuntimeError):
+    """Bad rewards or an empty batch with `on_bad_reward='stop'`: the one-line reason."""
+
+
+# ---- the policy and its reference ---------------------------------------------------------
+@dataclass
+class RLSetup:
+    policy: torch.nn.Module
+    ref: torch.nn.Module | None  # `policy` itself with LoRA (adapters disabled); None once merged
+    tokenizer: object
+    scorer: object
+    train_prompts: list[str]
+    eval_prompts: list[str]
+    train_ids: list[list[int]] = field(default_factory=list)
+    eval_ids: list[list[int]] = field(default_factory=list)
+    stop_ids: list[int] = field(default_factory=list)
+
+    @property
+    def lora(self) -> bool:
+        return self.ref is self.policy
+
+    @classmethod
+    def build(cls, policy, tokenizer, scorer, train_prompts: Sequence[str], eval_prompts: Sequence[str],
+              chat_format: str | None = None, ref=None, lora: LoRAConfig | None = None) -> RLSetup:
+        """Render prompts with the policy's chat format. The reference is a frozen copy of the
+        policy, or with `lora` the policy itself: LoRA adapters are added and trained, and the
+        reference log-probs are computed with the adapters disabled (no second copy in memory)."""
+        if not train_prompts:
+            raise ValueError("no training prompts for RL: nothing to roll out")
+        fmt = resolve_chat_format(tokenizer, chat_format)
+        disable_dropout(policy)  # old, current and reference log-probs are compared token by token
+        stops = set(stop_token_ids(tokenizer, fmt))
+        eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
+        stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if lora is not None:
+            if ref is not None:
+                raise ValueError("with LoRA the reference is the policy with adapters disabled: pass no ref")
+            policy = ref = with_lora(policy, lora)
+        else:
+            ref = ref if ref is not None else copy.deepcopy(policy)
+            ref.eval().requires_grad_(False)
+        return cls(policy, ref, tokenizer, scorer, list(train_prompts), list(eval_prompts),
+                   chat_prompt_ids(tokenizer, fmt, list(train_prompts)),
+                   chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], sorted(stops))
+
+
+def reference_logprobs(s: RLSetup, r: Rollout, temperature: float) -> torch.Tensor:
+    """Per-token log-probs [B, T] of the reference (no grad): the frozen copy, or with LoRA the
+    policy with its adapters switched off, which computes exactly the untouched base model."""
+    if s.ref is None:
+        raise RuntimeError("this RL setup's LoRA policy was merged into its weights: it has no reference any more")
+    with torch.no_grad():
+        if s.lora:
+            with s.policy.disable_adapter():
+                return token_logprobs(s.policy, r, temperature)["logp"]
+        return token_logprobs(s.ref, r, temperature)["logp"]
+
+
+class RLModel(torch.nn.Module):
+    """The trained modules as one: the policy and the objective's value model (a head on the
+    policy's hidden states, or a separate critic). One forward gives what an update needs, so a
+    DDP wrapper (accelerate) sees every trained parameter used in its own forward."""
+
+    def __init__(self, policy: torch.nn.Module, value: torch.nn.Module | None = None, value_kind: str = "none"):
+        super().__init__()
+        self.policy = policy
+        self.value = value
+        self.value_kind = value_kind  # "none" | "head" (reads policy hidden states) | "critic"
+
+    def forward(self, query_ids, query_mask, response_ids, response_mask, *, temperature: float,
+                entropy: bool = False, values: bool = False, logp: bool = True) -> dict[str, torch.Tensor]:
+        r = Rollout([], query_ids, query_mask, response_ids, response_mask, torch.zeros(0), [])
+        head = values and self.value_kind == "head"
+        out = token_logprobs(self.policy, r, temperature, entropy=entropy, hidden=head) if logp or head else {}
+        if head:
+            out["values"] = self.value(out.pop("hidden"))
+        elif values and self.value_kind == "critic":
+            out["values"] = critic_values(self.value, r)
+        return out
+
+
+def critic_values(critic, r) -> torch.Tensor:
+    """Per-token values [B, T] from a separate `*ForSequenceClassification` critic (num_labels=1):
+    its score head applied at every position instead of only the last one."""
+    device = next(critic.parameters()).device
+    h = response_states(getattr(critic, critic.base_model_prefix), r, device)
+    return critic.score(h).float().squeeze(-1) * r.response_mask.to(device)
+
+
+def rl_forward(model: torch.nn.Module, r: Rollout, temperature: float, **kw) -> dict[str, torch.Tensor]:
+    device = next(model.parameters()).device
+    return model(r.query_ids.to(device), r.query_mask.to(device), r.response_ids.to(device),
+                 r.response_mask.to(device), temperature=temperature, **kw)
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+def success_rate(texts: Sequence[str], prefix: str | None) -> float:
+    if not prefix or not texts:
+        return float("nan")
+    return float(np.mean([t.lstrip().startswith(prefix) for t in texts]))
+
+
+@torch.no_grad()
+def evaluate_policy(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
+    """Held-out prompts. The answers (at `eval_temperature`, default: the training one) give the mean score,
+    the success rate and the length; the KL to the reference (per-sequence sum of k1 = log pi -
+    log pi_ref, averaged) is estimated on samples at the training temperature, since k1 is an
+    unbiased KL estimate only for tokens drawn from pi."""
+    if not s.eval_ids:
+        return {}
+    temperature = cfg.sampling.temperature
+    r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, cfg.sampling, stop_ids=s.stop_ids, seed=seed)
+    logp = r.logp if r.logp is not None else token_logprobs(s.policy, r, temperature)["logp"]
+    ref_logp = reference_logprobs(s, r, temperature).to(logp.device)
+    kl = (kl_estimate(logp, ref_logp, "k1") * r.response_mask).sum(1)
+    if cfg.eval_temperature is not None and cfg.eval_temperature != temperature:
+        other = cfg.sampling.model_copy(update={"temperature": cfg.eval_temperature})
+        r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, other, stop_ids=s.stop_ids, seed=seed)
+    scores = np.asarray(s.scorer.score(r.prompts, r.texts), dtype=np.float64)
+    return {"score": float(np.mean(scores)), "success": success_rate(r.texts, cfg.success_prefix),
+            "response_len": float(r.lengths.mean()), "kl": float(kl.mean()), "samples": r.texts[:8]}
+
+
+# ---- what an algorithm supplies -------------------------------------------------------------
+class RLObjective(Protocol):
+    name: str  # "PPO" / "GRPO": the run's title
+    value_kind: str  # "none" | "head" | "critic"
+    plot_keys: tuple[str, ...]
+
+    def value_module(self) -> torch.nn.Module | None:
+        """The value model trained with the policy (None for a critic-free algorithm)."""
+
+    def rollout_indices(self, n_prompts: int, seed: int, it: int) -> np.ndarray:
+        """Prompt index of every row of iteration `it` (all processes), a pure function of (seed, it)."""
+
+    def prepare(self, loop: RLTrainer, r: Rollout, scores: torch.Tensor, keep: torch.Tensor,
+                old: dict[str, torch.Tensor], ref_logp: torch.Tensor) -> dict[str, Any]:
+        """The rollout's frozen update data (no grad): advantages, returns, ... and `mask` [B, T]
+        (the response tokens of the kept rows). Statistics over the batch use `loop.sum` /
+        `loop.gather`, so they are those of the whole batch over all processes."""
+
+    def loss(self, cur: dict[str, torch.Tensor], data: dict[str, Any], i: torch.Tensor,
+             n_rows: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of minibatch rows `i` (of `n_rows` on this process) from the current forward `cur`."""
+
+    def end_iteration(self, loop: RLTrainer, data: dict[str, Any]) -> dict[str, float]:
+        """After the updates: the objective's metrics (KL, explained variance, ...), and its own
+        state moved on (PPO's adaptive KL coefficient, from the KL over all processes)."""
+
+    def state(self) -> dict:
+        """What a checkpoint must hold besides the weights (e.g. the adaptive KL coefficient)."""
+
+    def load_state(self, state: dict) -> None: ...
+
+
+@dataclass
+class RLResult:
+    model_dir: Path | None
+    before: dict
+    after: dict
+    history: list[dict]
+    counts: dict  # masked samples / skipped batches by reason
+
+
+def prompt_batch(n_prompts: int, batch: int, seed: int, it: int) -> np.ndarray:
+    """Prompt indices of an iteration: a pure function of (seed, iteration)."""
+    return np.random.default_rng([seed, it]).choice(n_prompts, size=batch, replace=batch > n_prompts)
+
+
+# ---- the loop -------------------------------------------------------------------------------
+class RLTrainer:
+    def __init__(self, s: RLSetup, objective: RLObjective, cfg: RLConfig, output_dir: str | Path, seed: int = 0, *,
+                 full_config=None, callbacks: Sequence[Callable[[RLTrainer], bool | None]] = ()):
+        self.s, self.objective, self.cfg, self.seed = s, objective, cfg, seed
+        self.out = Path(output_dir)
+        self.callbacks = list(callbacks)
+        use_threads(cfg.compute)
+        self.accelerator = make_accelerator(cfg.compute)
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        self.is_main = self.accelerator.is_main_process
+        if cfg.rollout_batch_size % self.world or cfg.minibatch_size % self.world:
+            raise ValueError(f"rollout_batch_size ({cfg.rollout_batch_size}) and minibatch_size ({cfg.minibatch_size}) "
+                             f"must be multiples of the number of processes ({self.world})")
+        self.rows = cfg.rollout_batch_size // self.world  # this process's rows per iteration
+        self.mb = min(cfg.minibatch_size // self.world, self.rows)
+        if cfg.compute.gradient_checkpointing:
+            enable_gradient_checkpointing(s.policy)
+        device = self.accelerator.device
+        if s.ref is not None and s.ref is not s.policy:
+            s.ref.to(device)
+        model = RLModel(s.policy, objective.value_module(), objective.value_kind)
+        optimizer = build_optimizer(model.parameters(), cfg)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(self.out / "metrics.jsonl", enabled=self.is_main)
+        n_mb = math.ceil(self.rows / self.mb)
+        self.total_updates = cfg.iterations * cfg.epochs * n_mb
+        self.state: dict[str, Any] = {"step": 0, "update": 0, "before": None, "history": [], "counts": {}}
+        self._stop_requested = False
+        if self.is_main:
+            write_run_manifest(self.out, stage=objective.name.lower(), config=full_config or cfg)
+
+    @property
+    def raw_optimizer(self) -> torch.optim.Optimizer:
+        return getattr(self.optimizer, "optimizer", self.optimizer)
+
+    # ---- agreement over the processes --------------------------------------------------
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over the processes (a copy on one process)."""
+        return self.accelerator.reduce(t.clone(), reduction="sum") if self.world > 1 else t
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """Every process's rows, in rank order."""
+        return self.accelerator.gather(t.contiguous()) if self.world > 1 else t
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def save(self) -> None:
+        self.accelerator.wait_for_everyone()
+        state = {**self.state, "objective": self.objective.state()}
+        path = self.out / "checkpoints" / f"step-{self.state['step']:07d}"
+        save_checkpoint(path, self.model, self.raw_optimizer, state, is_main=self.is_main, trainable_only=True)
+        if self.is_main:
+            prune_checkpoints(self.out, 2)
+        self.accelerator.wait_for_everyone()
+
+    def resume(self) -> bool:
+        path = latest_checkpoint(self.out)
+        if path is None:
+            self.log.truncate_after(0)  # a fresh run starts its log afresh
+            return False
+        st = load_checkpoint(path, self.model, self.raw_optimizer)
+        self.objective.load_state(st.pop("objective"))
+        self.state = st
+        self.log.truncate_after(self.state["step"])
+        return True
+
+    # ---- one iteration -------------------------------------------------------------------
+    def _scores(self, r: Rollout, it: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(scores, rows to keep) of this process's rollout, or None to skip the iteration on every
+        process. Bad rewards / empty batches stop (with the reason) or are masked out and counted,
+        per `on_bad_reward`; never trained on."""
+        cfg, counts = self.cfg, self.state["counts"]
+        empty = all(not t.strip() for t in r.texts)
+        scores = np.zeros(len(r)) if empty else score_responses(self.s.scorer, r, missing_eos_penalty=cfg.missing_eos_penalty,
+                                                                  length_penalty=cfg.length_penalty)
+        finite = np.isfinite(scores) & (not empty)
+        flags = self.sum(torch.tensor([float(empty), float((~np.isfinite(scores)).sum()) * (not empty),
+                                       float(finite.any())]))
+        n_empty, n_bad, n_usable = (int(x) for x in flags.tolist())
+        if n_empty:
+            msg = f"iteration {it}: every response in the batch is empty"
+            if cfg.on_bad_reward == "stop":
+                raise RLStabilityError(msg + " (set on_bad_reward=skip to skip such batches)")
+            counts["empty_batches"] = counts.get("empty_batches", 0) + n_empty
+        if n_bad:
+            if cfg.on_bad_reward == "stop":
+                raise RLStabilityError(f"iteration {it}: {n_bad} of {cfg.rollout_batch_size} rewards are NaN/inf: "
+                                       "stopping instead of training on them (set on_bad_reward=skip to drop such samples)")
+            counts["nonfinite_rewards"] = counts.get("nonfinite_rewards", 0) + n_bad
+        if n_usable < self.world or n_empty:  # a process without a usable row: skip everywhere
+            counts["skipped_iterations"] = counts.get("skipped_iterations", 0) + 1
+            return None
+        return torch.as_tensor(np.where(finite, scores, 0.0), dtype=torch.float32), torch.from_numpy(finite)
+
+    def _update(self, r: Rollout, data: dict, it: int) -> dict[str, list[float]]:
+        cfg, temperature = self.cfg, self.cfg.sampling.temperature
+        stats: dict[str, list[float]] = {}
+        g = torch.Generator().manual_seed(self.seed * 7 + it)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(len(r), generator=g)
+            for b in range(0, len(r), self.mb):
+                i = perm[b : b + self.mb]
+                cur = rl_forward(self.model, r.select(i), temperature, entropy=True,
+                                 values=self.objective.value_kind != "none")
+                loss, st = self.objective.loss(cur, data, i.to(data["mask"].device), len(r))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss ({loss.item()}) at iteration {it}: stopping instead of "
+                                             "training on NaN (lower lr, check the reward)")
+                lr = cosine_with_warmup(self.state["update"], lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                                        max_steps=self.total_updates, min_lr_ratio=cfg.min_lr_ratio)
+                set_lr(self.optimizer, lr)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.accelerator.backward(loss)
+                gn = (self.accelerator.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm
+                      else torch.zeros(()))
+                self.optimizer.step()
+                self.state["update"] += 1
+                for k, v in {"grad_norm": float(gn), **st}.items():
+                    stats.setdefault(k, []).append(float(v))
+        stats["lr"] = [lr]  # the last update's
+        return stats
+
+    def _mean_over_processes(self, rec: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return rec
+        keys = sorted(rec)
+        vals = self.sum(torch.tensor([rec[k] for k in keys], dtype=torch.float64, device=self.accelerator.device))
+        return {k: v / self.world for k, v in zip(keys, vals.tolist(), strict=True)}
+
+    def iteration(self, it: int) -> dict | None:
+        s, cfg, temperature = self.s, self.cfg, self.cfg.sampling.temperature
+        t0 = time.perf_counter()
+        idx = self.objective.rollout_indices(len(s.train_ids), self.seed, it)[self.rank * self.rows:
+                                                                               (self.rank + 1) * self.rows]
+        policy = self.accelerator.unwrap_model(self.model).policy
+        r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
+                     cfg.sampling, stop_ids=s.stop_ids, seed=(self.seed * 1_000_003 + it) * self.world + self.rank)
+        t_gen = time.perf_counter() - t0
+        scored = self._scores(r, it)
+        if scored is None:
+            return None
+        scores, keep = scored
+        device = self.accelerator.device
+        with torch.no_grad():
+            if self.objective.value_kind == "head" or r.logp is None:
+                old = rl_forward(self.model, r, temperature, values=self.objective.value_kind != "none")
+            else:  # log pi_old from the sampling pass: only the critic (if any) runs
+                old = {"logp": r.logp.to(device)}
+                if self.objective.value_kind == "critic":
+                    old["values"] = rl_forward(self.model, r, temperature, values=True, logp=False)["values"]
+            ref_logp = reference_logprobs(s, r, temperature).to(device)
+            data = self.objective.prepare(self, r, scores.to(device), keep.to(device), old, ref_logp)
+        stats = self._update(r, data, it)
+        mask = data["mask"]
+        n_tokens = float(mask.sum())
+        kept = [t for t, k in zip(r.texts, keep.tolist(), strict=True) if k]
+        rec = {"reward_mean": float(scores[keep].mean()), "reward_std": float(scores[keep].std(unbiased=False)),
+               "response_len": float(r.lengths[keep].mean()), "success": success_rate(kept, cfg.success_prefix),
+               "rollout_tokens_per_s": n_tokens / max(t_gen, 1e-9), **self.objective.end_iteration(self, data),
+               **{k: float(np.mean(v)) for k, v in stats.items()}}
+        rec = self._mean_over_processes(rec)
+        rec["rollout_tokens_per_s"] *= self.world
+        rec["iteration_s"] = time.perf_counter() - t0
+        return rec
+
+    # ---- the run -----------------------------------------------------------------------
+    def _handle_sigterm(self, *_):
+        self._stop_requested = True  # finish the iteration, checkpoint, exit cleanly
+
+    def _should_stop(self) -> bool:
+        local = any([cb(self) for cb in self.callbacks]) or self._stop_requested
+        return bool(self.sum(torch.tensor([float(local)])).item()) if self.world > 1 else local
+
+    def fit(self, save: bool = True) -> RLResult:
+        cfg, s = self.cfg, self.s
+        self.resume()
+        if self.state["before"] is None:
+            self.state["before"] = distributed.on_main(evaluate_policy, s, cfg, self.seed + 7919)
+        prev = signal.signal(signal.SIGTERM, self._handle_sigterm)
+        bar = tqdm(range(self.state["step"], cfg.iterations), desc=self.objective.name.lower(),
+                   disable=None if self.is_main else True, dynamic_ncols=True)
+        self.model.train()
+        stopped = False
+        try:
+            for it in bar:
+                rec = self.iteration(it)
+                self.state["step"] = it + 1
+                if rec is not None:
+                    rec = {"step": it + 1, **rec}
+                    self.log.write(rec)
+                    self.state["history"].append(rec)
+                    bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", kl=f"{rec.get('kl', float('nan')):.3f}")
+                if cfg.save_every and self.state["step"] % cfg.save_every == 0:
+                    self.save()
+                if self.state["step"] < cfg.iterations and self._should_stop():
+                    self.save()
+                    stopped = True
+                    break
+        finally:
+            bar.close()
+            signal.signal(signal.SIGTERM, prev)
+        if stopped:
+            return RLResult(None, self.state["before"], {}, self.state["history"], self.state["counts"])
+        return self.conclude(save)
+
+    def conclude(self, save: bool) -> RLResult:
+        """The held-out evaluation after training (same prompts and seed as before it), the model
+        saved (LoRA merged) when `save`, `summary.json`."""
+        s = self.s
+        after = distributed.on_main(evaluate_policy, s, self.cfg, self.seed + 7919)
+        model_dir = self.out / "model" if save else None
+        if self.is_main:
+            if save:
+                if s.lora:  # merged in place (the run is over, no extra copy): the setup loses its reference
+                    s.policy, s.ref = merge_lora(s.policy, self.out), None
+                s.policy.save_pretrained(model_dir, safe_serialization=True)
+                s.tokenizer.save_pretrained(model_dir)
+                plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
+                             title=self.objective.name)
+            write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,
+                                                   "counts": self.state["counts"],
+                                                   "iterations": len(self.state["history"])})
+        self.accelerator.wait_for_everyone()
+        return RLResult(model_dir, self.state["before"], after, self.state["history"], self.state["counts"])
+
+
+def stop_after_iteration(k: int) -> Callable[[RLTrainer], bool]:
+    """Callback that stops (with a checkpoint) once `k` iterations are done."""
+    return lambda trainer: trainer.state["step"] >= k
