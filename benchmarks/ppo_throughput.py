@@ -81,26 +81,27 @@ def _load(work: Path):
 
 
 def ours(work: Path, algo: str, iterations: int) -> dict:
-    from llm_recipe.config import GRPOConfig, PPOConfig
+    from llm_recipe.config import GRPOConfig, PPOConfig, SamplingConfig
     from llm_recipe.infer.reward import RewardScorer
     from llm_recipe.tokenizer.chat_formats import get_chat_format
     from llm_recipe.train.grpo import run_grpo
-    from llm_recipe.train.ppo import RLSetup, load_critic, run_ppo
+    from llm_recipe.train.ppo import load_critic, run_ppo
+    from llm_recipe.train.rl_loop import RLSetup
 
     tok, policy, rm, data = _load(work)
     rm.eval().requires_grad_(False)
     scorer = RewardScorer(rm, tok, get_chat_format("chatml", tok))
     s = RLSetup.build(policy, tok, scorer, data["prompts"], [])
-    common = dict(iterations=iterations, rollout_batch_size=ROLLOUT, max_new_tokens=RESP_LEN, temperature=1.0,
-                  lr=1e-5, success_prefix=None)
+    common = dict(iterations=iterations, rollout_batch_size=ROLLOUT,
+                  sampling=SamplingConfig(max_new_tokens=RESP_LEN, temperature=1.0), lr=1e-5, success_prefix=None)
     t0 = time.perf_counter()
     if algo == "ppo":
         cfg = PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="reward_model",
-                        kl_estimator="k1", beta=0.05)
+                        kl_estimator="k1", kl_coef=0.05)
         res = run_ppo(s, cfg, work / "ours_ppo", critic=load_critic(work / "rm"), save=False)
     elif algo == "ppo-head":  # our default: a value head on the policy instead of a second model
         cfg = PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="head",
-                        kl_estimator="k1", beta=0.05)
+                        kl_estimator="k1", kl_coef=0.05)
         res = run_ppo(s, cfg, work / "ours_ppo_head", save=False)
     else:
         cfg = GRPOConfig(**common, minibatch_size=ROLLOUT, epochs=1, group_size=GROUP, beta=0.04)

@@ -317,3 +317,29 @@ def test_cli_ppo_and_grpo(sft_dir, tmp_path):
     assert (tmp_path / "grpo" / "summary.json").exists()
     bad = runner.invoke(app, ["ppo", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "give --model" in bad.output
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+def test_stopped_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(sft_dir, tmp_path, algo):
+    from llm_recipe.train.grpo import run_grpo
+    from llm_recipe.train.rl_loop import stop_after_iteration
+
+    small = {**RL, "rollout_batch_size": 16, "minibatch_size": 8, "eval_prompts": 2}
+    if algo == "ppo":
+        cfg, run = PPOConfig(**small, iterations=3, lr=2e-3, kl_target=1.0, kl_horizon=50), run_ppo
+    else:
+        cfg, run = GRPOConfig(**small, iterations=3, lr=2e-3, group_size=4, beta=0.1), run_grpo
+    uninterrupted = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
+    full = run(uninterrupted, cfg, tmp_path / "full", seed=0, save=False)
+    s = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)
+    part = run(s, cfg, tmp_path / "resumed", seed=0, save=False, callbacks=[stop_after_iteration(1)])
+    assert part.model_dir is None and len(part.history) == 1  # stopped, with a checkpoint
+    assert (tmp_path / "resumed" / "checkpoints" / "step-0000001" / "trainable.safetensors").exists()
+    s2 = _setup(sft_dir, StartsWithScorer(PREFIX), cfg)  # a new process: the SFT model again
+    resumed = run(s2, cfg, tmp_path / "resumed", seed=0, save=False)
+    assert [h["reward_mean"] for h in resumed.history] == [h["reward_mean"] for h in full.history]
+    if algo == "ppo":  # the adaptive KL coefficient came back from the checkpoint
+        assert [h["kl_coef"] for h in resumed.history] == [h["kl_coef"] for h in full.history]
+    for a, b in zip(uninterrupted.policy.state_dict().values(), s2.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.before == full.before

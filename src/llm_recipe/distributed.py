@@ -32,12 +32,22 @@ def is_main() -> bool:
     return is_main_process()
 
 
+def has_accelerator() -> bool:
+    """A CUDA / MPS / XPU device to compute on (else the processes compute on the CPU)."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
+
+
 def process_state():
     """accelerate's process state: the process group (gloo on CPU, NCCL on CUDA) and this
-    process's device; created once, on first use."""
+    process's device; created once, on first use. (accelerate forms a CPU process group only
+    when asked for the CPU, so a machine without an accelerator asks for it.)"""
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not has_accelerator())
 
 
 def barrier() -> None:

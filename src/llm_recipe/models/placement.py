@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from .. import distributed
 from ..config import ComputeConfig
 from .loading import load_causal_lm
 
@@ -20,11 +21,9 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def compute_device(compute: ComputeConfig) -> torch.device:
-    if compute.device == "cpu":
+    if compute.device == "cpu" or not distributed.has_accelerator():
         return torch.device("cpu")
-    from accelerate import PartialState
-
-    return PartialState().device  # cuda:<local rank>, mps, or cpu
+    return distributed.process_state().device  # cuda:<local rank>, mps, xpu
 
 
 def use_threads(compute: ComputeConfig) -> None:

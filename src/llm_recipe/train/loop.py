@@ -31,6 +31,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..config import ComputeConfig, TrainConfig
 from ..models.placement import use_threads
 from .checkpoint import (
@@ -98,7 +99,7 @@ def make_accelerator(compute: ComputeConfig) -> Accelerator:
     other mixed precision than the previous one resets it (the process group is kept)."""
     from accelerate.state import AcceleratorState
 
-    cpu = compute.device == "cpu"
+    cpu = compute.device == "cpu" or not distributed.has_accelerator()
     if AcceleratorState._shared_state:
         state = AcceleratorState()
         if state.mixed_precision != compute.mixed_precision or (cpu and state.device.type != "cpu"):
@@ -245,16 +246,19 @@ class Trainer:
         if not self.eval_data:
             return {}
         self.model.eval()
+        # `eval_batches` global batches, as in training: batch b is split over the ranks, rank r
+        # taking items [b*bs*world + r*bs, ... + bs). Every rank runs the same number of forward
+        # passes (a DDP/FSDP forward is a collective): a rank past the end of the data runs the
+        # first items again with weight 0.
         bs = self.cfg.batch_size
-        n_batches = min(self.cfg.eval_batches, math.ceil(len(self.eval_data) / bs))
+        n_batches = min(self.cfg.eval_batches, math.ceil(len(self.eval_data) / (bs * self.world)))
         totals: dict[str, float] = {}
         weight = 0.0
-        # Every rank runs the same number of forward passes (a DDP/FSDP forward is a collective):
-        # ranks past the last batch run batch 0 again with weight 0.
-        for b in range(self.rank, math.ceil(n_batches / self.world) * self.world, self.world):
-            real = b < n_batches
-            i = b if real else 0
-            batch = self._to_device(self.objective.collate(list(self.eval_data[i * bs : (i + 1) * bs])))
+        for b in range(n_batches):
+            start = (b * self.world + self.rank) * bs
+            real = start < len(self.eval_data)
+            items = self.eval_data[start : start + bs] if real else self.eval_data[:bs]
+            batch = self._to_device(self.objective.collate(list(items)))
             with self.accelerator.autocast():
                 loss, metrics = self.objective.loss(self.model, batch)
             if not real:

@@ -250,6 +250,9 @@ class RLTrainer:
         if cfg.rollout_batch_size % self.world or cfg.minibatch_size % self.world:
             raise ValueError(f"rollout_batch_size ({cfg.rollout_batch_size}) and minibatch_size ({cfg.minibatch_size}) "
                              f"must be multiples of the number of processes ({self.world})")
+        if cfg.compute.fsdp and self.world > 1:
+            raise ValueError("compute.fsdp: PPO and GRPO replicate the policy on every process (each samples "
+                             "its own rollouts with the whole model); set compute.fsdp=false for this stage")
         self.rows = cfg.rollout_batch_size // self.world  # this process's rows per iteration
         self.mb = min(cfg.minibatch_size // self.world, self.rows)
         if cfg.compute.gradient_checkpointing:

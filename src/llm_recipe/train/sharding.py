@@ -69,12 +69,25 @@ def gradient_sync(model: torch.nn.Module, enabled: bool, accelerator=None):
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
+def _without_tied_copies(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A weight shared by several names (an LM head tied to the embedding) once, under its first
+    name, as `save_pretrained` stores it (the gathered copies no longer share memory)."""
+    seen: set[int] = set()
+    core = getattr(model, "module", model)  # names without DDP's "module." (as the state dict has them)
+    for name, p in core.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            sd.pop(name, None)
+        seen.add(id(p))
+    return sd
+
+
 def full_model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return get_model_state_dict(model, options=_FULL)
+    return _without_tied_copies(model, get_model_state_dict(model, options=_FULL))
 
 
 def full_state_dicts(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    return get_state_dict(model, optimizer, options=_FULL)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=_FULL)
+    return _without_tied_copies(model, model_sd), optim_sd
 
 
 def load_full_state_dicts(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, model_sd: dict,
