@@ -96,3 +96,29 @@ def test_cli_hides_weight_io_bars_but_not_hub_download_bars(tokenizer, tmp_path,
         assert not hub_utils.are_progress_bars_disabled()  # downloads from the Hub still show progress
     finally:
         hf_logging.enable_progress_bar()
+
+
+def test_one_compute_block_for_every_stage_with_stage_overrides(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("compute: {dtype: bfloat16, mixed_precision: bf16}\nsft: {compute: {gradient_checkpointing: true}}\n"
+                 "ppo: {}\n")
+    cfg = load_config(f)
+    for c in (cfg.pretrain.compute, cfg.generate.compute, cfg.ppo.compute, cfg.sft.compute):
+        assert c.dtype == "bfloat16" and c.mixed_precision == "bf16"
+    assert cfg.sft.compute.gradient_checkpointing and not cfg.ppo.compute.gradient_checkpointing
+    assert cfg.dpo is None  # a stage the recipe does not have stays off
+
+
+@pytest.mark.parametrize("key,value,where", [
+    ("model.dtype", "bfloat16", "'compute.dtype'"),
+    ("sft.mixed_precision", "bf16", "'sft.compute.mixed_precision'"),
+    ("dpo.dtype", "float16", "'dpo.compute.dtype'"),
+    ("ppo.num_threads", "1", "'ppo.compute.num_threads'"),
+    ("ppo.beta", "0.1", "'ppo.kl_coef'"),  # PPO's KL coefficient is not DPO/GRPO's beta
+    ("bon.temperature", "0.7", "'bon.sampling.temperature'"),
+])
+def test_moved_keys_are_one_line_errors_naming_the_new_place(key, value, where):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, parse_overrides([f"{key}={value}"]))
+    assert "\n" not in str(e.value) and f"'{key}' moved to {where}" in str(e.value)
+    assert load_config(None, parse_overrides(["grpo.beta=0.1"])).grpo.beta == 0.1  # GRPO keeps its beta

@@ -216,3 +216,28 @@ def test_cli_sft_stage_samples_the_same_prompts_before_and_after(tmp_path, token
     follow = json.loads((out / "template_following.json").read_text())
     assert follow["before"]["n"] == follow["after"]["n"] > 0
     assert AutoTokenizer.from_pretrained(out / "model").chat_template == FORMATS["chatml"].template
+
+
+def test_compute_block_bf16_weights_and_gradient_checkpointing(tmp_path, tokenizer):
+    """compute.dtype loads (and saves) bf16 weights; gradient checkpointing recomputes activations
+    and changes the memory, not the loss."""
+    from safetensors.torch import load_file
+
+    from llm_recipe.config import ComputeConfig
+
+    base = tmp_path / "base"
+    build_preset_model("micro", tokenizer, seed=0).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    losses = {}
+    for name, compute in {"plain": ComputeConfig(), "ckpt": ComputeConfig(gradient_checkpointing=True),
+                          "bf16": ComputeConfig(dtype="bfloat16")}.items():
+        cfg = SFTConfig(bundled_examples=64, max_steps=3, batch_size=4, lr=1e-3, warmup_steps=0, eval_every=100,
+                        log_every=1, max_length=96, compute=compute)
+        res = run_sft(init=str(base), tokenizer=load_tokenizer(base), cfg=cfg, output_dir=tmp_path / name, seed=0,
+                      records=sft_records(cfg, 0))
+        losses[name] = [json.loads(x)["loss"] for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                        if "loss" in json.loads(x)]
+        weights = load_file(res.model_dir / "model.safetensors")
+        assert {w.dtype for w in weights.values()} == {torch.bfloat16 if name == "bf16" else torch.float32}
+    assert losses["ckpt"] == pytest.approx(losses["plain"], rel=1e-5)
+    assert losses["bf16"] == pytest.approx(losses["plain"], rel=0.05) and losses["bf16"] != losses["plain"]

@@ -110,7 +110,10 @@ def make_accelerator(compute: ComputeConfig) -> Accelerator:
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     """Recompute each block's activations in backward (less memory, ~30% more compute)."""
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
-    core.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(core, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        core.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        core.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(core.config, "use_cache"):
         core.config.use_cache = False
 
