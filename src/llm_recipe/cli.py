@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from .config import ConfigError, RecipeConfig, load_config, parse_overrides
+from .console import is_main_process
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -26,6 +27,12 @@ SetOpt = Annotated[
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="global seed (overrides the config)")]
 OutOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="where the run writes")]
+
+
+def echo(msg: str = "") -> None:
+    """A result line on stdout, from the main process only (every process of a launch runs the CLI)."""
+    if is_main_process():
+        typer.echo(msg)
 
 
 class UserError(Exception):
@@ -73,7 +80,7 @@ def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None
     out = Path(cfg.output_dir)
     files = stage_corpus(cfg, out)
     tok = stage_tokenizer(cfg, files, out)
-    typer.echo(f"model: {stage_pretrain(cfg, files, tok, out)}")
+    echo(f"model: {stage_pretrain(cfg, files, tok, out)}")
 
 
 @app.command()
@@ -101,10 +108,10 @@ def generate(
             gens = _user_errors(generate_chat, m, tok, prompt, cfg.generate.sampling, cfg.seed, chat_format=fmt,
                                 system=system)
             for p, g in zip(prompt, gens, strict=True):
-                typer.echo(f"> {p}\n{g.text}" + ("" if g.finish_reason == "stop_token" else f"  [{g.finish_reason}]"))
+                echo(f"> {p}\n{g.text}" + ("" if g.finish_reason == "stop_token" else f"  [{g.finish_reason}]"))
             return
         for p, o in zip(prompt, generate_texts(m, tok, prompt, cfg.generate.sampling, seed=cfg.seed), strict=True):
-            typer.echo(f"{p}{o}")
+            echo(f"{p}{o}")
 
 
 @app.command()
@@ -115,7 +122,7 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
 
     artifacts = run_recipe(resolve(config, set_, seed, output_dir))
     for name, path in artifacts.items():
-        typer.echo(f"{name:>20}: {path}")
+        echo(f"{name:>20}: {path}")
 
 
 @app.command()
@@ -158,7 +165,7 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
     if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
         files = stage_corpus(cfg, out)
         base = stage_pretrain(cfg, files, stage_tokenizer(cfg, files, out), out)
-    typer.echo(f"model: {_user_errors(stage_sft, cfg, base, out / 'sft')}")
+    echo(f"model: {_user_errors(stage_sft, cfg, base, out / 'sft')}")
 
 
 @app.command("sft-stats")
@@ -177,15 +184,15 @@ def sft_stats(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = Non
     if not Path(tok_path).exists() and not tokenizer:
         raise UserError(f"{tok_path}: no tokenizer there; pass --tokenizer DIR (a tokenizer or model directory)")
     rep = _user_errors(stats_of, cfg.sft, load_tokenizer(tok_path), cfg.seed)
-    typer.echo(format_coverage(rep["coverage"]))
+    echo(format_coverage(rep["coverage"]))
     d = rep["data"]
-    typer.echo(f"records: {d['records']}  kept: {d['kept']}  format: {rep['format']}")
+    echo(f"records: {d['records']}  kept: {d['kept']}  format: {rep['format']}")
     for reason, n in {**d["skipped"], **{f"modified {k}": v for k, v in d["modified"].items()}}.items():
-        typer.echo(f"  {reason}: {n}")
+        echo(f"  {reason}: {n}")
     for ex in d["examples"][:5]:
-        typer.echo(f"  e.g. {ex}")
+        echo(f"  e.g. {ex}")
     pad = rep["padding"]
-    typer.echo("padding waste: " + ", ".join(f"{k} {pad[k]:.1%}" for k in
+    echo("padding waste: " + ", ".join(f"{k} {pad[k]:.1%}" for k in
                                              ("pad_to_max_length", "random_batches", "length_grouped", "packed")
                                              if k in pad))
     if out:
@@ -207,20 +214,20 @@ def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, 
     except (MixingError, ResumeMismatch) as e:
         raise UserError(str(e)) from None
     s = res.stats
-    typer.echo(f"records in: {s['records_in']}  docs out: {s['docs_out']}  dropped: {s['dropped_total']}")
+    echo(f"records in: {s['records_in']}  docs out: {s['docs_out']}  dropped: {s['dropped_total']}")
     secs = s.get("seconds_by_step", {})
     for step, n in s["dropped_by_step"].items():
         drops = f"-{n}  {s['steps'][step]['dropped']}" if n else "no drops"
         took = f"  ({secs[step]:.1f}s)" if step in secs else ""
-        typer.echo(f"  {step:>18}: {drops}{took}")
+        echo(f"  {step:>18}: {drops}{took}")
     for skipped in res.skipped_steps:
-        typer.echo(f"  skipped step {skipped['step']}: {skipped['reason']}")
+        echo(f"  skipped step {skipped['step']}: {skipped['reason']}")
     if res.mixture:
         for src, m in res.mixture["sources"].items():
-            typer.echo(f"  mix {src:>8}: {m['realized_tokens']:>9,} tokens ({m['realized_share']:.3f}), "
+            echo(f"  mix {src:>8}: {m['realized_tokens']:>9,} tokens ({m['realized_share']:.3f}), "
                        f"{m['epochs']:.2f} epochs")
-    typer.echo(f"stats: {res.out_dir / 'stats.json'}")
-    typer.echo(f"files: {len(res.files)} in {res.files[0].parent if res.files else res.out_dir}")
+    echo(f"stats: {res.out_dir / 'stats.json'}")
+    echo(f"files: {len(res.files)} in {res.files[0].parent if res.files else res.out_dir}")
 
 
 # ---- preference data, reward model, Best-of-N (stages 4-5) --------------------------------
@@ -255,7 +262,7 @@ def _rm_refs(specs: list[str]) -> list[tuple[str, float]]:
 def _echo_skips(report: dict) -> None:
     for reason, n in report.get("skipped", {}).items():
         where = report.get("where", {}).get(reason, [])
-        typer.echo(f"  skipped {reason}: {n}" + (f"  (first: {where[0]})" if where else ""))
+        echo(f"  skipped {reason}: {n}" + (f"  (first: {where[0]})" if where else ""))
 
 
 @prefs_app.command("convert")
@@ -266,7 +273,7 @@ def prefs_convert(inputs: FilesArg, out: OutFile,
     from .stages.prefs import convert
 
     rep = _user_errors(convert, inputs, out, min_gap)
-    typer.echo(f"pairs: {rep['pairs']} -> {out}")
+    echo(f"pairs: {rep['pairs']} -> {out}")
     _echo_skips(rep)
 
 
@@ -282,7 +289,7 @@ def prefs_generate(model: Annotated[str, typer.Option("--model", "-m", help="mod
 
     cfg = resolve(config, set_, seed, None)
     rep = _user_errors(generate, model, prompts, out, cfg.prefs or PrefsConfig(), cfg.seed)
-    typer.echo(f"candidates: {rep['prompts']} prompts x {rep['candidates_per_prompt']} -> {out}")
+    echo(f"candidates: {rep['prompts']} prompts x {rep['candidates_per_prompt']} -> {out}")
 
 
 @prefs_app.command("label")
@@ -297,7 +304,7 @@ def prefs_label(inputs: FilesArg, out: OutFile,
 
     cfg = resolve(config, [*(set_ or []), *([f"prefs.label.labeler={labeler}"] if labeler else [])], seed, None)
     rep = _user_errors(label, inputs, out, cfg.prefs or PrefsConfig(), model)
-    typer.echo(f"{rep['labeler']}: {rep['candidates']} candidate records -> {rep['pairs']} pairs -> {out}")
+    echo(f"{rep['labeler']}: {rep['candidates']} candidate records -> {rep['pairs']} pairs -> {out}")
     _echo_skips(rep)
 
 
@@ -314,7 +321,7 @@ def prefs_agreement(inputs: FilesArg,
     cfg = resolve(config, set_, None, None)
     rep = _user_errors(agreement, inputs, report, cfg.prefs or PrefsConfig(), pairs)
     kappa, raw = ("n/a" if rep[k] is None else f"{rep[k]:.3f}" for k in ("kappa", "raw_agreement"))
-    typer.echo(f"annotators: {len(rep['annotators'])}  items: {rep['items_rated']}  kappa: {kappa} ({rep['band']})  "
+    echo(f"annotators: {len(rep['annotators'])}  items: {rep['items_rated']}  kappa: {kappa} ({rep['band']})  "
                f"raw agreement: {raw}  disagreements: {len(rep['disagreements'])}  "
                f"kept: {len(rep['kept_items'])}")
     _echo_skips(rep["read"])
@@ -337,7 +344,7 @@ def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="ba
     if not base:
         raise UserError("rm train: give --model (the SFT model) or rm.init_from")
     cfg = cfg.model_copy(update={"rm": rc})
-    typer.echo(f"reward model: {_user_errors(stage_rm, cfg, base, cfg.output_dir)}")
+    echo(f"reward model: {_user_errors(stage_rm, cfg, base, cfg.output_dir)}")
 
 
 @rm_app.command("score")
@@ -351,7 +358,7 @@ def rm_score(rm: RmOpt, input_: Annotated[Path, typer.Option("--input", "-i", he
     if not input_.is_file():
         raise FileNotFoundError(f"{input_}: no such file")
     outs, log, acc = _user_errors(score_file, load_scorer(_rm_refs(rm)), input_, out, not raw)
-    typer.echo(f"scored {len(outs)} records -> {out}" + (f"  pairwise accuracy: {acc:.3f}" if acc is not None else ""))
+    echo(f"scored {len(outs)} records -> {out}" + (f"  pairwise accuracy: {acc:.3f}" if acc is not None else ""))
     _echo_skips(log.to_json())
 
 
@@ -376,10 +383,10 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
     rep = json.loads(report.read_text(encoding="utf-8"))
     for line in (report.parent / "samples.jsonl").read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
-        typer.echo(f"{item['prompt']!s:.60} -> {item['best_text']!r} (reward {item['best_reward']:.3f})")
-    typer.echo(f"mean reward N=1 {rep['mean_first_sample_reward']:.3f} -> best-of-{rep['n']} {rep['mean_best_reward']:.3f}; "
+        echo(f"{item['prompt']!s:.60} -> {item['best_text']!r} (reward {item['best_reward']:.3f})")
+    echo(f"mean reward N=1 {rep['mean_first_sample_reward']:.3f} -> best-of-{rep['n']} {rep['mean_best_reward']:.3f}; "
                f"tokens x{rep['token_cost_ratio']:.2f}; max-of-N latency {rep['max_of_n_latency_s']['mean']:.3f}s")
-    typer.echo(f"report: {report}")
+    echo(f"report: {report}")
 
 
 def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output_dir) -> None:
@@ -401,10 +408,10 @@ def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output
     except (RLStabilityError, FloatingPointError) as e:
         raise UserError(str(e)) from None
     b, a = res.before, res.after
-    typer.echo(f"{kind}: score {b.get('score', float('nan')):.3f} -> {a.get('score', float('nan')):.3f}  "
+    echo(f"{kind}: score {b.get('score', float('nan')):.3f} -> {a.get('score', float('nan')):.3f}  "
                f"success {b.get('success', float('nan')):.2f} -> {a.get('success', float('nan')):.2f}  "
                f"KL to reference {a.get('kl', float('nan')):.3f}  skipped {res.counts or 'none'}")
-    typer.echo(f"model: {res.model_dir}")
+    echo(f"model: {res.model_dir}")
 
 
 RLModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="policy to start from (SFT model dir)")]
@@ -444,4 +451,4 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
     if not Path(base).is_dir() and ("/" in base or base.startswith(".")):
         raise UserError(f"dpo: {base}: no such model directory (give --model, the SFT model, or dpo.init_from)")
     cfg = cfg.model_copy(update={"dpo": dc})
-    typer.echo(f"model: {_user_errors(stage_dpo, cfg, base, Path(cfg.output_dir))}")
+    echo(f"model: {_user_errors(stage_dpo, cfg, base, Path(cfg.output_dir))}")
