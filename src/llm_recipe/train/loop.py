@@ -19,7 +19,6 @@ k and resumed ends with the same weights as one that never stopped.
 from __future__ import annotations
 
 import math
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from .checkpoint import (
 )
 from .metrics_log import MetricsLog
 from .optimizer import build_optimizer, set_lr
+from .run_control import RunControl
 from .schedule import cosine_with_warmup
 from .sharding import full_model_state_dict, gradient_sync, is_sharded, shard_model
 
@@ -118,7 +118,7 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
         core.config.use_cache = False
 
 
-class Trainer:
+class Trainer(RunControl):
     def __init__(
         self,
         model: torch.nn.Module,
@@ -316,17 +316,12 @@ class Trainer:
         return [c / max(total, 1.0) for c in counts]
 
     # ---- the loop ---------------------------------------------------------------------
-    def _handle_sigterm(self, *_):
-        self._stop_requested = True  # finish the current step, checkpoint, exit cleanly
-
-    def _should_stop(self) -> bool:
-        """A stop asked for on any rank (its SIGTERM, a callback) stops every rank at this step."""
-        local = any([cb(self) for cb in self.callbacks]) or self._stop_requested
-        return bool(self._sum([float(local)])[0]) if self.world > 1 else local
-
     def fit(self) -> dict[str, Any]:
+        with self.sigterm_stops():
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        prev_handler = signal.signal(signal.SIGTERM, self._handle_sigterm)
         self.model.train()
         batches = self._micro_batches()
         # disable=None: no bar when stdout is not a terminal (CI logs), and only on the main process.
@@ -389,15 +384,11 @@ class Trainer:
                     self.log.write({"step": self.state.step, **ev})
                     if self.is_main:
                         bar.write(f"step {self.state.step}: " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items()))
-                if cfg.save_every and self.state.step % cfg.save_every == 0:
-                    self.save()
-                if self._should_stop():
-                    self.save()
+                if self.checkpoint_or_stop(self.state.step, cfg.save_every):
                     stopped_early = True
                     break
         finally:
             bar.close()
-            signal.signal(signal.SIGTERM, prev_handler)
         return {"step": self.state.step, "tokens": self.state.tokens, "stopped_early": stopped_early,
                 "history": self.state.history, "dropped_examples_per_epoch": self.dropped_per_epoch}
 

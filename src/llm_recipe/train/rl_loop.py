@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from .optimizer import build_optimizer, set_lr
 from .rl_math import kl_estimate
 from .rollout import Rollout, generate, score_responses, token_logprobs
 from .rollout_forward import response_states
+from .run_control import RunControl
 from .schedule import cosine_with_warmup
 
 # what the run's plot shows (one panel per metric)
@@ -237,7 +237,7 @@ def prompt_batch(n_prompts: int, batch: int, seed: int, it: int) -> np.ndarray:
 
 
 # ---- the loop -------------------------------------------------------------------------------
-class RLTrainer:
+class RLTrainer(RunControl):
     def __init__(self, s: RLSetup, objective: RLObjective, cfg: RLConfig, output_dir: str | Path, seed: int = 0, *,
                  full_config=None, callbacks: Sequence[Callable[[RLTrainer], bool | None]] = ()):
         self.s, self.objective, self.cfg, self.seed = s, objective, cfg, seed
@@ -407,23 +407,22 @@ class RLTrainer:
         return rec
 
     # ---- the run -----------------------------------------------------------------------
-    def _handle_sigterm(self, *_):
-        self._stop_requested = True  # finish the iteration, checkpoint, exit cleanly
-
-    def _should_stop(self) -> bool:
-        local = any([cb(self) for cb in self.callbacks]) or self._stop_requested
-        return bool(self.sum(torch.tensor([float(local)])).item()) if self.world > 1 else local
-
     def fit(self, save: bool = True) -> RLResult:
-        cfg, s = self.cfg, self.s
         self.resume()
         if self.state["before"] is None:
-            self.state["before"] = distributed.on_main(evaluate_policy, s, cfg, self.seed + 7919)
-        prev = signal.signal(signal.SIGTERM, self._handle_sigterm)
+            self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, self.seed + 7919)
+        with self.sigterm_stops():
+            stopped = self._iterate()
+        if stopped:
+            return RLResult(None, self.state["before"], {}, self.state["history"], self.state["counts"])
+        return self.conclude(save)
+
+    def _iterate(self) -> bool:
+        """The iterations left; True when stopped early (after a checkpoint)."""
+        cfg = self.cfg
         bar = tqdm(range(self.state["step"], cfg.iterations), desc=self.objective.name.lower(),
                    disable=None if self.is_main else True, dynamic_ncols=True)
         self.model.train()
-        stopped = False
         try:
             for it in bar:
                 rec = self.iteration(it)
@@ -433,18 +432,11 @@ class RLTrainer:
                     self.log.write(rec)
                     self.state["history"].append(rec)
                     bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", kl=f"{rec.get('kl', float('nan')):.3f}")
-                if cfg.save_every and self.state["step"] % cfg.save_every == 0:
-                    self.save()
-                if self.state["step"] < cfg.iterations and self._should_stop():
-                    self.save()
-                    stopped = True
-                    break
+                if self.state["step"] < cfg.iterations and self.checkpoint_or_stop(self.state["step"], cfg.save_every):
+                    return True
         finally:
             bar.close()
-            signal.signal(signal.SIGTERM, prev)
-        if stopped:
-            return RLResult(None, self.state["before"], {}, self.state["history"], self.state["counts"])
-        return self.conclude(save)
+        return False
 
     def conclude(self, save: bool) -> RLResult:
         """The held-out evaluation after training (same prompts and seed as before it), the model
