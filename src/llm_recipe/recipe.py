@@ -1,11 +1,13 @@
 """Run a whole recipe, stage by stage, from one config (`llm-recipe run` / `llm-recipe demo`).
 
-This module only sequences the stages (`llm_recipe.stages`): corpus (curated when the recipe has a
-`curate:` section) -> tokenizer -> pretrain -> sample, then, for each section the recipe has:
-sft -> rm -> bon -> dpo -> ppo -> grpo (the RL stages start from the SFT model; PPO and GRPO
-score with the recipe's reward model when it has an `rm:` section). Each stage writes into its
-own folder under `output_dir` and is skipped when its output is already complete, so re-running
-an interrupted recipe continues where it stopped (training stages resume from their checkpoint).
+This module only sequences the stages (`llm_recipe.stages`), each only when the recipe has its
+section: import (a GGUF `model.name_or_path`), then corpus (curated when the recipe has a
+`curate:` section) -> tokenizer -> pretrain -> sample when it pretrains, then sft -> rm -> bon ->
+dpo -> ppo -> grpo. The stages after SFT start from the SFT model, or, without SFT, from the model
+the recipe starts from (pretrained, or `model.name_or_path`); PPO and GRPO score with the recipe's
+reward model when it has an `rm:` section. Each stage writes into its own folder under
+`output_dir` and is skipped when its output is already complete, so re-running an interrupted
+recipe continues where it stopped (training stages resume from their checkpoint).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .report.headline import format_headline, headline_results
 from .stages.bon import stage_bon
 from .stages.corpus import stage_corpus
 from .stages.dpo import stage_dpo
+from .stages.model_import import needs_import, stage_import
 from .stages.pretrain import stage_pretrain, stage_sample
 from .stages.reward import stage_rm
 from .stages.rl import stage_grpo, stage_ppo
@@ -76,22 +79,26 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> d
         timings[name] = round(time.perf_counter() - t, 1)
         return res
 
-    files = timed("corpus", stage_corpus, cfg, out)
-    tokenizer = timed("tokenizer", stage_tokenizer, cfg, files, out)
-    model_dir = timed("pretrain", stage_pretrain, cfg, files, tokenizer, out)
-    samples = timed("sample", stage_sample, cfg, model_dir, out)
-    sft_dir = timed("sft", stage_sft, cfg, cfg.sft.init_from or model_dir, out / "sft") if cfg.sft else None
-    aligned = _alignment_stages(cfg, sft_dir, out, timed) if sft_dir else {}
-    artifacts = {
-        "config": str(out / "recipe.yaml"),
-        "corpus": str(Path(files[0]).parent),
-        "tokenizer": str(out / "tokenizer") if not cfg.model.name_or_path else cfg.model.name_or_path,
-        "pretrained_model": str(model_dir),
-        "pretrain_metrics": str(out / "pretrain" / "metrics.jsonl"),
-        "samples": str(samples),
-        **({"sft_model": str(sft_dir), "sft_samples": str(out / "sft" / "samples.jsonl")} if sft_dir else {}),
-        **aligned,
-    }
+    if needs_import(cfg):
+        cfg = timed("import", stage_import, cfg, out)
+    artifacts = {"config": str(out / "recipe.yaml")}
+    if cfg.pretrain is not None:
+        files = timed("corpus", stage_corpus, cfg, out)
+        tokenizer = timed("tokenizer", stage_tokenizer, cfg, files, out)
+        start = timed("pretrain", stage_pretrain, cfg, files, tokenizer, out)
+        samples = timed("sample", stage_sample, cfg, start, out)
+        artifacts.update({
+            "corpus": str(Path(files[0]).parent),
+            "tokenizer": str(out / "tokenizer") if not cfg.model.name_or_path else cfg.model.name_or_path,
+            "pretrained_model": str(start), "pretrain_metrics": str(out / "pretrain" / "metrics.jsonl"),
+            "samples": str(samples)})
+    else:
+        start = cfg.model.name_or_path
+        artifacts["start_model"] = str(start)
+    sft_dir = timed("sft", stage_sft, cfg, cfg.sft.init_from or start, out / "sft") if cfg.sft else None
+    if sft_dir:
+        artifacts.update({"sft_model": str(sft_dir), "sft_samples": str(out / "sft" / "samples.jsonl")})
+    artifacts.update(_alignment_stages(cfg, sft_dir or start, out, timed))
     if distributed.is_main():
         results = headline_results(out)
         for line in format_headline(results):

@@ -42,7 +42,9 @@ class RecipeConfig(Section):
     corpus: SampleCorpusConfig = SampleCorpusConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
-    pretrain: PretrainConfig = PretrainConfig()
+    pretrain: PretrainConfig | None = Field(
+        None, description="None: no pretraining, the recipe starts from model.name_or_path (a preset model "
+        "is always pretrained: its section defaults then)")
     generate: GenerateConfig = GenerateConfig()
     sft: SFTConfig | None = None
     curate: CurateConfig | None = None
@@ -56,13 +58,17 @@ class RecipeConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _spread_compute(cls, data: Any) -> Any:
-        """A stage's `compute:` = the recipe's `compute:` with the stage's own fields on top."""
+        """A stage's `compute:` = the recipe's `compute:` with the stage's own fields on top. (A
+        recipe without `pretrain:` pretrains with the defaults unless it names a model to start from.)"""
         if not isinstance(data, dict) or not isinstance(data.get("compute", {}), dict):
             return data
         shared = data.get("compute") or {}
         out = dict(data)
+        model = out.get("model") or {}
+        if "pretrain" not in out and not (isinstance(model, dict) and model.get("name_or_path")):
+            out["pretrain"] = {}
         for name in COMPUTE_STAGES:
-            section = out.get(name, {} if name in ("pretrain", "generate") else None)
+            section = out.get(name, {} if name == "generate" else None)
             if isinstance(section, dict):
                 own = section.get("compute") or {}
                 out[name] = {**section, "compute": {**shared, **own} if isinstance(own, dict) else own}

@@ -8,7 +8,9 @@ PPO and GRPO so all four use and save adapters the same way.
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,12 +26,33 @@ def disable_dropout(model: torch.nn.Module) -> None:
             m.p = 0.0
 
 
-def with_lora(model, lora: LoRAConfig):
-    """The model wrapped with trainable LoRA adapters (base weights frozen), via peft."""
+def with_lora(model, lora: LoRAConfig, new_token_ids: Sequence[int] = ()):
+    """The model wrapped with trainable LoRA adapters (base weights frozen), via peft.
+
+    `new_token_ids`: tokens added for this run (a chat format's markers) have untrained embedding
+    rows; those rows (and the LM head's, when it is not tied to the embedding) are trained too,
+    through peft's trainable tokens, and merged like the adapters. Without it the model could never
+    learn to read or emit the new markers, and nothing would say so."""
     from peft import LoraConfig, get_peft_model
 
+    kw = {}
+    if new_token_ids:
+        if "trainable_token_indices" not in inspect.signature(LoraConfig).parameters:
+            raise ValueError("LoRA with added tokens needs peft >= 0.15 (trainable_token_indices); "
+                             "upgrade peft, or pick a chat format the tokenizer already has")
+        ids = sorted(set(int(i) for i in new_token_ids))
+        layers = {_module_name(model, model.get_input_embeddings()): ids}
+        head = model.get_output_embeddings()
+        if head is not None and not getattr(model.config, "tie_word_embeddings", False):
+            layers[_module_name(model, head)] = ids
+        kw["trainable_token_indices"] = layers
     return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+                                            target_modules=lora.target_modules, task_type="CAUSAL_LM", **kw))
+
+
+def _module_name(model, module) -> str:
+    """The last component of `module`'s name in `model` (what peft matches layer names by)."""
+    return next(name for name, m in model.named_modules() if m is module).rsplit(".", 1)[-1]
 
 
 def merge_lora(model, out_dir: str | os.PathLike):

@@ -26,7 +26,7 @@ def stage_corpus(cfg: RecipeConfig, out: Path) -> list[Path]:
 
 
 def _corpus_files(cfg: RecipeConfig, out: Path) -> list[Path]:
-    if cfg.pretrain.data:
+    if cfg.pretrain is not None and cfg.pretrain.data:
         return list(cfg.pretrain.data)
     if cfg.curate is not None:
         res = curate_recipe(cfg)

@@ -146,14 +146,15 @@ def run_sft(
         raise ValueError("sft.save_every with LoRA: checkpoints hold full weights, not adapters; unset one of them")
     fmt = resolve_chat_format(tokenizer, cfg.format)  # warns if the model was trained on another format
     model = init if isinstance(init, torch.nn.Module) else load_causal_lm(init, cfg.compute.dtype)
-    if apply_chat_format(tokenizer, fmt):
+    added = apply_chat_format(tokenizer, fmt)
+    if added:
         model.resize_token_embeddings(len(tokenizer))
     data = load_sft_data(cfg, tokenizer, fmt, seed, records)
     if not data.train:
         raise ValueError(f"no usable SFT examples (skipped: {data.stats.skipped})")
     train_rows, eval_rows = _rows(data.train, cfg), _rows(data.eval, cfg)
-    if cfg.lora is not None:
-        model = with_lora(model, cfg.lora)
+    if cfg.lora is not None:  # the rows of added tokens are trained too
+        model = with_lora(model, cfg.lora, tokenizer.convert_tokens_to_ids(added))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lengths = None if cfg.packing or not cfg.group_by_length else [len(r) for r in train_rows]
     trainer = Trainer(model, SFTObjective(pad_id), train_rows, cfg, out, eval_data=eval_rows or None,
