@@ -32,7 +32,9 @@ from pathlib import Path
 import torch
 
 
-def build(tmp: Path, n_pairs: int, seed: int):
+def build(tmp: Path, n_pairs: int, seed: int, model: str | None = None):
+    """The init model dir (the `tiny` preset, or `model`: an HF dir, then with ChatML's template),
+    its tokenizer, and the style pairs (train, held out)."""
     from llm_recipe.config import DPOConfig, SFTConfig
     from llm_recipe.demo.sample_corpus import generate_sample_corpus, sample_corpus_files
     from llm_recipe.demo.style import style_pairs_from_sft
@@ -40,12 +42,21 @@ def build(tmp: Path, n_pairs: int, seed: int):
     from llm_recipe.tokenizer.chat_formats import apply_chat_format, get_chat_format
     from llm_recipe.tokenizer.train import train_and_save
 
-    corpus = generate_sample_corpus(tmp / "corpus", docs_per_source=200, seed=seed)
-    texts = [json.loads(ln)["text"] for f in sample_corpus_files(corpus)
-             for ln in Path(f).read_text(encoding="utf-8").splitlines()]
-    tok = train_and_save(texts, tmp / "tok", vocab_size=2048)
-    apply_chat_format(tok, get_chat_format("chatml"))
-    model = build_preset_model("tiny", tok, seed=seed)
+    if model:
+        from llm_recipe.models.loading import load_causal_lm, load_tokenizer
+
+        tok = load_tokenizer(model)
+        added = apply_chat_format(tok, get_chat_format("chatml"))
+        model = load_causal_lm(model)
+        if added:
+            model.resize_token_embeddings(len(tok))
+    else:
+        corpus = generate_sample_corpus(tmp / "corpus", docs_per_source=200, seed=seed)
+        texts = [json.loads(ln)["text"] for f in sample_corpus_files(corpus)
+                 for ln in Path(f).read_text(encoding="utf-8").splitlines()]
+        tok = train_and_save(texts, tmp / "tok", vocab_size=2048)
+        apply_chat_format(tok, get_chat_format("chatml"))
+        model = build_preset_model("tiny", tok, seed=seed)
     model_dir = tmp / "init"
     model.save_pretrained(model_dir, safe_serialization=True)
     tok.save_pretrained(model_dir)
@@ -67,7 +78,8 @@ def run_trl(model_dir: Path, tok, pairs, args, precompute: bool, out: Path):
     targs = TRLConfig(output_dir=str(out), report_to="none", beta=0.1, per_device_train_batch_size=args.batch,
                       max_steps=args.steps, learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0,
                       train_sampling_strategy="sequential",
-                      weight_decay=0.0, max_grad_norm=1.0, max_length=args.max_length, use_cpu=True, bf16=False,
+                      weight_decay=0.0, max_grad_norm=1.0, max_length=args.max_length, use_cpu=True,
+                      bf16=getattr(args, "bf16", False),
                       save_strategy="no", logging_steps=args.steps, precompute_ref_log_probs=precompute,
                       seed=args.seed, dataloader_num_workers=0, disable_tqdm=True)
     policy = load_causal_lm(model_dir)
@@ -83,7 +95,7 @@ def run_trl(model_dir: Path, tok, pairs, args, precompute: bool, out: Path):
 
 
 def run_ours(model_dir: Path, tok, pairs, args, out: Path):
-    from llm_recipe.config import DPOConfig
+    from llm_recipe.config import ComputeConfig, DPOConfig
     from llm_recipe.models.finetuning import disable_dropout
     from llm_recipe.models.loading import load_causal_lm
     from llm_recipe.tokenizer.chat_formats import resolve_chat_format
@@ -94,7 +106,8 @@ def run_ours(model_dir: Path, tok, pairs, args, out: Path):
 
     cfg = DPOConfig(batch_size=args.batch, max_steps=args.steps, lr=args.lr, warmup_steps=0, min_lr_ratio=0.0,
                     betas=(0.9, 0.999), weight_decay=0.0, max_grad_norm=1.0, max_length=args.max_length,
-                    log_every=args.steps, eval_every=10**6)
+                    log_every=args.steps, eval_every=10**6,
+                    compute=ComputeConfig(mixed_precision="bf16" if getattr(args, "bf16", False) else "no"))
     policy = load_causal_lm(model_dir)
     disable_dropout(policy)
     t0 = time.perf_counter()

@@ -74,10 +74,13 @@ def load_setup(args):
     return tok, make_model, examples, kept
 
 
-def bench_ours(args, tok, make_model, examples, packing: bool) -> float:
+def bench_ours(args, tok, make_model, examples, packing: bool, bf16: bool = False) -> float:
+    from llm_recipe.config import ComputeConfig
+
     rows = pack_examples(examples, args.max_length) if packing else single_rows(examples)
     cfg = SFTConfig(max_steps=args.warmup + args.steps, batch_size=args.batch, lr=1e-3, warmup_steps=2,
-                    log_every=10**6, eval_every=10**6, save_every=None, packing=packing)
+                    log_every=10**6, eval_every=10**6, save_every=None, packing=packing,
+                    compute=ComputeConfig(mixed_precision="bf16" if bf16 else "no"))
     marks = {}
 
     def clock(tr):

@@ -377,6 +377,9 @@ class DPOConfig(TrainConfig):
     eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
     style_pairs: int = Field(400, ge=8, description="size of the generated style set")
     style_prefix: str = "Let me explain. "
+    style_answers: Literal["data", "model"] = Field(
+        "data", description="style set answers: the SFT data's, or the policy's own greedy answers to the same "
+        "prompts (on-policy: DPO then changes the style, not the content)")
     eval_fraction: float = Field(0.15, gt=0, lt=0.5)
     init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
     trust_remote_code: bool = False

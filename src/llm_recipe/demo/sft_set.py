@@ -28,27 +28,30 @@ _NUM_EN = ["zero", "one", "two", "three", "four", "five"]
 _NUM_JA = ["零", "一", "二", "三", "四", "五"]
 
 
-def _fact_qa(r: random.Random, lang: str) -> tuple[str, str]:
+def _fact_qa(r: random.Random, lang: str) -> tuple[str, str, str]:
+    """(question, answer, the fact a correct answer states)."""
     kind = r.randrange(7)
     c, a, city = r.choice(W.COUNTRIES), r.choice(W.ANIMALS), r.choice(W.JAPANESE_CITIES)
     if lang == "ja":
         return [
-            (r.choice([f"{c.ja}の首都はどこですか？", f"{c.ja}の首都を教えてください。"]), f"{c.ja}の首都は{c.capital_ja}です。"),
-            (f"{c.ja}ではどの言語が話されていますか？", f"{c.ja}の主な言語は{c.language_ja}です。"),
-            (f"{c.ja}はどの大陸にありますか？", f"{c.ja}は{c.continent_ja}にあります。"),
-            (f"{a.ja}は何を食べますか？", f"{a.ja}は主に{a.eats_ja}を食べます。"),
-            (f"{a.ja}はどこに住んでいますか？", f"{a.ja}は{a.lives_ja}に住んでいます。"),
-            (f"{a.ja}はどんな動物ですか？", f"{a.ja}は{a.kind_ja}の動物です。"),
-            (f"{city.ja}は何で知られていますか？", f"{city.ja}は{city.known_for_ja}で知られています。"),
+            (r.choice([f"{c.ja}の首都はどこですか？", f"{c.ja}の首都を教えてください。"]), f"{c.ja}の首都は{c.capital_ja}です。",
+             c.capital_ja),
+            (f"{c.ja}ではどの言語が話されていますか？", f"{c.ja}の主な言語は{c.language_ja}です。", c.language_ja),
+            (f"{c.ja}はどの大陸にありますか？", f"{c.ja}は{c.continent_ja}にあります。", c.continent_ja),
+            (f"{a.ja}は何を食べますか？", f"{a.ja}は主に{a.eats_ja}を食べます。", a.eats_ja),
+            (f"{a.ja}はどこに住んでいますか？", f"{a.ja}は{a.lives_ja}に住んでいます。", a.lives_ja),
+            (f"{a.ja}はどんな動物ですか？", f"{a.ja}は{a.kind_ja}の動物です。", a.kind_ja),
+            (f"{city.ja}は何で知られていますか？", f"{city.ja}は{city.known_for_ja}で知られています。", city.known_for_ja),
         ][kind]
     return [
-        (r.choice([f"What is the capital of {c.en}?", f"Tell me the capital of {c.en}."]), f"The capital of {c.en} is {c.capital_en}."),
-        (f"What language is spoken in {c.en}?", f"The main language of {c.en} is {c.language_en}."),
-        (f"Which continent is {c.en} in?", f"{c.en} is in {c.continent_en}."),
-        (f"What does {_a(a.en)} eat?", f"{_a(a.en).capitalize()} mostly eats {a.eats_en}."),
-        (f"Where does {_a(a.en)} live?", f"{_a(a.en).capitalize()} lives in {a.lives_en}."),
-        (f"What kind of animal is {_a(a.en)}?", f"The {a.en} is {_a(a.kind_en)}."),
-        (f"What is {city.en} known for?", f"{city.en} is known for {city.known_for_en}."),
+        (r.choice([f"What is the capital of {c.en}?", f"Tell me the capital of {c.en}."]), f"The capital of {c.en} is {c.capital_en}.",
+         c.capital_en),
+        (f"What language is spoken in {c.en}?", f"The main language of {c.en} is {c.language_en}.", c.language_en),
+        (f"Which continent is {c.en} in?", f"{c.en} is in {c.continent_en}.", c.continent_en),
+        (f"What does {_a(a.en)} eat?", f"{_a(a.en).capitalize()} mostly eats {a.eats_en}.", a.eats_en),
+        (f"Where does {_a(a.en)} live?", f"{_a(a.en).capitalize()} lives in {a.lives_en}.", a.lives_en),
+        (f"What kind of animal is {_a(a.en)}?", f"The {a.en} is {_a(a.kind_en)}.", a.kind_en),
+        (f"What is {city.en} known for?", f"{city.en} is known for {city.known_for_en}.", city.known_for_en),
     ][kind]
 
 
@@ -64,7 +67,8 @@ def gen_qa(r: random.Random, lang: str) -> dict:
                      r.choice([("What language do people speak there?", f"The main language of {c.en} is {c.language_en}."),
                                ("And which continent is it in?", f"{c.en} is in {c.continent_en}.")])]
     else:
-        turns = [_fact_qa(r, lang)]
+        q, a, key = _fact_qa(r, lang)
+        return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "answer_key": key}
     return {"messages": [m for q, a in turns for m in ({"role": "user", "content": q},
                                                        {"role": "assistant", "content": a})]}
 
@@ -219,6 +223,7 @@ def gen_format(r: random.Random, lang: str) -> dict:
         c = r.choice(W.COUNTRIES)
         q, ans = ((f"一語で答えてください。{c.ja}の首都は？", c.capital_ja) if lang == "ja"
                   else (f"Answer in one word: what is the capital of {c.en}?", c.capital_en))
+        return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ans}], "answer_key": ans}
     else:  # JSON
         c = r.choice(W.COUNTRIES)
         if lang == "ja":

@@ -96,6 +96,7 @@ class StyleData:
     eval: list[PreferencePair]
     held_out_prompts: list[list[dict]]  # prompts of neither the SFT nor the DPO training data
     log: SkipLog = field(default_factory=SkipLog)
+    held_out_keys: list[str | None] = field(default_factory=list)  # the fact a right answer states, if known
 
 
 def _single_turn(messages: list[dict]) -> tuple[list[dict], str] | None:
@@ -136,8 +137,25 @@ def style_pairs_from_sft(sft_cfg: SFTConfig, cfg: DPOConfig, seed: int = 0) -> S
             break
     log.kept = len(pairs)
     train, evals = split_by_prompt(pairs, cfg.eval_fraction, seed)
-    held: dict[str, list[dict]] = {}  # distinct prompts, in order
+    held: dict[str, tuple[list[dict], str | None]] = {}  # distinct prompts, in order, with their answer key
     for c in sft_held:
         if (one := _single_turn(c.messages)) is not None and len(held) < cfg.eval_prompts:
-            held.setdefault(prompt_key(one[0]), one[0])
-    return StyleData(train, evals, list(held.values()), log)
+            held.setdefault(prompt_key(one[0]), (one[0], c.answer_key))
+    return StyleData(train, evals, [p for p, _ in held.values()], log, [k for _, k in held.values()])
+
+
+def restyle_with_answers(pairs: list[PreferencePair], answers: list[str], prefix: str,
+                         log: SkipLog) -> list[PreferencePair]:
+    """The same rule on a model's own answers to the pairs' prompts: chosen = prefix + answer,
+    rejected = answer. Preferences over what the policy already says move its style, not its
+    content (the on-policy variant of the demo). Empty and already-styled answers are skipped."""
+    out = []
+    for p, a in zip(pairs, answers, strict=True):
+        a = a.strip()
+        if not a:
+            log.skip("empty_model_answer", str(p.meta.get("source", "?")))
+        elif a.startswith(prefix.strip()):
+            log.skip("already_styled", str(p.meta.get("source", "?")))
+        else:
+            out.append(PreferencePair(p.prompt, prefix + a, a, meta={**p.meta, "answer": "model"}))
+    return out

@@ -43,9 +43,17 @@ def content_overlap(dpo_answers: Sequence[str], sft_answers: Sequence[str], pref
     return [rouge_l(strip_prefix(d, prefix), s) for d, s in zip(dpo_answers, sft_answers, strict=True)]
 
 
+def states_fact(answer: str, key: str) -> bool:
+    """The answer states the fact (`key`, e.g. the capital asked for): case-insensitive substring."""
+    return key.casefold() in answer.casefold()
+
+
 def compare_style(sft_dir: str | os.PathLike, dpo_dir: str | os.PathLike, prompts, prefix: str,
-                  max_new_tokens: int, seed: int = 0, compute: ComputeConfig | None = None) -> dict:
-    """Success rates of the SFT and DPO models on the same prompts and their content overlap."""
+                  max_new_tokens: int, seed: int = 0, compute: ComputeConfig | None = None,
+                  answer_keys: Sequence[str | None] | None = None) -> dict:
+    """Success rates of the SFT and DPO models on the same prompts and their content overlap; with
+    `answer_keys` (the fact a right answer states, None where the prompt has none), whether the DPO
+    model still answers correctly where the SFT model did."""
     compute = compute or ComputeConfig()
     res = {}
     for name, d in (("sft", sft_dir), ("dpo", dpo_dir)):
@@ -53,6 +61,11 @@ def compare_style(sft_dir: str | os.PathLike, dpo_dir: str | os.PathLike, prompt
         with autocast(compute, model.device):
             res[name] = style_check(model, load_tokenizer(d), prompts, prefix, max_new_tokens, seed)
     overlap = content_overlap(res["dpo"]["answers"], res["sft"]["answers"], prefix)
+    correct: dict[str, list[bool]] = {}
+    keyed = [i for i, k in enumerate(answer_keys or []) if k]
+    for name in ("sft", "dpo"):
+        correct[name] = [states_fact(res[name]["answers"][i], answer_keys[i]) for i in keyed]
+    kept = [d for s, d in zip(correct["sft"], correct["dpo"], strict=True) if s]
     return {
         "prefix": prefix,
         "prompts": len(prompts),
@@ -60,6 +73,9 @@ def compare_style(sft_dir: str | os.PathLike, dpo_dir: str | os.PathLike, prompt
         "dpo_rate": res["dpo"]["rate"],
         "overlap_mean": sum(overlap) / max(len(overlap), 1),
         "overlap_ge_0.5": sum(o >= 0.5 for o in overlap) / max(len(overlap), 1),
+        **({"fact_prompts": len(keyed), "correct_sft": sum(correct["sft"]) / len(keyed),
+            "correct_dpo": sum(correct["dpo"]) / len(keyed),
+            "still_correct": sum(kept) / len(kept) if kept else None} if keyed else {}),
         "samples": [{"prompt": user_text(p), "sft": s, "dpo": d, "rouge_l": round(o, 3)}
                     for p, s, d, o in zip(prompts, res["sft"]["answers"], res["dpo"]["answers"], overlap, strict=True)],
     }

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from ..config import SamplingConfig
 from ..infer.generate import generate_chat
 from ..preference.records import user_text
-from ..train.sft_data import Conversation, has_japanese
+from ..preference.text_metrics import has_japanese
+from ..train.sft_data import Conversation
 
 
 def follows_template(prompt: str | list[dict], gen, expect_lang: str | None = None) -> bool:

@@ -26,7 +26,7 @@ def disable_dropout(model: torch.nn.Module) -> None:
             m.p = 0.0
 
 
-def with_lora(model, lora: LoRAConfig, new_token_ids: Sequence[int] = ()):
+def with_lora(model, lora: LoRAConfig, new_token_ids: Sequence[int] = (), seed: int = 0):
     """The model wrapped with trainable LoRA adapters (base weights frozen), via peft.
 
     `new_token_ids`: tokens added for this run (a chat format's markers) have untrained embedding
@@ -46,8 +46,13 @@ def with_lora(model, lora: LoRAConfig, new_token_ids: Sequence[int] = ()):
         if head is not None and not getattr(model.config, "tie_word_embeddings", False):
             layers[_module_name(model, head)] = ids
         kw["trainable_token_indices"] = layers
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM", **kw))
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=lora.target_modules, task_type="CAUSAL_LM", **kw)
+    # The adapters' random init from `seed`, not from whatever the process drew before: a run
+    # gives the same adapters (and the same trained model) whatever ran earlier in its process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 def _module_name(model, module) -> str:

@@ -39,6 +39,8 @@ def headline_results(run_dir: str | Path) -> dict[str, dict]:
     if dpo := _read(out / "dpo" / "style_report.json"):
         res["dpo"] = {"prefix": dpo["prefix"].strip(), "success_sft": dpo["sft_rate"], "success_dpo": dpo["dpo_rate"],
                       "content_overlap": dpo["overlap_mean"], "held_out_prompts": dpo["prompts"]}
+        if dpo.get("still_correct") is not None:  # of the prompts the SFT model answered right
+            res["dpo"]["still_correct"] = dpo["still_correct"]
     for algo in ("ppo", "grpo"):
         if rl := _read(out / algo / "summary.json"):
             b, a = rl["before"], rl["after"]

@@ -14,10 +14,13 @@ import os
 from pathlib import Path
 
 from .. import console, distributed
-from ..config import DPOConfig, RecipeConfig, SFTConfig
-from ..demo.style import style_pairs_from_sft
+from ..config import DPOConfig, RecipeConfig, SamplingConfig, SFTConfig
+from ..demo.style import restyle_with_answers, style_pairs_from_sft
 from ..eval.style import compare_style
 from ..files import write_json, write_jsonl
+from ..infer.generate import generate_chat
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, load_model
 from ..preference.converters import read_preference_files
 from ..preference.records import split_by_prompt
 from ..train.dpo import run_dpo
@@ -37,6 +40,10 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
     init = dcfg.init_from or str(sft_model_dir)
     if style:
         data = style_pairs_from_sft(cfg.sft or SFTConfig(), dcfg, cfg.seed)
+        if dcfg.style_answers == "model":  # the policy's own answers (main process), then the same rule
+            answers = distributed.on_main(_greedy_answers, init, [p.prompt for p in data.train + data.eval], dcfg)
+            restyled = restyle_with_answers(data.train + data.eval, answers, dcfg.style_prefix, data.log)
+            data.train, data.eval = split_by_prompt(restyled, dcfg.eval_fraction, cfg.seed)
         if distributed.is_main():
             write_jsonl(run_dir / "style_pairs.jsonl", (p.to_json() for p in data.train + data.eval))
         train, evals, log, inputs = data.train, data.eval, data.log, []
@@ -61,9 +68,18 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
                  f"reward accuracy {first.get('eval_reward_accuracy', 0):.2f} -> {last['eval_reward_accuracy']:.2f}")
     if style:
         rep = distributed.on_main(compare_style, init, model_dir, data.held_out_prompts, dcfg.style_prefix,
-                                  dcfg.max_new_tokens, cfg.seed, compute=dcfg.compute)
+                                  dcfg.max_new_tokens, cfg.seed, compute=dcfg.compute,
+                                  answer_keys=data.held_out_keys)
         write_json(run_dir / "style_report.json", rep)
         console.log(f"dpo: held-out answers starting with {dcfg.style_prefix.strip()!r}: SFT {rep['sft_rate']:.0%} -> "
              f"DPO {rep['dpo_rate']:.0%} ({rep['prompts']} prompts); content kept (ROUGE-L vs SFT answer) "
-             f"{rep['overlap_mean']:.2f}")
+             f"{rep['overlap_mean']:.2f}" + (f"; still correct where SFT was: {rep['still_correct']:.0%}"
+                                              if rep.get("still_correct") is not None else ""))
     return model_dir
+
+
+def _greedy_answers(model_dir, prompts: list, dcfg: DPOConfig) -> list[str]:
+    model, tok = load_model(model_dir, dcfg.compute), load_tokenizer(model_dir)
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=dcfg.max_new_tokens)
+    with autocast(dcfg.compute, model.device):
+        return [g.text for g in generate_chat(model, tok, prompts, greedy, seed=0)]

@@ -158,7 +158,7 @@ def run_dpo(
     if not train:
         raise ValueError(f"no usable DPO pairs ({tok_log.summary()})")
     if cfg.lora is not None:
-        model = with_lora(model, cfg.lora)
+        model = with_lora(model, cfg.lora, seed=seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     objective = DPOObjective(pad_id, cfg)
     # The device first: the reference pass runs there, before the loop wraps the model.

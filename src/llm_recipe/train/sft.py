@@ -154,7 +154,7 @@ def run_sft(
         raise ValueError(f"no usable SFT examples (skipped: {data.stats.skipped})")
     train_rows, eval_rows = _rows(data.train, cfg), _rows(data.eval, cfg)
     if cfg.lora is not None:  # the rows of added tokens are trained too
-        model = with_lora(model, cfg.lora, tokenizer.convert_tokens_to_ids(added))
+        model = with_lora(model, cfg.lora, tokenizer.convert_tokens_to_ids(added), seed=seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lengths = None if cfg.packing or not cfg.group_by_length else [len(r) for r in train_rows]
     trainer = Trainer(model, SFTObjective(pad_id), train_rows, cfg, out, eval_data=eval_rows or None,

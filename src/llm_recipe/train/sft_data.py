@@ -27,6 +27,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from tqdm.auto import tqdm
 
 from ..files import BadLine, iter_jsonl
+from ..preference.text_metrics import has_japanese
 from ..splits import split_by_key
 from ..tokenizer.chat_formats import ChatFormat, TemplateError, render
 from .loop import length_grouped_batches
@@ -35,11 +36,6 @@ from .sft_coverage import CATEGORIES, infer_category
 IGNORE = -100
 ROLES = ("system", "user", "assistant")
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
-
-
-def has_japanese(text: str) -> bool:
-    """Any kana or CJK ideograph. Enough to tell this project's two languages apart."""
-    return any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
 @dataclass
@@ -68,6 +64,7 @@ class Conversation:
     lang: str = "en"
     where: str = ""
     category_inferred: bool = False
+    answer_key: str | None = None  # the fact a correct answer states (a record's optional "answer_key")
 
 
 
@@ -147,7 +144,8 @@ def to_conversation(rec: dict, stats: DataStats, where: str = "", system_prompt:
     lang = rec.get("lang") if rec.get("lang") in ("ja", "en") else ("ja" if has_japanese(first_user) else "en")
     for m in mods:
         stats.modify(m)
-    return Conversation(msgs, category, lang, where, category_inferred=not labelled)
+    key = rec.get("answer_key") if isinstance(rec.get("answer_key"), str) else None
+    return Conversation(msgs, category, lang, where, category_inferred=not labelled, answer_key=key)
 
 
 def conversations_from_records(records: Iterable[tuple[str, dict | BadLine]], stats: DataStats,
