@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 SFT = {"ours packed": {}, "ours packed bf16": {"bf16": True}, "TRL defaults": {},
        "TRL packing": {"packing": True}, "TRL padded fp32": {"bf16": False, "gradient_checkpointing": False}}
+RESULT = "RESULT "  # the worker's one result line (the trainers print dicts of their own)
 DPO = {"ours": {}, "ours bf16": {"bf16": True}, "trl": {}, "trl+precompute": {"precompute": True}}
 
 
@@ -85,7 +86,7 @@ def main() -> None:
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "NAME"))
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(*a.worker, a)), flush=True)
+        print(RESULT + json.dumps(worker(*a.worker, a)), flush=True)
         return
     if not (Path(a.model) / "config.json").exists():
         from llm_recipe.models.importing import import_model
@@ -96,7 +97,7 @@ def main() -> None:
         for name in names:
             cmd = [sys.executable, __file__, "--worker", kind, name, *sys.argv[1:]]
             res = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((x for x in res.stdout.splitlines() if x.startswith("{")), None)
+            line = next((x[len(RESULT):] for x in res.stdout.splitlines() if x.startswith(RESULT)), None)
             if res.returncode or line is None:
                 raise SystemExit(f"{kind} {name} failed:\n{res.stderr[-3000:]}")
             rows.append(json.loads(line))
