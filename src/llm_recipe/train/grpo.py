@@ -74,7 +74,7 @@ class GRPOObjective:
         return {}
 
     def load_state(self, state: dict) -> None:
-        pass
+        """GRPO keeps no state between iterations (no adaptive KL coefficient): nothing to restore."""
 
 
 def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: int = 0, *,
