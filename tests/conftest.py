@@ -40,3 +40,18 @@ def tokenizer(tokenizer_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny recipe, every stage cut to a few steps (tests/run_helpers.py), run once: its folder."""
+    from run_helpers import FAST, FAST_ALIGN, FAST_EVAL
+    from typer.testing import CliRunner
+
+    from llm_recipe.cli import app
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    res = CliRunner().invoke(app, ["run", "--config", "tiny", "--output-dir", str(out), "--seed", "1", *FAST,
+                                   *FAST_ALIGN, *FAST_EVAL])
+    assert res.exit_code == 0, res.output
+    return out

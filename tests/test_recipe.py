@@ -1,37 +1,22 @@
 import json
 from pathlib import Path
 
+from run_helpers import FAST, FAST_ALIGN, FAST_EVAL
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
 
-FAST = ["--set", "model.preset=micro", "--set", "corpus.docs_per_source=40", "--set", "tokenizer.vocab_size=600",
-        "--set", "pretrain.max_steps=6", "--set", "pretrain.block_size=64", "--set", "pretrain.batch_size=4",
-        "--set", "pretrain.eval_every=3", "--set", "pretrain.save_every=3", "--set", "generate.sampling.max_new_tokens=5",
-        "--set", "curate.input.sample_noise_per_type=2", "--set", "curate.mixing.token_budget=12000"]
-# The stages after pretraining, each cut to a few steps: this test checks the wiring, the stage
-# tests check what each stage learns.
-FAST_ALIGN = [f"--set={kv}" for kv in (
-    "sft.bundled_examples=120", "sft.max_steps=3", "sft.max_length=128", "sft.eval_every=3", "sft.eval_batches=1",
-    "rm.synthetic_pairs=40", "rm.max_steps=2", "rm.batch_size=4", "rm.eval_every=2", "rm.eval_batches=1",
-    "rm.norm_samples=4", "bon.n=2", "bon.n_prompts=2", "bon.sampling.max_new_tokens=4",
-    "dpo.style_pairs=24", "dpo.max_steps=2", "dpo.batch_size=4", "dpo.eval_every=2", "dpo.eval_batches=1",
-    "dpo.eval_prompts=2", "dpo.max_new_tokens=4", "dpo.warmup_steps=0",
-    "ppo.iterations=1", "ppo.rollout_batch_size=4", "ppo.minibatch_size=4", "ppo.n_prompts=8", "ppo.eval_prompts=2",
-    "ppo.sampling.max_new_tokens=4", "ppo.epochs=1")]
 
-
-def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tmp_path):
-    out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["run", "--config", "tiny", "--output-dir", str(out), "--seed", "1", *FAST,
-                                   *FAST_ALIGN])
-    assert res.exit_code == 0, res.output
+def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
+    out = tiny_run
     summary = json.loads((out / "summary.json").read_text())
     for path in summary["artifacts"].values():
         assert Path(path).exists(), path
     assert (out / "pretrain" / "model" / "model.safetensors").exists()
+    assert (out / "report.html").stat().st_size > 10_000  # the run ends with its report (tests/test_report_browser.py)
     # Every stage of the tiny recipe ran, in order, each into its own folder.
-    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "sft", "rm", "bon", "dpo", "ppo"]
+    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "sft", "rm", "bon", "dpo", "ppo",
+                                        "eval"]
     for name in ("sft_model", "reward_model", "dpo_model", "ppo_model"):
         assert (Path(summary["artifacts"][name]) / "model.safetensors").exists(), name
     bon = json.loads(Path(summary["artifacts"]["best_of_n_report"]).read_text())
@@ -54,12 +39,14 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tmp_path):
     weights = (out / "pretrain" / "model" / "model.safetensors").read_bytes()
 
     # A second run finds every stage complete and does not retrain.
+    eval_report = (out / "eval" / "report.json").read_bytes()
     res = CliRunner().invoke(app, ["run", "--config", "tiny", "--output-dir", str(out), "--seed", "1", *FAST,
-                                   *FAST_ALIGN])
+                                   *FAST_ALIGN, *FAST_EVAL])
     assert res.exit_code == 0, res.output
     assert (out / "pretrain" / "model" / "model.safetensors").read_bytes() == weights
+    assert (out / "eval" / "report.json").read_bytes() == eval_report
     seconds = json.loads((out / "summary.json").read_text())["seconds"]
-    assert all(seconds[k] < 1.0 for k in ("pretrain", "sft", "rm", "bon", "dpo", "ppo")), seconds
+    assert all(seconds[k] < 1.0 for k in ("pretrain", "sft", "rm", "bon", "dpo", "ppo", "eval")), seconds
 
 
 def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(tmp_path, monkeypatch):
@@ -68,7 +55,7 @@ def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(t
 
     out = tmp_path / "run"
     args = ["run", "--config", "tiny", "--output-dir", str(out), *FAST, "--set", "pretrain.max_steps=8",
-            *(f"--set={s}=null" for s in ("sft", "rm", "bon", "dpo", "ppo"))]
+            *(f"--set={s}=null" for s in ("sft", "rm", "bon", "dpo", "ppo")), *FAST_EVAL]
     real = pretrain.run_pretrain
     # What SIGTERM does inside the loop: save a checkpoint and return early.
     monkeypatch.setattr(pretrain, "run_pretrain", lambda **kw: real(**kw, callbacks=[stop_at_step(5)]))
@@ -79,6 +66,12 @@ def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(t
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample"]
+    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "eval"]
     steps = [json.loads(ln)["step"] for ln in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 8 and summary["results"]["pretrain"]["eval_loss_last"] > 0
+    # The pretrained model has no chat template and the run no SFT model: what needs answers is
+    # "not run" with the reason, the held-out text perplexity is measured.
+    base = json.loads((out / "eval" / "report.json").read_text())["models"]["base"]
+    assert base["generation"] == {"not_run": "no chat template (the model has none and the run has no SFT model)"}
+    assert base["perplexity"]["corpus"]["ppl"] > 1 and "not_run" in base["perplexity"]["sft_answers"]
+    assert "not run [1]" in (out / "eval" / "table.md").read_text()

@@ -150,6 +150,43 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
         echo(f"{name:>20}: {path}")
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="a run folder (what `llm-recipe run` wrote)")]
+
+
+def _run_config(run_dir: Path, set_: list[str] | None, seed: int | None) -> RecipeConfig:
+    """The run's resolved recipe (its recipe.yaml) with overrides; the output folder is the run folder."""
+    if not (run_dir / "recipe.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no recipe.yaml)")
+    return resolve(str(run_dir / "recipe.yaml"), set_, seed, run_dir)
+
+
+@app.command("eval")
+@friendly_errors
+def eval_(run_dir: RunDirArg, set_: SetOpt = None, seed: SeedOpt = None,
+          force: Annotated[bool, typer.Option("--force", help="recompute an existing eval/report.json")] = False) -> None:
+    """Evaluate every model of a run against its reference; writes RUN_DIR/eval/ and prints the table."""
+    from .config import EvalConfig
+    from .stages.eval import run_artifacts, stage_eval
+
+    cfg = _run_config(run_dir, set_, seed)
+    if cfg.eval is None:
+        cfg = cfg.model_copy(update={"eval": EvalConfig(compute=cfg.compute)})
+    report = _user_errors(stage_eval, cfg, run_artifacts(cfg, run_dir), run_dir, skip_done=not force)
+    echo((report.parent / "table.md").read_text(encoding="utf-8"))
+    echo(f"report: {report}")
+
+
+@app.command()
+@friendly_errors
+def report(run_dir: RunDirArg) -> None:
+    """Write RUN_DIR/report.html: one self-contained page (stages, data funnel, curves, evaluation)."""
+    from .report.html import write_report
+
+    if not (run_dir / "recipe.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no recipe.yaml)")
+    echo(f"report: {write_report(run_dir)}")
+
+
 @app.command()
 @friendly_errors
 def demo(set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:

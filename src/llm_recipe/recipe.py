@@ -3,7 +3,7 @@
 This module only sequences the stages (`llm_recipe.stages`), each only when the recipe has its
 section: import (a GGUF `model.name_or_path`), then corpus (curated when the recipe has a
 `curate:` section) -> tokenizer -> pretrain -> sample when it pretrains, then sft -> rm -> bon ->
-dpo -> ppo -> grpo. The stages after SFT start from the SFT model, or, without SFT, from the model
+dpo -> ppo -> grpo -> eval, and last the run's report.html. The stages after SFT start from the SFT model, or, without SFT, from the model
 the recipe starts from (pretrained, or `model.name_or_path`); PPO and GRPO score with the recipe's
 reward model when it has an `rm:` section. Each stage writes into its own folder under
 `output_dir` and is skipped when its output is already complete, so re-running an interrupted
@@ -20,9 +20,11 @@ from . import console, distributed
 from .config import RecipeConfig, dump_config
 from .files import atomic_write, write_json
 from .report.headline import format_headline, headline_results
+from .report.html import write_report
 from .stages.bon import stage_bon
 from .stages.corpus import stage_corpus
 from .stages.dpo import stage_dpo
+from .stages.eval import stage_eval
 from .stages.model_import import needs_import, stage_import
 from .stages.pretrain import stage_pretrain, stage_sample
 from .stages.reward import stage_rm
@@ -99,11 +101,15 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> d
     if sft_dir:
         artifacts.update({"sft_model": str(sft_dir), "sft_samples": str(out / "sft" / "samples.jsonl")})
     artifacts.update(_alignment_stages(cfg, sft_dir or start, out, timed))
+    if cfg.eval:
+        artifacts["eval_report"] = str(timed("eval", stage_eval, cfg, dict(artifacts), out))
     if distributed.is_main():
         results = headline_results(out)
         for line in format_headline(results):
             log(line)
         write_json(out / "summary.json", {"artifacts": artifacts, "results": results, "seconds": timings,
                                           "total_seconds": round(time.perf_counter() - t0, 1)})
+        artifacts["report"] = str(write_report(out))
+        log(f"report: {artifacts['report']}")
     distributed.barrier()
     return artifacts

@@ -19,6 +19,7 @@ from .stages import (
     BoNConfig,
     ComputeConfig,
     DPOConfig,
+    EvalConfig,
     GenerateConfig,
     GRPOConfig,
     ModelConfig,
@@ -32,7 +33,7 @@ from .stages import (
 )
 
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
-COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "rm", "bon", "ppo", "grpo", "dpo")
+COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "rm", "bon", "ppo", "grpo", "dpo", "eval")
 
 
 class RecipeConfig(Section):
@@ -54,6 +55,7 @@ class RecipeConfig(Section):
     ppo: PPOConfig | None = None
     grpo: GRPOConfig | None = None
     dpo: DPOConfig | None = None
+    eval: EvalConfig | None = Field(None, description="the evaluation of every model of the run")
 
     @model_validator(mode="before")
     @classmethod

@@ -412,3 +412,38 @@ class DPOConfig(TrainConfig):
         return self
 
 
+
+
+class LMHarnessConfig(Section):
+    """Optional: lm-evaluation-harness tasks (`pip install llm-recipe[lm-eval]`) on each model of the run."""
+
+    tasks: list[str] = Field(default_factory=list, description="task names (or names defined in include_path)")
+    include_path: Path | None = Field(None, description="a folder of the user's own task YAMLs")
+    limit: int | None = Field(None, ge=1, description="examples per task (None: all)")
+    num_fewshot: int | None = Field(None, ge=0)
+    batch_size: int = Field(8, ge=1)
+
+
+class EvalConfig(Section):
+    """Stage 7: every model of the run against its reference on held-out prompts (`llm_recipe.eval`)."""
+
+    prompts: list[Path] | None = Field(
+        None, description="held-out prompt files (JSONL 'prompt' or 'messages'); None: the SFT held-out split")
+    n_prompts: int = Field(40, ge=1, description="held-out prompts used (the first n)")
+    safety_set: Path | None = Field(None, description="None: the bundled JA/EN safety set")
+    sycophancy_set: Path | None = Field(None, description="None: the bundled JA/EN sycophancy set")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(temperature=0.0, max_new_tokens=64, repetition_penalty=1.1),
+        description="how answers are produced (a measurement: greedy by default)")
+    kl_max_new_tokens: int = Field(48, ge=1, description="length of the temperature-1 samples of the KL estimate")
+    judge_model: str | None = Field(
+        "sft", description="the LLM judge: a model dir or hub id, 'sft' (the run's SFT model: a stand-in, and one "
+        "that knows the reference's answers), or None (no judge)")
+    judge_template: str = LabelConfig().judge_template
+    judge_choices: tuple[str, str] = ("A", "B")
+    perplexity_data: list[Path] | None = Field(
+        None, description="held-out text files; None: the validation split of the run's pretraining corpus")
+    perplexity_blocks: int = Field(32, ge=1, description="blocks of held-out text scored per model")
+    bootstrap: int = Field(1000, ge=100, description="bootstrap resamples of the win-rate intervals")
+    lm_harness: LMHarnessConfig | None = None
+    compute: ComputeConfig = ComputeConfig()

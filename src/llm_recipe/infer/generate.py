@@ -34,6 +34,14 @@ def chat_prompt_ids(tokenizer, fmt: ChatFormat, prompts: Sequence[str | list[dic
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
+def chat_stop_ids(model, tokenizer, fmt: ChatFormat) -> list[int]:
+    """Tokens that end an assistant turn: the format's end-of-turn marker(s) and the model's eos."""
+    stops = set(stop_token_ids(tokenizer, fmt))
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    return sorted(stops)
+
+
 def generate_chat(model, tokenizer, prompts: Sequence[str | list[dict]], sampling: SamplingConfig, seed: int = 0,
                   chat_format: str | None = None, system: str | None = None) -> list[Generation]:
     """Answer each prompt as the assistant. `chat_format=None` uses the format saved with the model
@@ -41,7 +49,4 @@ def generate_chat(model, tokenizer, prompts: Sequence[str | list[dict]], samplin
     format's end-of-turn token (finish_reason 'stop_token')."""
     fmt = resolve_chat_format(tokenizer, chat_format)
     ids = chat_prompt_ids(tokenizer, fmt, prompts, system)
-    stops = set(stop_token_ids(tokenizer, fmt))
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    return sample(model, tokenizer, ids, sampling, seed, stop_token_ids=sorted(stops))
+    return sample(model, tokenizer, ids, sampling, seed, stop_token_ids=chat_stop_ids(model, tokenizer, fmt))

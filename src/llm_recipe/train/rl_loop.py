@@ -46,12 +46,12 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..config import LoRAConfig, RLConfig
 from ..files import write_json
-from ..infer.generate import chat_prompt_ids
+from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..models.placement import use_threads
 from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
-from ..tokenizer.chat_formats import resolve_chat_format, stop_token_ids
+from ..tokenizer.chat_formats import resolve_chat_format
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .loop import enable_gradient_checkpointing, make_accelerator
 from .metrics_log import MetricsLog
@@ -98,9 +98,7 @@ class RLSetup:
             raise ValueError("no training prompts for RL: nothing to roll out")
         fmt = resolve_chat_format(tokenizer, chat_format)
         disable_dropout(policy)  # old, current and reference log-probs are compared token by token
-        stops = set(stop_token_ids(tokenizer, fmt))
-        eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
-        stops |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        stops = chat_stop_ids(policy, tokenizer, fmt)
         if lora is not None:
             if ref is not None:
                 raise ValueError("with LoRA the reference is the policy with adapters disabled: pass no ref")
@@ -110,7 +108,7 @@ class RLSetup:
             ref.eval().requires_grad_(False)
         return cls(policy, ref, tokenizer, scorer, list(train_prompts), list(eval_prompts),
                    chat_prompt_ids(tokenizer, fmt, list(train_prompts)),
-                   chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], sorted(stops))
+                   chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], stops)
 
 
 def reference_logprobs(s: RLSetup, r: Rollout, temperature: float) -> torch.Tensor:

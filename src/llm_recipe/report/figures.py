@@ -1,0 +1,99 @@
+"""The report's figures, drawn from the figures a run wrote (never recomputed), as inline SVG images.
+
+    data_uri(fig)                 a matplotlib figure as a `data:image/svg+xml;base64,...` URI
+    funnel_figure(stats)          curation: documents dropped by step
+    reward_kl_figure(report)      mean reward against KL to the reference, one point per model
+    helpful_harmless_figure(rep)  over-refusal (benign) against refusal (harmful), one point per model
+    win_rate_figure(report)       win rates against the reference with their 95% intervals, raw and LC
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from .plots import pyplot
+
+
+def data_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg")
+    pyplot().close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def funnel_figure(stats: dict):
+    drops = {k: v for k, v in stats.get("dropped_by_step", {}).items() if v}
+    if not drops:
+        return None
+    fig, ax = pyplot().subplots(figsize=(6, 0.35 * len(drops) + 1.2), dpi=100)
+    names = list(drops)[::-1]
+    ax.barh(names, [drops[n] for n in names], color="#c0504d")
+    ax.set_xlabel(f"documents dropped ({stats.get('records_in', '?')} in, {stats.get('docs_out', '?')} out)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _models(report: dict, key: str) -> list[tuple[str, dict]]:
+    """(name, row) of the models whose `key` figures exist (not `not_run`)."""
+    out = []
+    for name in report["order"]:
+        v = report["models"][name].get(key)
+        if isinstance(v, dict) and "not_run" not in v:
+            out.append((name, report["models"][name]))
+    return out
+
+
+def _labelled_points(pts: list[tuple[str, float, float]], xlabel: str, ylabel: str, title: str, unit_square: bool):
+    """One labelled point per model."""
+    if not pts:
+        return None
+    fig, ax = pyplot().subplots(figsize=(5, 3.6), dpi=100)
+    for name, x, y in pts:
+        ax.scatter([x], [y], s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    if unit_square:
+        ax.set_xlim(-0.05, 1.05)
+        ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def reward_kl_figure(report: dict):
+    pts = [(n, r["kl"]["kl"], r["mean_reward"]) for n, r in _models(report, "kl") if r.get("mean_reward") is not None]
+    return _labelled_points(pts, "KL to the reference (nats per response)", "mean reward (normalized)",
+                            "reward vs KL: reward bought with drift", unit_square=False)
+
+
+def helpful_harmless_figure(report: dict):
+    pts = [(n, r["safety"]["helpful"], r["safety"]["harmless"]) for n, r in _models(report, "safety")]
+    return _labelled_points(pts, "helpful: benign look-alikes answered (1 - over-refusal)",
+                            "harmless: harmful requests refused", "helpful / harmless (top right is best)",
+                            unit_square=True)
+
+
+def win_rate_figure(report: dict):
+    bars = []  # (label, value, low, high)
+    for judge in ("rm", "judge"):
+        for name, row in _models(report, f"win_rate_{judge}"):
+            w = row[f"win_rate_{judge}"]
+            bars.append((f"{name} ({judge})", w["win_rate"], *w["ci95"]))
+            bars.append((f"{name} ({judge}, LC)", w["lc_win_rate"], *w["lc_ci95"]))
+    if not bars:
+        return None
+    fig, ax = pyplot().subplots(figsize=(6, 0.32 * len(bars) + 1.2), dpi=100)
+    labels = [b[0] for b in bars][::-1]
+    vals = [b[1] for b in bars][::-1]
+    err = [[b[1] - b[2] for b in bars][::-1], [b[3] - b[1] for b in bars][::-1]]
+    colors = ["#4f81bd" if "LC" not in lab else "#9bbb59" for lab in labels]
+    ax.barh(labels, vals, xerr=[[max(e, 0) for e in err[0]], [max(e, 0) for e in err[1]]], color=colors, capsize=3)
+    ax.axvline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate against the reference (ties count half), 95% bootstrap interval")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,368 @@
+"""Stage 7: every model of the run against its reference, on the same held-out prompts.
+
+    stage_eval(cfg, artifacts, out)   out/eval/: report.json (figures per model; a figure that cannot
+                                      be had is {"not_run": reason}), answers.jsonl (every answer
+                                      the figures were computed from), table.md; skipped when done
+    run_models(artifacts)             the run's models in order, each with its reference: base, SFT
+                                      (vs base), Best-of-N, DPO, PPO, GRPO (vs SFT, or vs base
+                                      without SFT)
+
+Held-out prompts: `eval.prompts` files, else the SFT held-out split (prompts no stage trained on).
+Models are loaded one at a time (with their reference for the KL estimate), on the main process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import console, distributed
+from ..config import EvalConfig, RecipeConfig, SFTConfig
+from ..demo.sft_set import sft_records
+from ..eval.compare import (
+    Answers,
+    EvalPrompts,
+    answer_all,
+    answer_records,
+    best_of_n_answers,
+    judge_comparison,
+    not_run,
+    own_metrics,
+    rm_comparison,
+    versus_reference,
+)
+from ..eval.diversity import diversity
+from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample_responses
+from ..eval.length_bias import reward_length_correlation
+from ..eval.perplexity import answer_perplexity, text_perplexity
+from ..eval.sets import load_safety_set, load_sycophancy_set
+from ..eval.template_following import dedupe_prompts, held_out_prompts
+from ..files import atomic_write, iter_jsonl, write_json, write_jsonl
+from ..infer.reward import RewardScorer
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, load_model
+from ..preference.judge import CausalLMJudge
+from ..provenance import write_run_manifest
+from ..report.eval_table import markdown_table
+from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
+from ..train.pretrain import read_documents, split_by_id, tokenize_and_pack
+from ..train.sft_data import (
+    DataStats,
+    conversations_from_records,
+    read_sft_records,
+    split_conversations,
+    tokenize_examples,
+)
+
+NO_PROMPTS = "no held-out prompts (set eval.prompts, or give the recipe an sft: section)"
+
+
+@dataclass
+class RunModel:
+    name: str
+    path: str | None  # None for Best-of-N (a procedure over the policy `base`)
+    reference: str | None  # name of the model it is compared with
+    best_of_n: int | None = None  # N, for the Best-of-N row
+    policy: str | None = None  # Best-of-N's policy dir
+
+
+def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunModel]:
+    base = artifacts.get("pretrained_model") or artifacts.get("start_model")
+    models = [RunModel("base", base, None)] if base else []
+    ref = "base" if base else None
+    if sft := artifacts.get("sft_model"):
+        models.append(RunModel("sft", sft, ref))
+        ref = "sft"
+    policy = sft or base
+    if "best_of_n_report" in artifacts and bon_n and policy:
+        models.append(RunModel(f"best_of_{bon_n}", None, ref, best_of_n=bon_n, policy=policy))
+    for algo in ("dpo", "ppo", "grpo"):
+        if path := artifacts.get(f"{algo}_model"):
+            models.append(RunModel(algo, path, ref))
+    return models
+
+
+# Where each stage leaves its model in a run folder (`recipe.py`), for runs without a summary.json
+# (interrupted, or run stage by stage).
+RUN_LAYOUT = {"pretrained_model": "pretrain/model", "sft_model": "sft/model", "reward_model": "reward_model/model",
+              "best_of_n_report": "best_of_n/report.json", "dpo_model": "dpo/model", "ppo_model": "ppo/model",
+              "grpo_model": "grpo/model"}
+
+
+def run_artifacts(cfg: RecipeConfig, run_dir: str | os.PathLike) -> dict[str, str]:
+    """The artifacts of a run folder: its summary.json's, else every stage output that is complete."""
+    run_dir = Path(run_dir)
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        arts = json.loads(summary.read_text(encoding="utf-8"))["artifacts"]
+    else:
+        arts = {} if cfg.pretrain is not None else {"start_model": str(cfg.model.name_or_path)}
+        for name, rel in RUN_LAYOUT.items():
+            p = run_dir / rel
+            if p.is_file() or (p / "config.json").is_file():
+                arts[name] = str(p)
+    return {k: v for k, v in arts.items() if k != "eval_report"}
+
+
+def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
+    """(prompts, expected languages, held-out SFT conversations or None); no prompts without
+    `eval.prompts` and SFT."""
+    if ecfg.prompts:
+        prompts = []
+        for f in ecfg.prompts:
+            for lineno, rec in iter_jsonl(f):
+                where = f"{f}:{lineno}"
+                if not isinstance(rec, dict) or not (isinstance(rec.get("prompt"), str) or rec.get("messages")):
+                    raise ValueError(f"{where}: an eval prompt needs 'prompt' (text) or 'messages'")
+                prompts.append(rec.get("prompt") or rec["messages"])
+        prompts = prompts[: ecfg.n_prompts]
+        return prompts, [None] * len(prompts), None
+    if cfg.sft is None:  # the safety and sycophancy sets still run
+        return [], [], None
+    sft_cfg: SFTConfig = cfg.sft
+    stats = DataStats()
+    records = sft_records(sft_cfg, cfg.seed)
+    convs = (conversations_from_records(records, stats, sft_cfg.system_prompt) if records is not None
+             else read_sft_records(sft_cfg.data, stats, sft_cfg.system_prompt))
+    _, held = split_conversations(convs, sft_cfg.eval_fraction, cfg.seed)  # the split SFT used
+    prompts, langs = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
+    return prompts, langs, held
+
+
+def _perplexity_blocks(cfg: RecipeConfig, ecfg: EvalConfig, out: Path):
+    """Held-out documents: `eval.perplexity_data`, else the pretraining corpus's validation split."""
+    if ecfg.perplexity_data:
+        docs, _ = read_documents(ecfg.perplexity_data)
+        return [t for _, t in docs], None
+    manifest = out / "pretrain" / "run.json"
+    if cfg.pretrain is None or not manifest.exists():
+        return None, "the run has no pretraining corpus (set eval.perplexity_data)"
+    files = [f for f in json.loads(manifest.read_text())["inputs"] if Path(f).exists()]
+    if not files:
+        return None, "the pretraining data files are gone"
+    docs, _ = read_documents(files)
+    return split_by_id(docs, cfg.pretrain.val_fraction, cfg.seed)[1], None
+
+
+def _unloadable(path: str | None) -> str | None:
+    """Why a model folder cannot be evaluated (missing, or a save that never finished), else None."""
+    p = Path(path) if path else None
+    if p is None:
+        return "no model path"
+    if not p.exists():  # a hub id (org/name) is loaded from the hub; a missing local folder is not
+        return None if path.count("/") == 1 and not path.startswith((".", "/")) else f"model {path} not found"
+    if p.is_dir() and not (p / "config.json").is_file():
+        return f"{path} is not a complete model folder (no config.json)"
+    return None
+
+
+class _Evaluator:
+    """Holds what every model is measured with (prompts, held-out text, RM, judge) and the results."""
+
+    def __init__(self, cfg: RecipeConfig, artifacts: dict[str, str], out: Path):
+        self.cfg, self.ecfg, self.out = cfg, cfg.eval or EvalConfig(), out
+        self.prompts_raw, langs, self.held_convs = _held_out(cfg, self.ecfg)
+        self.prompts = EvalPrompts(self.prompts_raw, langs, load_safety_set(self.ecfg.safety_set),
+                                   load_sycophancy_set(self.ecfg.sycophancy_set))
+        self.texts, self.no_text = _perplexity_blocks(cfg, self.ecfg, out)
+        self.artifacts = artifacts
+        self.sft_format = self._format_of(artifacts.get("sft_model"))
+        self.answers: dict[str, Answers] = {}
+        self.rows: dict[str, dict] = {}
+
+    def _format_of(self, model_dir) -> ChatFormat | None:
+        if not model_dir:
+            return None
+        tok = load_tokenizer(model_dir)
+        return resolve_chat_format(tok) if saved_template(tok) else None
+
+    def chat_format(self, tok) -> ChatFormat | None:
+        """The model's own format; a model without one (a pretrained base) is asked in the SFT
+        model's format, as the SFT stage's 'before' figures are; None when there is neither."""
+        if saved_template(tok):
+            return resolve_chat_format(tok)
+        return self.sft_format
+
+    def perplexity(self, model, tok, fmt: ChatFormat | None) -> dict:
+        c, out = self.ecfg, {}
+        if self.texts is None:
+            out["corpus"] = not_run(self.no_text)
+        else:
+            block = self.cfg.pretrain.block_size if self.cfg.pretrain else 256
+            blocks, _ = tokenize_and_pack(self.texts, tok, block, "tokenize held-out text")
+            used = blocks[: c.perplexity_blocks]  # the first blocks of the split: the same text for every model
+            out["corpus"] = {**text_perplexity(model, used), "blocks": len(used), "blocks_available": len(blocks)} \
+                if len(blocks) else not_run("held-out text shorter than one block")
+        if self.held_convs is None or fmt is None:
+            out["sft_answers"] = not_run("no SFT held-out split" if self.held_convs is None else "no chat template")
+        else:
+            s, stats = self.cfg.sft, DataStats()
+            examples = tokenize_examples(self.held_convs, tok, fmt, stats=stats, max_length=s.max_length,
+                                         overlong=s.overlong, train_on=s.train_on)
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            out["sft_answers"] = {**answer_perplexity(model, examples, pad), "conversations": len(examples),
+                                  "skipped": dict(stats.skipped)}
+        return out
+
+    def measure(self, m: RunModel) -> None:
+        c, compute = self.ecfg, self.ecfg.compute
+        row: dict = {"reference": m.reference, "path": m.path}
+        t0 = time.perf_counter()
+        if m.best_of_n:
+            row.update(self._measure_best_of_n(m))
+        elif (why := _unloadable(m.path)) is not None:
+            row["generation"] = row["perplexity"] = not_run(why)
+        else:
+            model, tok = load_model(m.path, compute), load_tokenizer(m.path)
+            fmt = self.chat_format(tok)
+            with autocast(compute, model.device):
+                row["perplexity"] = self.perplexity(model, tok, fmt)
+                if fmt is None:
+                    row["generation"] = not_run("no chat template (the model has none and the run has no SFT model)")
+                else:
+                    ans = answer_all(model, tok, self.prompts, c.sampling, self.cfg.seed, chat_format=fmt.name)
+                    self.answers[m.name] = ans
+                    if not self.prompts_raw:
+                        row["diversity"] = row["kl"] = not_run(NO_PROMPTS)
+                    else:
+                        samples = sample_responses(model, tok, fmt, self.prompts_raw, c.kl_max_new_tokens,
+                                                   self.cfg.seed)
+                        row["diversity"] = diversity([t for r in samples for t in r.texts])
+                        row["kl"] = self._kl(m, tok, samples)
+            del model
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        self.rows[m.name] = row
+
+    def _kl(self, m: RunModel, tok, samples) -> dict:
+        if m.reference is None:
+            return not_run("no reference model (this is the run's starting point)")
+        ref_path = next(r.path for r in self.models if r.name == m.reference)
+        ref_tok = load_tokenizer(ref_path)
+        if not same_vocabulary(tok, ref_tok):
+            return not_run(f"the model and its reference '{m.reference}' have different vocabularies")
+        ref = load_model(ref_path, self.ecfg.compute)
+        return {**kl_of_samples(samples, ref), "reference": m.reference}
+
+    def _measure_best_of_n(self, m: RunModel) -> dict:
+        if self.scorer is None:
+            return {"generation": not_run(self.no_scorer)}
+        compute = self.ecfg.compute
+        policy, tok = load_model(m.policy, compute), load_tokenizer(m.policy)
+        bon = self.cfg.bon
+        with autocast(compute, policy.device):
+            self.answers[m.name] = best_of_n_answers(policy, tok, self.prompts, self.scorer, m.best_of_n, bon.sampling,
+                                                     self.cfg.seed, chat_format=bon.chat_format)
+        return {"perplexity": not_run("Best-of-N is a sampling procedure, not a model with likelihoods"),
+                "diversity": diversity(self.answers[m.name].held_out),
+                "kl": {"kl": best_of_n_kl_bound(m.best_of_n), "kl_stderr": None, "reference": m.reference,
+                       "estimator": f"analytic bound log N - (N-1)/N, N={m.best_of_n}"}}
+
+    def load_scorer(self) -> None:
+        rm = self.artifacts.get("reward_model")
+        self.scorer, self.no_scorer = None, "the run has no reward model"
+        if rm and Path(rm).is_dir():
+            self.scorer = RewardScorer.load(rm, dtype=self.ecfg.compute.dtype)
+        elif rm:
+            self.no_scorer = f"reward model {rm} not found"
+
+    def load_judge(self) -> None:
+        spec = self.ecfg.judge_model
+        self.judge, self.no_judge, self.judge_name = None, "no judge model (eval.judge_model)", None
+        if spec is None:
+            return
+        path = self.artifacts.get("sft_model") if spec == "sft" else spec
+        if not path:
+            self.no_judge = "eval.judge_model is 'sft' but the run has no SFT model"
+            return
+        try:
+            model = load_model(path, self.ecfg.compute)
+            self.judge = CausalLMJudge(model, load_tokenizer(path), self.ecfg.judge_template, self.ecfg.judge_choices)
+            self.judge_name = spec
+        except (OSError, ValueError) as e:
+            self.no_judge = f"judge {path}: {str(e).splitlines()[0]}"
+
+    def compare(self) -> None:
+        """Everything that needs two models' answers or a scorer: win rates, length vs reference,
+        and the reward of every answer (for the reward-length correlation)."""
+        c = self.ecfg
+        scores = {}
+        if self.scorer is not None:
+            scores = {name: [float(x) for x in self.scorer.score(self.prompts_raw, a.held_out)]
+                      for name, a in self.answers.items()}
+        for m in self.models:
+            row, ans = self.rows[m.name], self.answers.get(m.name)
+            if ans is None:
+                continue
+            row.update(own_metrics(ans, self.prompts))
+            if scores.get(m.name):
+                row["mean_reward"] = sum(scores[m.name]) / len(scores[m.name])
+            ref = self.answers.get(m.reference) if m.reference else None
+            if ref is None or not self.prompts_raw:
+                why = ("no reference model" if m.reference is None else NO_PROMPTS if not self.prompts_raw
+                       else f"reference '{m.reference}' has no answers")
+                row["win_rate_rm"] = row["win_rate_judge"] = row["length_vs_reference"] = not_run(why)
+                continue
+            row["length_vs_reference"] = versus_reference(ans, ref)
+            row["win_rate_rm"] = (rm_comparison(scores[m.name], scores[m.reference], ans, ref, c.bootstrap, self.cfg.seed)
+                                  if self.scorer is not None else not_run(self.no_scorer))
+            if self.judge is None:
+                row["win_rate_judge"] = not_run(self.no_judge)
+            else:
+                with autocast(c.compute, self.judge.model.device):
+                    row["win_rate_judge"] = {**judge_comparison(self.judge, self.prompts_raw, ans, ref, c.bootstrap,
+                                                                self.cfg.seed), "judge": self.judge_name}
+        pooled = [(s, t) for name, ss in scores.items() for s, t in zip(ss, self.answers[name].held_out, strict=True)]
+        self.reward_length = (reward_length_correlation([s for s, _ in pooled], [t for _, t in pooled]) if pooled
+                              else not_run(self.no_scorer if self.scorer is None else NO_PROMPTS))
+
+    def run(self, models: list[RunModel]) -> dict:
+        self.models = models
+        self.load_scorer()
+        for m in models:
+            console.log(f"eval: {m.name} ...")
+            self.measure(m)
+        self.load_judge()
+        self.compare()
+        return {"models": self.rows, "order": [m.name for m in models],
+                "prompts": {"held_out": len(self.prompts_raw), "source": [str(p) for p in self.ecfg.prompts]
+                            if self.ecfg.prompts else "sft held-out split"},
+                "sets": {"safety": self.prompts.safety.describe(), "sycophancy": self.prompts.sycophancy.describe()},
+                "reward_model": self.artifacts.get("reward_model") if self.scorer is not None else not_run(self.no_scorer),
+                "judge": self.judge_name if self.judge is not None else not_run(self.no_judge),
+                "reward_length_correlation": self.reward_length,
+                "sampling": self.ecfg.sampling.model_dump(), "seed": self.cfg.seed}
+
+
+def stage_eval(cfg: RecipeConfig, artifacts: dict[str, str], out: str | os.PathLike, skip_done: bool = True) -> Path:
+    """Evaluate the run's models into `out/eval/` (main process); returns the report path."""
+    run_dir = Path(out) / "eval"
+    if skip_done and (run_dir / "report.json").exists():
+        return run_dir / "report.json"
+    return distributed.on_main(_evaluate, cfg, artifacts, Path(out), run_dir)
+
+
+def _evaluate(cfg: RecipeConfig, artifacts: dict[str, str], out: Path, run_dir: Path) -> Path:
+    ev = _Evaluator(cfg, artifacts, out)
+    models = run_models(artifacts, cfg.bon.n if cfg.bon else None)
+    if not models:
+        raise ValueError("eval: the run has no model to evaluate")
+    report = ev.run(models)
+    if ev.ecfg.lm_harness:
+        from ..eval.lm_harness import run_lm_harness
+
+        report["lm_harness"] = {m.name: run_lm_harness(m.path, ev.ecfg.lm_harness, ev.ecfg.compute) for m in models
+                                if m.path}
+    write_jsonl(run_dir / "answers.jsonl",
+                (r for name, a in ev.answers.items() for r in answer_records(name, ev.prompts, a)))
+    write_json(run_dir / "report.json", report)
+    with atomic_write(run_dir / "table.md") as f:
+        f.write(markdown_table(report))
+    write_run_manifest(run_dir, stage="eval", config=cfg,
+                       inputs=[p for p in (ev.ecfg.safety_set, ev.ecfg.sycophancy_set, *(ev.ecfg.prompts or [])) if p])
+    for line in markdown_table(report).splitlines():
+        console.log(line)
+    return run_dir / "report.json"
+
