@@ -77,9 +77,16 @@ def test_report_renders_every_section_and_image_without_errors(tiny_run, browser
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
 
 
-def test_model_output_is_shown_as_text(tiny_run, tmp_path, browser):
+def test_model_output_is_shown_as_text_and_agreement_is_reported(tiny_run, tmp_path, browser):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "model", "reference"))
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text("".join(json.dumps({"item_id": i, "annotator": a, "label": lab}) + "\n"
+                           for i, labs in enumerate([("A", "A"), ("B", "B"), ("A", "B"), ("B", "B")])
+                           for a, lab in zip(("x", "y"), labs, strict=True)), encoding="utf-8")
+    res = CliRunner().invoke(app, ["prefs", "agreement", str(ann), "--report", str(run / "prefs" / "agreement.json")])
+    assert res.exit_code == 0, res.output
+    kappa = json.loads((run / "prefs" / "agreement.json").read_text())["kappa"]
     answers = run / "eval" / "answers.jsonl"
     recs = [json.loads(ln) for ln in answers.read_text(encoding="utf-8").splitlines()]
     payload = "<script>alert('x')</script><img src=x onerror=\"alert('y')\">\" onmouseover=\"alert('z')"
@@ -91,3 +98,5 @@ def test_model_output_is_shown_as_text(tiny_run, tmp_path, browser):
     assert page.eval_on_selector_all("img[src='x']", "els => els.length") == 0
     assert payload in page.locator("#answers").inner_text()
     assert seen["dialogs"] == [] and seen["errors"] == []
+    row = page.locator("#agreement table tr").all_inner_texts()[1].split("\t")
+    assert row[:3] == ["prefs/agreement.json", "2", "4"] and row[4] == f"{kappa:.4g}"

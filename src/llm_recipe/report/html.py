@@ -161,6 +161,11 @@ def _evaluation(run: Path) -> str:
     else:
         parts.append(f"<p>Length bias of the reward model: Pearson r(reward, length) = {_fmt(corr['pearson'])}, "
                      f"Spearman {_fmt(corr['spearman'])} over {corr['n']} answers of every model.</p>")
+    if harness := report.get("lm_harness"):
+        rows = [[model, task, ", ".join(f"{k} {_fmt(v)}" for k, v in figures.items())]
+                for model, tasks in harness.items()
+                for task, figures in (tasks.items() if "not_run" not in tasks else [("-", tasks)])]
+        parts.append("<h3>lm-evaluation-harness</h3>" + _table(["model", "task", "figures"], rows))
     for fig, what in ((reward_kl_figure(report), "reward vs KL"), (helpful_harmless_figure(report), "helpful / harmless"),
                       (win_rate_figure(report), "win rates")):
         parts.append(_img(fig, what) if fig is not None else _not_run(f"{what}: no model has these figures"))
@@ -168,9 +173,11 @@ def _evaluation(run: Path) -> str:
 
 
 def _agreement(run: Path) -> str:
-    reports = [(p, r) for p in sorted(run.rglob("*.report.json")) if (r := _read(p)) and "kappa" in r]
+    """Agreement reports of `llm-recipe prefs agreement` written into RUN_DIR/prefs/."""
+    reports = [(p, r) for p in sorted((run / "prefs").rglob("*.json")) if isinstance(r := _read(p), dict) and "kappa" in r]
     if not reports:
-        return _not_run("this run holds no annotator agreement report (`llm-recipe prefs agreement` writes one)")
+        return _not_run("this run holds no annotator agreement report (`llm-recipe prefs agreement ... --report "
+                        "RUN_DIR/prefs/agreement.json` writes one)")
     rows = [[p.relative_to(run), len(r.get("annotators", [])), r.get("items"), _fmt(r.get("raw_agreement")),
              _fmt(r.get("kappa")), r.get("band"), len(r.get("kept_items", []))] for p, r in reports]
     return _table(["report", "annotators", "items", "raw agreement", "kappa", "band", "kept"], rows)
