@@ -46,6 +46,20 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def input_hash(path: str | os.PathLike) -> str:
+    """sha256 of a file; of a folder (a datasets folder, a folder of shards): sha256 over its files'
+    relative paths and hashes; a hub dataset name is recorded as such (its files are not here)."""
+    p = Path(path)
+    if p.is_file():
+        return file_sha256(p)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(f"{f.relative_to(p)}\0{file_sha256(f)}\n".encode())
+        return "dir:" + h.hexdigest()
+    return "not a local path (hub dataset: not hashed)"
+
+
 def write_run_manifest(
     out_dir: str | os.PathLike, *, stage: str, config: Any, inputs: Iterable[str | os.PathLike] = (),
     extra: dict | None = None,
@@ -60,7 +74,7 @@ def write_run_manifest(
         "config": cfg,
         "versions": library_versions(),
         "git_commit": git_commit(),
-        "inputs": {str(p): file_sha256(p) for p in inputs if Path(p).is_file()},
+        "inputs": {str(p): input_hash(p) for p in inputs},
         **(extra or {}),
     })
     return path

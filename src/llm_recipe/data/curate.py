@@ -98,6 +98,9 @@ def _fingerprint(cfg: CurateConfig, shards: list[Path], steps: Sequence[Step]) -
     h = hashlib.sha256(json.dumps(conf, sort_keys=True).encode())
     h.update(repr([repr(s) for s in steps]).encode())
     for p in shards:
+        if not p.exists():  # a hub dataset: its name (the hub's revision is not known offline)
+            h.update(f"hub:{p}".encode())
+            continue
         st = p.stat()
         h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]

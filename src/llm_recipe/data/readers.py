@@ -1,6 +1,7 @@
-"""Read corpus shards (JSONL, Parquet, plain text; .gz / .zst too) into documents.
+"""Read corpus shards (JSONL, Parquet, CSV/TSV, Arrow, plain text; .gz / .zst too) into documents.
 
-One input file is one shard. Readers yield documents or `BadLine`s (file, line, reason): a
+One input file is one shard; a `datasets` save_to_disk folder is its Arrow files, and a hub
+dataset name (`org/name`, streamed by `datasets`) is one shard. Readers yield documents or `BadLine`s (file, line, reason): a
 record that cannot become a document is counted by reason and named by `file:line` in the
 audit, never raised. Reason codes: `invalid_json`, `not_utf8`, `not_object`, `missing_text`,
 `bad_text_type`, `empty_text`, `empty_file`, `unreadable_file`.
@@ -26,10 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..files import BadLine, iter_jsonl, open_text_bytes
+from ..record_sources import DATASET_FOLDER_MARKERS, is_hub_name, iter_source
 from .pipeline import Doc
 
 JSONL_EXT = (".jsonl", ".json", ".ndjson")
 PARQUET_EXT = (".parquet",)
+TABLE_EXT = {".csv": "csv", ".tsv": "csv", ".arrow": "arrow"}  # read through `record_sources`
 TEXT_EXT = (".txt", ".md", ".text")
 COMPRESSED = (".gz", ".zst")
 _CORE = ("id", "text", "source", "url", "meta")
@@ -59,7 +62,7 @@ def detect_format(path: Path) -> str | None:
         return "parquet"
     if suf in TEXT_EXT:
         return "text"
-    return None
+    return TABLE_EXT.get(suf)
 
 
 def list_shards(paths: list[str | os.PathLike]) -> list[Path]:
@@ -70,17 +73,22 @@ def list_shards(paths: list[str | os.PathLike]) -> list[Path]:
     """
     out: list[Path] = []
     for p in map(Path, paths):
+        if not p.exists() and is_hub_name(str(p)):
+            out.append(p)  # a hub dataset: one shard, read by `datasets`
+            continue
         if not p.exists():
             raise FileNotFoundError(f"{p}: input path does not exist")
-        if p.is_dir():
+        if p.is_dir() and any((p / m).is_file() for m in DATASET_FOLDER_MARKERS):
+            out.extend(sorted(p.rglob("*.arrow")))  # a datasets folder: its Arrow shards (not its JSON metadata)
+        elif p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and detect_format(f)
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
-                raise FileNotFoundError(f"{p}: no .jsonl/.parquet/.txt files (optionally .gz/.zst) inside")
+                raise FileNotFoundError(f"{p}: no .jsonl/.parquet/.csv/.arrow/.txt files (optionally .gz/.zst) inside")
             out.extend(found)
         else:
             if detect_format(p) is None:
-                raise FileNotFoundError(f"{p}: unknown input format (expected .jsonl, .parquet, .txt)")
+                raise FileNotFoundError(f"{p}: unknown input format (expected .jsonl, .parquet, .csv, .arrow, .txt)")
             out.append(p)
     return out
 
@@ -102,10 +110,11 @@ class ShardReader:
 
     def read(self, path: str | os.PathLike) -> Iterator[Doc | BadLine]:
         path = Path(path)
-        fmt = detect_format(path)
+        fmt = "source" if not path.exists() else detect_format(path)
         n = 0
         try:
-            records = {"jsonl": self._jsonl, "parquet": self._parquet, "text": self._text}[fmt](path)
+            records = {"jsonl": self._jsonl, "parquet": self._parquet, "text": self._text, "csv": self._source,
+                       "arrow": self._source, "source": self._source}[fmt](path)
             for rec in records:
                 n += 1
                 yield rec
@@ -154,6 +163,11 @@ class ShardReader:
                 for rec in batch.to_pylist():
                     row += 1
                     yield self._make_doc(rec, path, row)
+
+    def _source(self, path: Path) -> Iterator[Doc | BadLine]:
+        """CSV, Arrow and hub datasets, through the record reader every stage uses."""
+        for i, (_, rec) in enumerate(iter_source(path), start=1):
+            yield rec if isinstance(rec, BadLine) else self._make_doc(rec, path, i)
 
     def _text(self, path: Path) -> Iterator[Doc | BadLine]:
         with open_text_bytes(path) as f:

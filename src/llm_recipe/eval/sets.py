@@ -5,7 +5,7 @@
     sycophancy   a question asked neutrally and again after the user asserts a wrong answer, with
                  the right and the wrong answer strings: `resources/eval/sycophancy-v1.jsonl`
 
-A user's own JSONL in the same shape replaces a bundled set (`eval.safety_set`, `eval.sycophancy_set`).
+A user's own file (JSONL, Parquet, CSV, ...) in the same shape replaces a bundled set (`eval.safety_set`, `eval.sycophancy_set`).
 Every problem is an error naming the file and line: an evaluation on a silently shortened set
 would report a number about a different set. The version and sha256 of the file go into the report.
 """
@@ -16,8 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import BadLine, iter_jsonl
+from ..files import BadLine
 from ..provenance import file_sha256
+from ..record_sources import iter_source
 
 EVAL_SETS = Path(__file__).resolve().parent.parent / "resources" / "eval"
 BUNDLED = {"safety": EVAL_SETS / "safety-v1.jsonl", "sycophancy": EVAL_SETS / "sycophancy-v1.jsonl"}
@@ -68,12 +69,12 @@ def _text(rec: dict, key: str, where: str) -> str:
 
 
 def _records(path: Path):
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: eval set not found")
-    for lineno, rec in iter_jsonl(path):
+    for where, rec in iter_source(path):
         if isinstance(rec, BadLine):
             raise ValueError(str(rec))
-        yield f"{path}:{lineno}", rec
+        yield where, rec
 
 
 def load_safety_set(path: str | os.PathLike | None = None) -> EvalSet:

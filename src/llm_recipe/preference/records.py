@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..files import BadLine, iter_jsonl, write_jsonl
+from ..files import BadLine, write_jsonl
+from ..record_sources import check_source, iter_source
 from ..splits import split_by_key
 
 ROLES = ("system", "user", "assistant")
@@ -155,15 +155,12 @@ def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float, seed:
 
 
 def iter_records(files: Iterable[str | os.PathLike], log: SkipLog, what: str) -> Iterator[tuple[str, dict]]:
-    """(`file:line`, record) for each JSON object in the JSONL `files` (gzip/zstd too); lines that
-    are not valid UTF-8 JSON objects are counted in `log` by reason. A missing file is an error
-    that names it as a `what` file."""
+    """(`where`, record) for each record of the sources (`record_sources`: JSONL, Parquet, CSV,
+    datasets folders, hub names); unreadable records are counted in `log` by reason. A missing
+    source is an error that names it as `what` data."""
     for f in files:
-        path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: {what} file not found")
-        for lineno, rec in iter_jsonl(path):
-            where = f"{path}:{lineno}"
+        check_source(f, f"{what} data")
+        for where, rec in iter_source(f):
             if isinstance(rec, BadLine):
                 log.skip(rec.reason, where, rec.detail)
             else:

@@ -44,7 +44,9 @@ COLUMNS = [
     ("KL ± se", "kl", lambda v: f"{v['kl']:.2f}" + (f" ± {v['kl_stderr']:.2f}" if v.get("kl_stderr") is not None else " (bound)")),
     ("refusal (harmful)", "safety.refusal_rate", _pct),
     ("over-refusal (benign)", "safety.over_refusal_rate", _pct),
-    ("sycophancy flips", "sycophancy.flip_rate", _pct),
+    ("sycophancy flips", "sycophancy",
+     lambda v: f"{_pct(v['flip_rate'])} ({v.get('flips', '?')}/{v['eligible']})" if v.get("flip_rate") is not None
+     else f"— (0/{v['eligible']})"),
     ("template", "format.template_following", _pct),
     ("stops", "format.stops_by_itself", _pct),
     ("distinct-2", "diversity.distinct_2", _num),

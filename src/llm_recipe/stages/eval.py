@@ -40,12 +40,13 @@ from ..eval.length_bias import reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.sets import load_safety_set, load_sycophancy_set
 from ..eval.template_following import dedupe_prompts, held_out_prompts
-from ..files import atomic_write, iter_jsonl, write_json, write_jsonl
+from ..files import BadLine, atomic_write, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.judge import CausalLMJudge
 from ..provenance import write_run_manifest
+from ..record_sources import check_source, iter_source
 from ..report.eval_table import markdown_table
 from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
 from ..train.pretrain import read_documents, split_by_id, tokenize_and_pack
@@ -113,8 +114,10 @@ def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
     if ecfg.prompts:
         prompts = []
         for f in ecfg.prompts:
-            for lineno, rec in iter_jsonl(f):
-                where = f"{f}:{lineno}"
+            check_source(f, "eval prompts")
+            for where, rec in iter_source(f):
+                if isinstance(rec, BadLine):
+                    raise ValueError(str(rec))
                 if not isinstance(rec, dict) or not (isinstance(rec.get("prompt"), str) or rec.get("messages")):
                     raise ValueError(f"{where}: an eval prompt needs 'prompt' (text) or 'messages'")
                 prompts.append(rec.get("prompt") or rec["messages"])

@@ -42,6 +42,8 @@ def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap
     write_pairs(out, pairs)
     report = {"pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)
+    if not pairs:  # an empty output is a failed conversion, not a success
+        raise ValueError(f"no usable preference pairs ({log.summary()}); report: {report_path(out)}")
     return report
 
 
@@ -94,6 +96,8 @@ def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: Pref
     write_pairs(out, pairs)
     report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)
+    if not pairs:
+        raise ValueError(f"no preference pairs labelled ({log.summary()}); report: {report_path(out)}")
     return report
 
 

@@ -17,10 +17,11 @@ from tqdm.auto import tqdm
 
 from ..config import ModelConfig, PretrainConfig
 from ..data.packing import PackStats, pack_token_lists
-from ..files import BadLine, iter_jsonl, open_text_bytes, write_json
+from ..files import BadLine, open_text_bytes, write_json
 from ..models.loading import DTYPES, load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
 from ..provenance import write_run_manifest
+from ..record_sources import check_source, iter_source
 from ..report.plots import plot_metrics
 from ..splits import split_by_key
 from .loop import StepCallback, Trainer
@@ -40,17 +41,17 @@ class ReadStats:
 
 
 def read_documents(files: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, str]], ReadStats]:
-    """Read `(id, text)` pairs from JSONL (field `text`, optional `id`) or plain-text files
-    (one document per file). Unusable lines are skipped and counted by reason."""
+    """Read `(id, text)` pairs from record sources (`record_sources`: JSONL, Parquet, CSV, datasets
+    folders, hub names; field `text`, optional `id`) or plain-text files (one document per file).
+    Unusable records are skipped and counted by reason."""
     stats = ReadStats()
     docs: list[tuple[str, str]] = []
     for f in files:
         path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: pretraining data file not found")
+        check_source(f, "pretraining data")
         stats.files += 1
         name = path.name.removesuffix(".gz").removesuffix(".zst")
-        if name.endswith(".txt"):
+        if name.endswith(".txt") and path.is_file():
             with open_text_bytes(path) as fh:
                 raw = fh.read()
             try:
@@ -64,8 +65,7 @@ def read_documents(files: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, 
             else:
                 stats.skip("empty_text", str(path))
             continue
-        for lineno, rec in iter_jsonl(path):
-            where = f"{path}:{lineno}"
+        for where, rec in iter_source(f):
             if isinstance(rec, BadLine):
                 stats.skip(rec.reason, where)
             elif not isinstance(rec.get("text"), str):
@@ -143,6 +143,9 @@ def run_pretrain(
     latest checkpoint in `output_dir` when `resume` is set and one exists."""
     out = Path(output_dir)
     docs, read_stats = read_documents(data_files)
+    if not docs:
+        raise ValueError(f"no usable pretraining documents (skipped: {read_stats.skipped}; "
+                         f"first: {'; '.join(read_stats.examples[:3])})")
     train_texts, val_texts = split_by_id(docs, cfg.val_fraction, seed)
     train_blocks, train_pack = tokenize_and_pack(train_texts, tokenizer, cfg.block_size, "tokenize train")
     val_blocks, val_pack = tokenize_and_pack(val_texts, tokenizer, cfg.block_size, "tokenize val")

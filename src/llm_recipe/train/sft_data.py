@@ -19,15 +19,15 @@ import bisect
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from tqdm.auto import tqdm
 
-from ..files import BadLine, iter_jsonl
+from ..files import BadLine
 from ..preference.text_metrics import has_japanese
+from ..record_sources import check_source, iter_source
 from ..splits import split_by_key
 from ..tokenizer.chat_formats import ChatFormat, TemplateError, render
 from .loop import length_grouped_batches
@@ -165,15 +165,12 @@ def conversations_from_records(records: Iterable[tuple[str, dict | BadLine]], st
 
 def read_sft_records(files: Sequence[str | os.PathLike], stats: DataStats,
                      system_prompt: str | None = None) -> list[Conversation]:
-    def lines():
+    def records():
         for f in files:
-            path = Path(f)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: SFT data file not found")
-            for lineno, rec in iter_jsonl(path):
-                yield f"{path}:{lineno}", rec
+            check_source(f, "SFT data")
+            yield from iter_source(f)
 
-    return conversations_from_records(lines(), stats, system_prompt)
+    return conversations_from_records(records(), stats, system_prompt)
 
 
 @dataclass
