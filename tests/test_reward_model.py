@@ -170,7 +170,10 @@ def test_rm_score_cli_reports_pairwise_accuracy(trained_rm, tmp_path):
     pairs = style_preference_pairs(40, seed=7)
     f = tmp_path / "pairs.jsonl"
     lines = [json.dumps(p.to_json(), ensure_ascii=False) for p in pairs]
-    lines += [json.dumps({"prompt": "q", "response": "a"}), json.dumps({"prompt": "q"}), "{bad"]
+    conv = [{"role": "user", "content": pairs[0].prompt}]  # TRL's conversational implicit-prompt pair
+    lines += [json.dumps({"chosen": [*conv, {"role": "assistant", "content": pairs[0].chosen}],
+                          "rejected": [*conv, {"role": "assistant", "content": pairs[0].rejected}]}),
+              json.dumps({"prompt": "q", "response": "a"}), json.dumps({"prompt": "q"}), "{bad"]
     f.write_text("\n".join(lines) + "\n")
     out = tmp_path / "scored.jsonl"
     res = CliRunner().invoke(app, ["rm", "score", "--rm", str(trained_rm), "-i", str(f), "--out", str(out)])
@@ -178,7 +181,8 @@ def test_rm_score_cli_reports_pairwise_accuracy(trained_rm, tmp_path):
     assert "pairwise accuracy: 1.000" in res.output or "pairwise accuracy: 0.9" in res.output
     assert "skipped missing_field: 1" in res.output and "skipped invalid_json: 1" in res.output
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(rows) == 41 and "reward" in rows[-1]
+    assert len(rows) == 42 and "reward" in rows[-1]
+    assert rows[40]["reward_chosen"] == pytest.approx(rows[0]["reward_chosen"], abs=1e-4)  # the same pair
     acc = np.mean([r["reward_chosen"] > r["reward_rejected"] for r in rows[:40]])
     assert acc >= 0.95
 

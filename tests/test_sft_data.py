@@ -43,7 +43,8 @@ def test_bad_records_are_counted_by_reason_with_file_and_line(tmp_path):
         json.dumps({"messages": [_u(""), _a("Hello")]}),  # empty_prompt
         json.dumps({"messages": [_a("Hello"), _u("Hi")]}),  # bad_turn_order (assistant first)
         json.dumps({"messages": [_u("a"), {"role": "user", "content": 3}]}),  # bad_message
-        json.dumps({"text": "no conversation here"}),  # missing_fields
+        json.dumps({"text": "no conversation here"}),  # ok: TRL's language-modeling record
+        json.dumps({"question": "no known shape"}),  # missing_fields
         json.dumps({"instruction": "Sum 2+2", "input": "", "output": "4"}),  # ok (Alpaca shape)
         json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"},
                                       {"from": "human", "value": "bye?"}]}),  # ok, trailing turn trimmed
@@ -52,14 +53,16 @@ def test_bad_records_are_counted_by_reason_with_file_and_line(tmp_path):
     f.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")  # + not_utf8
     stats = DataStats()
     convs = read_sft_records([f], stats)
-    assert stats.records == 13 and len(convs) == 4
+    assert stats.records == 14 and len(convs) == 5
     assert stats.skipped == {"invalid_json": 1, "no_assistant_turn": 1, "unknown_role": 1, "empty_response": 1,
                              "empty_prompt": 1, "bad_turn_order": 1, "bad_message": 1, "missing_fields": 1,
                              "not_utf8": 1}
     assert stats.modified == {"trailing_turns_removed": 1}
-    assert f"{f}:3: no_assistant_turn" in stats.examples and f"{f}:13: not_utf8" in stats.examples
-    assert convs[1].messages == [_u("Sum 2+2"), _a("4")]  # empty input dropped
-    assert convs[2].messages == [_u("Hi"), _a("Yo")]
+    assert f"{f}:3: no_assistant_turn" in stats.examples and f"{f}:14: not_utf8" in stats.examples
+    assert convs[1].text == "no conversation here" and convs[1].messages == []
+    assert convs[2].messages == [_u("Sum 2+2"), _a("4")]  # empty input dropped
+    assert convs[3].messages == [_u("Hi"), _a("Yo")]
+    assert (convs[4].prompt_text, convs[4].text) == ("2+3?", "2+3?5")  # TRL standard prompt-completion
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         read_sft_records([tmp_path / "missing.jsonl"], DataStats())
 

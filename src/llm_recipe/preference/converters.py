@@ -5,7 +5,15 @@ Shapes recognised per line (no global format flag: mixed files work):
                chosen/rejected strings or [{"role": "assistant", ...}] (TRL conversational)
   implicit     {"chosen", "rejected"} holding whole conversations: hh-rlhf transcripts
                ("\\n\\nHuman: ... \\n\\nAssistant: ...") or message lists; the shared context
-               becomes the prompt, the final assistant turns the responses
+               becomes the prompt, the final assistant turns the responses. Plain strings (TRL's
+               standard implicit prompt) split at their longest common prefix, as TRL's
+               `extract_prompt` does; a string `prompt` beside full conversations is ignored the
+               same way (TRL's `maybe_extract_prompt`)
+  unpaired     {"prompt", "completion", "label": true/false} (KTO's thumbs up/down): within a prompt,
+               each desirable completion is paired with an undesirable one, in file order;
+               completions left without a partner are counted (`unpaired_no_partner`)
+  completions  UltraFeedback: {"prompt" | "instruction", "completions": [{"response",
+               "overall_score"}, ...]} -> every pair with different scores
   ranking      {"prompt", "responses": [...], "ranking": [best, ..., worst]} (indices or letters)
                -> all n(n-1)/2 ordered pairs
   pointwise    {"prompt", "responses": [...], "scores": [...]} -> every pair with different
@@ -29,6 +37,7 @@ from .records import (
     check_response,
     iter_records,
     make_pair,
+    prompt_key,
 )
 
 # Six-level comparison of response A against response B -> (winner, strength 1..3).
@@ -70,9 +79,26 @@ def _assistant_text(value, name: str) -> str:
     return check_response(value, name)
 
 
+def common_prefix_split(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """(prompt, chosen, rejected) of two texts that continue one prompt: the longest common prefix,
+    less a trailing space (which goes with the responses), as TRL's `extract_prompt` splits them."""
+    idx = 0
+    n = min(len(chosen), len(rejected))
+    while idx < n and chosen[idx] == rejected[idx]:
+        idx += 1
+    if idx < n and idx > 0 and chosen[idx - 1] == " ":
+        idx -= 1
+    return chosen[:idx], chosen[idx:], rejected[idx:]
+
+
 def _implicit_pair(rec: dict) -> PreferencePair:
     chosen, rejected = rec["chosen"], rec["rejected"]
     if isinstance(chosen, str) and isinstance(rejected, str):
+        if not (_HH_TURN.match(chosen) and _HH_TURN.match(rejected)):  # plain texts: TRL's standard implicit prompt
+            prompt, c, r = common_prefix_split(chosen, rejected)
+            if not prompt.strip():
+                raise InvalidRecord("no_shared_prompt", "chosen and rejected share no prefix to use as the prompt")
+            return make_pair(prompt, c, r, rec.get("margin"))
         chosen, rejected = parse_hh_transcript(chosen), parse_hh_transcript(rejected)
     if not (isinstance(chosen, list) and isinstance(rejected, list)):
         raise InvalidRecord("bad_type", "chosen/rejected without a prompt must be transcripts or message lists")
@@ -172,11 +198,21 @@ def record_to_pairs(rec: dict, where: str, log: SkipLog, min_gap: float = 0.0) -
             for key in ("chosen", "rejected"):
                 if key not in rec:
                     raise InvalidRecord("missing_field", key)
-            if "prompt" in rec:
+            if "prompt" in rec and _same_kind(rec["prompt"], rec["chosen"]):
                 pairs = [make_pair(rec["prompt"], _assistant_text(rec["chosen"], "chosen"),
                                    _assistant_text(rec["rejected"], "rejected"), rec.get("margin"))]
-            else:
+            else:  # no prompt, or a text prompt beside whole conversations (UltraFeedback binarized)
                 pairs = [_implicit_pair(rec)]
+        elif "completions" in rec:
+            prompt = check_prompt(rec.get("prompt", rec.get("instruction")))
+            comps = rec["completions"]
+            if not isinstance(comps, list) or not all(isinstance(c, dict) for c in comps):
+                raise InvalidRecord("bad_type", "completions must be a list of objects")
+            texts = [check_response(c.get("response"), f"completions[{i}].response") for i, c in enumerate(comps)]
+            scores = [c.get("overall_score") for c in comps]
+            pairs, ties = scores_to_pairs(prompt, texts, scores, min_gap)
+            for _ in range(ties):
+                log.skip("tie", where)
         else:
             raise InvalidRecord("missing_field", "no chosen/rejected, ranking, scores or grade")
     except InvalidRecord as e:
@@ -193,10 +229,53 @@ def record_to_pairs(rec: dict, where: str, log: SkipLog, min_gap: float = 0.0) -
     return kept
 
 
+def _same_kind(prompt, chosen) -> bool:
+    """Prompt and responses both text or both messages; otherwise TRL extracts the prompt from the
+    responses (a text `prompt` column beside full conversations is a label, not the prompt)."""
+    conversational = isinstance(chosen, list) and len(chosen) > 1
+    return not conversational or isinstance(prompt, list)
+
+
+def pair_unpaired(records: Sequence[tuple[str, dict]], log: SkipLog) -> list[PreferencePair]:
+    """Unpaired (KTO) records -> pairs: per prompt, the i-th desirable completion with the i-th
+    undesirable one (file order). The rest cannot form a pair and is counted."""
+    by_prompt: dict[str, tuple[object, list, list]] = {}
+    for where, rec in records:
+        try:
+            prompt = check_prompt(rec.get("prompt"))
+            completion = _assistant_text(rec.get("completion"), "completion")
+            if not isinstance(rec.get("label"), bool):
+                raise InvalidRecord("bad_label", "label must be true (desirable) or false (undesirable)")
+        except InvalidRecord as e:
+            log.skip(e.reason, where, e.detail)
+            continue
+        entry = by_prompt.setdefault(prompt_key(prompt), (prompt, [], []))
+        entry[1 if rec["label"] else 2].append((where, completion))
+    pairs = []
+    for prompt, good, bad in by_prompt.values():
+        for (where, c), (_, r) in zip(good, bad, strict=False):
+            if c.strip() == r.strip():
+                log.skip("chosen_equals_rejected", where)
+                continue
+            pairs.append(PreferencePair(prompt, c, r, meta={"source": where, "from": "unpaired"}))
+        for where, _ in (good[len(bad):] + bad[len(good):]):
+            log.skip("unpaired_no_partner", where)
+    log.kept += len(pairs)
+    return pairs
+
+
+def is_unpaired(rec: dict) -> bool:
+    return "completion" in rec and "label" in rec and "chosen" not in rec
+
+
 def read_preference_files(files: Iterable[str | os.PathLike], min_gap: float = 0.0) -> tuple[list[PreferencePair], SkipLog]:
-    """Read pairs from JSONL files of any supported shape (gzip/zstd too)."""
+    """Read pairs from record sources of any supported shape (JSONL, Parquet, CSV, datasets, ...)."""
     log = SkipLog()
     pairs: list[PreferencePair] = []
+    unpaired: list[tuple[str, dict]] = []
     for where, rec in iter_records(files, log, "preference data"):
-        pairs.extend(record_to_pairs(rec, where, log, min_gap))
-    return pairs, log
+        if is_unpaired(rec):
+            unpaired.append((where, rec))
+        else:
+            pairs.extend(record_to_pairs(rec, where, log, min_gap))
+    return pairs + pair_unpaired(unpaired, log), log

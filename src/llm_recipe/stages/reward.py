@@ -20,7 +20,7 @@ from ..config import RecipeConfig, RMConfig
 from ..demo.style import fluency_pairs, style_preference_pairs
 from ..files import write_jsonl
 from ..infer.reward import Scorer
-from ..preference.converters import read_preference_files
+from ..preference.converters import read_preference_files, record_to_pairs
 from ..preference.records import (
     InvalidRecord,
     PreferencePair,
@@ -74,30 +74,37 @@ def stage_rm(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.
 
 
 def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, normalize: bool = True):
-    """Score a JSONL file of {"prompt", "response"} / {"prompt", "responses": [...]} /
-    {"prompt", "chosen", "rejected"} records; writes each record with "reward(s)" added.
+    """Score records of {"prompt", "response"} / {"prompt", "responses": [...]} / any pair shape
+    (`preference.converters`: explicit or implicit prompt, text or conversational); writes each record with "reward(s)" added.
     Returns (records written, SkipLog); for pairs, the log's report includes pairwise accuracy."""
     log = SkipLog()
-    items: list[tuple[dict, list[str], str]] = []  # (record, responses, key to store rewards under)
+    items: list[tuple[dict, object, list[str], str]] = []  # (record, prompt, responses, key for the rewards)
     for where, rec in iter_records([path], log, "input"):
         try:
-            check_prompt(rec.get("prompt"))
-            if "responses" in rec and isinstance(rec["responses"], list):
-                resp, key = [check_response(r, "responses[]") for r in rec["responses"]], "rewards"
-            elif "chosen" in rec and "rejected" in rec:
-                resp, key = [check_response(rec["chosen"], "chosen"), check_response(rec["rejected"], "rejected")], "pair"
-            elif "response" in rec:
-                resp, key = [check_response(rec["response"], "response")], "reward"
+            if "chosen" in rec and "rejected" in rec:  # any pair shape `prefs convert` reads (TRL's too)
+                one = SkipLog()
+                pairs = record_to_pairs(rec, where, one)
+                if len(pairs) != 1:  # the converter counted why (or it was not one pair)
+                    one.kept = 0
+                    log.merge(one) if one.skipped else log.skip("not_one_pair", where)
+                    continue
+                prompt, resp, key = pairs[0].prompt, [pairs[0].chosen, pairs[0].rejected], "pair"
             else:
-                raise InvalidRecord("missing_field", "response, responses or chosen/rejected")
+                prompt = check_prompt(rec.get("prompt"))
+                if "responses" in rec and isinstance(rec["responses"], list):
+                    resp, key = [check_response(r, "responses[]") for r in rec["responses"]], "rewards"
+                elif "response" in rec:
+                    resp, key = [check_response(rec["response"], "response")], "reward"
+                else:
+                    raise InvalidRecord("missing_field", "response, responses or chosen/rejected")
         except InvalidRecord as e:
             log.skip(e.reason, where, e.detail)
             continue
-        items.append((rec, resp, key))
-    flat_p = [rec["prompt"] for rec, resp, _ in items for _ in resp]
-    flat = scorer.score(flat_p, [r for _, resp, _ in items for r in resp], normalize) if flat_p else np.zeros(0)
+        items.append((rec, prompt, resp, key))
+    flat_p = [prompt for _, prompt, resp, _ in items for _ in resp]
+    flat = scorer.score(flat_p, [r for _, _, resp, _ in items for r in resp], normalize) if flat_p else np.zeros(0)
     outs, i, correct, n_pairs = [], 0, 0, 0
-    for rec, resp, key in items:
+    for rec, _, resp, key in items:
         vals = [float(v) for v in flat[i : i + len(resp)]]
         i += len(resp)
         if key == "pair":

@@ -195,31 +195,33 @@ def resolve_chat_format(tokenizer, requested: str | None = None) -> ChatFormat:
 
 
 def _render(template: str, messages: list[dict], special: dict, add_generation_prompt: bool,
-            track: bool) -> tuple[str, list[tuple[int, int]]]:
+            track: bool, tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
     rendered, indices = render_jinja_template(
         conversations=[messages], chat_template=template, return_assistant_tokens_mask=track,
-        add_generation_prompt=add_generation_prompt, **special,
+        add_generation_prompt=add_generation_prompt, tools=tools, **special,
     )
     return rendered[0], [tuple(s) for s in indices[0]] if track else []
 
 
-def render(fmt: ChatFormat, messages: list[dict], tokenizer, add_generation_prompt: bool = False) -> Rendered:
-    """Render a conversation; `spans` are the assistant texts (including the end-of-turn token)."""
+def render(fmt: ChatFormat, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
+           tools: list | None = None) -> Rendered:
+    """Render a conversation; `spans` are the assistant texts (including the end-of-turn token).
+    `tools`: function schemas, for templates that render them."""
     special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
     special.setdefault("bos_token", None)
     special.setdefault("eos_token", "")
     if fmt.has_generation_tags:
-        text, spans = _render(fmt.template, messages, special, add_generation_prompt, track=True)
+        text, spans = _render(fmt.template, messages, special, add_generation_prompt, track=True, tools=tools)
         return Rendered(text, spans)
     # No generation tags: an assistant turn is what rendering the conversation up to and including
     # it adds to the prompt that asks for it. Valid only if those renders are prefixes of the whole.
-    text, _ = _render(fmt.template, messages, special, add_generation_prompt, track=False)
+    text, _ = _render(fmt.template, messages, special, add_generation_prompt, track=False, tools=tools)
     spans = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before, _ = _render(fmt.template, messages[:i], special, True, track=False)
-        upto, _ = _render(fmt.template, messages[: i + 1], special, False, track=False)
+        before, _ = _render(fmt.template, messages[:i], special, True, track=False, tools=tools)
+        upto, _ = _render(fmt.template, messages[: i + 1], special, False, track=False, tools=tools)
         if not (text.startswith(before) and text.startswith(upto) and len(upto) > len(before)):
             raise TemplateError("template renders a conversation prefix differently from the whole")
         spans.append((len(before), len(upto)))

@@ -1,8 +1,14 @@
 """SFT data: records -> validated conversations -> tokens with a loss mask -> (packed) rows.
 
-    read_sft_records     JSONL records (`messages`, ShareGPT `conversations`, Alpaca `instruction`/
-                         `input`/`output`, or `prompt`/`completion`) -> conversations; every
-                         unusable record is counted by reason with file:line
+    read_sft_records     records (any `record_sources` container) in every shape TRL's SFTTrainer
+                         takes, and more -> conversations; every unusable record is counted by
+                         reason with file:line (or row):
+                           messages      [{"role", "content"}], incl. `tool` turns and assistant
+                                         `tool_calls` (+ a `tools` column of function schemas)
+                           prompt/completion  message lists (TRL conversational: chat template), or
+                                         strings (TRL standard: plain text, loss on the completion)
+                           text          language modeling: every token is trained, no template
+                           ShareGPT `conversations`, Alpaca `instruction`/`input`/`output`
     tokenize_examples    render with a chat format, tokenize ONCE with offsets, labels = -100 for
                          every token outside the assistant spans (boundary-safe: no re-tokenizing
                          of pieces); overlong conversations skipped or truncated by policy
@@ -34,7 +40,9 @@ from .loop import length_grouped_batches
 from .sft_coverage import CATEGORIES, infer_category
 
 IGNORE = -100
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+# Formats whose template renders a `tool` turn; assistant `tool_calls` need the model's own template.
+TOOL_ROLE_FORMATS = ("chatml", "tokenizer")
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
 
 
@@ -65,11 +73,18 @@ class Conversation:
     where: str = ""
     category_inferred: bool = False
     answer_key: str | None = None  # the fact a correct answer states (a record's optional "answer_key")
+    text: str | None = None  # plain text, no chat template (TRL's standard "text" / prompt-completion)
+    prompt_text: str | None = None  # the untrained start of `text` (standard prompt-completion)
+    tools: list | None = None  # function schemas the chat template renders (TRL's "tools" column)
+
+    @property
+    def uses_tools(self) -> bool:
+        return bool(self.tools) or any(m["role"] == "tool" or m.get("tool_calls") for m in self.messages)
 
 
 
 def first_user_message(c: Conversation) -> str:
-    return next(m["content"] for m in c.messages if m["role"] == "user")
+    return c.text if c.text is not None else next(m["content"] for m in c.messages if m["role"] == "user")
 
 
 def split_conversations(convs: Sequence[Conversation], eval_fraction: float, seed: int):
@@ -96,20 +111,50 @@ def _messages_of(rec: dict) -> list:
             user["input"] = rec["input"]
         msgs = [user, {"role": "assistant", "content": rec.get("output", rec.get("response"))}]
         return ([{"role": "system", "content": rec["system"]}] if rec.get("system") else []) + msgs
-    if "prompt" in rec and "completion" in rec:
-        return [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["completion"]}]
+    if "prompt" in rec and "completion" in rec:  # TRL conversational prompt-completion (lists)
+        prompt, completion = rec["prompt"], rec["completion"]
+        prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        completion = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
+        return [*prompt, *completion]
     raise _Skip("missing_fields")
+
+
+def _plain_text_record(rec: dict, where: str) -> Conversation | None:
+    """TRL's standard (non-conversational) records, trained as plain text without a chat template:
+    {"text"} whole, {"prompt": str, "completion": str} with the loss on the completion."""
+    if isinstance(rec.get("prompt"), str) and isinstance(rec.get("completion"), str):
+        if not rec["prompt"].strip():
+            raise _Skip("empty_prompt")
+        if not rec["completion"].strip():
+            raise _Skip("empty_response")
+        text, prompt = rec["prompt"] + rec["completion"], rec["prompt"]
+    elif "text" in rec and not any(k in rec for k in ("messages", "conversations", "instruction", "prompt")):
+        if not isinstance(rec["text"], str):
+            raise _Skip("bad_text_type")
+        if not rec["text"].strip():
+            raise _Skip("empty_text")
+        text, prompt = rec["text"], None
+    else:
+        return None
+    labelled = rec.get("category") in CATEGORIES
+    return Conversation([], rec["category"] if labelled else "lm", "ja" if has_japanese(text) else "en", where,
+                        category_inferred=not labelled, text=text, prompt_text=prompt)
 
 
 def to_conversation(rec: dict, stats: DataStats, where: str = "", system_prompt: str | None = None) -> Conversation:
     """Validate one record into a Conversation, or raise _Skip(reason). Modifications of records
     that are kept are counted."""
     mods: list[str] = []
+    if (plain := _plain_text_record(rec, where)) is not None:
+        return plain
     raw = _messages_of(rec)
     if not isinstance(raw, list) or not raw:
         raise _Skip("missing_fields")
     msgs: list[dict] = []
     for m in raw:
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if isinstance(m, dict) and calls and m.get("content") is None:
+            m = {**m, "content": ""}  # an assistant turn that only calls a tool
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
             raise _Skip("bad_message")
         role = ROLE_ALIASES.get(m["role"].lower(), m["role"].lower())
@@ -118,6 +163,10 @@ def to_conversation(rec: dict, stats: DataStats, where: str = "", system_prompt:
         msg = {"role": role, "content": m["content"]}
         if role == "user" and isinstance(m.get("input"), str) and m["input"].strip():
             msg["input"] = m["input"]
+        if role == "assistant" and calls:
+            msg["tool_calls"] = calls
+        if role == "tool" and m.get("name"):
+            msg["name"] = m["name"]
         msgs.append(msg)
     if msgs[0]["role"] == "system" and not msgs[0]["content"].strip():
         msgs.pop(0)
@@ -129,11 +178,12 @@ def to_conversation(rec: dict, stats: DataStats, where: str = "", system_prompt:
         mods.append("trailing_turns_removed")
         msgs = msgs[: last_assistant + 1]
     body = msgs[1:] if msgs[0]["role"] == "system" else msgs
-    # Every format needs user, assistant, user, assistant, ... (Llama-2 cannot express anything else).
-    if any(m["role"] != ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(body)):
+    # user, assistant, user, assistant, ... (Llama-2 cannot express anything else); tool results
+    # may follow an assistant turn and are answered by the next assistant turn.
+    if not _turn_order_ok([m["role"] for m in body]):
         raise _Skip("bad_turn_order")
     for m in body:
-        if not m["content"].strip():
+        if not m["content"].strip() and not m.get("tool_calls"):
             raise _Skip("empty_response" if m["role"] == "assistant" else "empty_prompt")
     if system_prompt and msgs[0]["role"] != "system":
         msgs.insert(0, {"role": "system", "content": system_prompt})
@@ -145,7 +195,17 @@ def to_conversation(rec: dict, stats: DataStats, where: str = "", system_prompt:
     for m in mods:
         stats.modify(m)
     key = rec.get("answer_key") if isinstance(rec.get("answer_key"), str) else None
-    return Conversation(msgs, category, lang, where, category_inferred=not labelled, answer_key=key)
+    tools = rec.get("tools") if isinstance(rec.get("tools"), list) and rec.get("tools") else None
+    return Conversation(msgs, category, lang, where, category_inferred=not labelled, answer_key=key, tools=tools)
+
+
+_NEXT_ROLES = {"user": ("assistant",), "assistant": ("user", "tool"), "tool": ("tool", "assistant")}
+
+
+def _turn_order_ok(roles: list[str]) -> bool:
+    if not roles or roles[0] != "user":
+        return False
+    return all(b in _NEXT_ROLES.get(a, ()) for a, b in zip(roles, roles[1:], strict=False))
 
 
 def conversations_from_records(records: Iterable[tuple[str, dict | BadLine]], stats: DataStats,
@@ -224,8 +284,21 @@ def tokenize_examples(
     for i in tqdm(range(0, len(convs), batch_size), desc="tokenize sft", leave=False, disable=len(convs) < 4096):
         chunk, texts, spans = [], [], []
         for c in convs[i : i + batch_size]:
+            if c.text is not None:  # plain text and eos, as TRL tokenizes standard records
+                ids = np.asarray(tokenizer(c.text)["input_ids"] + [tokenizer.eos_token_id], dtype=np.int32)
+                labels = ids.copy()
+                if c.prompt_text is not None:  # the loss is on the completion only
+                    labels[: len(tokenizer(c.prompt_text)["input_ids"])] = IGNORE
+                if (ex := _fit(ids, labels, c, max_length, overlong, stats)) is not None:
+                    out.append(ex)
+                continue
+            if c.uses_tools and (fmt.name not in TOOL_ROLE_FORMATS or (
+                    fmt.name != "tokenizer" and any(m.get("tool_calls") for m in c.messages)) or (
+                    c.tools and fmt.name != "tokenizer")):
+                stats.skip("tools_need_model_template", c.where)  # the format would drop or garble them
+                continue
             try:
-                r = render(fmt, c.messages, tokenizer)
+                r = render(fmt, c.messages, tokenizer, tools=c.tools)
             except (TemplateError, JinjaTemplateError):
                 stats.skip("template_error", c.where)
                 continue
@@ -242,21 +315,28 @@ def tokenize_examples(
             ids = np.asarray(ids, dtype=np.int32)
             mask = span_mask(np.asarray(offs, dtype=np.int64).reshape(-1, 2), sp)
             labels = np.where(mask, ids, IGNORE).astype(np.int32)
-            if len(ids) > max_length:
-                if overlong == "skip":
-                    stats.skip("too_long", c.where)
-                    continue
-                if not mask[:max_length].any():  # the prompt alone fills max_length
-                    stats.skip("prompt_too_long", c.where)
-                    continue
-                ids, labels = ids[:max_length], labels[:max_length]
-                stats.modify("truncated")
-            if not (labels != IGNORE).any():
-                stats.skip("no_trainable_tokens", c.where)
-                continue
-            out.append(Example(ids, labels, c.category, c.lang))
+            if (ex := _fit(ids, labels, c, max_length, overlong, stats)) is not None:
+                out.append(ex)
     stats.kept = len(out)
     return out
+
+
+def _fit(ids: np.ndarray, labels: np.ndarray, c: Conversation, max_length: int, overlong: str,
+         stats: DataStats) -> Example | None:
+    """The example within max_length (skipped or truncated by policy, counted), or None."""
+    if len(ids) > max_length:
+        if overlong == "skip":
+            stats.skip("too_long", c.where)
+            return None
+        if not (labels[:max_length] != IGNORE).any():  # the prompt alone fills max_length
+            stats.skip("prompt_too_long", c.where)
+            return None
+        ids, labels = ids[:max_length], labels[:max_length]
+        stats.modify("truncated")
+    if not (labels != IGNORE).any():
+        stats.skip("no_trainable_tokens", c.where)
+        return None
+    return Example(ids, labels, c.category, c.lang)
 
 
 @dataclass
