@@ -113,7 +113,7 @@ def reset_peak() -> None:
 def report(stage: str, tokens_per_s: float, flops_per_s: float, peak: float | None, extra: dict) -> dict:
     name, peak_flops = device_peak()
     row = {"stage": stage, "device": name, "tokens_per_s": round(tokens_per_s, 1),
-           "model_tflops_per_s": round(flops_per_s / 1e12, 3),
+           "model_tflops_per_s": float(f"{flops_per_s / 1e12:.4g}"),  # significant digits: a tiny CPU model is < 0.001
            "mfu": round(flops_per_s / peak_flops, 4) if peak_flops else None,
            "peak_memory_gb": round(peak, 2) if peak is not None else None, **extra}
     print(json.dumps(row), flush=True)

@@ -59,6 +59,9 @@ def test_lora_sft_then_dpo_then_the_model_answers_with_plain_transformers(import
                            "--set", "dpo.max_new_tokens=8", "--set", "dpo.eval_batches=1",
                            "--set", "sft.bundled_examples=200"])
     assert dpo.exit_code == 0, dpo.output
+    # a released model: the DPO fields left unset take the field's LoRA values, not the tiny recipe's
+    assert json.loads((tmp_path / "dpo" / "data_report.json").read_text())["defaults_for_model"] == {
+        "lr": 5e-6, "warmup_steps": 0}
     out = tmp_path / "dpo" / "model"
     model = AutoModelForCausalLM.from_pretrained(out)  # plain transformers: no peft, no gguf
     tok = AutoTokenizer.from_pretrained(out)

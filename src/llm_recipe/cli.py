@@ -223,7 +223,7 @@ SftData = Annotated[list[Path] | None, typer.Option("--data", "-d", help="SFT JS
 def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
         data: SftData = None,
         model: Annotated[str | None, typer.Option("--model", "-m", help="model to fine-tune (dir or hub id)")] = None) -> None:
-    """Supervised fine-tuning (default: the recipe's pretrained model on the bundled SFT set)."""
+    """Supervised fine-tuning of --model (or, with --config, of the recipe's pretrained model)."""
     from .stages.corpus import stage_corpus
     from .stages.pretrain import stage_pretrain
     from .stages.sft import stage_sft
@@ -233,6 +233,9 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
     out = Path(cfg.output_dir)
     cfg, start = _start_model(cfg)
     base = cfg.sft.init_from or (start if cfg.pretrain is None else None)
+    if base is None and config is None:  # pretraining a corpus is never what a bare `sft` means
+        raise UserError("sft: no model to fine-tune: pass --model/-m (a model folder or hub id), or --config "
+                        "with a recipe whose pretrain stage makes one")
     if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
         files = stage_corpus(cfg, out)
         base = stage_pretrain(cfg, files, stage_tokenizer(cfg, files, out), out)

@@ -84,12 +84,21 @@ class OptimConfig(Section):
 class TrainConfig(OptimConfig):
     """Settings of the shared training loop, common to every algorithm."""
 
-    max_steps: int = Field(300, ge=1, description="optimizer steps")
+    max_steps: int = Field(300, ge=1, description="optimizer steps (unless `epochs` is set)")
+    epochs: float | None = Field(
+        None, gt=0, description="passes over the training data; when set, max_steps follows from it")
     batch_size: int = Field(16, ge=1, description="micro-batch size per device")
     grad_accum: int = Field(1, ge=1)
     eval_every: int = Field(100, ge=1)
     eval_batches: int = Field(20, ge=1, description="validation batches per evaluation")
     log_every: int = Field(10, ge=1)
+
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> TrainConfig:
+        if self.epochs is not None and "max_steps" in self.model_fields_set:
+            raise ValueError("set max_steps or epochs, not both")
+        return self
 
 
 class PretrainConfig(TrainConfig):

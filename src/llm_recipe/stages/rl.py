@@ -21,6 +21,7 @@ from ..models.loading import load_causal_lm, load_tokenizer
 from ..models.placement import compute_device
 from ..preference.candidates import read_prompts
 from ..preference.rules import RuleScorer
+from ..train.defaults import fit_stage
 from ..train.grpo import run_grpo
 from ..train.interrupt import StoppedEarly
 from ..train.metrics_log import MetricsLog
@@ -39,6 +40,8 @@ def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str |
     init = pcfg.init_from or sft_model_dir
     tokenizer = load_tokenizer(init)
     policy = load_causal_lm(init, pcfg.compute.dtype)
+    pcfg, _ = fit_stage("ppo", pcfg, policy, lora=pcfg.lora is not None)  # run.json records the fitted section
+    cfg = cfg.model_copy(update={"ppo": pcfg})
     scorer = build_scorer(pcfg, rm_dir)
     train_p, eval_p = style_prompts(pcfg, cfg.seed)
     setup = RLSetup.build(policy, tokenizer, scorer, train_p, eval_p, pcfg.chat_format, lora=pcfg.lora)
@@ -57,8 +60,11 @@ def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str 
         return done
     init = gcfg.init_from or sft_model_dir
     tokenizer = load_tokenizer(init)
-    setup = RLSetup.build(load_causal_lm(init, gcfg.compute.dtype), tokenizer, build_scorer(gcfg, rm_dir),
-                          *style_prompts(gcfg, cfg.seed), chat_format=gcfg.chat_format, lora=gcfg.lora)
+    policy = load_causal_lm(init, gcfg.compute.dtype)
+    gcfg, _ = fit_stage("grpo", gcfg, policy, lora=gcfg.lora is not None)
+    cfg = cfg.model_copy(update={"grpo": gcfg})
+    setup = RLSetup.build(policy, tokenizer, build_scorer(gcfg, rm_dir), *style_prompts(gcfg, cfg.seed),
+                          chat_format=gcfg.chat_format, lora=gcfg.lora)
     return _finished(run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg), "GRPO")
 
 

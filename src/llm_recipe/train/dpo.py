@@ -27,6 +27,7 @@ from ..files import write_json
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
+from .defaults import fit_stage
 from .dpo_data import DPOExample, TruncationStats, collate_shared, collate_split, tokenize_dpo_pairs
 from .loop import StepCallback, Trainer, make_accelerator
 from .reference_logps import attach_reference_logps, reference_for
@@ -151,6 +152,7 @@ def run_dpo(
     fmt = resolve_chat_format(tokenizer, cfg.chat_format)
     torch.manual_seed(seed)
     model = load_causal_lm(init, cfg.compute.dtype, cfg.trust_remote_code)
+    cfg, fitted = fit_stage("dpo", cfg, model, lora=cfg.lora is not None)
     disable_dropout(model)
     tok_log, trunc = SkipLog(), TruncationStats()
     train = tokenize_dpo_pairs(train_pairs, tokenizer, fmt, cfg.max_length, tok_log, trunc)
@@ -187,6 +189,7 @@ def run_dpo(
         "reference": ref_report,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "resumed_from_step": trainer.state.step if resumed else None,
+        "defaults_for_model": fitted, "max_steps": trainer.cfg.max_steps,
     }
     if trainer.is_main:
         write_json(out / "data_report.json", report)

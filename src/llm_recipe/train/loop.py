@@ -152,6 +152,9 @@ class Trainer(RunControl):
         self.is_main = self.accelerator.is_main_process
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
+        if cfg.epochs is not None:  # epochs -> optimizer steps (full global batches, grad accumulation)
+            per_epoch = len(train_data) // (cfg.batch_size * self.world) / cfg.grad_accum
+            self.cfg = cfg = cfg.model_copy(update={"max_steps": max(1, math.ceil(cfg.epochs * per_epoch))})
         if compute.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         if compute.fsdp and self.world > 1:

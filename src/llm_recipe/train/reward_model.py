@@ -46,6 +46,7 @@ from ..models.reward_io import (
 from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
 from ..tokenizer.chat_formats import ChatFormat, apply_chat_format
+from .defaults import fit_stage
 from .loop import StepCallback, Trainer
 from .shared_prompt import attention_mask_for, common_prefix_length, shared_rows
 
@@ -258,6 +259,7 @@ def run_reward_model(
     tokenizer = load_tokenizer(base, cfg.trust_remote_code)
     fmt = reward_format(tokenizer, cfg.chat_format)
     model = build_reward_model(base, tokenizer, cfg.compute.dtype, seed, cfg.trust_remote_code)
+    cfg, fitted = fit_stage("rm", cfg, model, lora=False)
     if apply_chat_format(tokenizer, fmt):  # the format is saved with the RM and reused by scorers
         model.resize_token_embeddings(len(tokenizer))
     tok_log = SkipLog()
@@ -277,6 +279,7 @@ def run_reward_model(
         "dropped_pairs_per_epoch": trainer.dropped_per_epoch,
         "format": fmt.name,
         "resumed_from_step": trainer.state.step if resumed else None,
+        "defaults_for_model": fitted, "max_steps": trainer.cfg.max_steps,
     }
     if trainer.is_main:
         write_json(out / "data_report.json", data_report)

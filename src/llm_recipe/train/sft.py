@@ -23,6 +23,7 @@ from ..models.presets import count_parameters
 from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
 from ..tokenizer.chat_formats import apply_chat_format, resolve_chat_format, stop_token_ids
+from .defaults import fit_stage
 from .loop import StepCallback, Trainer
 from .response_logps import MASK_LOGITS_TO_KEEP
 from .sft_coverage import coverage_report
@@ -146,6 +147,7 @@ def run_sft(
         raise ValueError("sft.save_every with LoRA: checkpoints hold full weights, not adapters; unset one of them")
     fmt = resolve_chat_format(tokenizer, cfg.format)  # warns if the model was trained on another format
     model = init if isinstance(init, torch.nn.Module) else load_causal_lm(init, cfg.compute.dtype)
+    cfg, fitted = fit_stage("sft", cfg, model, lora=cfg.lora is not None)
     added = apply_chat_format(tokenizer, fmt)
     if added:
         model.resize_token_embeddings(len(tokenizer))
@@ -173,6 +175,7 @@ def run_sft(
         "parameters": count_parameters(model),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "resumed_from_step": trainer.state.step if resumed else None,
+        "defaults_for_model": fitted, "max_steps": trainer.cfg.max_steps,
     }
     if trainer.is_main:
         write_json(out / "data_report.json", report)

@@ -1,0 +1,66 @@
+"""Defaults that fit the model: a released model gets the field's fine-tuning values for whatever
+the user did not set; epochs as an alternative to steps; a bare `sft` says which flag is missing."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from llm_recipe.cli import app
+from llm_recipe.config import (
+    ConfigError,
+    DPOConfig,
+    PretrainConfig,
+    RMConfig,
+    SFTConfig,
+    load_config,
+)
+from llm_recipe.train.defaults import fit_to_model, lr_warning
+
+SMOL = 135_000_000  # SmolLM2-135M
+MICRO = 400_000
+
+
+def test_a_model_trained_here_keeps_the_section_defaults():
+    cfg = SFTConfig()
+    assert fit_to_model("sft", cfg, MICRO, lora=False) == (cfg, {})
+    assert lr_warning("sft", cfg, MICRO, lora=False) is None
+
+
+def test_a_released_model_gets_the_fields_values_where_the_user_chose_none():
+    cfg, applied = fit_to_model("sft", SFTConfig(), SMOL, lora=False)
+    assert applied == {"lr": 2e-5, "epochs": 3.0, "max_length": 1024, "warmup_steps": 0}
+    assert (cfg.lr, cfg.epochs, cfg.max_length) == (2e-5, 3.0, 1024)
+    _, applied = fit_to_model("sft", SFTConfig(lr=1e-4, max_steps=50), SMOL, lora=True)
+    assert applied == {"max_length": 1024, "warmup_steps": 0}  # the user's lr and step count stay
+    assert fit_to_model("dpo", DPOConfig(), SMOL, lora=True)[1]["lr"] == 5e-6
+    assert fit_to_model("rm", RMConfig(), SMOL, lora=False)[1]["epochs"] == 1.0
+    # from a recipe: what the YAML / --set named counts as chosen
+    sft = load_config("tiny", {"sft.lr": 3e-3}).sft
+    assert "lr" not in fit_to_model("sft", sft, SMOL, lora=False)[1]
+
+
+def test_a_destructive_learning_rate_on_a_released_model_is_warned():
+    msg = lr_warning("dpo", DPOConfig(lr=5e-4), SMOL, lora=False)
+    assert "dpo.lr=0.0005 on a 135M-parameter model" in msg and "1e-06" in msg
+    assert lr_warning("dpo", DPOConfig(lr=5e-4), SMOL, lora=True) is None
+
+
+def test_epochs_set_the_number_of_steps(tmp_path, tokenizer):
+    from llm_recipe.models.presets import build_preset_model
+    from llm_recipe.train.loop import Trainer
+    from llm_recipe.train.pretrain import CausalLMObjective
+
+    blocks = [np.arange(16, dtype=np.int64) % 50 + 5 for _ in range(41)]
+    model = build_preset_model("micro", tokenizer, seed=0)
+    cfg = PretrainConfig(epochs=2.5, batch_size=8, grad_accum=2, eval_every=100)
+    trainer = Trainer(model, CausalLMObjective(), blocks, cfg, tmp_path)
+    assert trainer.cfg.max_steps == 7  # 41 // 8 = 5 full batches = 2.5 steps per epoch -> ceil(6.25)
+    with pytest.raises(ValueError, match="set max_steps or epochs, not both"):
+        PretrainConfig(epochs=1, max_steps=10)
+    with pytest.raises(ConfigError, match="max_steps or epochs"):
+        load_config("tiny", {"sft.epochs": 2})  # tiny.yaml counts SFT steps
+
+
+def test_sft_without_a_model_names_the_flag(tmp_path):
+    res = CliRunner().invoke(app, ["sft", "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "pass --model/-m" in res.output and not (tmp_path / "pretrain").exists()
