@@ -14,6 +14,12 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
         assert Path(path).exists(), path
     assert (out / "pretrain" / "model" / "model.safetensors").exists()
     assert (out / "report.html").stat().st_size > 10_000  # the run ends with its report (tests/test_report_browser.py)
+    # every artifact is readable by a teammate or a serving account, as a plain open() would make it
+    from llm_recipe.files import new_file_mode
+
+    modes = {p.relative_to(out): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert {m for m in modes.values()} == {new_file_mode()}, {p: oct(m) for p, m in modes.items()
+                                                             if m != new_file_mode()}
     # Every stage of the tiny recipe ran, in order, each into its own folder.
     assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "sft", "rm", "bon", "dpo", "ppo",
                                         "eval"]

@@ -19,12 +19,30 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def new_file_mode() -> int:
+    """The mode a plain `open()` would give a new file (0644 under the usual umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def share_files(folder: str | os.PathLike) -> None:
+    """Give every file under `folder` the mode `open()` would: safetensors writes weights through a
+    private temp file (0600), which a teammate or a serving account then cannot read."""
+    mode = new_file_mode()
+    for p in Path(folder).rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            p.chmod(mode)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temp file next to `path`; rename it over `path` only if the block succeeds."""
+    """Open a temp file next to `path`; rename it over `path` only if the block succeeds. The file
+    gets the mode `open()` would give it: a temp file is private (0600), the result should not be."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, new_file_mode())
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f

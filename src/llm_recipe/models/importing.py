@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import write_json
+from ..files import share_files, write_json
 from .loading import DTYPES
 
 GGUF_SUFFIX = ".gguf"
@@ -130,6 +130,7 @@ def import_model(src: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: s
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
+    share_files(tmp)
     saved = AutoModelForCausalLM.from_pretrained(tmp, dtype=DTYPES[dtype])  # plain transformers, no gguf
     got = _probe_logits(saved, tok)
     diff = float((got - want).abs().max())

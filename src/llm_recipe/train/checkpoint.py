@@ -28,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from ..files import share_files
 from .sharding import full_state_dicts, load_full_state_dicts
 
 CKPT_PREFIX = "step-"
@@ -82,6 +83,7 @@ def save_checkpoint(out_dir: Path, model, optimizer, state: dict, *, is_main: bo
     rng_json, rng_tensors = _rng_state()
     torch.save(rng_tensors, tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({**state, "rng": rng_json}, indent=1))
+    share_files(tmp)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import ComputeConfig, TrainConfig
+from ..files import share_files
 from ..models.placement import use_threads
 from .checkpoint import (
     latest_checkpoint,
@@ -243,6 +244,7 @@ class Trainer(RunControl):
             final.save_pretrained(model_dir, state_dict=full, safe_serialization=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(model_dir)
+            share_files(model_dir)
         self.accelerator.wait_for_everyone()
         return model_dir
 

@@ -23,7 +23,7 @@ import xxhash
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..files import write_json
+from ..files import new_file_mode, write_json
 from .dpo_data import DPOExample
 from .response_logps import ReferenceFn, sequence_logps
 
@@ -142,6 +142,7 @@ def attach_reference_logps(model: torch.nn.Module, objective, train: Sequence[DP
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = cache_dir / ".ref_logps.safetensors.tmp"
             save_file({"train": tr, "eval": ev}, str(tmp))
+            tmp.chmod(new_file_mode())
             tmp.replace(tensors_path)
             write_json(key_path, key)
     for examples, values in ((train, tr), (evals, ev)):

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..files import write_json
+from ..files import share_files, write_json
 from ..models.reward_io import (
     RM_INFO_FILE,
     collate_plain,
@@ -208,6 +208,7 @@ def save_reward_model(model, tokenizer, out_dir: str | os.PathLike, info: dict) 
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     write_json(out / RM_INFO_FILE, info)
+    share_files(out)
     return out
 
 

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import LoRAConfig, RLConfig
-from ..files import write_json
+from ..files import share_files, write_json
 from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..models.placement import use_threads
@@ -448,6 +448,7 @@ class RLTrainer(RunControl):
                     s.policy, s.ref = merge_lora(s.policy, self.out), None
                 s.policy.save_pretrained(model_dir, safe_serialization=True)
                 s.tokenizer.save_pretrained(model_dir)
+                share_files(model_dir)
                 plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
                              title=self.objective.name)
             write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,
