@@ -78,6 +78,8 @@ class OptimConfig(Section):
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float | None = Field(1.0, gt=0)
     save_every: int | None = Field(None, ge=1, description="checkpoint interval in steps (RL: iterations)")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        default_factory=list, description="experiment trackers that also get every logged record (accelerate's)")
     compute: ComputeConfig = ComputeConfig()
 
 

@@ -31,7 +31,7 @@ DEFAULT_LABELS = {
 def ner_unavailable(model: str) -> str | None:
     """None when `model` can be loaded, else a one-line reason."""
     if importlib.util.find_spec("spacy") is None:
-        return "spaCy is not installed (pip install spacy ginza ja-ginza)"
+        return "spaCy is not installed (pip install 'llm-recipe[ner]')"
     import spacy.util
 
     if Path(model).is_dir() or spacy.util.is_package(model):

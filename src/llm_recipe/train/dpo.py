@@ -164,7 +164,7 @@ def run_dpo(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     objective = DPOObjective(pad_id, cfg)
     # The device first: the reference pass runs there, before the loop wraps the model.
-    accelerator = make_accelerator(cfg.compute)
+    accelerator = make_accelerator(cfg.compute, cfg.report_to, out)
     model.to(accelerator.device)
     ref_report = {"mode": cfg.reference}
     if cfg.reference == "precompute":

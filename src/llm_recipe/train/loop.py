@@ -46,6 +46,7 @@ from .optimizer import build_optimizer, set_lr
 from .run_control import RunControl
 from .schedule import cosine_with_warmup
 from .sharding import full_model_state_dict, gradient_sync, is_sharded, shard_model
+from .tracking import plain_progress, prepare_tracking_env, start_trackers, tracking_dir
 
 
 class Objective(Protocol):
@@ -95,7 +96,8 @@ def length_grouped_batches(order: np.ndarray, lengths: np.ndarray, batch_size: i
 StepCallback = Callable[["Trainer"], bool | None]
 
 
-def make_accelerator(compute: ComputeConfig) -> Accelerator:
+def make_accelerator(compute: ComputeConfig, report_to: Sequence[str] = (),
+                     output_dir: str | Path | None = None) -> Accelerator:
     """An Accelerator for `compute`. accelerate keeps one process-wide state; a stage that asks for
     other mixed precision than the previous one resets it (the process group is kept)."""
     from accelerate.state import AcceleratorState
@@ -105,6 +107,10 @@ def make_accelerator(compute: ComputeConfig) -> Accelerator:
         state = AcceleratorState()
         if state.mixed_precision != compute.mixed_precision or (cpu and state.device.type != "cpu"):
             AcceleratorState._reset_state(reset_partial_state=False)
+    if report_to:
+        prepare_tracking_env(output_dir, report_to)
+        return Accelerator(mixed_precision=compute.mixed_precision, cpu=cpu, log_with=list(report_to),
+                           project_dir=str(tracking_dir(output_dir)))
     return Accelerator(mixed_precision=compute.mixed_precision, cpu=cpu)
 
 
@@ -149,7 +155,7 @@ class Trainer(RunControl):
         self.lengths = np.asarray(group_by_length) if group_by_length is not None else None
         compute = cfg.compute
         use_threads(compute)
-        self.accelerator = accelerator or make_accelerator(compute)
+        self.accelerator = accelerator or make_accelerator(compute, cfg.report_to, output_dir)
         self.is_main = self.accelerator.is_main_process
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
@@ -170,7 +176,8 @@ class Trainer(RunControl):
             optimizer = build_optimizer(model.parameters(), cfg)
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.state = TrainerState()
-        self.log = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.is_main)
+        sinks = (start_trackers(self.accelerator, cfg, self.output_dir), plain_progress(self.output_dir.name))
+        self.log = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.is_main, sinks=[s for s in sinks if s])
         self._stop_requested = False
 
     @property
@@ -323,7 +330,10 @@ class Trainer(RunControl):
     # ---- the loop ---------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         with self.sigterm_stops():
-            return self._fit()
+            result = self._fit()
+        if self.cfg.report_to:
+            self.accelerator.end_training()
+        return result
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
 class MetricsLog:
-    def __init__(self, path: str | os.PathLike, enabled: bool = True):
+    """`sinks` get every record written too (experiment trackers, plain log lines)."""
+
+    def __init__(self, path: str | os.PathLike, enabled: bool = True, sinks: Sequence[Callable[[dict], None]] = ()):
         self.path = Path(path)
         self.enabled = enabled
+        self.sinks = list(sinks) if enabled else []
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -27,6 +31,8 @@ class MetricsLog:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            for sink in self.sinks:
+                sink(record)
 
     def read(self) -> list[dict]:
         if not self.path.exists():

@@ -61,6 +61,7 @@ from .rollout import Rollout, generate, score_responses, token_logprobs
 from .rollout_forward import response_states
 from .run_control import RunControl
 from .schedule import cosine_with_warmup
+from .tracking import plain_progress, start_trackers
 
 # what the run's plot shows (one panel per metric)
 RL_PLOT_KEYS = ("reward_mean", "kl", "success", "response_len", "entropy", "clipfrac", "approx_kl", "vf_loss",
@@ -242,7 +243,7 @@ class RLTrainer(RunControl):
         self.out = Path(output_dir)
         self.callbacks = list(callbacks)
         use_threads(cfg.compute)
-        self.accelerator = make_accelerator(cfg.compute)
+        self.accelerator = make_accelerator(cfg.compute, cfg.report_to, self.out)
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
         if cfg.rollout_batch_size % self.world or cfg.minibatch_size % self.world:
@@ -262,7 +263,8 @@ class RLTrainer(RunControl):
         optimizer = build_optimizer(model.parameters(), cfg)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.log = MetricsLog(self.out / "metrics.jsonl", enabled=self.is_main)
+        sinks = (start_trackers(self.accelerator, cfg, self.out), plain_progress(self.out.name))
+        self.log = MetricsLog(self.out / "metrics.jsonl", enabled=self.is_main, sinks=[s for s in sinks if s])
         n_mb = math.ceil(self.rows / self.mb)
         self.total_updates = cfg.iterations * cfg.epochs * n_mb
         self.state: dict[str, Any] = {"step": 0, "update": 0, "before": None, "history": [], "counts": {}}
@@ -411,6 +413,8 @@ class RLTrainer(RunControl):
             self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, self.seed + 7919)
         with self.sigterm_stops():
             stopped = self._iterate()
+        if self.cfg.report_to:
+            self.accelerator.end_training()
         if stopped:
             return RLResult(None, self.state["before"], {}, self.state["history"], self.state["counts"])
         return self.conclude(save)
