@@ -454,7 +454,7 @@ class RLTrainer(RunControl):
                 s.tokenizer.save_pretrained(model_dir)
                 share_files(model_dir)
                 plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
-                             title=self.objective.name)
+                             title=self.objective.name, separate=True)  # one panel per series: scales differ
             write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,
                                                    "counts": self.state["counts"],
                                                    "iterations": len(self.state["history"])})
