@@ -14,6 +14,17 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
         assert Path(path).exists(), path
     assert (out / "pretrain" / "model" / "model.safetensors").exists()
     assert (out / "report.html").stat().st_size > 10_000  # the run ends with its report (tests/test_report_browser.py)
+    # model cards: how each model was made, its evaluation row, the context it was trained on
+    card = (out / "sft" / "model" / "README.md").read_text()
+    assert "## Evaluation (llm-recipe eval)" in card and "| sft | base |" in card
+    assert "trained context length: 128 tokens" in card and "## Recipe section" in card
+    assert "trained context length: 64 tokens" in (out / "pretrain" / "model" / "README.md").read_text()
+    # a checkpoint loads on its own: it holds the tokenizer too
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ckpt = sorted((out / "pretrain" / "checkpoints").glob("step-*"))[-1]
+    assert AutoTokenizer.from_pretrained(ckpt).model_max_length == 64
+    assert AutoModelForCausalLM.from_pretrained(ckpt).config.num_hidden_layers > 0
     # every artifact is readable by a teammate or a serving account, as a plain open() would make it
     from llm_recipe.files import new_file_mode
 

@@ -48,6 +48,7 @@ from ..preference.judge import CausalLMJudge
 from ..provenance import write_run_manifest
 from ..record_sources import check_source, iter_source
 from ..report.eval_table import markdown_table
+from ..report.model_card import write_model_card
 from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
 from ..train.pretrain import read_documents, split_by_id, tokenize_and_pack
 from ..train.sft_data import (
@@ -358,6 +359,9 @@ def _evaluate(cfg: RecipeConfig, artifacts: dict[str, str], out: Path, run_dir: 
 
         report["lm_harness"] = {m.name: run_lm_harness(m.path, ev.ecfg.lm_harness, ev.ecfg.compute) for m in models
                                 if m.path}
+    for m in models:  # each model's card gets its row of the table
+        if m.path and Path(m.path, "config.json").is_file() and Path(m.path).resolve().is_relative_to(out.resolve()):
+            write_model_card(m.path, (m.name, report["models"][m.name]))
     write_jsonl(run_dir / "answers.jsonl",
                 (r for name, a in ev.answers.items() for r in answer_records(name, ev.prompts, a)))
     write_json(run_dir / "report.json", report)

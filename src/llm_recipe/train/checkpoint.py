@@ -58,11 +58,12 @@ def _restore_rng(json_part: dict, tensor_part: dict) -> None:
 
 
 def save_checkpoint(out_dir: Path, model, optimizer, state: dict, *, is_main: bool = True,
-                    trainable_only: bool = False) -> Path:
+                    trainable_only: bool = False, tokenizer=None) -> Path:
     """Save to `out_dir` atomically (sibling temp dir, then rename). Every process calls it (the
     full state of a sharded model is gathered collectively); the main process writes.
     `trainable_only`: only the parameters being trained (`trainable.safetensors`: LoRA adapters, a
-    value head), for runs that rebuild the rest from their starting model (RL)."""
+    value head), for runs that rebuild the rest from their starting model (RL). `tokenizer` is saved
+    with it, so a checkpoint loads on its own (`from_pretrained(checkpoint)`)."""
     if trainable_only:
         core = unwrap(model)
         model_sd = {n: p.detach().cpu().contiguous() for n, p in core.named_parameters() if p.requires_grad}
@@ -83,6 +84,8 @@ def save_checkpoint(out_dir: Path, model, optimizer, state: dict, *, is_main: bo
     rng_json, rng_tensors = _rng_state()
     torch.save(rng_tensors, tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({**state, "rng": rng_json}, indent=1))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
     share_files(tmp)
     if out_dir.exists():
         shutil.rmtree(out_dir)

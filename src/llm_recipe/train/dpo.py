@@ -175,7 +175,7 @@ def run_dpo(
         objective.reference = reference_for(model, lora=cfg.lora is not None)
     lengths = [len(e) for e in train] if cfg.group_by_length else None
     trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
-                      callbacks=callbacks, group_by_length=lengths, accelerator=accelerator)
+                      callbacks=callbacks, group_by_length=lengths, accelerator=accelerator, tokenizer=tokenizer)
     resumed = resume and trainer.resume("latest")
     report = {
         "read": read_log.to_json() if read_log else None,
@@ -193,7 +193,8 @@ def run_dpo(
     }
     if trainer.is_main:
         write_json(out / "data_report.json", report)
-        write_run_manifest(out, stage="dpo", config=full_config or cfg, inputs=inputs, extra={"data_report": report})
+        write_run_manifest(out, stage="dpo", config=full_config or cfg, inputs=inputs,
+                           extra={"data_report": report, "base_model": str(init)})
     result = trainer.fit()
     model_dir = out / "model"
     if not result["stopped_early"]:

@@ -34,6 +34,7 @@ from .. import distributed
 from ..config import ComputeConfig, TrainConfig
 from ..files import share_files
 from ..models.placement import use_threads
+from ..report.model_card import write_model_card
 from .checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -140,6 +141,7 @@ class Trainer(RunControl):
         keep_checkpoints: int = 2,
         accelerator: Accelerator | None = None,
         group_by_length: Sequence[int] | None = None,
+        tokenizer=None,
     ):
         if len(train_data) == 0:
             raise ValueError("no training examples (after filtering): nothing to train on")
@@ -176,6 +178,7 @@ class Trainer(RunControl):
             optimizer = build_optimizer(model.parameters(), cfg)
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.state = TrainerState()
+        self.tokenizer = tokenizer  # saved into every checkpoint (a checkpoint loads on its own)
         sinks = (start_trackers(self.accelerator, cfg, self.output_dir), plain_progress(self.output_dir.name))
         self.log = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.is_main, sinks=[s for s in sinks if s])
         self._stop_requested = False
@@ -223,7 +226,7 @@ class Trainer(RunControl):
         self.accelerator.wait_for_everyone()
         state = {k: v for k, v in vars(self.state).items()}
         path = self.output_dir / "checkpoints" / f"step-{self.state.step:07d}"
-        save_checkpoint(path, self.model, self.raw_optimizer, state, is_main=self.is_main)
+        save_checkpoint(path, self.model, self.raw_optimizer, state, is_main=self.is_main, tokenizer=self.tokenizer)
         if self.is_main:
             prune_checkpoints(self.output_dir, self.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -252,6 +255,7 @@ class Trainer(RunControl):
             if tokenizer is not None:
                 tokenizer.save_pretrained(model_dir)
             share_files(model_dir)
+            write_model_card(model_dir)
         self.accelerator.wait_for_everyone()
         return model_dir
 

@@ -155,8 +155,10 @@ def run_pretrain(
         )
     torch.manual_seed(seed)
     model = build_model(model_cfg, tokenizer, seed, cfg.compute.dtype)
+    # The context the model was trained on (the tokenizer's 1e30 "no limit" default says nothing).
+    tokenizer.model_max_length = cfg.block_size
     trainer = Trainer(model, CausalLMObjective(), list(train_blocks), cfg, out, eval_data=list(val_blocks),
-                      seed=seed, callbacks=callbacks)
+                      seed=seed, callbacks=callbacks, tokenizer=tokenizer)
     resumed = resume and trainer.resume("latest")
     data_report = {
         "read": asdict(read_stats),

@@ -45,6 +45,7 @@ from ..models.reward_io import (
 )
 from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
+from ..report.model_card import write_model_card
 from ..tokenizer.chat_formats import ChatFormat, apply_chat_format
 from .defaults import fit_stage
 from .loop import StepCallback, Trainer
@@ -209,6 +210,7 @@ def save_reward_model(model, tokenizer, out_dir: str | os.PathLike, info: dict) 
     tokenizer.save_pretrained(out)
     write_json(out / RM_INFO_FILE, info)
     share_files(out)
+    write_model_card(out)
     return out
 
 
@@ -270,7 +272,7 @@ def run_reward_model(
                                 cfg.use_margin)
     lengths = [len(p.chosen_ids) + len(p.rejected_ids) for p in train] if cfg.group_by_length else None
     trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
-                      callbacks=callbacks, group_by_length=lengths)
+                      callbacks=callbacks, group_by_length=lengths, tokenizer=tokenizer)
     resumed = resume and trainer.resume("latest")
     data_report = {
         "read": read_log.to_json() if read_log else None,
@@ -285,7 +287,7 @@ def run_reward_model(
     if trainer.is_main:
         write_json(out / "data_report.json", data_report)
         write_run_manifest(out, stage="reward_model", config=full_config or cfg, inputs=inputs,
-                           extra={"data_report": data_report})
+                           extra={"data_report": data_report, "base_model": str(base)})
     result = trainer.fit()
     final = trainer.unwrapped_model()
     eval_acc = pairwise_accuracy(final, tokenizer, fmt, list(eval_pairs), cfg.pooling)

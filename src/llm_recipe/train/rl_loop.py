@@ -50,6 +50,7 @@ from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..models.placement import use_threads
 from ..provenance import write_run_manifest
+from ..report.model_card import write_model_card
 from ..report.plots import plot_metrics
 from ..tokenizer.chat_formats import resolve_chat_format
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
@@ -290,7 +291,8 @@ class RLTrainer(RunControl):
         self.accelerator.wait_for_everyone()
         state = {**self.state, "objective": self.objective.state()}
         path = self.out / "checkpoints" / f"step-{self.state['step']:07d}"
-        save_checkpoint(path, self.model, self.raw_optimizer, state, is_main=self.is_main, trainable_only=True)
+        save_checkpoint(path, self.model, self.raw_optimizer, state, is_main=self.is_main, trainable_only=True,
+                        tokenizer=self.s.tokenizer)
         if self.is_main:
             prune_checkpoints(self.out, 2)
         self.accelerator.wait_for_everyone()
@@ -453,6 +455,7 @@ class RLTrainer(RunControl):
                 s.policy.save_pretrained(model_dir, safe_serialization=True)
                 s.tokenizer.save_pretrained(model_dir)
                 share_files(model_dir)
+                write_model_card(model_dir)
                 plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
                              title=self.objective.name, separate=True)  # one panel per series: scales differ
             write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,

@@ -158,9 +158,11 @@ def run_sft(
     if cfg.lora is not None:  # the rows of added tokens are trained too
         model = with_lora(model, cfg.lora, tokenizer.convert_tokens_to_ids(added), seed=seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if not cfg.max_length <= tokenizer.model_max_length < 1 << 20:  # a placeholder, or less than trained on
+        tokenizer.model_max_length = cfg.max_length
     lengths = None if cfg.packing or not cfg.group_by_length else [len(r) for r in train_rows]
     trainer = Trainer(model, SFTObjective(pad_id), train_rows, cfg, out, eval_data=eval_rows or None,
-                      seed=seed, callbacks=callbacks, group_by_length=lengths)
+                      seed=seed, callbacks=callbacks, group_by_length=lengths, tokenizer=tokenizer)
     resumed = resume and trainer.resume("latest")
     report = {
         "format": fmt.name,
@@ -180,7 +182,8 @@ def run_sft(
     if trainer.is_main:
         write_json(out / "data_report.json", report)
         write_run_manifest(out, stage="sft", config=full_config or cfg,
-                           inputs=[] if records is not None else cfg.data, extra={"data_report": report})
+                           inputs=[] if records is not None else cfg.data,
+                           extra={"data_report": report, "base_model": None if isinstance(init, torch.nn.Module) else str(init)})
     result = trainer.fit()
     model_dir = out / "model"
     if not result["stopped_early"]:
