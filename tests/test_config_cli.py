@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -122,3 +123,25 @@ def test_moved_keys_are_one_line_errors_naming_the_new_place(key, value, where):
         load_config(None, parse_overrides([f"{key}={value}"]))
     assert "\n" not in str(e.value) and f"'{key}' moved to {where}" in str(e.value)
     assert load_config(None, parse_overrides(["grpo.beta=0.1"])).grpo.beta == 0.1  # GRPO keeps its beta
+
+
+def test_training_commands_share_one_vocabulary_with_defaults_in_help(tmp_path):
+    """-m/--model, -d/--data, -o/--output-dir everywhere; the key hyperparameters as options whose
+    help shows the section default and a released model's; given options land in the config."""
+    runner = CliRunner()
+    for cmd in (["sft"], ["dpo"], ["rm", "train"]):
+        text = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "220"}).output
+        for flag in ("--model", "-m", "--data", "-d", "--output-dir", "-o", "--lr", "--max-steps", "--epochs",
+                     "--batch-size", "--report-to"):
+            assert flag in text, (cmd, flag)
+    assert "default 0.001; a released model: 2e-05" in runner.invoke(app, ["sft", "--help"], env={"COLUMNS": "220"}).output
+    assert "--num-samples" in runner.invoke(app, ["bon", "--help"], env={"COLUMNS": "220"}).output
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["pretrain", "-o", str(out), "--set", "model.preset=micro", "--set", "corpus.docs_per_source=30",
+                              "--set", "tokenizer.vocab_size=400", "--set", "pretrain.block_size=32",
+                              "--set", "pretrain.eval_every=2", "--lr", "0.005", "--max-steps", "2", "--batch-size", "4",
+                              "--report-to", "tensorboard"])
+    assert res.exit_code == 0, res.output
+    conf = json.loads((out / "pretrain" / "run.json").read_text())["config"]["pretrain"]
+    assert (conf["lr"], conf["max_steps"], conf["batch_size"], conf["report_to"]) == (0.005, 2, 4, ["tensorboard"])
+    assert any((out / "pretrain" / "tracking").rglob("events.out.tfevents.*"))

@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from .config import ConfigError, RecipeConfig, load_config, parse_overrides
+from .config import (
+    ConfigError,
+    DPOConfig,
+    GRPOConfig,
+    PPOConfig,
+    PretrainConfig,
+    RecipeConfig,
+    RMConfig,
+    SFTConfig,
+    load_config,
+    parse_overrides,
+)
 from .console import is_main_process
 from .train.interrupt import StoppedEarly
 
@@ -27,6 +38,49 @@ SetOpt = Annotated[
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="global seed (overrides the config)")]
 OutOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="where the run writes")]
+
+
+def _hyper_options(cls, stage: str | None):
+    """The key hyperparameters of a training section as options, each help naming its default (and
+    the value a released model gets: `train.defaults`). Unset options leave the config alone."""
+    from .train.defaults import RELEASED
+
+    fields, released = cls.model_fields, RELEASED.get(stage or "", {})
+
+    def shown(name: str) -> str:
+        if name not in fields:  # RL sections count iterations and rollouts, not steps and batches
+            return "see the section"
+        rel = f"; a released model: {released[name]:g}" if name in released else ""
+        return f"default {fields[name].default}{rel}"
+
+    steps = "iterations" if "iterations" in fields else "max_steps"
+    return (
+        Annotated[float | None, typer.Option("--lr", help=f"learning rate ({shown('lr')})")],
+        Annotated[int | None, typer.Option(f"--{steps.replace('_', '-')}", help=f"{steps.replace('_', ' ')} ({shown(steps)})")],
+        Annotated[float | None, typer.Option("--epochs", help="passes over the data instead of --max-steps"
+                                             + (f" (a released model: {released['epochs']:g})" if "epochs" in released else ""))],
+        Annotated[int | None, typer.Option("--batch-size", help=f"micro-batch size per device ({shown('batch_size')})")],
+        Annotated[list[str] | None, typer.Option("--report-to", help="tracker: tensorboard | wandb | mlflow | trackio "
+                                                 "(repeatable)")],
+    )
+
+
+def _hyper_set(set_: list[str] | None, section: str, **values) -> list[str]:
+    """`--set` overrides for the hyperparameter options that were given."""
+    out = list(set_ or [])
+    for name, v in values.items():
+        if v is None or v == []:
+            continue
+        out.append(f"{section}.{name}=[{', '.join(v)}]" if isinstance(v, list) else f"{section}.{name}={v}")
+    return out
+
+
+PtLr, PtSteps, PtEpochs, PtBatch, ReportTo = _hyper_options(PretrainConfig, None)
+SftLr, SftSteps, SftEpochs, SftBatch, _ = _hyper_options(SFTConfig, "sft")
+DpoLr, DpoSteps, DpoEpochs, DpoBatch, _ = _hyper_options(DPOConfig, "dpo")
+RmLr, RmSteps, RmEpochs, RmBatch, _ = _hyper_options(RMConfig, "rm")
+PpoLr, PpoIters, _, _, _ = _hyper_options(PPOConfig, "ppo")
+GrpoLr, GrpoIters, _, _, _ = _hyper_options(GRPOConfig, "grpo")
 
 
 def echo(msg: str = "") -> None:
@@ -70,8 +124,12 @@ def resolve(config: str | None, overrides: list[str] | None, seed: int | None, o
 
 @app.command()
 @friendly_errors
-def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+             lr: PtLr = None, max_steps: PtSteps = None, epochs: PtEpochs = None, batch_size: PtBatch = None,
+             report_to: ReportTo = None) -> None:
     """Train the tokenizer (unless the model brings one) and pretrain the model."""
+    set_ = _hyper_set(set_, "pretrain", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
+                      report_to=report_to)
     from .config import PretrainConfig
     from .stages.corpus import stage_corpus
     from .stages.model_import import stage_import
@@ -215,15 +273,19 @@ def _sft_config(config, set_, seed, output_dir, data, model):
     return cfg
 
 
-SftData = Annotated[list[Path] | None, typer.Option("--data", "-d", help="SFT JSONL (repeatable); default: config")]
+SftData = Annotated[list[Path] | None, typer.Option("--data", "-d", help="SFT data: a file, folder, datasets folder or hub name (repeatable); default: config")]
 
 
 @app.command()
 @friendly_errors
 def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
         data: SftData = None,
-        model: Annotated[str | None, typer.Option("--model", "-m", help="model to fine-tune (dir or hub id)")] = None) -> None:
+        model: Annotated[str | None, typer.Option("--model", "-m", help="model to fine-tune (dir or hub id)")] = None,
+        lr: SftLr = None, max_steps: SftSteps = None, epochs: SftEpochs = None, batch_size: SftBatch = None,
+        report_to: ReportTo = None) -> None:
     """Supervised fine-tuning of --model (or, with --config, of the recipe's pretrained model)."""
+    set_ = _hyper_set(set_, "sft", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
+                      report_to=report_to)
     from .stages.corpus import stage_corpus
     from .stages.pretrain import stage_pretrain
     from .stages.sft import stage_sft
@@ -404,9 +466,13 @@ def prefs_agreement(inputs: FilesArg,
 @rm_app.command("train")
 @friendly_errors
 def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="base (SFT) model")] = None,
-             data: Annotated[list[Path] | None, typer.Option("--data", help="preference file(s)")] = None,
-             config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+             data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="preference data (repeatable)")] = None,
+             config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+             lr: RmLr = None, max_steps: RmSteps = None, epochs: RmEpochs = None, batch_size: RmBatch = None,
+             report_to: ReportTo = None) -> None:
     """Train a reward model (Bradley-Terry) on preference pairs; default data: the style set."""
+    set_ = _hyper_set(set_, "rm", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
+                      report_to=report_to)
     from .config import RMConfig
     from .stages.reward import stage_rm
 
@@ -440,7 +506,7 @@ def rm_score(rm: RmOpt, input_: Annotated[Path, typer.Option("--input", "-i", he
 @friendly_errors
 def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model dir")], rm: RmOpt,
         prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="prompt (repeatable)")] = None,
-        n: Annotated[int | None, typer.Option("-n", help="samples per prompt (default: bon.n)")] = None,
+        n: Annotated[int | None, typer.Option("--num-samples", "-n", help="samples per prompt (default: bon.n)")] = None,
         config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Best-of-N: sample N answers, score with the reward model(s), print the best; cost and latency."""
     from .config import BoNConfig, RewardModelRef
@@ -495,25 +561,34 @@ RLRmOpt = Annotated[str | None, typer.Option("--rm", help="reward model dir (def
 @app.command()
 @friendly_errors
 def ppo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
-        seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+        seed: SeedOpt = None, output_dir: OutOpt = None, lr: PpoLr = None, iterations: PpoIters = None,
+        report_to: ReportTo = None) -> None:
     """RLHF with PPO against a reward model (or the config's rules); writes OUTPUT_DIR/ppo."""
-    _rl("ppo", model, rm, config, set_, seed, output_dir)
+    _rl("ppo", model, rm, config, _hyper_set(set_, "ppo", lr=lr, iterations=iterations, report_to=report_to),
+        seed, output_dir)
 
 
 @app.command()
 @friendly_errors
 def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
-         seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+         seed: SeedOpt = None, output_dir: OutOpt = None, lr: GrpoLr = None, iterations: GrpoIters = None,
+         report_to: ReportTo = None) -> None:
     """GRPO (group-relative advantages, no value model); writes OUTPUT_DIR/grpo."""
-    _rl("grpo", model, rm, config, set_, seed, output_dir)
+    _rl("grpo", model, rm, config, _hyper_set(set_, "grpo", lr=lr, iterations=iterations, report_to=report_to),
+        seed, output_dir)
 
 
 @app.command()
 @friendly_errors
 def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT model (policy and reference)")] = None,
-        data: Annotated[list[Path] | None, typer.Option("--data", help="preference file(s); default: the style set")] = None,
-        config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+        data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="preference data (repeatable); "
+                                                        "default: the style set")] = None,
+        config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+        lr: DpoLr = None, max_steps: DpoSteps = None, epochs: DpoEpochs = None, batch_size: DpoBatch = None,
+        report_to: ReportTo = None) -> None:
     """DPO (sigmoid / cDPO / robust / IPO) from an SFT model; writes OUTPUT_DIR/dpo."""
+    set_ = _hyper_set(set_, "dpo", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
+                      report_to=report_to)
     from .config import DPOConfig
     from .stages.dpo import stage_dpo
 
