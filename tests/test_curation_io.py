@@ -136,3 +136,10 @@ def test_cli_curate_runs_and_writes_stats(tmp_path):
     stats = json.loads((tmp_path / "run" / "curated" / "stats.json").read_text())
     assert stats["seed"] == 3 and stats["dropped_by_step"]["char_ratios"] == 1
     assert Path(stats["outputs"][0]).exists()
+
+
+def test_asking_more_noise_than_the_corpus_has_is_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["curate", "-c", "curate", "-o", str(tmp_path), "--set", "corpus.docs_per_source=20",
+                                 "--set", "curate.input.sample_noise_per_type=1000"])
+    assert r.exit_code == 2 and "lower curate.input.sample_noise_per_type" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) <= 3

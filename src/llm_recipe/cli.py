@@ -347,8 +347,8 @@ def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, 
     cfg = resolve(config, set_, seed, output_dir)
     try:
         res = curate_recipe(cfg)
-    except (MixingError, ResumeMismatch) as e:
-        raise UserError(str(e)) from None
+    except (MixingError, ResumeMismatch, ValueError) as e:  # config and data problems: one line
+        raise UserError(str(e).splitlines()[0]) from None
     s = res.stats
     echo(f"records in: {s['records_in']}  docs out: {s['docs_out']}  dropped: {s['dropped_total']}")
     secs = s.get("seconds_by_step", {})

@@ -225,7 +225,8 @@ def inject_noise(
         need = {"mojibake": lambda d: not d["text"].isascii()}.get(kind, lambda d: True)
         picked = [i for i in pool if need(docs[i])][:per_type]
         if len(picked) < per_type:
-            raise ValueError(f"only {len(picked)} eligible docs left for noise '{kind}' (need {per_type})")
+            raise ValueError(f"only {len(picked)} eligible docs left for noise '{kind}' (need {per_type}): lower "
+                             "curate.input.sample_noise_per_type or raise corpus.docs_per_source")
         taken = set(picked)
         pool = [i for i in pool if i not in taken]
         for i in picked:
