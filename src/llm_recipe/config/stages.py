@@ -72,7 +72,9 @@ class OptimConfig(Section):
 
     moved_keys = _MOVED_TO_COMPUTE
     lr: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="decay floor as a fraction of lr")
+    scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="after warmup: cosine or linear decay to the floor, or constant")
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)

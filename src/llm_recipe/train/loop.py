@@ -45,7 +45,7 @@ from .checkpoint import (
 from .metrics_log import MetricsLog
 from .optimizer import build_optimizer, set_lr
 from .run_control import RunControl
-from .schedule import cosine_with_warmup
+from .schedule import scheduled_lr
 from .sharding import full_model_state_dict, gradient_sync, is_sharded, shard_model
 from .tracking import plain_progress, prepare_tracking_env, start_trackers, tracking_dir
 
@@ -353,8 +353,7 @@ class Trainer(RunControl):
         window_t, window_tokens, stopped_early = time.perf_counter(), 0, False
         try:
             while self.state.step < cfg.max_steps:
-                lr = cosine_with_warmup(self.state.step, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                                        max_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio)
+                lr = scheduled_lr(self.state.step, cfg, cfg.max_steps)
                 set_lr(self.optimizer, lr)
                 step_metrics: dict[str, float] = {}
                 micro_batches = [next(batches) for _ in range(cfg.grad_accum)]

@@ -1,7 +1,7 @@
 """The optimizer every trainer uses (the shared loop, PPO, GRPO): AdamW over the trainable
 parameters, no weight decay on norms and biases (1-D tensors), fused into one kernel per step where
 torch has one (CPU and CUDA, fp32/bf16/fp16, not sharded DTensors); the LR is set per step from
-`schedule.cosine_with_warmup` (a function of the step: nothing to resume)."""
+`schedule.scheduled_lr` (a function of the step: nothing to resume)."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ from .rl_math import kl_estimate
 from .rollout import Rollout, generate, score_responses, token_logprobs
 from .rollout_forward import response_states
 from .run_control import RunControl
-from .schedule import cosine_with_warmup
+from .schedule import scheduled_lr
 from .tracking import plain_progress, start_trackers
 
 # what the run's plot shows (one panel per metric)
@@ -351,8 +351,7 @@ class RLTrainer(RunControl):
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss ({loss.item()}) at iteration {it}: stopping instead of "
                                              "training on NaN (lower lr, check the reward)")
-                lr = cosine_with_warmup(self.state["update"], lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                                        max_steps=self.total_updates, min_lr_ratio=cfg.min_lr_ratio)
+                lr = scheduled_lr(self.state["update"], cfg, self.total_updates)
                 set_lr(self.optimizer, lr)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.accelerator.backward(loss)
