@@ -30,10 +30,11 @@ from ..provenance import write_run_manifest
 from .defaults import fit_stage
 from .dpo_data import DPOExample, TruncationStats, collate_shared, collate_split, tokenize_dpo_pairs
 from .loop import StepCallback, Trainer, make_accelerator
+from .reference_free import REFERENCE_FREE, ReferenceFreeObjective
 from .reference_logps import attach_reference_logps, reference_for
 from .response_logps import ReferenceFn, sequence_logps, token_logps
 
-LOSS_TYPES = ("sigmoid", "cdpo", "robust", "ipo")
+LOSS_TYPES = ("sigmoid", "cdpo", "robust", "ipo")  # with a reference; `reference_free`: simpo, orpo
 
 
 def preference_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -162,16 +163,17 @@ def run_dpo(
     if cfg.lora is not None:
         model = with_lora(model, cfg.lora, seed=seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    objective = DPOObjective(pad_id, cfg)
+    reference_free = cfg.loss_type in REFERENCE_FREE
+    objective = ReferenceFreeObjective(pad_id, cfg) if reference_free else DPOObjective(pad_id, cfg)
     # The device first: the reference pass runs there, before the loop wraps the model.
     accelerator = make_accelerator(cfg.compute, cfg.report_to, out)
     model.to(accelerator.device)
-    ref_report = {"mode": cfg.reference}
-    if cfg.reference == "precompute":
+    ref_report = {"mode": "none (reference-free loss)" if reference_free else cfg.reference}
+    if cfg.reference == "precompute" and not reference_free:  # SimPO / ORPO have no reference at all
         ref_report.update(attach_reference_logps(model, objective, train, evals, out / "reference",
                                                  batch_size=cfg.batch_size, lora=cfg.lora is not None,
                                                  accelerator=accelerator))
-    else:
+    elif not reference_free:
         objective.reference = reference_for(model, lora=cfg.lora is not None)
     lengths = [len(e) for e in train] if cfg.group_by_length else None
     trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
