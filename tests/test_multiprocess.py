@@ -160,3 +160,24 @@ def test_fsdp_shards_the_model_and_trains_as_one_process(tmp_path, base, small_c
     assert a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     ckpt = load_file(two / "pretrain" / "checkpoints" / "step-0000004" / "model.safetensors")
     assert all(ckpt[k].shape == a[k].shape for k in ckpt)  # full tensors, not one process's shard
+
+
+def test_eval_and_report_on_two_processes_equal_one(tmp_path, tiny_run):
+    """The eval stage runs on the main process while the other waits: the same report as 1 process."""
+    import shutil
+
+    reports = []
+    for procs in (1, 2):
+        run_dir = tmp_path / f"run{procs}"
+        shutil.copytree(tiny_run, run_dir, ignore=shutil.ignore_patterns("checkpoints", "eval", "report.html"))
+        run(["eval", str(run_dir), "--set", "eval.n_prompts=2", "--set", "eval.bootstrap=100",
+             "--set", "eval.sampling.max_new_tokens=4", "--set", "eval.kl_max_new_tokens=4"], procs, tmp_path)
+        run(["report", str(run_dir)], procs, tmp_path)
+        rep = json.loads((run_dir / "eval" / "report.json").read_text())
+        for row in rep["models"].values():
+            row.pop("seconds")
+            row.pop("path")
+        reports.append(rep)
+        assert (run_dir / "report.html").stat().st_size > 10_000
+    one, two = reports
+    assert one["models"] == two["models"] and one["order"] == two["order"]
