@@ -397,10 +397,13 @@ class DPOConfig(TrainConfig):
     init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
     trust_remote_code: bool = False
     chat_format: str | None = Field(None, description="None: the format saved with the model")
-    loss_type: Literal["sigmoid", "cdpo", "robust", "ipo", "simpo", "orpo"] = Field(
-        "sigmoid", description="simpo / orpo: reference-free (no reference pass; `train.reference_free`)")
+    loss_type: Literal["sigmoid", "cdpo", "robust", "ipo", "simpo", "orpo", "kto"] = Field(
+        "sigmoid", description="simpo / orpo: reference-free (`train.reference_free`); kto: unpaired "
+        "thumbs-up/down data (`train.kto`; pairs are unpaired)")
     beta: float = Field(0.1, gt=0, description="DPO's beta; SimPO's beta; ORPO's lambda (weight of the odds-ratio term)")
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin gamma")
+    kto_desirable_weight: float = Field(1.0, gt=0, description="KTO: weight of desirable examples' losses")
+    kto_undesirable_weight: float = Field(1.0, gt=0, description="KTO: weight of undesirable examples' losses")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="cdpo / robust: assumed label-flip rate")
     sft_alpha: float = Field(0.0, ge=0, description="weight of an NLL term on the chosen responses")
     reference: Literal["precompute", "per_step"] = Field(

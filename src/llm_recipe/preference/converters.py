@@ -236,21 +236,27 @@ def _same_kind(prompt, chosen) -> bool:
     return not conversational or isinstance(prompt, list)
 
 
+def unpaired_record(rec: dict) -> tuple[object, str, bool]:
+    """(prompt, completion, desirable?) of a {"prompt", "completion", "label"} record."""
+    prompt = check_prompt(rec.get("prompt"))
+    completion = _assistant_text(rec.get("completion"), "completion")
+    if not isinstance(rec.get("label"), bool):
+        raise InvalidRecord("bad_label", "label must be true (desirable) or false (undesirable)")
+    return prompt, completion, rec["label"]
+
+
 def pair_unpaired(records: Sequence[tuple[str, dict]], log: SkipLog) -> list[PreferencePair]:
     """Unpaired (KTO) records -> pairs: per prompt, the i-th desirable completion with the i-th
     undesirable one (file order). The rest cannot form a pair and is counted."""
     by_prompt: dict[str, tuple[object, list, list]] = {}
     for where, rec in records:
         try:
-            prompt = check_prompt(rec.get("prompt"))
-            completion = _assistant_text(rec.get("completion"), "completion")
-            if not isinstance(rec.get("label"), bool):
-                raise InvalidRecord("bad_label", "label must be true (desirable) or false (undesirable)")
+            prompt, completion, label = unpaired_record(rec)
         except InvalidRecord as e:
             log.skip(e.reason, where, e.detail)
             continue
         entry = by_prompt.setdefault(prompt_key(prompt), (prompt, [], []))
-        entry[1 if rec["label"] else 2].append((where, completion))
+        entry[1 if label else 2].append((where, completion))
     pairs = []
     for prompt, good, bad in by_prompt.values():
         for (where, c), (_, r) in zip(good, bad, strict=False):
@@ -266,6 +272,34 @@ def pair_unpaired(records: Sequence[tuple[str, dict]], log: SkipLog) -> list[Pre
 
 def is_unpaired(rec: dict) -> bool:
     return "completion" in rec and "label" in rec and "chosen" not in rec
+
+
+def unpair(pairs: Sequence[PreferencePair]) -> list[tuple]:
+    """Pairs -> unpaired (KTO) records (prompt, completion, desirable?, where): the chosen answer
+    desirable, the rejected one not, as TRL's `unpair_preference_dataset` does."""
+    out = []
+    for p in pairs:
+        where = str(p.meta.get("source", ""))
+        out += [(p.prompt, p.chosen, True, where), (p.prompt, p.rejected, False, where)]
+    return out
+
+
+def read_unpaired_files(files: Iterable[str | os.PathLike], min_gap: float = 0.0) -> tuple[list[tuple], SkipLog]:
+    """Unpaired (KTO) records from any source: {"prompt", "completion", "label"} as they are, every
+    pair shape unpaired (`unpair`). Returns (prompt, completion, label, where) tuples."""
+    log = SkipLog()
+    out: list[tuple] = []
+    for where, rec in iter_records(files, log, "preference data"):
+        if not is_unpaired(rec):
+            out += unpair(record_to_pairs(rec, where, log, min_gap))
+            continue
+        try:
+            out.append((*unpaired_record(rec), where))
+        except InvalidRecord as e:
+            log.skip(e.reason, where, e.detail)
+            continue
+        log.kept += 1
+    return out, log
 
 
 def read_preference_files(files: Iterable[str | os.PathLike], min_gap: float = 0.0) -> tuple[list[PreferencePair], SkipLog]:

@@ -21,10 +21,11 @@ from ..files import write_json, write_jsonl
 from ..infer.generate import generate_chat
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
-from ..preference.converters import read_preference_files
+from ..preference.converters import read_preference_files, read_unpaired_files
 from ..preference.records import split_by_prompt
 from ..train.dpo import run_dpo
 from ..train.interrupt import StoppedEarly
+from ..train.kto import with_mismatched_completions
 
 
 def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -48,7 +49,11 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
             write_jsonl(run_dir / "style_pairs.jsonl", (p.to_json() for p in data.train + data.eval))
         train, evals, log, inputs = data.train, data.eval, data.log, []
     else:
-        pairs, log = read_preference_files(dcfg.data)
+        if dcfg.loss_type == "kto":  # thumbs up/down records as they are (pairs are unpaired)
+            records, log = read_unpaired_files(dcfg.data)
+            pairs = with_mismatched_completions(records)
+        else:
+            pairs, log = read_preference_files(dcfg.data)
         if dcfg.eval_data:
             evals, eval_log = read_preference_files(dcfg.eval_data)
             log.merge(eval_log)

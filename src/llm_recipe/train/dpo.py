@@ -29,6 +29,7 @@ from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
 from .defaults import fit_stage
 from .dpo_data import DPOExample, TruncationStats, collate_shared, collate_split, tokenize_dpo_pairs
+from .kto import KTOObjective, as_kto_pairs
 from .loop import StepCallback, Trainer, make_accelerator
 from .reference_free import REFERENCE_FREE, ReferenceFreeObjective
 from .reference_logps import attach_reference_logps, reference_for
@@ -155,6 +156,8 @@ def run_dpo(
     model = load_causal_lm(init, cfg.compute.dtype, cfg.trust_remote_code)
     cfg, fitted = fit_stage("dpo", cfg, model, lora=cfg.lora is not None)
     disable_dropout(model)
+    if cfg.loss_type == "kto":  # one example per answer, with its label (pairs are unpaired)
+        train_pairs, eval_pairs = as_kto_pairs(train_pairs), as_kto_pairs(eval_pairs)
     tok_log, trunc = SkipLog(), TruncationStats()
     train = tokenize_dpo_pairs(train_pairs, tokenizer, fmt, cfg.max_length, tok_log, trunc)
     evals = tokenize_dpo_pairs(eval_pairs, tokenizer, fmt, cfg.max_length, tok_log, trunc)
@@ -164,7 +167,10 @@ def run_dpo(
         model = with_lora(model, cfg.lora, seed=seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     reference_free = cfg.loss_type in REFERENCE_FREE
-    objective = ReferenceFreeObjective(pad_id, cfg) if reference_free else DPOObjective(pad_id, cfg)
+    if cfg.loss_type == "kto":
+        objective = KTOObjective(pad_id, cfg)
+    else:
+        objective = ReferenceFreeObjective(pad_id, cfg) if reference_free else DPOObjective(pad_id, cfg)
     # The device first: the reference pass runs there, before the loop wraps the model.
     accelerator = make_accelerator(cfg.compute, cfg.report_to, out)
     model.to(accelerator.device)

@@ -42,6 +42,13 @@ class DPOExample:
 
 
 @dataclass
+class KTOExample(DPOExample):
+    """A KTO record (`train.kto`): "chosen" is the completion, "rejected" a mismatched completion
+    (the KL estimate's), `label` whether the completion is desirable."""
+    label: bool = True
+
+
+@dataclass
 class TruncationStats:
     truncated_pairs: int = 0
     truncated_tokens: int = 0
@@ -100,7 +107,10 @@ def tokenize_dpo_pairs(pairs: Sequence[PreferencePair], tokenizer, fmt: ChatForm
             if c == r:
                 log.skip("chosen_equals_rejected", _where(p, i), "identical tokens (after truncation)")
                 continue
-            out.append(DPOExample(list(prompt[:n]), list(c), list(r)))
+            ex = DPOExample(list(prompt[:n]), list(c), list(r))
+            if "label" in p.meta:  # a KTO record laid out as a pair (`train.kto`): the completion's label
+                ex = KTOExample(ex.prompt_ids, ex.chosen_ids, ex.rejected_ids, label=bool(p.meta["label"]))
+            out.append(ex)
             log.kept += 1
     return out
 
