@@ -15,7 +15,7 @@ exception: a run without a reward model still gets every other figure.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..config import SamplingConfig
 from ..infer.best_of_n import best_of_n
@@ -63,9 +63,6 @@ class Answers:
         n_syc = len(prompts.sycophancy.items)
         return cls(list(texts[:a]), list(finish[:a]), list(texts[a:b]), list(texts[b : b + n_syc]),
                    list(texts[b + n_syc :]))
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def answer_all(model, tokenizer, prompts: EvalPrompts, sampling: SamplingConfig, seed: int = 0,

@@ -18,8 +18,6 @@ from pathlib import Path
 
 from .. import console
 
-TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
-
 
 def tracking_dir(output_dir: str | os.PathLike) -> Path:
     return Path(output_dir) / "tracking"
