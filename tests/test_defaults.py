@@ -98,3 +98,41 @@ def test_learning_rate_schedules_warm_up_then_follow_their_shape(scheduler, tmp_
             cfg.model_copy(update={"batch_size": 8, "log_every": 1, "eval_every": 100}), tmp_path).fit()
     logged = [json.loads(ln)["lr"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert logged == pytest.approx(ours)
+
+
+def test_ctrl_c_stops_like_sigterm_and_torn_or_stale_logs_do_not_break_a_rerun(tmp_path, tokenizer):
+    """SIGINT mid-training: the step finishes, a checkpoint is written, the loop returns (a second
+    Ctrl-C would abort). A log torn by a kill, and the log of an attempt that starts over, are
+    handled on the next run: no crash, no duplicated steps."""
+    import json
+    import os
+    import signal
+
+    from llm_recipe.models.presets import build_preset_model
+    from llm_recipe.train.loop import Trainer
+    from llm_recipe.train.pretrain import CausalLMObjective
+
+    blocks = [np.arange(16, dtype=np.int64) % 50 + 5 for _ in range(32)]
+    cfg = PretrainConfig(max_steps=6, batch_size=8, log_every=1, eval_every=100)
+
+    def ctrl_c_at_2(trainer):
+        if trainer.state.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    t = Trainer(build_preset_model("micro", tokenizer, seed=0), CausalLMObjective(), blocks, cfg, tmp_path,
+                callbacks=[ctrl_c_at_2])
+    res = t.fit()
+    assert res["stopped_early"] and res["step"] == 2 and signal.getsignal(signal.SIGINT) is before
+    assert (tmp_path / "checkpoints").is_dir()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": 1.2')  # torn by a kill mid-write
+    t2 = Trainer(build_preset_model("micro", tokenizer, seed=0), CausalLMObjective(), blocks, cfg, tmp_path)
+    assert t2.resume("latest") and t2.fit()["step"] == 6
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    # starting over without a checkpoint keeps none of the earlier attempt's records
+    t3 = Trainer(build_preset_model("micro", tokenizer, seed=0), CausalLMObjective(), blocks, cfg, tmp_path)
+    t3.fit()
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]

@@ -346,6 +346,8 @@ class Trainer(RunControl):
         # disable=None: no bar when stdout is not a terminal (CI logs), and only on the main process.
         bar = tqdm(total=cfg.max_steps, initial=self.state.step, disable=None if self.is_main else True,
                    desc="train", dynamic_ncols=True)
+        if self.state.step == 0:  # a run that starts over: the log of an earlier attempt goes
+            self.log.truncate_after(-1)
         if self.state.step == 0 and self.eval_data:
             ev = self.evaluate()
             self.state.history.append({"step": 0, **ev})

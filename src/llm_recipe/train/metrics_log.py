@@ -19,10 +19,11 @@ class MetricsLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop events logged after the checkpoint so the log has no duplicates."""
+        """On resume, drop events logged after the checkpoint so the log has no duplicates (step -1:
+        a run that starts over keeps nothing). A line torn by a kill mid-write is dropped too."""
         if not (self.enabled and self.path.exists()):
             return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+        keep = [ln for ln, rec in self._records() if rec.get("step", 0) <= step]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(ln + "\n" for ln in keep))
         os.replace(tmp, self.path)
@@ -34,7 +35,16 @@ class MetricsLog:
             for sink in self.sinks:
                 sink(record)
 
+    def _records(self) -> list[tuple[str, dict]]:
+        out = []
+        for ln in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(ln) if ln.strip() else None
+            except json.JSONDecodeError:  # the last line of a run killed while writing it
+                rec = None
+            if isinstance(rec, dict):
+                out.append((ln, rec))
+        return out
+
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln]
+        return [rec for _, rec in self._records()] if self.path.exists() else []
