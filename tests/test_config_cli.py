@@ -145,3 +145,12 @@ def test_training_commands_share_one_vocabulary_with_defaults_in_help(tmp_path):
     conf = json.loads((out / "pretrain" / "run.json").read_text())["config"]["pretrain"]
     assert (conf["lr"], conf["max_steps"], conf["batch_size"], conf["report_to"]) == (0.005, 2, 4, ["tensorboard"])
     assert any((out / "pretrain" / "tracking").rglob("events.out.tfevents.*"))
+
+
+def test_true_for_a_count_and_infinite_rates_are_config_errors():
+    for override, expected in (({"pretrain.max_steps": True}, "max_steps: expected a number, got true"),
+                               ({"sft.lr": float("inf")}, "sft.lr: Input should be a finite number"),
+                               ({"dpo.beta": "nan"}, "dpo.beta: Input should be a finite number")):
+        with pytest.raises(ConfigError, match=expected):
+            load_config("tiny", override)
+    assert load_config("tiny", {"sft.packing": True}).sft.packing is True  # a real bool field still takes true

@@ -26,6 +26,7 @@ from .config import (
     parse_overrides,
 )
 from .console import is_main_process
+from .files import FolderInUse
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -103,7 +104,7 @@ def friendly_errors(fn):
         hide_weight_io_bars()
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, UserError, FileNotFoundError) as e:
+        except (ConfigError, UserError, FileNotFoundError, FolderInUse) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
         except StoppedEarly as e:  # SIGTERM mid-training: the checkpoint is saved, not an error to debug

@@ -128,3 +128,37 @@ def read_jsonl_strict(path: str | os.PathLike) -> list[dict]:
             raise ValueError(str(rec))
         out.append(rec)
     return out
+
+
+class FolderInUse(RuntimeError):
+    """Another process is writing into the folder (its lock is held)."""
+
+
+_LOCKS: dict[str, IO] = {}  # folders this process holds: a second trainer of the same process may reuse
+
+
+def lock_folder(folder: str | os.PathLike) -> IO:
+    """An exclusive lock on `folder` (`.lock`, holding the PID) for the rest of this process: two runs
+    into one folder would interleave metrics and mix checkpoints. The OS drops the lock when the
+    process ends, however it ends (kill -9 included), so a stale lock cannot block a rerun."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    if str(folder) in _LOCKS:
+        return _LOCKS[str(folder)]
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's life
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise FolderInUse(f"{folder}: another run (pid {holder}) is writing here; wait for it to finish or "
+                          "choose another --output-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _LOCKS[str(folder)] = f
+    return f

@@ -11,6 +11,7 @@ generic ones by overriding one field.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -21,8 +22,15 @@ class ConfigError(ValueError):
     """A config problem, already phrased as one line naming the file and the field."""
 
 
+def _takes_int_not_bool(annotation) -> bool:
+    """An `int` field (or `int | None`): YAML's `true` must not pass as 1 there."""
+    args = typing.get_args(annotation) or (annotation,)
+    return int in args and bool not in args
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # no NaN / inf (`lr=inf` would train on NaN), no unknown keys
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # old key -> where it lives now (relative to this section): a clear error, not "unknown key"
     moved_keys: ClassVar[dict[str, str]] = {}
@@ -35,6 +43,10 @@ class Section(BaseModel):
         for old, new in cls.moved_keys.items():
             if old in data:
                 raise PydanticCustomError("moved_key", "'{old}' moved to '{new}'", {"old": old, "new": new})
+        for name, field in cls.model_fields.items():
+            if isinstance(data.get(name), bool) and _takes_int_not_bool(field.annotation):
+                raise PydanticCustomError("bool_for_int", "{name}: expected a number, got {value}",
+                                          {"name": name, "value": str(data[name]).lower()})
         merged = None
         for name, field in cls.model_fields.items():
             default, given = field.default, data.get(name)

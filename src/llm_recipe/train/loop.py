@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import ComputeConfig, TrainConfig
-from ..files import share_files
+from ..files import lock_folder, share_files
 from ..models.placement import use_threads
 from ..report.model_card import write_model_card
 from .checkpoint import (
@@ -177,6 +177,8 @@ class Trainer(RunControl):
         else:
             optimizer = build_optimizer(model.parameters(), cfg)
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if self.is_main:  # one run per folder: a second one fails here, naming the first one's PID
+            lock_folder(self.output_dir)
         self.state = TrainerState()
         self.tokenizer = tokenizer  # saved into every checkpoint (a checkpoint loads on its own)
         sinks = (start_trackers(self.accelerator, cfg, self.output_dir), plain_progress(self.output_dir.name))

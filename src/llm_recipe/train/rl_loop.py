@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import LoRAConfig, RLConfig
-from ..files import share_files, write_json
+from ..files import lock_folder, share_files, write_json
 from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..models.placement import use_threads
@@ -247,6 +247,8 @@ class RLTrainer(RunControl):
         self.accelerator = make_accelerator(cfg.compute, cfg.report_to, self.out)
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
+        if self.is_main:  # one run per folder (see `files.lock_folder`)
+            lock_folder(self.out)
         if cfg.rollout_batch_size % self.world or cfg.minibatch_size % self.world:
             raise ValueError(f"rollout_batch_size ({cfg.rollout_batch_size}) and minibatch_size ({cfg.minibatch_size}) "
                              f"must be multiples of the number of processes ({self.world})")
