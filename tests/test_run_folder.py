@@ -38,3 +38,17 @@ def test_a_second_run_into_a_busy_folder_fails_with_the_holders_pid(tmp_path):
                                    "--set", "pretrain.block_size=32", "--max-steps", "2"])
     assert res.exit_code == 0, res.output
     assert (stage / ".lock").read_text().strip().isdigit()
+
+
+def test_a_hub_id_is_tried_on_the_hub_and_a_missing_path_is_not(monkeypatch):
+    """`org/name` that is no local folder goes to the hub (offline here: its one-line error); a
+    path that is not there fails at once."""
+    import pytest
+
+    from llm_recipe.models.loading import ModelLoadError, load_causal_lm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="HuggingFaceTB/SmolLM2-135M: cannot load model"):
+        load_causal_lm("HuggingFaceTB/SmolLM2-135M")
+    with pytest.raises(ModelLoadError, match="no such model directory"):
+        load_causal_lm("./runs/not/there")

@@ -591,6 +591,7 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
     set_ = _hyper_set(set_, "dpo", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
                       report_to=report_to)
     from .config import DPOConfig
+    from .record_sources import is_hub_name
     from .stages.dpo import stage_dpo
 
     cfg = resolve(config, set_, seed, output_dir)
@@ -600,7 +601,7 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
     run_sft = Path(cfg.output_dir) / "sft" / "model"
     base = model or dc.init_from or (str(run_sft) if run_sft.is_dir() else None) or _start_model(cfg)[1] \
         or str(run_sft)
-    if not Path(base).is_dir() and ("/" in base or base.startswith(".")):
+    if not Path(base).is_dir() and not is_hub_name(base) and ("/" in base or base.startswith(".")):
         raise UserError(f"dpo: {base}: no such model directory (give --model, the SFT model, dpo.init_from or "
                         "model.name_or_path)")
     cfg = cfg.model_copy(update={"dpo": dc})

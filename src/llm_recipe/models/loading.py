@@ -17,6 +17,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ..record_sources import is_hub_name
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -25,8 +27,11 @@ class ModelLoadError(FileNotFoundError):
 
 
 def _check_local(name_or_path: str) -> None:
-    looks_local = os.path.sep in name_or_path or name_or_path.startswith(".")
-    if looks_local and not os.path.isdir(name_or_path):
+    """A path that is not there is an error at once; an `org/name` that is not a local folder is a
+    hub id, left to `from_pretrained` (offline: its one-line error)."""
+    if os.path.isdir(name_or_path) or is_hub_name(name_or_path):
+        return
+    if os.path.sep in name_or_path or name_or_path.startswith("."):
         raise ModelLoadError(f"{name_or_path}: no such model directory")
 
 
