@@ -13,6 +13,7 @@ values. One process (no launcher) is the same code with every call a no-op.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import pickle
@@ -47,7 +48,26 @@ def process_state():
     when asked for the CPU, so a machine without an accelerator asks for it.)"""
     from accelerate import PartialState
 
-    return PartialState(cpu=not has_accelerator())
+    state = PartialState(cpu=not has_accelerator())
+    if not _SHUTDOWN_REGISTERED:
+        atexit.register(leave_process_group)
+        _SHUTDOWN_REGISTERED.append(True)
+    return state
+
+
+_SHUTDOWN_REGISTERED: list[bool] = []
+
+
+def leave_process_group() -> None:
+    """At exit, the ranks leave the process group together: a rank whose peer is already gone while
+    gloo still holds its connections can abort (SIGABRT) in gloo's teardown."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def barrier() -> None:
