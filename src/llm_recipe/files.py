@@ -8,6 +8,7 @@ reported as `file:line: reason` instead of a traceback from deep inside json.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import json
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import IO, Any
 
 
+@functools.cache
 def new_file_mode() -> int:
-    """The mode a plain `open()` would give a new file (0644 under the usual umask 022)."""
+    """The mode a plain `open()` would give a new file (0644 under the usual umask 022). Read once:
+    reading the umask means setting it, which other threads would see for a moment."""
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask

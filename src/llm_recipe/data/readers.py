@@ -27,14 +27,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..files import BadLine, iter_jsonl, open_text_bytes
-from ..record_sources import DATASET_FOLDER_MARKERS, is_hub_name, iter_source
+from ..record_sources import (
+    COMPRESSED,
+    DATASET_FOLDER_MARKERS,
+    file_format,
+    is_hub_name,
+    iter_source,
+)
 from .pipeline import Doc
 
-JSONL_EXT = (".jsonl", ".json", ".ndjson")
-PARQUET_EXT = (".parquet",)
-TABLE_EXT = {".csv": "csv", ".tsv": "csv", ".arrow": "arrow"}  # read through `record_sources`
 TEXT_EXT = (".txt", ".md", ".text")
-COMPRESSED = (".gz", ".zst")
 _CORE = ("id", "text", "source", "url", "meta")
 
 
@@ -55,14 +57,8 @@ def _stem(path: Path) -> str:
 
 
 def detect_format(path: Path) -> str | None:
-    suf = _base_suffix(path)
-    if suf in JSONL_EXT:
-        return "jsonl"
-    if suf in PARQUET_EXT:
-        return "parquet"
-    if suf in TEXT_EXT:
-        return "text"
-    return TABLE_EXT.get(suf)
+    """Plain text (a corpus-only format), else the record format `record_sources` reads."""
+    return "text" if _base_suffix(path) in TEXT_EXT else file_format(path)
 
 
 def list_shards(paths: list[str | os.PathLike]) -> list[Path]:
@@ -113,8 +109,7 @@ class ShardReader:
         fmt = "source" if not path.exists() else detect_format(path)
         n = 0
         try:
-            records = {"jsonl": self._jsonl, "parquet": self._parquet, "text": self._text, "csv": self._source,
-                       "arrow": self._source, "source": self._source}[fmt](path)
+            records = self._jsonl(path) if fmt == "jsonl" else self._text(path) if fmt == "text" else self._source(path)
             for rec in records:
                 n += 1
                 yield rec
@@ -154,18 +149,8 @@ class ShardReader:
         for line, rec in iter_jsonl(path):
             yield rec if isinstance(rec, BadLine) else self._make_doc(rec, path, line)
 
-    def _parquet(self, path: Path) -> Iterator[Doc | BadLine]:
-        import pyarrow.parquet as pq
-
-        row = 0
-        with pq.ParquetFile(path) as pf:
-            for batch in pf.iter_batches(batch_size=1024):
-                for rec in batch.to_pylist():
-                    row += 1
-                    yield self._make_doc(rec, path, row)
-
     def _source(self, path: Path) -> Iterator[Doc | BadLine]:
-        """CSV, Arrow and hub datasets, through the record reader every stage uses."""
+        """Parquet, CSV, Arrow and hub datasets, through the record reader every stage uses (row N)."""
         for i, (_, rec) in enumerate(iter_source(path), start=1):
             yield rec if isinstance(rec, BadLine) else self._make_doc(rec, path, i)
 

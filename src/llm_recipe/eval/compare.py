@@ -5,8 +5,8 @@
     best_of_n_answers(policy, tok, scorer, ...) the same prompts answered by Best-of-N
     own_metrics(answers, prompts)               what needs no reference: format compliance, the
                                                 safety rates, sycophancy, answer length
-    versus_reference(answers, ref, ...)         win rate by reward model and by judge (both with
-                                                intervals and length control), length vs reference
+    rm_comparison / judge_comparison            win rate by reward model and by judge (both with
+                                                intervals and length control)
 
 A metric that cannot be computed is `{"not_run": reason}` in place of its figures, never an
 exception: a run without a reward model still gets every other figure.
@@ -22,7 +22,7 @@ from ..infer.best_of_n import best_of_n
 from ..infer.generate import generate_chat
 from ..infer.sampling import Generation
 from ..preference.records import user_text
-from .length_bias import length_vs_reference, mean_length
+from .length_bias import mean_length
 from .refusal import safety_rates
 from .sets import EvalSet
 from .sycophancy import sycophancy_rates
@@ -109,10 +109,6 @@ def judge_comparison(judge, prompts: Sequence, ans: Answers, ref: Answers, n_boo
     out = win_rate_report(outcomes_from_verdicts(verdicts), [len(t) for t in ans.held_out],
                           [len(t) for t in ref.held_out], n_boot, seed)
     return {**out, **position_bias(verdicts)}
-
-
-def versus_reference(ans: Answers, ref: Answers) -> dict:
-    return length_vs_reference(ans.held_out, ref.held_out)
 
 
 def answer_records(name: str, prompts: EvalPrompts, ans: Answers) -> list[dict]:

@@ -58,24 +58,22 @@ COLUMNS = [
 
 def table_rows(report: dict) -> tuple[list[str], list[list[str]], list[str]]:
     notes: list[str] = []
+
+    def not_run(reason: str) -> str:
+        if reason not in notes:
+            notes.append(reason)
+        return f"not run [{notes.index(reason) + 1}]"
+
     rows = []
     for name in report["order"]:
         row, cells = report["models"][name], [name]
+        gen = row.get("generation")  # set when nothing could be generated (no chat template)
         for _, path, fmt in COLUMNS:
             v = _get(row, path)
             if isinstance(v, dict) and "not_run" in v:
-                if v["not_run"] not in notes:
-                    notes.append(v["not_run"])
-                cells.append(f"not run [{notes.index(v['not_run']) + 1}]")
+                cells.append(not_run(v["not_run"]))
             elif v is None and path != "reference":
-                # the whole generation failed for this model (no chat template) or the figure is undefined
-                gen = row.get("generation")
-                if isinstance(gen, dict) and "not_run" in gen:
-                    if gen["not_run"] not in notes:
-                        notes.append(gen["not_run"])
-                    cells.append(f"not run [{notes.index(gen['not_run']) + 1}]")
-                else:
-                    cells.append("—")
+                cells.append(not_run(gen["not_run"]) if isinstance(gen, dict) and "not_run" in gen else "—")
             else:
                 cells.append(fmt(v))
         rows.append(cells)

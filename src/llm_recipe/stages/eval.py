@@ -32,11 +32,10 @@ from ..eval.compare import (
     not_run,
     own_metrics,
     rm_comparison,
-    versus_reference,
 )
 from ..eval.diversity import diversity
 from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample_responses
-from ..eval.length_bias import reward_length_correlation
+from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.sets import load_safety_set, load_sycophancy_set
 from ..eval.template_following import dedupe_prompts, held_out_prompts
@@ -46,7 +45,7 @@ from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.judge import CausalLMJudge
 from ..provenance import write_run_manifest
-from ..record_sources import check_source, iter_source
+from ..record_sources import check_source, is_hub_name, iter_source
 from ..report.eval_table import markdown_table
 from ..report.model_card import write_model_card
 from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
@@ -157,7 +156,7 @@ def _unloadable(path: str | None) -> str | None:
     if p is None:
         return "no model path"
     if not p.exists():  # a hub id (org/name) is loaded from the hub; a missing local folder is not
-        return None if path.count("/") == 1 and not path.startswith((".", "/")) else f"model {path} not found"
+        return None if is_hub_name(path) else f"model {path} not found"
     if p.is_dir() and not (p / "config.json").is_file():
         return f"{path} is not a complete model folder (no config.json)"
     return None
@@ -176,6 +175,7 @@ class _Evaluator:
         self.sft_format = self._format_of(artifacts.get("sft_model"))
         self.answers: dict[str, Answers] = {}
         self.rows: dict[str, dict] = {}
+        self._ref: tuple[str, object] | None = None  # (path, model) of the last reference loaded
 
     def _format_of(self, model_dir) -> ChatFormat | None:
         if not model_dir:
@@ -247,8 +247,9 @@ class _Evaluator:
         ref_tok = load_tokenizer(ref_path)
         if not same_vocabulary(tok, ref_tok):
             return not_run(f"the model and its reference '{m.reference}' have different vocabularies")
-        ref = load_model(ref_path, self.ecfg.compute)
-        return {**kl_of_samples(samples, ref), "reference": m.reference}
+        if self._ref is None or self._ref[0] != ref_path:  # DPO, PPO, GRPO share one reference: load it once
+            self._ref = (ref_path, load_model(ref_path, self.ecfg.compute))
+        return {**kl_of_samples(samples, self._ref[1]), "reference": m.reference}
 
     def _measure_best_of_n(self, m: RunModel) -> dict:
         if self.scorer is None:
@@ -309,7 +310,7 @@ class _Evaluator:
                        else f"reference '{m.reference}' has no answers")
                 row["win_rate_rm"] = row["win_rate_judge"] = row["length_vs_reference"] = not_run(why)
                 continue
-            row["length_vs_reference"] = versus_reference(ans, ref)
+            row["length_vs_reference"] = length_vs_reference(ans.held_out, ref.held_out)
             row["win_rate_rm"] = (rm_comparison(scores[m.name], scores[m.reference], ans, ref, c.bootstrap, self.cfg.seed)
                                   if self.scorer is not None else not_run(self.no_scorer))
             if self.judge is None:

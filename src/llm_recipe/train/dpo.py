@@ -28,7 +28,7 @@ from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..preference.records import PreferencePair, SkipLog
 from ..provenance import write_run_manifest
 from .defaults import fit_stage
-from .dpo_data import DPOExample, TruncationStats, collate_shared, collate_split, tokenize_dpo_pairs
+from .dpo_data import DPOExample, TruncationStats, collate_pairs, tokenize_dpo_pairs
 from .kto import KTOObjective, as_kto_pairs
 from .loop import StepCallback, Trainer, make_accelerator
 from .reference_free import REFERENCE_FREE, ReferenceFreeObjective
@@ -75,7 +75,7 @@ class DPOObjective:
         self.reference = reference
 
     def collate(self, examples: list[DPOExample]) -> dict:
-        return (collate_shared if self.cfg.share_prompt else collate_split)(examples, self.pad_id)
+        return collate_pairs(examples, self.pad_id, self.cfg.share_prompt)
 
     def loss(self, model, batch):
         cfg = self.cfg

@@ -180,3 +180,8 @@ def collate_split(examples: Sequence[DPOExample], pad_id: int) -> dict:
     batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attn),
              **_targets(srcs, resp, keep), "n_tokens": int(attn.sum())}
     return _finish(batch, examples, seq_ids)
+
+
+def collate_pairs(examples: Sequence[DPOExample], pad_id: int, share_prompt: bool) -> dict:
+    """The batch layout a preference objective asks for: one row per pair, or TRL's split rows."""
+    return (collate_shared if share_prompt else collate_split)(examples, pad_id)

@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from ..preference.converters import unpair
 from ..preference.records import PreferencePair
-from .dpo_data import KTOExample, collate_shared, collate_split
+from .dpo_data import KTOExample, collate_pairs
 from .response_logps import ReferenceFn, sequence_logps
 
 
@@ -56,7 +56,7 @@ class KTOObjective:
         self.pad_id, self.cfg, self.reference = pad_id, cfg, reference
 
     def collate(self, examples: list[KTOExample]) -> dict:
-        batch = (collate_shared if self.cfg.share_prompt else collate_split)(examples, self.pad_id)
+        batch = collate_pairs(examples, self.pad_id, self.cfg.share_prompt)
         batch["label"] = torch.tensor([e.label for e in examples], dtype=torch.bool)
         return batch
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .dpo_data import collate_shared, collate_split
+from .dpo_data import collate_pairs
 from .response_logps import sequence_logps, token_logps
 
 REFERENCE_FREE = ("simpo", "orpo")
@@ -48,7 +48,7 @@ class ReferenceFreeObjective:
         self.pad_id, self.cfg = pad_id, cfg
 
     def collate(self, examples) -> dict:
-        return (collate_shared if self.cfg.share_prompt else collate_split)(examples, self.pad_id)
+        return collate_pairs(examples, self.pad_id, self.cfg.share_prompt)
 
     def loss(self, model, batch):
         cfg = self.cfg
