@@ -13,7 +13,12 @@ FAST_ALIGN = [f"--set={kv}" for kv in (
     "dpo.style_pairs=24", "dpo.max_steps=2", "dpo.batch_size=4", "dpo.eval_every=2", "dpo.eval_batches=1",
     "dpo.eval_prompts=2", "dpo.max_new_tokens=4", "dpo.warmup_steps=0",
     "ppo.iterations=1", "ppo.rollout_batch_size=4", "ppo.minibatch_size=4", "ppo.n_prompts=8", "ppo.eval_prompts=2",
-    "ppo.sampling.max_new_tokens=4", "ppo.epochs=1")]
+    "ppo.sampling.max_new_tokens=4", "ppo.epochs=1",
+    # online DPO (2 rounds) and Constitutional AI are opened by these keys: tiny.yaml has neither
+    "online_dpo.rounds=2", "online_dpo.prompts_per_round=6", "online_dpo.candidates.k=2",
+    "online_dpo.candidates.sampling.max_new_tokens=6", "online_dpo.max_steps=2", "online_dpo.batch_size=4",
+    "online_dpo.eval_every=2", "online_dpo.eval_batches=1", "online_dpo.warmup_steps=0",
+    "constitutional.rounds=1", "constitutional.sampling.max_new_tokens=4")]
 # The evaluation stage on a handful of prompts: the wiring and every figure, not their values.
 FAST_EVAL = [f"--set={kv}" for kv in (
     "eval.n_prompts=4", "eval.sampling.max_new_tokens=8", "eval.kl_max_new_tokens=6", "eval.bootstrap=100",

@@ -12,7 +12,7 @@ from llm_recipe.cli import app
 from llm_recipe.eval.refusal import is_refusal
 from llm_recipe.eval.winrate import outcomes_from_scores
 
-MODELS = ["base", "sft", "best_of_2", "dpo", "ppo"]
+MODELS = ["base", "sft", "best_of_2", "dpo", "online_dpo", "ppo"]
 
 
 def _answers(run):
@@ -24,7 +24,7 @@ def test_every_model_against_its_reference(tiny_run):
     assert rep["order"] == MODELS and rep["prompts"]["held_out"] == 4
     rows = rep["models"]
     assert rows["sft"]["reference"] == "base"
-    assert all(rows[m]["reference"] == "sft" for m in ("best_of_2", "dpo", "ppo"))
+    assert all(rows[m]["reference"] == "sft" for m in ("best_of_2", "dpo", "online_dpo", "ppo"))
     for m in MODELS[1:]:
         for judge in ("win_rate_rm", "win_rate_judge"):
             w = rows[m][judge]

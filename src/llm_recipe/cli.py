@@ -17,6 +17,7 @@ from .config import (
     ConfigError,
     DPOConfig,
     GRPOConfig,
+    OnlineDPOConfig,
     PPOConfig,
     PretrainConfig,
     RecipeConfig,
@@ -79,6 +80,7 @@ def _hyper_set(set_: list[str] | None, section: str, **values) -> list[str]:
 PtLr, PtSteps, PtEpochs, PtBatch, ReportTo = _hyper_options(PretrainConfig, None)
 SftLr, SftSteps, SftEpochs, SftBatch, _ = _hyper_options(SFTConfig, "sft")
 DpoLr, DpoSteps, DpoEpochs, DpoBatch, _ = _hyper_options(DPOConfig, "dpo")
+OdpoLr, OdpoSteps, _, OdpoBatch, _ = _hyper_options(OnlineDPOConfig, "dpo")
 RmLr, RmSteps, RmEpochs, RmBatch, _ = _hyper_options(RMConfig, "rm")
 PpoLr, PpoIters, _, _, _ = _hyper_options(PPOConfig, "ppo")
 GrpoLr, GrpoIters, _, _, _ = _hyper_options(GRPOConfig, "grpo")
@@ -368,7 +370,8 @@ def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, 
 
 
 # ---- preference data, reward model, Best-of-N (stages 4-5) --------------------------------
-prefs_app = typer.Typer(no_args_is_help=True, help="Preference data: convert, generate, label, agreement.")
+prefs_app = typer.Typer(no_args_is_help=True,
+                        help="Preference data: convert, generate, label, agreement, constitutional.")
 rm_app = typer.Typer(no_args_is_help=True, help="Reward model: train, score.")
 app.add_typer(prefs_app, name="prefs")
 app.add_typer(rm_app, name="rm")
@@ -443,6 +446,35 @@ def prefs_label(inputs: FilesArg, out: OutFile,
     rep = _user_errors(label, inputs, out, cfg.prefs or PrefsConfig(), model)
     echo(f"{rep['labeler']}: {rep['candidates']} candidate records -> {rep['pairs']} pairs -> {out}")
     _echo_skips(rep)
+
+
+@prefs_app.command("constitutional")
+@friendly_errors
+def prefs_constitutional(
+        model: Annotated[str, typer.Option("--model", "-m", help="the policy (SFT model dir or hub id)")],
+        out: Annotated[Path, typer.Option("--out", help="output folder")],
+        prompts: Annotated[list[Path] | None, typer.Option("--prompts", help="red-team prompt file(s); "
+                                                           "default: the bundled red-team-v1")] = None,
+        constitution: Annotated[Path | None, typer.Option(help="constitution YAML; default: constitution-v1")] = None,
+        critic: Annotated[str | None, typer.Option(help="critique/revision model (default: the policy)")] = None,
+        judge: Annotated[str | None, typer.Option(help="AI-feedback judge (default: the critic)")] = None,
+        rounds: Annotated[int | None, typer.Option(help="critique -> revision rounds (default 1)")] = None,
+        config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
+    """Constitutional AI: answer, critique under a sampled principle, revise; writes SFT records,
+    revision-over-initial pairs and judge-labelled (RLAIF) pairs, with every intermediate text."""
+    from .config import ConstitutionalConfig
+    from .stages.prefs import constitutional
+
+    given = {"prompts": prompts, "constitution": constitution, "critic": critic, "judge": judge, "rounds": rounds}
+    cfg = resolve(config, set_, seed, None)
+    cc = (cfg.constitutional or ConstitutionalConfig()).model_copy(
+        update={k: v for k, v in given.items() if v is not None})
+    cc = ConstitutionalConfig.model_validate(cc.model_dump())  # --rounds 0 is an error like in YAML
+    rep = _user_errors(constitutional, model, out, cc, cfg.seed)
+    echo(f"constitutional: {rep['prompts']} prompts x {rep['rounds']} round(s) -> {rep['sft_records']} SFT records, "
+         f"{rep['revision_pairs']} revision pairs, {rep['ai_pairs']} AI-labelled pairs of {rep['judged']} judged "
+         f"-> {out}")
+    _echo_skips({"skipped": {**rep["skipped"], **rep["judge_skipped"]}, "where": rep["where"]})
 
 
 @prefs_app.command("agreement")
@@ -606,3 +638,31 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
                         "model.name_or_path)")
     cfg = cfg.model_copy(update={"dpo": dc})
     echo(f"model: {_user_errors(stage_dpo, cfg, base, Path(cfg.output_dir))}")
+
+
+@app.command("online-dpo")
+@friendly_errors
+def online_dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="the initial policy (SFT model)")] = None,
+               rm: Annotated[list[str] | None, typer.Option("--rm", help="reward model labeler, optionally "
+                                                            "PATH=WEIGHT (default: the run's reward model)")] = None,
+               rounds: Annotated[int | None, typer.Option(help="sample -> label -> DPO rounds (default 3)")] = None,
+               config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+               lr: OdpoLr = None, max_steps: OdpoSteps = None, batch_size: OdpoBatch = None,
+               report_to: ReportTo = None) -> None:
+    """Online (iterative, on-policy) DPO: each round samples from the current policy, labels the
+    samples (online_dpo.label: rules, RM or judge) and trains DPO; writes OUTPUT_DIR/online_dpo."""
+    set_ = _hyper_set(set_, "online_dpo", lr=lr, max_steps=max_steps, batch_size=batch_size, report_to=report_to,
+                      rounds=rounds)
+    from .config import RewardModelRef
+    from .stages.online_dpo import stage_online_dpo
+
+    cfg = resolve(config, set_, seed, output_dir)
+    oc = cfg.online_dpo or OnlineDPOConfig()
+    if rm:
+        refs = [RewardModelRef(path=p, weight=w) for p, w in _rm_refs(rm)]
+        oc = oc.model_copy(update={"label": oc.label.model_copy(update={"labeler": "rm", "reward_models": refs})})
+    out = Path(cfg.output_dir)
+    base = model or oc.init_from or str(out / "sft" / "model")
+    run_rm = out / "reward_model" / "model"
+    cfg = cfg.model_copy(update={"online_dpo": oc})
+    echo(f"model: {_user_errors(stage_online_dpo, cfg, base, run_rm if run_rm.is_dir() else None, out)}")

@@ -58,6 +58,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         raise
 
 
+def link_folder(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """`dst` as a copy of folder `src` made of hard links (no second copy of the weights on disk;
+    a plain copy across file systems), built under a temp name and renamed into place."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, tmp, copy_function=link)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+    return dst
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_write(path) as f:
         json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=False)

@@ -2,8 +2,8 @@
 
 This module only sequences the stages (`llm_recipe.stages`), each only when the recipe has its
 section: import (a GGUF `model.name_or_path`), then corpus (curated when the recipe has a
-`curate:` section) -> tokenizer -> pretrain -> sample when it pretrains, then sft -> rm -> bon ->
-dpo -> ppo -> grpo -> eval, and last the run's report.html. The stages after SFT start from the SFT model, or, without SFT, from the model
+`curate:` section) -> tokenizer -> pretrain -> sample when it pretrains, then sft -> constitutional -> rm -> bon ->
+dpo -> online_dpo -> ppo -> grpo -> eval, and last the run's report.html. The stages after SFT start from the SFT model, or, without SFT, from the model
 the recipe starts from (pretrained, or `model.name_or_path`); PPO and GRPO score with the recipe's
 reward model when it has an `rm:` section. Each stage writes into its own folder under
 `output_dir` and is skipped when its output is already complete, so re-running an interrupted
@@ -26,6 +26,8 @@ from .stages.corpus import stage_corpus
 from .stages.dpo import stage_dpo
 from .stages.eval import stage_eval
 from .stages.model_import import needs_import, stage_import
+from .stages.online_dpo import stage_online_dpo
+from .stages.prefs import stage_constitutional
 from .stages.pretrain import stage_pretrain, stage_sample
 from .stages.reward import stage_rm
 from .stages.rl import stage_grpo, stage_ppo
@@ -37,6 +39,8 @@ def _alignment_stages(cfg: RecipeConfig, sft_dir: Path, out: Path, timed) -> dic
     """The stages after SFT, each only when the recipe has its section; returns their artifacts."""
     arts: dict[str, str] = {}
     rm_dir = None
+    if cfg.constitutional:
+        arts["constitutional"] = str(timed("constitutional", stage_constitutional, cfg, sft_dir, out))
     if cfg.rm:
         rm_dir = timed("rm", stage_rm, cfg, sft_dir, out)
         arts["reward_model"] = str(rm_dir)
@@ -44,6 +48,8 @@ def _alignment_stages(cfg: RecipeConfig, sft_dir: Path, out: Path, timed) -> dic
         arts["best_of_n_report"] = str(timed("bon", stage_bon, cfg, sft_dir, rm_dir, out))
     if cfg.dpo:
         arts["dpo_model"] = str(timed("dpo", stage_dpo, cfg, sft_dir, out))
+    if cfg.online_dpo:
+        arts["online_dpo_model"] = str(timed("online_dpo", stage_online_dpo, cfg, sft_dir, rm_dir, out))
     if cfg.ppo:
         res = timed("ppo", stage_ppo, cfg, sft_dir, rm_dir, out)
         arts["ppo_model"] = str(res.model_dir)

@@ -18,11 +18,13 @@ from .section import ConfigError, Section
 from .stages import (
     BoNConfig,
     ComputeConfig,
+    ConstitutionalConfig,
     DPOConfig,
     EvalConfig,
     GenerateConfig,
     GRPOConfig,
     ModelConfig,
+    OnlineDPOConfig,
     PPOConfig,
     PrefsConfig,
     PretrainConfig,
@@ -33,7 +35,8 @@ from .stages import (
 )
 
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
-COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "rm", "bon", "ppo", "grpo", "dpo", "eval")
+COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
+                  "online_dpo", "eval")
 
 
 class RecipeConfig(Section):
@@ -55,6 +58,9 @@ class RecipeConfig(Section):
     ppo: PPOConfig | None = None
     grpo: GRPOConfig | None = None
     dpo: DPOConfig | None = None
+    online_dpo: OnlineDPOConfig | None = Field(None, description="iterative on-policy DPO (after `dpo:`)")
+    constitutional: ConstitutionalConfig | None = Field(
+        None, description="Constitutional AI data from the SFT model (after SFT; writes constitutional/)")
     eval: EvalConfig | None = Field(None, description="the evaluation of every model of the run")
 
     @model_validator(mode="before")

@@ -382,19 +382,11 @@ class GRPOConfig(RLConfig):
     scale_rewards: Literal["group", "batch", "none"] = "group"
 
 
-class DPOConfig(TrainConfig):
-    """Stage 6: DPO and its variants on the shared loop (see `llm_recipe.train.dpo`)."""
+class DPOObjectiveConfig(TrainConfig):
+    """DPO and its variants on the shared loop (see `llm_recipe.train.dpo`): the objective and the
+    loop, whatever the pairs come from (`dpo:` files or style set, `online_dpo:` rounds)."""
 
-    data: list[Path] | Literal["style"] = Field(
-        "style", description="preference files (any shape) or 'style': the 'Let me explain.' set from the SFT data")
-    eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
-    style_pairs: int = Field(400, ge=8, description="size of the generated style set")
-    style_prefix: str = "Let me explain. "
-    style_answers: Literal["data", "model"] = Field(
-        "data", description="style set answers: the SFT data's, or the policy's own greedy answers to the same "
-        "prompts (on-policy: DPO then changes the style, not the content)")
     eval_fraction: float = Field(0.15, gt=0, lt=0.5)
-    init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
     trust_remote_code: bool = False
     chat_format: str | None = Field(None, description="None: the format saved with the model")
     loss_type: Literal["sigmoid", "cdpo", "robust", "ipo", "simpo", "orpo", "kto"] = Field(
@@ -412,8 +404,6 @@ class DPOConfig(TrainConfig):
     group_by_length: bool = True
     max_length: int = Field(256, ge=8, description="prompt + response tokens; responses are truncated first")
     lora: LoRAConfig | None = None
-    eval_prompts: int = Field(40, ge=1, description="held-out prompts for the style success rate")
-    max_new_tokens: int = Field(48, ge=1, description="greedy answer length for the style check")
     lr: float = Field(5e-4, gt=0)
     max_steps: int = Field(60, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -424,12 +414,61 @@ class DPOConfig(TrainConfig):
     log_every: int = Field(5, ge=1)
 
     @model_validator(mode="after")
-    def _smoothing_needs_variant(self) -> DPOConfig:
+    def _smoothing_needs_variant(self) -> DPOObjectiveConfig:
         if self.label_smoothing and self.loss_type not in ("cdpo", "robust"):
             raise ValueError(f"label_smoothing is used by loss_type cdpo or robust, not '{self.loss_type}'")
         return self
 
 
+class DPOConfig(DPOObjectiveConfig):
+    """Stage 6: DPO on a fixed (offline) preference set."""
+
+    data: list[Path] | Literal["style"] = Field(
+        "style", description="preference files (any shape) or 'style': the 'Let me explain.' set from the SFT data")
+    eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
+    style_pairs: int = Field(400, ge=8, description="size of the generated style set")
+    style_prefix: str = "Let me explain. "
+    style_answers: Literal["data", "model"] = Field(
+        "data", description="style set answers: the SFT data's, or the policy's own greedy answers to the same "
+        "prompts (on-policy: DPO then changes the style, not the content)")
+    init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
+    eval_prompts: int = Field(40, ge=1, description="held-out prompts for the style success rate")
+    max_new_tokens: int = Field(48, ge=1, description="greedy answer length for the style check")
+
+
+class OnlineDPOConfig(DPOObjectiveConfig):
+    """Online (iterative, on-policy) DPO: `rounds` times, sample `candidates.k` answers per prompt
+    from the current policy, label them (`label:`, as `prefs label`), train DPO `max_steps` steps on
+    the round's pairs. `rounds: 1` with rounds x prompts_per_round prompts is offline DPO on the
+    initial policy's samples: the same number of labelled pairs, for a like-for-like comparison."""
+
+    rounds: int = Field(3, ge=1)
+    prompts: list[Path] | Literal["sft"] = Field(
+        "sft", description="prompt files (JSONL 'prompt' or .txt), or 'sft': the single-turn prompts of the SFT "
+        "training split (never the held-out prompts the eval stage uses)")
+    prompts_per_round: int = Field(64, ge=2, description="fresh prompts each round (cycled when the pool runs out)")
+    reference_model: Literal["initial", "previous"] = Field(
+        "initial", description="each round's DPO reference: the initial (SFT) model, or the previous round's policy")
+    candidates: CandidateConfig = Field(default_factory=lambda: CandidateConfig(k=4, temperatures=[1.0]))
+    label: LabelConfig = Field(
+        default_factory=lambda: LabelConfig(labeler="rm"),
+        description="labeler 'rm' with no reward_models: the recipe's reward model")
+    init_from: str | None = Field(None, description="the initial policy; None: the recipe's SFT model")
+    max_steps: int = Field(20, ge=1, description="DPO steps per round")
+
+
+class ConstitutionalConfig(Section):
+    """Constitutional AI (critique -> revision) on a red-team prompt set: SFT records, preference
+    pairs (revision over the initial answer) and judge-labelled pairs under the constitution."""
+
+    constitution: Path | None = Field(None, description="constitution YAML; None: the bundled constitution-v1")
+    prompts: list[Path] | None = Field(None, description="red-team prompts; None: the bundled red-team-v1 set")
+    rounds: int = Field(1, ge=1, description="critique -> revision rounds per prompt")
+    critic: str | None = Field(None, description="writes critiques and revisions; None: the policy itself")
+    judge: str | None = Field(None, description="labels (initial, revision) under a principle; None: the critic")
+    sampling: SamplingConfig = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95, max_new_tokens=64)
+    chat_format: str | None = Field(None, description="None: the format saved with each model")
+    compute: ComputeConfig = ComputeConfig()
 
 
 class LMHarnessConfig(Section):

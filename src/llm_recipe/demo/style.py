@@ -107,28 +107,47 @@ def _single_turn(messages: list[dict]) -> tuple[list[dict], str] | None:
     return messages[:-1], messages[-1]["content"]
 
 
-def style_pairs_from_sft(sft_cfg: SFTConfig, cfg: DPOConfig, seed: int = 0) -> StyleData:
-    """The style set, from the SFT data (bundled or files): chosen = prefix + answer, rejected = answer."""
+def _sft_split(sft_cfg: SFTConfig, seed: int):
+    """(train, held-out) conversations exactly as SFT split them, and the read's skips."""
     stats = DataStats()
     records = sft_records(sft_cfg, seed)
     if records is not None:
         convs = conversations_from_records(records, stats, sft_cfg.system_prompt)
     else:
         convs = read_sft_records(sft_cfg.data, stats, sft_cfg.system_prompt)
-    sft_train, sft_held = split_conversations(convs, sft_cfg.eval_fraction, seed)  # the split SFT used
-    log = SkipLog(skipped=dict(stats.skipped))
-    pairs, seen = [], set()
-    for c in sft_train:
+    sft_train, sft_held = split_conversations(convs, sft_cfg.eval_fraction, seed)
+    return sft_train, sft_held, SkipLog(skipped=dict(stats.skipped))
+
+
+def sft_train_prompts(sft_cfg: SFTConfig, seed: int = 0) -> tuple[list[dict], SkipLog]:
+    """Distinct single-turn prompts of the SFT training split, as prompt items ({"prompt", "where"}):
+    prompts to sample from that the eval stage's held-out prompts never include."""
+    sft_train, _, log = _sft_split(sft_cfg, seed)
+    items = [{"prompt": prompt, "where": c.where} for c, prompt, _ in _distinct_single_turns(sft_train, log)]
+    log.kept = len(items)
+    return items, log
+
+
+def _distinct_single_turns(convs, log: SkipLog):
+    """(conversation, prompt, answer) of each single-turn conversation whose prompt is new; the
+    others are counted in `log`."""
+    seen = set()
+    for c in convs:
         one = _single_turn(c.messages)
         if one is None:
             log.skip("multi_turn", c.where)
-            continue
-        prompt, answer = one
-        key = prompt_key(prompt)
-        if key in seen:
+        elif prompt_key(one[0]) in seen:
             log.skip("duplicate_prompt", c.where)
-            continue
-        seen.add(key)
+        else:
+            seen.add(prompt_key(one[0]))
+            yield c, one[0], one[1]
+
+
+def style_pairs_from_sft(sft_cfg: SFTConfig, cfg: DPOConfig, seed: int = 0) -> StyleData:
+    """The style set, from the SFT data (bundled or files): chosen = prefix + answer, rejected = answer."""
+    sft_train, sft_held, log = _sft_split(sft_cfg, seed)
+    pairs = []
+    for c, prompt, answer in _distinct_single_turns(sft_train, log):
         if answer.startswith(cfg.style_prefix.strip()):
             log.skip("already_styled", c.where)
             continue

@@ -14,8 +14,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..infer.reward import load_scorer
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, compute_device, load_model
 from .converters import scores_to_pairs
+from .judge import CausalLMJudge
 from .records import InvalidRecord, PreferencePair, SkipLog, check_prompt, iter_records
+from .rules import RuleScorer
 
 
 def read_candidates(files: Sequence[str | os.PathLike], log: SkipLog) -> list[dict]:
@@ -128,3 +133,36 @@ def rules_fn(rule_scorer) -> ScoreFn:
             return e
 
     return lambda cands: [one(c) for c in cands]
+
+
+def label_candidates(cands: Sequence[dict], lc, compute, log: SkipLog, model: str | None = None
+                     ) -> tuple[list[PreferencePair], list | None]:
+    """Candidates -> pairs with the labeler of `lc` (a config.LabelConfig; `model` overrides the
+    judge / reward model path). Also returns every candidate's score (scoring labelers; the judge
+    gives none), for figures such as the mean reward of a policy's samples."""
+    scores: list = []
+
+    def recorded(fn: ScoreFn) -> ScoreFn:
+        def score(cs: Sequence[dict]) -> list:
+            out = fn(cs)
+            scores.extend(out)
+            return out
+
+        return score
+
+    if lc.labeler == "rules":
+        return label_by_scores(cands, recorded(rules_fn(RuleScorer(lc.rules))), "rules", lc.pairs, lc.min_gap,
+                               log), scores
+    if lc.labeler == "rm":
+        refs = [(model, 1.0)] if model else [(r.path, r.weight) for r in lc.reward_models]
+        if not refs:
+            raise ValueError("labeler 'rm' needs prefs.label.reward_models or --model")
+        scorer = load_scorer(refs, dtype=compute.dtype, device=compute_device(compute))
+        return label_by_scores(cands, recorded(scorer_fn(scorer)), "rm", lc.pairs, lc.min_gap, log), scores
+    path = model or lc.judge_model
+    if not path:
+        raise ValueError("labeler 'judge' needs prefs.label.judge_model or --model")
+    judge = CausalLMJudge(load_model(path, compute), load_tokenizer(path), lc.judge_template, lc.judge_choices,
+                          lc.chat_format)
+    with autocast(compute, judge.model.device):
+        return label_by_judge(cands, judge, log), None

@@ -34,10 +34,14 @@ SECTIONS = ("overview", "stages", "data", "curves", "evaluation", "agreement", "
 CURVES = {"pretrain": ("pretraining", [("loss", "eval_loss")]), "sft": ("SFT", [("loss", "eval_loss")]),
           "reward_model": ("reward model", [("loss", "eval_loss"), ("eval_accuracy",)]),
           "dpo": ("DPO", [("loss", "eval_loss"), ("eval_reward_accuracy", "eval_reward_margin")]),
+          # one row per round (its 'step' is the round): the labeler's score of the policy's own samples
+          "online_dpo": ("online DPO, by round", [("mean_score", "mean_score_chosen", "mean_score_rejected"),
+                                                  ("eval_reward_accuracy",)]),
           "ppo": ("PPO", [("reward_mean",), ("kl",), ("response_len",)]),
           "grpo": ("GRPO", [("reward_mean",), ("kl",), ("response_len",)])}
 STAGE_SECTIONS = {"corpus": "curate", "tokenizer": "tokenizer", "pretrain": "pretrain", "sample": "generate",
-                  "sft": "sft", "rm": "rm", "bon": "bon", "dpo": "dpo", "ppo": "ppo", "grpo": "grpo", "eval": "eval",
+                  "sft": "sft", "rm": "rm", "bon": "bon", "dpo": "dpo", "online_dpo": "online_dpo",
+                  "constitutional": "constitutional", "ppo": "ppo", "grpo": "grpo", "eval": "eval",
                   "import": "model"}
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;

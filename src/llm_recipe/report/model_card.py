@@ -19,8 +19,8 @@ import yaml
 from ..files import atomic_write
 from .eval_table import markdown_table
 
-SECTION_OF_STAGE = {"pretrain": "pretrain", "sft": "sft", "reward_model": "rm", "dpo": "dpo", "ppo": "ppo",
-                    "grpo": "grpo"}
+SECTION_OF_STAGE = {"pretrain": "pretrain", "sft": "sft", "reward_model": "rm", "dpo": "dpo",
+                    "online_dpo": "online_dpo", "ppo": "ppo", "grpo": "grpo"}
 
 
 def _read(path: Path) -> dict:

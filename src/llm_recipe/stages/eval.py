@@ -80,7 +80,7 @@ def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunM
     policy = sft or base
     if "best_of_n_report" in artifacts and bon_n and policy:
         models.append(RunModel(f"best_of_{bon_n}", None, ref, best_of_n=bon_n, policy=policy))
-    for algo in ("dpo", "ppo", "grpo"):
+    for algo in ("dpo", "online_dpo", "ppo", "grpo"):
         if path := artifacts.get(f"{algo}_model"):
             models.append(RunModel(algo, path, ref))
     return models
@@ -89,7 +89,8 @@ def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunM
 # Where each stage leaves its model in a run folder (`recipe.py`), for runs without a summary.json
 # (interrupted, or run stage by stage).
 RUN_LAYOUT = {"pretrained_model": "pretrain/model", "sft_model": "sft/model", "reward_model": "reward_model/model",
-              "best_of_n_report": "best_of_n/report.json", "dpo_model": "dpo/model", "ppo_model": "ppo/model",
+              "best_of_n_report": "best_of_n/report.json", "dpo_model": "dpo/model",
+              "online_dpo_model": "online_dpo/model", "ppo_model": "ppo/model",
               "grpo_model": "grpo/model"}
 
 

@@ -5,6 +5,8 @@ output atomically plus a JSON report (counts, skips by reason with file:line), r
     generate    k sampled candidates per prompt from a (SFT) model
     label       candidates -> pairs by rules, reward model(s) or an LLM judge
     agreement   inter-annotator agreement of human annotations, low-agreement items filtered
+    constitutional  Constitutional AI on a red-team set: critique -> revision, SFT records, pairs,
+                and AI-labelled (RLAIF) pairs
 """
 
 from __future__ import annotations
@@ -13,21 +15,27 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import distributed
-from ..config import PrefsConfig
+from .. import console, distributed
+from ..config import ConstitutionalConfig, PrefsConfig, RecipeConfig
 from ..demo.style import single_turn_examples
 from ..files import write_json, write_jsonl
-from ..infer.reward import load_scorer
+from ..infer.generate import generate_chat
 from ..models.loading import load_tokenizer
-from ..models.placement import autocast, compute_device, load_model
+from ..models.placement import autocast, load_model
 from ..preference.agreement import agreement_report, filtered_pairs
-from ..preference.candidates import generate_candidates, read_prompts
+from ..preference.candidates import generate_candidates, read_prompts, sample_seed
+from ..preference.constitution import load_constitution, read_red_team
+from ..preference.constitutional import (
+    critique_and_revise,
+    judge_pairs,
+    revision_pairs,
+    sft_records,
+)
 from ..preference.converters import read_preference_files
 from ..preference.human import read_annotations
 from ..preference.judge import CausalLMJudge
-from ..preference.label import label_by_judge, label_by_scores, read_candidates, rules_fn, scorer_fn
+from ..preference.label import label_candidates, read_candidates
 from ..preference.records import SkipLog, write_pairs
-from ..preference.rules import RuleScorer
 
 
 def report_path(out: str | os.PathLike) -> Path:
@@ -77,22 +85,7 @@ def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: Pref
     log = SkipLog()
     cands = read_candidates(inputs, log)
     log.kept = 0  # from here on, `kept` counts pairs
-    if lc.labeler == "rules":
-        pairs = label_by_scores(cands, rules_fn(RuleScorer(lc.rules)), "rules", lc.pairs, lc.min_gap, log)
-    elif lc.labeler == "rm":
-        refs = [(model, 1.0)] if model else [(r.path, r.weight) for r in lc.reward_models]
-        if not refs:
-            raise ValueError("labeler 'rm' needs prefs.label.reward_models or --model")
-        scorer = load_scorer(refs, dtype=cfg.compute.dtype, device=compute_device(cfg.compute))
-        pairs = label_by_scores(cands, scorer_fn(scorer), "rm", lc.pairs, lc.min_gap, log)
-    else:
-        path = model or lc.judge_model
-        if not path:
-            raise ValueError("labeler 'judge' needs prefs.label.judge_model or --model")
-        judge = CausalLMJudge(load_model(path, cfg.compute), load_tokenizer(path), lc.judge_template,
-                              lc.judge_choices, lc.chat_format)
-        with autocast(cfg.compute, judge.model.device):
-            pairs = label_by_judge(cands, judge, log)
+    pairs, _ = label_candidates(cands, lc, cfg.compute, log, model)
     write_pairs(out, pairs)
     report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)
@@ -116,3 +109,70 @@ def agreement(inputs: Sequence[str | os.PathLike], report_out: str | os.PathLike
         report["kept_items_without_texts"] = missing
     write_json(report_out, report)
     return report
+
+
+@distributed.main_process_only
+def constitutional(model_path: str, out_dir: str | os.PathLike, cfg: ConstitutionalConfig, seed: int = 0) -> dict:
+    """Constitutional AI on a red-team set: writes records.jsonl (every intermediate text), sft.jsonl,
+    pairs.jsonl (revision over initial), ai_pairs.jsonl (judge-labelled) and report.json to `out_dir`."""
+    out = Path(out_dir)
+    constitution = load_constitution(cfg.constitution)
+    items = read_red_team(cfg.prompts)
+    if not items:
+        raise ValueError("constitutional: no red-team prompts")
+    models: dict[str, tuple] = {}  # one copy of each distinct model (policy, critic and judge may coincide)
+
+    def loaded(path: str):
+        if path not in models:
+            models[path] = (load_model(path, cfg.compute), load_tokenizer(path))
+        return models[path]
+
+    calls = iter(range(1_000_000))  # a fresh sampling seed for every generation call
+
+    def responder(path: str):
+        model, tok = loaded(path)
+        return lambda convs: [g.text for g in generate_chat(model, tok, convs, cfg.sampling,
+                                                            seed=sample_seed(seed, next(calls)),
+                                                            chat_format=cfg.chat_format)]
+
+    critic_path = cfg.critic or model_path
+    judge_path = cfg.judge or critic_path
+    log = SkipLog()
+    policy_model = loaded(model_path)[0]
+    with autocast(cfg.compute, policy_model.device):
+        records = critique_and_revise(items, responder(model_path), responder(critic_path), constitution,
+                                      cfg.rounds, seed, log)
+        sft = sft_records(records, log)
+        pairs = revision_pairs(records, log)
+        judge_log = SkipLog()
+        judge_model, judge_tok = loaded(judge_path)
+        ai_pairs = judge_pairs(records, lambda t: CausalLMJudge(judge_model, judge_tok, t, chat_format=cfg.chat_format),
+                               constitution, seed, judge_log)
+    write_jsonl(out / "records.jsonl", records)
+    write_jsonl(out / "sft.jsonl", sft)
+    write_pairs(out / "pairs.jsonl", pairs)
+    write_pairs(out / "ai_pairs.jsonl", ai_pairs)
+    judged = len(ai_pairs) + judge_log.skipped.get("judge_position_disagreement", 0)
+    report = {"constitution": {"name": constitution.name, "path": constitution.path,
+                               "principles": [p.id for p in constitution.principles]},
+              "prompts": len(items), "rounds": cfg.rounds, "policy": str(model_path), "critic": str(critic_path),
+              "judge": str(judge_path), "sft_records": len(sft), "revision_pairs": len(pairs),
+              "ai_pairs": len(ai_pairs), "judged": judged,
+              "ai_prefers_revision": (sum(p.meta["revision_preferred"] for p in ai_pairs) / len(ai_pairs)
+                                      if ai_pairs else None),
+              "skipped": log.to_json()["skipped"], "judge_skipped": judge_log.to_json()["skipped"],
+              "where": {**log.where, **judge_log.where}}
+    write_json(out / "report.json", report)
+    return report
+
+
+def stage_constitutional(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """The recipe's `constitutional:` stage: the SFT model's CAI data into out/constitutional/."""
+    run_dir = Path(out) / "constitutional"
+    if not (run_dir / "report.json").exists():
+        rep = constitutional(str(sft_model_dir), run_dir, cfg.constitutional, cfg.seed)
+        console.log(f"constitutional: {rep['prompts']} red-team prompts x {rep['rounds']} round(s): "
+                    f"{rep['sft_records']} SFT records, {rep['revision_pairs']} revision pairs, "
+                    f"{rep['ai_pairs']} AI-labelled pairs of {rep['judged']} judged")
+    distributed.barrier()
+    return run_dir

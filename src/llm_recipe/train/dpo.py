@@ -141,9 +141,13 @@ def run_dpo(
     read_log: SkipLog | None = None,
     inputs: Sequence[str | os.PathLike] = (),
     full_config=None,
+    reference_init: str | os.PathLike | None = None,
+    stage: str = "dpo",
 ) -> DPOResult:
     """DPO-train the (SFT) model at `init` on pairs and save `output_dir/model` (a plain HF dir,
-    LoRA merged, with the chat format and generation config of `init`)."""
+    LoRA merged, with the chat format and generation config of `init`). The reference is `init`
+    itself unless `reference_init` names another model (online DPO: the initial SFT model while
+    the policy starts from the previous round's)."""
     from ..models.loading import load_causal_lm, load_tokenizer
     from ..tokenizer.chat_formats import resolve_chat_format
 
@@ -174,13 +178,21 @@ def run_dpo(
     # The device first: the reference pass runs there, before the loop wraps the model.
     accelerator = make_accelerator(cfg.compute, cfg.report_to, out)
     model.to(accelerator.device)
-    ref_report = {"mode": "none (reference-free loss)" if reference_free else cfg.reference}
+    ref_report = {"mode": "none (reference-free loss)" if reference_free else cfg.reference,
+                  "model": None if reference_free else str(reference_init or init)}
+    ref_model = model
+    if not reference_free and reference_init is not None and str(reference_init) != str(init):
+        if cfg.lora is not None:  # a LoRA policy's reference is its own base weights
+            raise ValueError("a reference model other than the policy's start needs full fine-tuning (lora: null)")
+        ref_model = load_causal_lm(reference_init, cfg.compute.dtype, cfg.trust_remote_code).to(accelerator.device)
+        disable_dropout(ref_model)
     if cfg.reference == "precompute" and not reference_free:  # SimPO / ORPO have no reference at all
-        ref_report.update(attach_reference_logps(model, objective, train, evals, out / "reference",
+        ref_report.update(attach_reference_logps(ref_model, objective, train, evals, out / "reference",
                                                  batch_size=cfg.batch_size, lora=cfg.lora is not None,
                                                  accelerator=accelerator))
     elif not reference_free:
-        objective.reference = reference_for(model, lora=cfg.lora is not None)
+        objective.reference = reference_for(ref_model, lora=cfg.lora is not None)
+    del ref_model  # precomputed: the second model is freed before training
     lengths = [len(e) for e in train] if cfg.group_by_length else None
     trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
                       callbacks=callbacks, group_by_length=lengths, accelerator=accelerator, tokenizer=tokenizer)
@@ -201,7 +213,7 @@ def run_dpo(
     }
     if trainer.is_main:
         write_json(out / "data_report.json", report)
-        write_run_manifest(out, stage="dpo", config=full_config or cfg, inputs=inputs,
+        write_run_manifest(out, stage=stage, config=full_config or cfg, inputs=inputs,
                            extra={"data_report": report, "base_model": str(init)})
     result = trainer.fit()
     model_dir = out / "model"

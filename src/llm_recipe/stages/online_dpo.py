@@ -1,0 +1,162 @@
+"""Online (iterative, on-policy) DPO: the preference data comes from the policy being trained.
+
+    stage_online_dpo(cfg, sft_model_dir, rm_dir, out)   R rounds into out/online_dpo/round-r/:
+        1. k candidates per prompt sampled from the current policy (fresh prompts each round)
+        2. labelled as `prefs label` does (rules, reward model(s), or an LLM judge)
+        3. DPO for `max_steps` steps on the round's pairs, with the round's reference: the initial
+           (SFT) model or the previous round's policy
+    The round's policy starts the next round; the last one is linked as online_dpo/model.
+    `report.json` (and `metrics.jsonl`, a row per round with the round as its 'step') holds one row per round (pairs, skips, the mean score of the policy's own samples:
+    how the labeler rates the policy as it trains). Resumable by round: a round whose model is saved
+    is skipped, its data (`pairs.jsonl`, written before training) is reused, and its DPO resumes
+    from its checkpoint.
+
+Offline DPO at the same number of labelled pairs is `rounds: 1` with rounds x prompts_per_round
+prompts and rounds x max_steps steps (benchmarks/online_vs_offline.py runs both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import console, distributed
+from ..config import LabelConfig, OnlineDPOConfig, RecipeConfig, RewardModelRef
+from ..demo.style import sft_train_prompts
+from ..files import link_folder, write_json, write_jsonl
+from ..models.loading import load_tokenizer
+from ..models.placement import autocast, load_model
+from ..preference.candidates import generate_candidates, read_prompts, sample_seed
+from ..preference.converters import read_preference_files
+from ..preference.label import label_candidates, read_candidates
+from ..preference.records import SkipLog, split_by_prompt, write_pairs
+from ..provenance import write_run_manifest
+from ..report.plots import plot_metrics
+from ..train.dpo import run_dpo
+from ..train.interrupt import StoppedEarly
+
+
+def _label_config(lc: LabelConfig, rm_dir: str | os.PathLike | None) -> LabelConfig:
+    """Labeler 'rm' without reward_models scores with the recipe's reward model."""
+    if lc.labeler != "rm" or lc.reward_models:
+        return lc
+    if rm_dir is None:
+        raise ValueError("online_dpo.label: labeler 'rm' needs label.reward_models or an rm: section in the recipe")
+    return lc.model_copy(update={"reward_models": [RewardModelRef(path=str(rm_dir))]})
+
+
+def prompt_pool(cfg: RecipeConfig, ocfg: OnlineDPOConfig) -> tuple[list[dict], SkipLog]:
+    """Every prompt the rounds draw from, shuffled once with the seed."""
+    if ocfg.prompts == "sft":
+        if cfg.sft is None:
+            raise ValueError("online_dpo.prompts 'sft' needs an sft: section (or give prompt files)")
+        items, log = sft_train_prompts(cfg.sft, cfg.seed)
+    else:
+        log = SkipLog()
+        items = read_prompts(ocfg.prompts, log)
+    if len(items) < 2:
+        raise ValueError(f"online_dpo: {len(items)} usable prompt(s) ({log.summary()})")
+    order = np.random.default_rng(cfg.seed).permutation(len(items))
+    return [items[i] for i in order], log
+
+
+def round_prompts(pool: list[dict], r: int, per_round: int) -> list[dict]:
+    """Round r's (1-based) prompts: the next `per_round` of the pool, cycling when it runs out."""
+    start = (r - 1) * per_round
+    return [pool[(start + i) % len(pool)] for i in range(per_round)]
+
+
+def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: LabelConfig, seed: int,
+               rdir: Path) -> dict:
+    """Sample and label one round (main process); reuse it when an earlier attempt wrote it."""
+    report_file = rdir / "data_round.json"
+    if report_file.exists():  # written last: the round's candidates and pairs are complete
+        return json.loads(report_file.read_text(encoding="utf-8"))
+    model, tok = load_model(policy, ocfg.compute), load_tokenizer(policy)
+    with autocast(ocfg.compute, model.device):
+        records = generate_candidates(model, tok, prompts, ocfg.candidates, seed)
+    del model
+    write_jsonl(rdir / "candidates.jsonl", records)
+    log = SkipLog()
+    cands = read_candidates([rdir / "candidates.jsonl"], log)
+    log.kept = 0  # from here on, `kept` counts pairs
+    pairs, scores = label_candidates(cands, lc, ocfg.compute, log)
+    write_pairs(rdir / "pairs.jsonl", pairs)
+    flat = np.concatenate([np.asarray(s, dtype=np.float64) for s in scores]) if scores else None
+    report = {"policy": str(policy), "prompts": len(prompts), "candidates": sum(len(c["responses"]) for c in cands),
+              "pairs": len(pairs), "labeler": lc.labeler, "label": log.to_json(),
+              "mean_score": None if flat is None or not flat.size else float(flat.mean()),
+              "mean_score_chosen": _mean(p.meta.get("score_chosen") for p in pairs),
+              "mean_score_rejected": _mean(p.meta.get("score_rejected") for p in pairs)}
+    write_json(report_file, report)
+    return report
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
+                     out: str | os.PathLike) -> Path:
+    """R rounds of sample -> label -> DPO from the SFT model; returns online_dpo/model. Skipped when done."""
+    ocfg: OnlineDPOConfig = cfg.online_dpo
+    run_dir = Path(out) / "online_dpo"
+    final = run_dir / "model"
+    if (final / "model.safetensors").exists() and (run_dir / "report.json").exists():
+        return final
+    lc = _label_config(ocfg.label, rm_dir)
+    init = ocfg.init_from or str(sft_model_dir)
+    pool, pool_log = distributed.on_main(prompt_pool, cfg, ocfg)
+    console.log(f"online_dpo: {len(pool)} prompts ({pool_log.summary()}); {ocfg.rounds} rounds x "
+                f"{ocfg.prompts_per_round} prompts x {ocfg.candidates.k} candidates, labeler {lc.labeler}")
+    policy, rows = init, []
+    for r in range(1, ocfg.rounds + 1):
+        rdir = run_dir / f"round-{r}"
+        data = distributed.on_main(round_data, policy, round_prompts(pool, r, ocfg.prompts_per_round), ocfg, lc,
+                                   sample_seed(cfg.seed, 1000 + r), rdir)
+        if not (rdir / "model" / "model.safetensors").exists():
+            if data["pairs"] < 2:
+                raise ValueError(f"online_dpo round {r}: {data['pairs']} pair(s) labelled "
+                                 f"({data['label']['skipped']}); see {rdir / 'data_round.json'}")
+            pairs, read_log = read_preference_files([rdir / "pairs.jsonl"])
+            train, evals = split_by_prompt(pairs, ocfg.eval_fraction, cfg.seed + r)
+            reference = init if ocfg.reference_model == "initial" else policy
+            res = run_dpo(init=policy, reference_init=reference, train_pairs=train, eval_pairs=evals, cfg=ocfg,
+                          output_dir=rdir, seed=cfg.seed + r, read_log=read_log, inputs=[rdir / "pairs.jsonl"],
+                          full_config=cfg, stage="online_dpo")
+            if res.stopped_early:
+                raise StoppedEarly(f"online DPO round {r} stopped at step {res.steps} (checkpoint saved); "
+                                   "run the same command again to resume")
+        policy = str(rdir / "model")
+        rows.append({"round": r, **{k: data[k] for k in ("prompts", "candidates", "pairs", "mean_score",
+                                                          "mean_score_chosen", "mean_score_rejected")},
+                     "skipped": data["label"]["skipped"], **_final_eval(rdir)})
+        score = "" if data["mean_score"] is None else f", mean {lc.labeler} score of its samples {data['mean_score']:.3f}"
+        console.log(f"online_dpo: round {r}/{ocfg.rounds}: {data['pairs']} pairs{score}")
+    if distributed.is_main():
+        write_jsonl(run_dir / "metrics.jsonl", ({"step": r["round"], **{k: v for k, v in r.items()
+                                                                          if isinstance(v, float)}} for r in rows))
+        plot_metrics(run_dir / "metrics.jsonl", run_dir / "rounds.png",
+                     keys=("mean_score", "mean_score_chosen", "mean_score_rejected"),
+                     title="online DPO: the labeler's score of the policy's samples, by round")
+        write_run_manifest(run_dir, stage="online_dpo", config=cfg,
+                           inputs=[run_dir / f"round-{r['round']}" / "pairs.jsonl" for r in rows],
+                           extra={"base_model": init, "rounds": rows})
+        link_folder(policy, final)
+        write_json(run_dir / "report.json", {"rounds": rows, "reference_model": ocfg.reference_model,
+                                             "labeler": lc.labeler, "final_policy": policy})
+    distributed.barrier()
+    return final
+
+
+def _final_eval(rdir: Path) -> dict:
+    """The round's last DPO evaluation (held-out pairs of that round)."""
+    rep = rdir / "dpo_report.json"
+    hist = json.loads(rep.read_text(encoding="utf-8")).get("history") if rep.exists() else None
+    last = hist[-1] if hist else {}
+    return {k: last[k] for k in ("eval_loss", "eval_reward_accuracy", "eval_reward_margin") if k in last}
+
