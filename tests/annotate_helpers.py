@@ -4,6 +4,7 @@ process (uvicorn, killable), logged-in HTTP clients and concurrent annotators.""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import socket
@@ -52,14 +53,20 @@ def free_port() -> int:
 
 
 class Server:
-    """`annotate.app.serve` (the function `llm-recipe annotate serve` runs) in its own process."""
+    """`annotate.app.serve` (the function `llm-recipe annotate serve` runs) in its own process; with
+    `cli`, the command itself (slower to start: the CLI imports torch). `output` holds what it printed
+    before it was ready (the admin token line)."""
 
-    def __init__(self, db: Path, port: int | None = None):
+    def __init__(self, db: Path, port: int | None = None, cli: bool = False):
         self.db, self.port = db, port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         code = f"from llm_recipe.annotate.app import serve; serve({str(db)!r}, port={self.port})"
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        argv = (["-m", "llm_recipe", "annotate", "serve", "--db", str(db), "--port", str(self.port)] if cli
+                else ["-c", code])
+        self.proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.output = self.proc.stdout.readline().decode()  # the first line comes before serving starts
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
