@@ -114,7 +114,8 @@ def export(request: Request, project_id: int, name: str) -> Response:
             export_project(site.engine, project, tmp)
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
-        body = (Path(tmp) / name).read_bytes()
+        # The report's file:line locations name the downloaded file, not this server's temp folder.
+        body = (Path(tmp) / name).read_bytes().replace(f"{tmp}/".encode(), b"")
     media = "application/json" if name.endswith(".json") else "application/x-ndjson"
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", project["name"])  # a header is ASCII
     return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{stem}-{name}"'})

@@ -14,6 +14,7 @@ an acknowledged submission survives kill -9 and power loss alike.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -107,6 +108,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def open_db(db: str) -> Engine:
     """The engine of `db` (a path or URL), tables created if missing, and a server secret."""
     url = database_url(db)
+    if "://" not in db:
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_size=20, max_overflow=20, pool_timeout=60)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
