@@ -181,6 +181,7 @@ def test_dashboard_kappa_and_export_equal_prefs_agreement(tmp_path):
                 for k, v in rep.items() if k != "read"}
 
     assert same(cli_rep) == same(web_rep) and web_rep["disagreements"][0]["where"].startswith("annotations.jsonl:")
+    assert cli_rep["read"]["skipped"] == {} and "both_bad" in files["annotations.jsonl"].decode()  # every label read
     # The dashboard's live figures are that report's, computed from the same labels.
     items, _ = read_annotations([tmp_path / "web-annotations.jsonl"])
     rep = agreement_report(items, 0.6)

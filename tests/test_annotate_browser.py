@@ -13,7 +13,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-from annotate_helpers import CSRF, ITEM, XSS, Server, candidates_file, login
+from annotate_helpers import (
+    CSRF,
+    ITEM,
+    XSS,
+    Server,
+    candidates_file,
+    login,
+    make_project,
+    stored_answers,
+)
+
+from llm_recipe.annotate import store
+from llm_recipe.annotate.auth import display_order
+from llm_recipe.annotate.db import open_db, server_secret
 
 ARTIFACTS = Path(os.environ.get("LLM_RECIPE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 KEYS = ["1", "2", "3", "1", "2", "4", "1", "1", "2", "3"]
@@ -84,6 +97,7 @@ def test_login_annotate_by_keyboard_reload_and_export(tmp_path, browser):
         assert page.eval_on_selector_all("img[src='x'], main script", "els => els.length") == 0
         seen_items = []
         for n, key in enumerate(KEYS, start=1):
+            page.wait_for_load_state("load")  # the shortcuts' script runs once the page has loaded
             seen_items.append(page.locator("#item-id").inner_text())
             page.keyboard.press(key)
             expect(page.locator("#done")).to_have_text(str(n))  # stored, and the next item shown
@@ -95,8 +109,10 @@ def test_login_annotate_by_keyboard_reload_and_export(tmp_path, browser):
         page.screenshot(path=str(ARTIFACTS / "annotate.png"), full_page=True)
         assert (ARTIFACTS / "annotate.png").stat().st_size > 10_000
         # "e" opens the last answer, its choice marked; answering again edits it (still 10 answered).
+        page.wait_for_load_state("load")
         page.keyboard.press("e")
         page.wait_for_url(re.compile(r"/annotate/edit$"))
+        page.wait_for_load_state("load")
         assert page.locator("#item-id").inner_text() == seen_items[-1]
         assert page.locator("button.current").get_attribute("data-key") == KEYS[-1]
         page.keyboard.press("1")
@@ -126,3 +142,27 @@ def test_login_annotate_by_keyboard_reload_and_export(tmp_path, browser):
         assert all(XSS in p["chosen"] and p["meta"]["annotators"] == 2 for p in pairs)
     assert seen["errors"] == [], seen["errors"]  # no CSP violation, no script error
     assert all(u.startswith(server.base) for u in seen["requests"])
+
+
+def test_ranking_by_keyboard(tmp_path, browser):
+    from playwright.sync_api import expect
+
+    db = tmp_path / "rank.sqlite"
+    project, tokens = make_project(db, 3, ["rita"], mode="ranking", k=3)
+    seen = {"errors": [], "dialogs": [], "requests": []}
+    with Server(db) as server:
+        page = _page(browser, seen)
+        _login(page, server.base, tokens["rita"])
+        page.wait_for_load_state("load")
+        item = int(page.locator("input[name=item]").first.get_attribute("value"))
+        for key in ("3", "1", "Backspace", "2", "3", "1"):  # a slip, cleared, then: answer 2, 3, 1
+            page.keyboard.press(key)
+        expect(page.locator("#order")).to_have_value("2 3 1")
+        page.keyboard.press("Enter")
+        expect(page.locator("#done")).to_have_text("1")
+    ((item_id, _, value),) = stored_answers(db)
+    engine = open_db(str(db))
+    shown = display_order(server_secret(engine), store.annotators(engine, project["id"])[0]["id"], item, 3)
+    engine.dispose()
+    assert item_id == item and json.loads(value) == [shown[1], shown[2], shown[0]]
+    assert seen["errors"] == [] and seen["dialogs"] == []

@@ -151,7 +151,7 @@ def next_item(engine: Engine, project: dict, annotator_id: int) -> dict | None:
     overlap and become measurable early), then a per-annotator rotation of the rest, so annotators
     working at the same moment rarely get the same item (if they do, it just gets an extra label)."""
     n_labels, where = _open_items(project, annotator_id)
-    spread = (items.c.id * 2654435761 + annotator_id * 40503) % 4294967291
+    spread = (items.c.id * 2654435761 + (annotator_id * 40503) % 4294967291) % 4294967291  # bigint-safe
     q = select(items).where(where).order_by(n_labels.desc(), spread).limit(1)
     with engine.connect() as conn:
         row = conn.execute(q).mappings().first()
