@@ -39,9 +39,9 @@ def make_project(db: Path, n_items: int, annotators: list[str], mode: str = "pai
     """A project of `n_items` candidates and its annotators' login tokens, written straight to the database."""
     engine = open_db(str(db))
     src = candidates_file(db.parent / f"cands-{mode}-{n_items}.jsonl", n_items, k, payload)
-    made = store.create_project(engine, f"p-{mode}", mode, "Pick the more helpful answer.", overlap, src)
-    tokens = {a: store.add_annotator(engine, made["id"], a) for a in annotators}
-    project = store.project(engine, made["id"])
+    pid = store.create_project(engine, f"p-{mode}", mode, "Pick the more helpful answer.", overlap, src)
+    tokens = {a: store.add_annotator(engine, pid, a) for a in annotators}
+    project = store.project(engine, pid)
     engine.dispose()
     return project, tokens
 

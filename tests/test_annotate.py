@@ -37,7 +37,7 @@ class Setup:
         self.engine, self.secret = self.app.state.site.engine, self.app.state.site.secret
         src = candidates_file(tmp_path / "cands.jsonl", n, k, payload)
         self.pid = store.create_project(self.engine, "p", mode, f"guidelines{payload}", overlap, src,
-                                        min_agreement=0.6)["id"]
+                                        min_agreement=0.6)
         self.tokens = {a: store.add_annotator(self.engine, self.pid, a) for a in names}
         self.clients = {a: _login(self.app, t) for a, t in self.tokens.items()}
         self.admin = _login(self.app, store.admin_token(self.engine))
@@ -97,7 +97,7 @@ def test_login_tokens_csrf_and_roles(tmp_path):
 def test_an_annotator_sees_and_changes_only_their_own_answers(tmp_path):
     s = Setup(tmp_path)
     other = store.create_project(s.engine, "other", "pairwise", "", 2, candidates_file(tmp_path / "o.jsonl", 3))
-    carol = _login(s.app, store.add_annotator(s.engine, other["id"], "carol"))
+    carol = _login(s.app, store.add_annotator(s.engine, other, "carol"))
     item, r = s.answer("bob", "1")
     assert r.status_code == 303
     bob_row = s.rows()[0]
@@ -297,9 +297,14 @@ def test_bad_input_files_and_forms_give_one_clear_line(tmp_path):
     assert r.status_code == 303  # one good item; the bad lines are counted, not fatal
     made = store.project_by_name(s.engine, "new")
     assert store.item_counts(s.engine, made)["items"] == 1
+    report = s.admin.get(f"/admin/projects/{made['id']}").text
+    assert "kept 1, skipped 2" in report and "too_few_responses first at mine.jsonl:2" in report
+    assert "invalid_json first at mine.jsonl:3" in report
     r = s.admin.post("/admin/projects", data={**form, "name": "empty"}, files={"file": ("mine.jsonl", b"not json\n")})
     assert r.status_code == 400 and "mine.jsonl: no usable items" in r.text and "mine.jsonl:1" in r.text
     assert "Traceback" not in r.text and str(tmp_path) not in r.text
+    r = s.admin.post("/admin/projects", data={**form, "name": "txt"}, files={"file": ("notes.txt", b"hello\n")})
+    assert r.status_code == 400 and "notes.txt: unknown record format" in r.text and "/tmp" not in r.text
     for field, value, msg in (("mode", "vote", "mode must be one of"), ("overlap", "1", "invalid overlap"),
                               ("name", "a/b", "project name must be")):
         r = s.admin.post("/admin/projects", data={**form, field: value}, files={"file": ("c.jsonl", bad)})

@@ -53,10 +53,10 @@ def create(request: Request, csrf: Csrf, name: Annotated[str, Form(max_length=10
         with open(path, "wb") as f:
             shutil.copyfileobj(file.file, f)
         try:
-            made = store.create_project(site.engine, name, mode, guidelines, overlap, path, shown, min_agreement)
-        except (ValueError, FileNotFoundError) as e:
+            pid = store.create_project(site.engine, name, mode, guidelines, overlap, path, shown, min_agreement)
+        except ValueError as e:
             raise HTTPException(400, str(e).splitlines()[0]) from None
-    return RedirectResponse(f"/admin/projects/{made['id']}", status_code=303)
+    return RedirectResponse(f"/admin/projects/{pid}", status_code=303)
 
 
 def _dashboard(request: Request, project_id: int, new_token: tuple[str, str] | None = None) -> Response:

@@ -44,6 +44,7 @@ projects = Table(
     Column("overlap", Integer, nullable=False),  # annotators wanted per item
     Column("min_agreement", Float, nullable=False),
     Column("source", String(300), nullable=False),  # the file the items came from
+    Column("source_report", Text, nullable=False),  # what reading it kept and skipped (file:line)
     Column("created_at", Float, nullable=False),
 )
 

@@ -30,8 +30,9 @@ def check_name(name: str, what: str) -> str:
 
 
 def create_project(engine: Engine, name: str, mode: str, guidelines: str, overlap: int, source: str | os.PathLike,
-                   shown_name: str | None = None, min_agreement: float = AgreementConfig().min_agreement) -> dict:
-    """A project with the items of `source`; returns {"id", "items", "skipped"} or raises ValueError."""
+                   shown_name: str | None = None, min_agreement: float = AgreementConfig().min_agreement) -> int:
+    """A project with the items of `source` (named `shown_name` in messages); returns its id. Bad
+    records are skipped, and the project keeps the count and first location of each reason."""
     name = check_name(name, "project")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
@@ -42,22 +43,26 @@ def create_project(engine: Engine, name: str, mode: str, guidelines: str, overla
     if len(guidelines) > 50_000:
         raise ValueError("guidelines are limited to 50,000 characters")
     shown_name = shown_name or str(source)
-    found, log = read_items(source, mode)
-    where = {r: [w.replace(str(source), shown_name) for w in ws] for r, ws in log.where.items()}
+    try:
+        found, log = read_items(source, mode)
+    except FileNotFoundError as e:  # an unknown format: the message names the upload, not a temp path
+        raise ValueError(str(e).splitlines()[0].replace(str(source), shown_name)) from None
+    firsts = "; ".join(f"{r} first at {ws[0]}" for r, ws in log.where.items() if ws).replace(str(source), shown_name)
+    report = log.summary() + (f" ({firsts})" if firsts else "")
     if not found:
-        first = next((f"{r}: {ws[0]}" for r, ws in where.items() if ws), "the file is empty")
-        raise ValueError(f"{shown_name}: no usable items ({log.summary()}; first: {first})")
+        raise ValueError(f"{shown_name}: no usable items: {report if log.total_skipped else 'the file is empty'}")
     with engine.begin() as conn:
         if conn.execute(select(projects.c.id).where(projects.c.name == name)).first():
             raise ValueError(f"a project named {name!r} exists already")
         pid = conn.execute(projects.insert().values(
             name=name, mode=mode, guidelines=guidelines, guidelines_version=1, overlap=overlap,
-            min_agreement=min_agreement, source=shown_name[:300], created_at=time.time())).inserted_primary_key[0]
+            min_agreement=min_agreement, source=shown_name[:300], source_report=report,
+            created_at=time.time())).inserted_primary_key[0]
         conn.execute(items.insert(), [
             {"project_id": pid, "ext_id": it["ext_id"], "prompt": json.dumps(it["prompt"], ensure_ascii=False),
              "responses": json.dumps(it["responses"], ensure_ascii=False),
              "where": it["where"].replace(str(source), shown_name)[:300]} for it in found])
-    return {"id": pid, "items": len(found), "skipped": log.skipped, "where": where}
+    return pid
 
 
 def _new_user(conn, project_id: int | None, name: str, role: str) -> str:
