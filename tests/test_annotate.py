@@ -4,22 +4,25 @@ bias; kappa and export equal to `prefs agreement`; transactional answers; the th
 
 import itertools
 import json
+import os
 import random
 import re
 
 import pytest
 from annotate_helpers import CSRF, ITEM, XSS, candidates_file
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from typer.testing import CliRunner
 
 from llm_recipe.annotate import stats, store
 from llm_recipe.annotate.app import create_app
 from llm_recipe.annotate.auth import display_order
-from llm_recipe.annotate.db import labels
+from llm_recipe.annotate.db import labels, metadata
 from llm_recipe.annotate.modes import MODES
 from llm_recipe.preference.agreement import agreement_report
 from llm_recipe.preference.human import read_annotations
+
+PG = os.environ.get("LLM_RECIPE_TEST_POSTGRES_URL")
 
 
 def _login(app, token: str) -> TestClient:
@@ -32,8 +35,9 @@ def _login(app, token: str) -> TestClient:
 class Setup:
     """A database with one project, its annotators logged in, and the admin logged in."""
 
-    def __init__(self, tmp_path, mode="pairwise", n=12, k=2, names=("alice", "bob"), payload="", overlap=2):
-        self.app = create_app(str(tmp_path / "a.sqlite"))
+    def __init__(self, tmp_path, mode="pairwise", n=12, k=2, names=("alice", "bob"), payload="", overlap=2, db=None):
+        self.db = db or str(tmp_path / "a.sqlite")
+        self.app = create_app(self.db)
         self.engine, self.secret = self.app.state.site.engine, self.app.state.site.secret
         src = candidates_file(tmp_path / "cands.jsonl", n, k, payload)
         self.pid = store.create_project(self.engine, "p", mode, f"guidelines{payload}", overlap, src,
@@ -159,9 +163,21 @@ def _three_annotators_answer(s, n=20):
 
 
 def test_dashboard_kappa_and_export_equal_prefs_agreement(tmp_path):
+    _check_dashboard_and_export(Setup(tmp_path, n=20, names=("alice", "bob", "carl"), overlap=3), tmp_path)
+
+
+@pytest.mark.skipif(not PG, reason="set LLM_RECIPE_TEST_POSTGRES_URL=postgresql+psycopg://... (a database it may "
+                    "empty) to run the app on PostgreSQL")
+def test_the_same_on_postgresql(tmp_path):
+    engine = create_engine(PG)
+    metadata.drop_all(engine)
+    engine.dispose()
+    _check_dashboard_and_export(Setup(tmp_path, n=20, names=("alice", "bob", "carl"), overlap=3, db=PG), tmp_path)
+
+
+def _check_dashboard_and_export(s, tmp_path):
     from llm_recipe.cli import app as cli
 
-    s = Setup(tmp_path, n=20, names=("alice", "bob", "carl"), overlap=3)
     _three_annotators_answer(s)
     files = {}
     for name in ("annotations.jsonl", "agreement.json", "pairs.jsonl"):
@@ -191,11 +207,11 @@ def test_dashboard_kappa_and_export_equal_prefs_agreement(tmp_path):
     assert f'id="kept">{len(rep["kept_items"])}<' in dash
     # `llm-recipe annotate export` writes the same three files.
     s.engine.dispose()
-    res = CliRunner().invoke(cli, ["annotate", "export", "--db", str(tmp_path / "a.sqlite"), "--project", "p",
+    res = CliRunner().invoke(cli, ["annotate", "export", "--db", s.db, "--project", "p",
                                    "--out-dir", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert all((tmp_path / "out" / n).read_bytes() == files[n] for n in ("annotations.jsonl", "pairs.jsonl"))
-    res = CliRunner().invoke(cli, ["annotate", "export", "--db", str(tmp_path / "a.sqlite"), "--project", "nope",
+    res = CliRunner().invoke(cli, ["annotate", "export", "--db", s.db, "--project", "nope",
                                    "--out-dir", str(tmp_path / "out")])
     assert res.exit_code == 2 and "no project named 'nope'" in res.output
 

@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import BigInteger, and_, cast, func, literal, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -151,12 +151,18 @@ def _open_items(project: dict, annotator_id: int):
     return n_labels, and_(items.c.project_id == project["id"], ~answered.exists(), n_labels < project["overlap"])
 
 
+def _big(value: int):
+    """A 64-bit literal (PostgreSQL would bind a Python int as a 32-bit integer and overflow)."""
+    return literal(value, BigInteger)
+
+
 def next_item(engine: Engine, project: dict, annotator_id: int) -> dict | None:
     """The next item for this annotator: items others have started come first (so items reach the
     overlap and become measurable early), then a per-annotator rotation of the rest, so annotators
     working at the same moment rarely get the same item (if they do, it just gets an extra label)."""
     n_labels, where = _open_items(project, annotator_id)
-    spread = (items.c.id * 2654435761 + (annotator_id * 40503) % 4294967291) % 4294967291  # bigint-safe
+    spread = ((cast(items.c.id, BigInteger) * _big(2654435761) + _big(annotator_id * 40503 % 4294967291))
+              % _big(4294967291))
     q = select(items).where(where).order_by(n_labels.desc(), spread).limit(1)
     with engine.connect() as conn:
         row = conn.execute(q).mappings().first()
