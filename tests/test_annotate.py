@@ -347,6 +347,10 @@ def test_serve_binds_to_loopback_and_prints_the_admin_token_once(tmp_path, monke
     token = re.search(r"admin login token .*: (\S+)", first.output).group(1)
     assert "admin login token" not in again.output  # shown once
     assert store.user_of_token(create_app(db).state.site.engine, token)["role"] == "admin"
+    for bad, why in (("nosuchdialect://x", "Can't load plugin"), (str(tmp_path / "x.sqlite" / "y.sqlite"), "")):
+        res = CliRunner().invoke(cli, ["annotate", "serve", "--db", bad])
+        assert res.exit_code == 2 and f"{bad}: cannot open the annotation database" in res.output, res.output
+        assert why in res.output and "Traceback" not in res.output
     wide = CliRunner().invoke(cli, ["annotate", "serve", "--db", db, "--host", "0.0.0.0", "--new-admin-token"])
     assert "warning: listening on 0.0.0.0" in wide.output and calls[-1]["host"] == "0.0.0.0"
     assert store.user_of_token(create_app(db).state.site.engine, token) is None  # the old token stops working

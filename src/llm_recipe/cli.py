@@ -493,7 +493,7 @@ def annotate_export(project: Annotated[str, typer.Option("--project", "-p", help
 
     if "://" not in db and not Path(db).is_file():
         raise FileNotFoundError(f"{db}: no such annotation database")
-    engine = open_db(db)
+    engine = _user_errors(open_db, db)
     rep = _user_errors(export_project, engine, _user_errors(project_by_name, engine, project), out_dir)
     kappa = "n/a" if rep["kappa"] is None else f"{rep['kappa']:.3f}"
     echo(f"annotators: {len(rep['annotators'])}  items: {rep['items_rated']}  kappa: {kappa} ({rep['band']})  "

@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 metadata = MetaData()
 
@@ -107,17 +108,22 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def open_db(db: str) -> Engine:
-    """The engine of `db` (a path or URL), tables created if missing, and a server secret."""
+    """The engine of `db` (a path or URL), tables created if missing, and a server secret. A database
+    that cannot be opened (bad URL, missing driver, unreachable server) is a one-line ValueError."""
     url = database_url(db)
-    if "://" not in db:
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_size=20, max_overflow=20, pool_timeout=60)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        if conn.execute(select(settings.c.value).where(settings.c.key == "secret")).first() is None:
-            conn.execute(settings.insert().values(key="secret", value=secrets.token_hex(32)))
+    try:
+        if "://" not in db:
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, pool_size=20, max_overflow=20, pool_timeout=60)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            if conn.execute(select(settings.c.value).where(settings.c.key == "secret")).first() is None:
+                conn.execute(settings.insert().values(key="secret", value=secrets.token_hex(32)))
+    except (SQLAlchemyError, ImportError, OSError) as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{db}: cannot open the annotation database ({reason})") from None
     return engine
 
 
