@@ -5,7 +5,8 @@ One JSONL line per (item, annotator) judgement:
      "prompt": ..., "response_a": ..., "response_b": ...}
 `label` may also be a six-level grade ("a_much_better" ... "b_much_better", or 1..6), which
 counts as A or B for agreement. "both_bad" (neither answer is acceptable) is a category of its
-own: it agrees only with "both_bad", and such items never become pairs. The item's texts may be repeated on every line or given once.
+own: it agrees only with "both_bad", and such items never become pairs. The item's texts may be
+repeated on every line or given once.
 Bad lines (missing fields, unknown label, a second judgement of the same item by the same
 annotator) are counted by reason with file:line.
 """
