@@ -51,6 +51,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_answer(tmp_path):
     server = Server(db)
     threads = run_annotators(server.base, tokens, per_annotator=1000)
     while sum(len(t.acked) for t in threads.values()) < 120:  # well into the load, answers in flight
+        assert any(t.is_alive() for t in threads.values()), [t.error for t in threads.values()]
         time.sleep(0.01)
     server.kill()
     for t in threads.values():
