@@ -496,6 +496,42 @@ def prefs_agreement(inputs: FilesArg,
     _echo_skips(rep["read"])
 
 
+annotate_app = typer.Typer(no_args_is_help=True, help="Human preference collection: a web annotation app.")
+app.add_typer(annotate_app, name="annotate")
+DbOpt = Annotated[str, typer.Option("--db", help="SQLite file, or a SQLAlchemy URL (postgresql://...)")]
+
+
+@annotate_app.command("serve")
+@friendly_errors
+def annotate_serve(db: DbOpt = "annotations.sqlite",
+                   host: Annotated[str, typer.Option(help="address to listen on (loopback unless you say otherwise)")] = "127.0.0.1",
+                   port: Annotated[int, typer.Option(help="port")] = 8000,
+                   new_admin_token: Annotated[bool, typer.Option(help="replace the admin login token")] = False) -> None:
+    """Serve the annotation app: projects, pairwise / ranking / 1-7 scale annotation, live agreement."""
+    from .annotate.app import serve
+
+    _user_errors(serve, db, host, port, new_admin_token, say=echo)
+
+
+@annotate_app.command("export")
+@friendly_errors
+def annotate_export(project: Annotated[str, typer.Option("--project", "-p", help="project name")],
+                    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="folder for the three files")],
+                    db: DbOpt = "annotations.sqlite") -> None:
+    """annotations.jsonl, agreement.json and pairs.jsonl (the kept items), as `prefs agreement` makes them."""
+    from .annotate.db import open_db
+    from .annotate.export import export_project
+    from .annotate.store import project_by_name
+
+    if "://" not in db and not Path(db).is_file():
+        raise FileNotFoundError(f"{db}: no such annotation database")
+    engine = _user_errors(open_db, db)
+    rep = _user_errors(export_project, engine, _user_errors(project_by_name, engine, project), out_dir)
+    kappa = "n/a" if rep["kappa"] is None else f"{rep['kappa']:.3f}"
+    echo(f"annotators: {len(rep['annotators'])}  items: {rep['items_rated']}  kappa: {kappa} ({rep['band']})  "
+         f"pairs: {rep['filtered_pairs']} -> {out_dir / 'pairs.jsonl'}")
+
+
 @rm_app.command("train")
 @friendly_errors
 def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="base (SFT) model")] = None,

@@ -13,13 +13,16 @@ Bands: > 0.8 excellent, > 0.6 usable, > 0.4 review, else rewrite the guidelines.
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..config import AgreementConfig
+from ..files import write_json
 from .human import LABELS, AnnotatedItem
-from .records import PreferencePair
+from .records import PreferencePair, SkipLog, write_pairs
 
 BANDS = ((0.8, "excellent"), (0.6, "usable"), (0.4, "review"))
 
@@ -125,3 +128,18 @@ def filtered_pairs(items: dict[str, AnnotatedItem], kept_ids: Sequence[str]) -> 
         pairs.append(PreferencePair(it.prompt, chosen, rejected, meta={
             "labeler": "human", "item_id": item_id, "agreement": share, "annotators": len(it.labels)}))
     return pairs, missing
+
+
+def write_agreement(items: dict[str, AnnotatedItem], log: SkipLog, report_out: str | os.PathLike,
+                    cfg: AgreementConfig, pairs_out: str | os.PathLike | None = None) -> dict:
+    """What `prefs agreement` writes: the report (with how the annotations were read) and, when
+    `pairs_out` is given, the kept items as pairs. Both files are written atomically."""
+    report = agreement_report(items, cfg.min_agreement, cfg.min_annotators)
+    report["read"] = log.to_json()
+    if pairs_out is not None:
+        pairs, missing = filtered_pairs(items, report["kept_items"])
+        write_pairs(pairs_out, pairs)
+        report["filtered_pairs"] = len(pairs)
+        report["kept_items_without_texts"] = missing
+    write_json(report_out, report)
+    return report

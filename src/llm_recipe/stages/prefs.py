@@ -22,7 +22,7 @@ from ..files import write_json, write_jsonl
 from ..infer.generate import generate_chat
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
-from ..preference.agreement import agreement_report, filtered_pairs
+from ..preference.agreement import write_agreement
 from ..preference.candidates import generate_candidates, read_prompts, sample_seed
 from ..preference.constitution import load_constitution, read_red_team
 from ..preference.constitutional import (
@@ -99,16 +99,7 @@ def agreement(inputs: Sequence[str | os.PathLike], report_out: str | os.PathLike
               pairs_out: str | os.PathLike | None = None) -> dict:
     """Agreement report of human annotation files; optionally the kept items as pairs."""
     items, log = read_annotations(inputs)
-    ac = cfg.agreement
-    report = agreement_report(items, ac.min_agreement, ac.min_annotators)
-    report["read"] = log.to_json()
-    if pairs_out is not None:
-        pairs, missing = filtered_pairs(items, report["kept_items"])
-        write_pairs(pairs_out, pairs)
-        report["filtered_pairs"] = len(pairs)
-        report["kept_items_without_texts"] = missing
-    write_json(report_out, report)
-    return report
+    return write_agreement(items, log, report_out, cfg.agreement, pairs_out)
 
 
 @distributed.main_process_only
