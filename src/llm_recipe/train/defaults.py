@@ -17,7 +17,6 @@ did set that is known to wreck a released model under full fine-tuning gets a wa
 from __future__ import annotations
 
 from .. import console
-from ..models.presets import count_parameters
 
 RELEASED_PARAMS = 50_000_000  # our presets are <= 30M; SmolLM2-135M and up are released models
 RELEASED = {
@@ -60,6 +59,9 @@ def lr_warning(stage: str, cfg, n_params: int, lora: bool) -> str | None:
 
 def fit_stage(stage: str, cfg, model, lora: bool):
     """The stage's config fitted to `model` (counted before LoRA is attached); logs what changed."""
+    # imported here: the CLI imports this module for --help, which must not load transformers
+    from ..models.presets import count_parameters
+
     n_params = count_parameters(model)
     cfg, applied = fit_to_model(stage, cfg, n_params, lora)
     if applied:
