@@ -8,13 +8,16 @@ reported as `file:line: reason` instead of a traceback from deep inside json.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gzip
 import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -56,6 +59,53 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+MARKER = "complete.json"  # written last into a folder `write_complete` makes
+
+
+class DiskFull(OSError):
+    """A save ran out of space: one line naming the folder (what was there before is kept)."""
+
+
+def disk_full(path: Path, e: BaseException) -> DiskFull | None:
+    """What a failed save becomes when the disk is full: one line naming the folder; else None."""
+    full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or \
+        (isinstance(e, RuntimeError) and "file write failed" in str(e))  # torch.save's words for ENOSPC
+    if not full:
+        return None
+    return DiskFull(f"{path}: no space left on device while saving (free some space and run the "
+                    "same command again; the last complete checkpoint is kept)")
+
+
+def write_complete(folder: str | os.PathLike, write: Callable[[Path], None], info: dict | None = None) -> Path:
+    """Write a folder all or nothing: `write` fills `folder.tmp/`, the marker (with `info`) goes in
+    last, then the rename. A kill or a full disk at any point leaves no `folder` (a rerun redoes it)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        share_files(tmp)
+        write_json(tmp / MARKER, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {})})
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
+        full = disk_full(folder, e)
+        if full is None:
+            raise
+        raise full from None
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def is_complete(folder: str | os.PathLike, info: dict | None = None) -> bool:
+    """Whether `folder` was written completely (and, given `info`, with that info in its marker)."""
+    marker = Path(folder) / MARKER
+    if not marker.exists():
+        return False
+    return info is None or info.items() <= json.loads(marker.read_text(encoding="utf-8")).items()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import LoRAConfig, RLConfig
-from ..files import lock_folder, share_files, write_json
+from ..files import lock_folder, write_complete, write_json
 from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..models.placement import use_threads
@@ -453,10 +453,13 @@ class RLTrainer(RunControl):
             if save:
                 if s.lora:  # merged in place (the run is over, no extra copy): the setup loses its reference
                     s.policy, s.ref = merge_lora(s.policy, self.out), None
-                s.policy.save_pretrained(model_dir, safe_serialization=True)
-                s.tokenizer.save_pretrained(model_dir)
-                share_files(model_dir)
-                write_model_card(model_dir)
+
+                def write(d: Path) -> None:
+                    s.policy.save_pretrained(d, safe_serialization=True)
+                    s.tokenizer.save_pretrained(d)
+                    write_model_card(d, name=model_dir)
+
+                write_complete(model_dir, write)
                 plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
                              title=self.objective.name, separate=True)  # one panel per series: scales differ
             write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,
