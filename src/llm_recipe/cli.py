@@ -26,7 +26,7 @@ from .config import (
     parse_overrides,
 )
 from .console import is_main_process
-from .files import DiskFull, FolderInUse
+from .files import DiskFull, FolderInUse, set_max_record_bytes
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -122,7 +122,9 @@ def resolve(config: str | None, overrides: list[str] | None, seed: int | None, o
         ov["seed"] = seed
     if output_dir is not None:
         ov["output_dir"] = str(output_dir)
-    return load_config(config, ov)
+    cfg = load_config(config, ov)
+    set_max_record_bytes(int(cfg.max_record_mb * 2**20))  # the one reader of user files (`files.iter_jsonl`)
+    return cfg
 
 
 @app.command()
@@ -145,8 +147,8 @@ def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None
     if cfg.pretrain is None:  # asked for explicitly: the defaults (continued pretraining of model.name_or_path)
         cfg = cfg.model_copy(update={"pretrain": PretrainConfig(compute=cfg.compute)})
     files = stage_corpus(cfg, out)
-    tok = stage_tokenizer(cfg, files, out)
-    echo(f"model: {stage_pretrain(cfg, files, tok, out)}")
+    tok = _user_errors(stage_tokenizer, cfg, files, out)
+    echo(f"model: {_user_errors(stage_pretrain, cfg, files, tok, out)}")
 
 
 @app.command()
@@ -206,7 +208,7 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
     """Run every stage of a recipe end to end."""
     from .recipe import run_recipe
 
-    artifacts = run_recipe(resolve(config, set_, seed, output_dir))
+    artifacts = _user_errors(run_recipe, resolve(config, set_, seed, output_dir))
     for name, path in artifacts.items():
         echo(f"{name:>20}: {path}")
 
@@ -303,7 +305,7 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
                         "with a recipe whose pretrain stage makes one")
     if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
         files = stage_corpus(cfg, out)
-        base = stage_pretrain(cfg, files, stage_tokenizer(cfg, files, out), out)
+        base = _user_errors(stage_pretrain, cfg, files, _user_errors(stage_tokenizer, cfg, files, out), out)
     echo(f"model: {_user_errors(stage_sft, cfg, base, out / 'sft')}")
 
 

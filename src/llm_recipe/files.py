@@ -148,13 +148,31 @@ def open_text_bytes(path: str | os.PathLike) -> IO[bytes]:
     return open(p, "rb")
 
 
+# A record (one line) larger than this is skipped unread (`too_large`): a 48 MB line took minutes and
+# gigabytes downstream. The recipe's `max_record_mb` sets it (`set_max_record_bytes`).
+_MAX_RECORD = {"bytes": 8 << 20}
+
+
+def set_max_record_bytes(n: int) -> None:
+    _MAX_RECORD["bytes"] = n
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:
     """Yield `(line_number, record)` or `(line_number, BadLine)`; blank lines are skipped.
 
-    Decoding is per line so one non-UTF-8 byte costs one line, not the whole file.
+    Decoding is per line so one non-UTF-8 byte costs one line, not the whole file. A line over the
+    record size cap is skipped in chunks, never held whole.
     """
+    limit = _MAX_RECORD["bytes"]
     with open_text_bytes(path) as f:
-        for lineno, raw in enumerate(f, start=1):
+        lineno = 0
+        while raw := f.readline(limit + 1):
+            lineno += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # the rest of the line, 1 MB at a time
+                    raw = f.readline(1 << 20)
+                yield lineno, BadLine(str(path), lineno, "too_large", f"over max_record_mb={limit / 2**20:g}")
+                continue
             if not raw.strip():
                 continue
             try:

@@ -63,7 +63,7 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
         else:
             train, evals = split_by_prompt(pairs, dcfg.eval_fraction, cfg.seed)
         inputs = [*dcfg.data, *(dcfg.eval_data or [])]
-        console.log(f"dpo: read preference data: {log.summary()}")
+        log.check("dpo: preference data", dcfg.max_bad_records, "dpo.max_bad_records")
     if not done:
         res = run_dpo(init=init, train_pairs=train, eval_pairs=evals, cfg=dcfg, output_dir=run_dir, seed=cfg.seed,
                       read_log=log, inputs=inputs, full_config=cfg)

@@ -33,7 +33,10 @@ def stage_pretrain(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -
     if res.stopped_early:
         raise StoppedEarly(f"pretraining stopped at step {res.steps} (checkpoint saved in {run_dir / 'checkpoints'}); "
                            "run the same command again to resume")
-    console.log(f"pretrain: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
+    if res.final_eval_loss is None:  # one document: nothing held out
+        console.log(f"pretrain: {res.steps} steps (no held-out document, no eval loss)")
+    else:
+        console.log(f"pretrain: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
     return res.model_dir
 
 

@@ -62,7 +62,7 @@ def stage_rm(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.
         return run_dir / "model"
     train, held, log, inputs = rm_pairs(rc, cfg.seed)
     if log is not None:
-        console.log(f"reward model data: {log.summary()}")
+        log.check("reward model: preference data", rc.max_bad_records, "rm.max_bad_records")
     res = run_reward_model(base=rc.init_from or str(sft_model_dir), train_pairs=train, eval_pairs=held, cfg=rc,
                              output_dir=run_dir, seed=cfg.seed, read_log=log, inputs=inputs, full_config=cfg)
     if res.stopped_early:
