@@ -93,9 +93,11 @@ def model_hashes(path: str | os.PathLike) -> dict:
 
 def write_run_manifest(
     out_dir: str | os.PathLike, *, stage: str, config: Any, inputs: Iterable[str | os.PathLike] = (),
-    extra: dict | None = None,
+    extra: dict | None = None, init_from: str | os.PathLike | None = None,
 ) -> Path:
-    """Write `run.json`: stage, resolved config, versions, commit, input hashes, argv."""
+    """Write `run.json`: stage, resolved config, versions, commit, input hashes, argv, and for a
+    fine-tuning stage the model it started from (`init_from`: resolved path, sha256 of weights and
+    tokenizer; the config's own `init_from` is often null: the recipe's previous stage)."""
     cfg = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
     path = Path(out_dir) / "run.json"
     write_json(path, {
@@ -106,6 +108,7 @@ def write_run_manifest(
         "versions": library_versions(),
         "git_commit": git_commit(),
         "inputs": {str(p): input_hash(p) for p in inputs},
+        "init_from": model_hashes(init_from) if init_from else None,
         **(extra or {}),
     })
     return path

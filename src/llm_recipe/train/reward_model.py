@@ -287,7 +287,7 @@ def run_reward_model(
     if trainer.is_main:
         write_json(out / "data_report.json", data_report)
         write_run_manifest(out, stage="reward_model", config=full_config or cfg, inputs=inputs,
-                           extra={"data_report": data_report, "base_model": str(base)})
+                           extra={"data_report": data_report, "base_model": str(base)}, init_from=base)
     result = trainer.fit()
     final = trainer.unwrapped_model()
     eval_acc = pairwise_accuracy(final, tokenizer, fmt, list(eval_pairs), cfg.pooling)

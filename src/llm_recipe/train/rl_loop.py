@@ -273,7 +273,8 @@ class RLTrainer(RunControl):
         self.state: dict[str, Any] = {"step": 0, "update": 0, "before": None, "history": [], "counts": {}}
         self._stop_requested = False
         if self.is_main:
-            write_run_manifest(self.out, stage=objective.name.lower(), config=full_config or cfg)
+            write_run_manifest(self.out, stage=objective.name.lower(), config=full_config or cfg,
+                               init_from=s.policy.config._name_or_path)  # the folder it was loaded from
 
     @property
     def raw_optimizer(self) -> torch.optim.Optimizer:
@@ -412,10 +413,12 @@ class RLTrainer(RunControl):
     # ---- the run -----------------------------------------------------------------------
     def fit(self, save: bool = True) -> RLResult:
         self.resume()
-        if self.state["before"] is None:
-            self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, self.seed + 7919)
+        # The evaluation before training takes a while too: a SIGTERM then checkpoints (step 0, with
+        # the evaluation) and returns, as in the shared loop, instead of dying with nothing saved.
         with self.sigterm_stops():
-            stopped = self._iterate()
+            if self.state["before"] is None:
+                self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, self.seed + 7919)
+            stopped = self.checkpoint_or_stop(self.state["step"], None) or self._iterate()
         if self.cfg.report_to:
             self.accelerator.end_training()
         if stopped:
