@@ -22,14 +22,13 @@ from ..models.loading import load_causal_lm, load_tokenizer
 from ..models.placement import compute_device
 from ..preference.candidates import read_prompts
 from ..preference.rules import RuleScorer
-from ..provenance import model_hashes
 from ..train.defaults import fit_stage
 from ..train.grpo import run_grpo
 from ..train.interrupt import StoppedEarly
 from ..train.metrics_log import MetricsLog
 from ..train.ppo import load_critic, run_ppo
 from ..train.rl_loop import RLResult, RLSetup
-from ..train.run_folder import prepare_run, run_key
+from ..train.run_folder import model_key, prepare_run, run_key
 
 
 def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
@@ -74,7 +73,7 @@ def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str 
 def _finished_run(section: RLConfig, kind: str, init, rm_dir, run_dir: Path, seed: int) -> RLResult | None:
     """The finished run of these settings in `run_dir`, else None (`run_folder.prepare_run`)."""
     key = run_key(section, seed=seed, inputs=section.prompts or [], base=init,
-                  reward_model=model_hashes(rm_dir) if rm_dir is not None else None)
+                  reward_model=model_key(rm_dir) if rm_dir is not None else None)
     return finished_result(run_dir) if prepare_run(run_dir, key, section.resume, kind) else None
 
 

@@ -16,8 +16,9 @@ or `force` (use what is there anyway: a deliberate change, such as a longer run)
 Policy: a resumed run must compute what the first attempt would have. Only fields that change
 where and how often a run reports and checkpoints (RESUMABLE) may differ. `max_steps`/`epochs`/
 `iterations` may not: the LR schedule is a function of the step *and* the run's length, so a
-longer run is another run (`resume=force` continues under the new schedule, and run.json records
-what changed).
+longer run is another run (`resume=force` continues under the new schedule, and run_key.json lists
+what changed). `max_bad_records` may change too: it checks the data, it does not change what is
+computed from it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .checkpoint import latest_checkpoint
 
 KEY_FILE = "run_key.json"
 # Where and how often a run reports and checkpoints, and where it computes: not what it computes.
-RESUMABLE = {"resume", "save_every", "log_every", "eval_every", "eval_batches", "report_to", "compute.device",
+RESUMABLE = {"resume", "max_bad_records", "save_every", "log_every", "eval_every", "eval_batches", "report_to", "compute.device",
              "compute.num_threads", "compute.gradient_checkpointing", "compute.fsdp"}
 
 
@@ -55,7 +56,13 @@ def run_key(section, *, seed: int, inputs: Iterable[str | os.PathLike] = (), bas
     """What a run computes: its section (minus RESUMABLE), seed, input hashes, starting model."""
     conf = {k: v for k, v in _flat(section.model_dump(mode="json")) if k not in RESUMABLE}
     return {"config": conf, "seed": seed, "inputs": {str(p): input_hash(p) for p in inputs},
-            "base": model_hashes(base) if base is not None else None, **extra}
+            "base": model_key(base) if base is not None else None, **extra}
+
+
+def model_key(path: str | os.PathLike) -> dict:
+    """A starting model by content: a local folder by its hashes (it may move), a hub id by name."""
+    hashes = model_hashes(path)
+    return {k: v for k, v in hashes.items() if k != "path"} if Path(path).is_dir() else hashes
 
 
 def tokenizer_hash(tokenizer) -> str:
@@ -67,7 +74,7 @@ def tokenizer_hash(tokenizer) -> str:
 def differences(old: dict, new: dict) -> list[str]:
     """The dotted fields whose values differ (`config.lr`, `inputs.data.jsonl`, `base.weights`)."""
     a, b = dict(_flat(old)), dict(_flat(new))
-    return [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    return [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and k != "changed_on_resume"]
 
 
 def _shown(fields: list[str], old: dict, new: dict) -> str:
@@ -85,7 +92,7 @@ def _shown(fields: list[str], old: dict, new: dict) -> str:
 def prepare_run(out: str | os.PathLike, key: dict, resume: str, stage: str) -> bool:
     """Before a training stage skips or resumes: True when `out/model` is this run's finished model.
     A finished model or checkpoint of another run: `ResumeMismatch` (resume=auto), used anyway
-    (force) or deleted (fresh). A model folder without its marker (a torn save) is deleted."""
+    (force) or deleted (fresh). A model folder without its marker (a torn save) is not finished."""
     out = Path(out)
     return distributed.on_main(_prepare, out, key, resume, stage)
 
@@ -96,9 +103,7 @@ def _prepare(out: Path, key: dict, resume: str, stage: str) -> bool:
     if resume == "fresh":
         for sub in ("checkpoints", "model", "model.tmp"):
             shutil.rmtree(out / sub, ignore_errors=True)
-    done = (model / MARKER).exists()
-    if not done:
-        shutil.rmtree(model, ignore_errors=True)
+    done = (model / MARKER).exists()  # without it (a kill mid-save): trained again, replaced when complete
     stored = out / KEY_FILE
     if (done or latest_checkpoint(out)) and stored.exists():
         old = json.loads(stored.read_text(encoding="utf-8"))
@@ -109,7 +114,7 @@ def _prepare(out: Path, key: dict, resume: str, stage: str) -> bool:
                                  f"rerun with --fresh (or --set {stage}.resume=fresh) to start over, or "
                                  f"--set {stage}.resume=force to keep it")
         if diff:
-            key = {**key, "changed_on_resume": [d for d in diff if d != "changed_on_resume"]}
+            key = {**key, "changed_on_resume": diff}
     if not done:  # a finished model keeps the key it was trained with
         write_json(stored, key)
     return done
