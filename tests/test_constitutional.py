@@ -179,3 +179,21 @@ def test_cli_with_own_prompts_constitution_and_rounds(tiny_run, tmp_path):
     prompts.write_text('{"prompt": ""}\n', encoding="utf-8")
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "rt.jsonl:1: a red-team record needs a non-empty 'prompt'" in res.output
+
+
+def test_stage_is_skipped_with_the_same_settings_and_redone_with_others(tiny_run, tmp_path):
+    import shutil
+
+    from llm_recipe.config import load_config
+    from llm_recipe.stages.prefs import stage_constitutional
+
+    shutil.copytree(tiny_run / "constitutional", tmp_path / "constitutional")
+    report = tmp_path / "constitutional" / "report.json"
+    before = report.stat().st_mtime_ns
+    cfg = load_config(tiny_run / "recipe.yaml")
+    stage_constitutional(cfg, tiny_run / "sft" / "model", tmp_path)
+    assert report.stat().st_mtime_ns == before  # same settings and model: skipped
+    changed = load_config(tiny_run / "recipe.yaml", {"constitutional.rounds": 2})
+    stage_constitutional(changed, tiny_run / "sft" / "model", tmp_path)
+    recs = [json.loads(x) for x in (tmp_path / "constitutional" / "records.jsonl").read_text().splitlines()]
+    assert all(len(r["rounds"]) == 2 for r in recs) and json.loads(report.read_text())["rounds"] == 2

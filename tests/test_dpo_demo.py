@@ -137,4 +137,4 @@ def test_stage_is_skipped_when_done_and_cli_errors_are_one_line(demo, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json}\n")
     res = CliRunner().invoke(app, ["dpo", "--model", str(demo["sft_dir"]), "--data", str(bad), "-o", str(tmp_path)])
-    assert res.exit_code == 2 and "no usable DPO pairs" in res.output
+    assert res.exit_code == 2 and "dpo: preference data: no usable records (1 read; skipped: invalid_json 1" in res.output

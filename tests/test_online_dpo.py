@@ -81,6 +81,9 @@ def test_previous_round_as_reference(tiny_run, tmp_path):
     d = tmp_path / "online_dpo"
     assert _json(d / "round-2" / "dpo_report.json")["reference"]["model"] == str(d / "round-1" / "model")
     assert _step0_loss(d / "round-2") == pytest.approx(math.log(2), abs=1e-5)  # the policy is its reference
+    res = _cli(tiny_run, tmp_path, "--set", "online_dpo.reference_model=previous", "--rounds", "2",
+               "--set", "online_dpo.beta=0.5")
+    assert res.exit_code == 2 and "beta 0.1 -> 0.5" in res.output and "online_dpo.resume=fresh" in res.output
 
 
 def test_no_reward_model_is_one_line(tiny_run, tmp_path):

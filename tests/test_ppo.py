@@ -343,3 +343,33 @@ def test_stopped_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(s
     for a, b in zip(uninterrupted.policy.state_dict().values(), s2.policy.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert resumed.before == full.before
+
+
+def test_sigterm_during_the_evaluation_before_training_checkpoints_instead_of_dying(sft_dir, tmp_path, monkeypatch):
+    """#20: PPO/GRPO killed by SIGTERM before the first iteration exited -15 with nothing saved."""
+    import os
+    import signal
+
+    from llm_recipe.train import rl_loop
+    from llm_recipe.train.grpo import run_grpo
+
+    def unhandled(*_):
+        raise AssertionError("SIGTERM reached the default handler: the run would die with nothing saved")
+
+    real = rl_loop.evaluate_policy
+
+    def evaluate_then_sigterm(*a, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's time limit, mid-evaluation
+        return real(*a, **kw)
+
+    cfg = GRPOConfig(**{**RL, "rollout_batch_size": 8, "minibatch_size": 8, "eval_prompts": 2}, iterations=2,
+                     group_size=4)
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        monkeypatch.setattr(rl_loop, "evaluate_policy", evaluate_then_sigterm)
+        res = run_grpo(_setup(sft_dir, StartsWithScorer(PREFIX), cfg), cfg, tmp_path, seed=0, save=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert res.model_dir is None and res.history == [] and res.before  # stopped, evaluated
+    state = json.loads((tmp_path / "checkpoints" / "step-0000000" / "trainer_state.json").read_text())
+    assert state["before"] == res.before  # a rerun does not evaluate again

@@ -202,6 +202,10 @@ def test_rm_train_cli_reads_files_counts_skips_and_skips_when_done(tmp_path, bas
     assert report["read"]["skipped"] == {"chosen_equals_rejected": 1}
     assert report["read"]["where"]["chosen_equals_rejected"] == [f"{f}:49"]
     assert report["train_pairs"] + report["eval_pairs"] == 48
+    # run.json names the model it started from, with its hashes (#20: it recorded init_from: null)
+    init = json.loads((run / "run.json").read_text())["init_from"]
+    assert init["path"] == str(base_dir.resolve()) and len(init["weights"]) == len(init["tokenizer"]) == 64
+    assert init["weights"] == json.loads((run / "run_key.json").read_text())["base"]["weights"]
     mtime = (run / "model" / "model.safetensors").stat().st_mtime
     res = CliRunner().invoke(app, args)  # complete: returns the existing model without training
     assert res.exit_code == 0 and (run / "model" / "model.safetensors").stat().st_mtime == mtime

@@ -27,7 +27,7 @@ from .config import (
     parse_overrides,
 )
 from .console import is_main_process
-from .files import FolderInUse
+from .files import DiskFull, FolderInUse, set_max_record_bytes
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -71,12 +71,14 @@ def _hyper_set(set_: list[str] | None, section: str, **values) -> list[str]:
     """`--set` overrides for the hyperparameter options that were given."""
     out = list(set_ or [])
     for name, v in values.items():
-        if v is None or v == []:
+        if v is None or v == [] or v is False:
             continue
         out.append(f"{section}.{name}=[{', '.join(v)}]" if isinstance(v, list) else f"{section}.{name}={v}")
     return out
 
 
+Fresh = Annotated[bool, typer.Option("--fresh", help="delete this stage's checkpoints and model and start over "
+                                     "(without it, a rerun resumes or skips only with the same settings)")]
 PtLr, PtSteps, PtEpochs, PtBatch, ReportTo = _hyper_options(PretrainConfig, None)
 SftLr, SftSteps, SftEpochs, SftBatch, _ = _hyper_options(SFTConfig, "sft")
 DpoLr, DpoSteps, DpoEpochs, DpoBatch, _ = _hyper_options(DPOConfig, "dpo")
@@ -106,7 +108,7 @@ def friendly_errors(fn):
         hide_weight_io_bars()
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, UserError, FileNotFoundError, FolderInUse) as e:
+        except (ConfigError, UserError, FileNotFoundError, FolderInUse, DiskFull) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
         except StoppedEarly as e:  # SIGTERM mid-training: the checkpoint is saved, not an error to debug
@@ -122,17 +124,19 @@ def resolve(config: str | None, overrides: list[str] | None, seed: int | None, o
         ov["seed"] = seed
     if output_dir is not None:
         ov["output_dir"] = str(output_dir)
-    return load_config(config, ov)
+    cfg = load_config(config, ov)
+    set_max_record_bytes(int(cfg.max_record_mb * 2**20))  # the one reader of user files (`files.iter_jsonl`)
+    return cfg
 
 
 @app.command()
 @friendly_errors
 def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
              lr: PtLr = None, max_steps: PtSteps = None, epochs: PtEpochs = None, batch_size: PtBatch = None,
-             report_to: ReportTo = None) -> None:
+             report_to: ReportTo = None, fresh: Fresh = False) -> None:
     """Train the tokenizer (unless the model brings one) and pretrain the model."""
     set_ = _hyper_set(set_, "pretrain", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                      report_to=report_to)
+                      report_to=report_to, resume=fresh and "fresh")
     from .config import PretrainConfig
     from .stages.corpus import stage_corpus
     from .stages.model_import import stage_import
@@ -145,8 +149,8 @@ def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None
     if cfg.pretrain is None:  # asked for explicitly: the defaults (continued pretraining of model.name_or_path)
         cfg = cfg.model_copy(update={"pretrain": PretrainConfig(compute=cfg.compute)})
     files = stage_corpus(cfg, out)
-    tok = stage_tokenizer(cfg, files, out)
-    echo(f"model: {stage_pretrain(cfg, files, tok, out)}")
+    tok = _user_errors(stage_tokenizer, cfg, files, out)
+    echo(f"model: {_user_errors(stage_pretrain, cfg, files, tok, out)}")
 
 
 @app.command()
@@ -206,7 +210,7 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
     """Run every stage of a recipe end to end."""
     from .recipe import run_recipe
 
-    artifacts = run_recipe(resolve(config, set_, seed, output_dir))
+    artifacts = _user_errors(run_recipe, resolve(config, set_, seed, output_dir))
     for name, path in artifacts.items():
         echo(f"{name:>20}: {path}")
 
@@ -285,10 +289,10 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
         data: SftData = None,
         model: Annotated[str | None, typer.Option("--model", "-m", help="model to fine-tune (dir or hub id)")] = None,
         lr: SftLr = None, max_steps: SftSteps = None, epochs: SftEpochs = None, batch_size: SftBatch = None,
-        report_to: ReportTo = None) -> None:
+        report_to: ReportTo = None, fresh: Fresh = False) -> None:
     """Supervised fine-tuning of --model (or, with --config, of the recipe's pretrained model)."""
     set_ = _hyper_set(set_, "sft", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                      report_to=report_to)
+                      report_to=report_to, resume=fresh and "fresh")
     from .stages.corpus import stage_corpus
     from .stages.pretrain import stage_pretrain
     from .stages.sft import stage_sft
@@ -303,7 +307,7 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
                         "with a recipe whose pretrain stage makes one")
     if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
         files = stage_corpus(cfg, out)
-        base = stage_pretrain(cfg, files, stage_tokenizer(cfg, files, out), out)
+        base = _user_errors(stage_pretrain, cfg, files, _user_errors(stage_tokenizer, cfg, files, out), out)
     echo(f"model: {_user_errors(stage_sft, cfg, base, out / 'sft')}")
 
 
@@ -538,10 +542,10 @@ def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="ba
              data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="preference data (repeatable)")] = None,
              config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
              lr: RmLr = None, max_steps: RmSteps = None, epochs: RmEpochs = None, batch_size: RmBatch = None,
-             report_to: ReportTo = None) -> None:
+             report_to: ReportTo = None, fresh: Fresh = False) -> None:
     """Train a reward model (Bradley-Terry) on preference pairs; default data: the style set."""
     set_ = _hyper_set(set_, "rm", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                      report_to=report_to)
+                      report_to=report_to, resume=fresh and "fresh")
     from .config import RMConfig
     from .stages.reward import stage_rm
 
@@ -631,20 +635,20 @@ RLRmOpt = Annotated[str | None, typer.Option("--rm", help="reward model dir (def
 @friendly_errors
 def ppo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
         seed: SeedOpt = None, output_dir: OutOpt = None, lr: PpoLr = None, iterations: PpoIters = None,
-        report_to: ReportTo = None) -> None:
+        report_to: ReportTo = None, fresh: Fresh = False) -> None:
     """RLHF with PPO against a reward model (or the config's rules); writes OUTPUT_DIR/ppo."""
-    _rl("ppo", model, rm, config, _hyper_set(set_, "ppo", lr=lr, iterations=iterations, report_to=report_to),
-        seed, output_dir)
+    _rl("ppo", model, rm, config, _hyper_set(set_, "ppo", lr=lr, iterations=iterations, report_to=report_to,
+                                             resume=fresh and "fresh"), seed, output_dir)
 
 
 @app.command()
 @friendly_errors
 def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
          seed: SeedOpt = None, output_dir: OutOpt = None, lr: GrpoLr = None, iterations: GrpoIters = None,
-         report_to: ReportTo = None) -> None:
+         report_to: ReportTo = None, fresh: Fresh = False) -> None:
     """GRPO (group-relative advantages, no value model); writes OUTPUT_DIR/grpo."""
-    _rl("grpo", model, rm, config, _hyper_set(set_, "grpo", lr=lr, iterations=iterations, report_to=report_to),
-        seed, output_dir)
+    _rl("grpo", model, rm, config, _hyper_set(set_, "grpo", lr=lr, iterations=iterations, report_to=report_to,
+                                              resume=fresh and "fresh"), seed, output_dir)
 
 
 @app.command()
@@ -654,10 +658,10 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
                                                         "default: the style set")] = None,
         config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
         lr: DpoLr = None, max_steps: DpoSteps = None, epochs: DpoEpochs = None, batch_size: DpoBatch = None,
-        report_to: ReportTo = None) -> None:
+        report_to: ReportTo = None, fresh: Fresh = False) -> None:
     """DPO (sigmoid / cDPO / robust / IPO) from an SFT model; writes OUTPUT_DIR/dpo."""
     set_ = _hyper_set(set_, "dpo", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                      report_to=report_to)
+                      report_to=report_to, resume=fresh and "fresh")
     from .config import DPOConfig
     from .record_sources import is_hub_name
     from .stages.dpo import stage_dpo

@@ -8,13 +8,16 @@ reported as `file:line: reason` instead of a traceback from deep inside json.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gzip
 import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -61,8 +64,6 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
 def link_folder(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """`dst` as a copy of folder `src` made of hard links (no second copy of the weights on disk;
     a plain copy across file systems), built under a temp name and renamed into place."""
-    import shutil
-
     src, dst = Path(src), Path(dst)
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -77,6 +78,53 @@ def link_folder(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     shutil.rmtree(dst, ignore_errors=True)
     os.replace(tmp, dst)
     return dst
+
+
+MARKER = "complete.json"  # written last into a folder `write_complete` makes
+
+
+class DiskFull(OSError):
+    """A save ran out of space: one line naming the folder (what was there before is kept)."""
+
+
+def disk_full(path: Path, e: BaseException) -> DiskFull | None:
+    """What a failed save becomes when the disk is full: one line naming the folder; else None."""
+    full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or \
+        (isinstance(e, RuntimeError) and "file write failed" in str(e))  # torch.save's words for ENOSPC
+    if not full:
+        return None
+    return DiskFull(f"{path}: no space left on device while saving (free some space and run the "
+                    "same command again; the last complete checkpoint is kept)")
+
+
+def write_complete(folder: str | os.PathLike, write: Callable[[Path], None], info: dict | None = None) -> Path:
+    """Write a folder all or nothing: `write` fills `folder.tmp/`, the marker (with `info`) goes in
+    last, then the rename. A kill or a full disk at any point leaves no `folder` (a rerun redoes it)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        share_files(tmp)
+        write_json(tmp / MARKER, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {})})
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
+        full = disk_full(folder, e)
+        if full is None:
+            raise
+        raise full from None
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def is_complete(folder: str | os.PathLike, info: dict | None = None) -> bool:
+    """Whether `folder` was written completely (and, given `info`, with that info in its marker)."""
+    marker = Path(folder) / MARKER
+    if not marker.exists():
+        return False
+    return info is None or info.items() <= json.loads(marker.read_text(encoding="utf-8")).items()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -119,13 +167,31 @@ def open_text_bytes(path: str | os.PathLike) -> IO[bytes]:
     return open(p, "rb")
 
 
+# A record (one line) larger than this is skipped unread (`too_large`): a 48 MB line took minutes and
+# gigabytes downstream. The recipe's `max_record_mb` sets it (`set_max_record_bytes`).
+_MAX_RECORD = {"bytes": 8 << 20}
+
+
+def set_max_record_bytes(n: int) -> None:
+    _MAX_RECORD["bytes"] = n
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:
     """Yield `(line_number, record)` or `(line_number, BadLine)`; blank lines are skipped.
 
-    Decoding is per line so one non-UTF-8 byte costs one line, not the whole file.
+    Decoding is per line so one non-UTF-8 byte costs one line, not the whole file. A line over the
+    record size cap is skipped in chunks, never held whole.
     """
+    limit = _MAX_RECORD["bytes"]
     with open_text_bytes(path) as f:
-        for lineno, raw in enumerate(f, start=1):
+        lineno = 0
+        while raw := f.readline(limit + 1):
+            lineno += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # the rest of the line, 1 MB at a time
+                    raw = f.readline(1 << 20)
+                yield lineno, BadLine(str(path), lineno, "too_large", f"over max_record_mb={limit / 2**20:g}")
+                continue
             if not raw.strip():
                 continue
             try:

@@ -3,6 +3,7 @@ versions, git commit, and content hashes of every input file."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -38,7 +39,13 @@ def git_commit() -> str | None:
         return None
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    st = os.stat(path)  # a stage checks its inputs, then records them: each file is read once
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: str, _size: int, _mtime_ns: int, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -60,11 +67,37 @@ def input_hash(path: str | os.PathLike) -> str:
     return "not a local path (hub dataset: not hashed)"
 
 
+# what makes a model folder the same model: its weights and its tokenizer (config.json follows the weights)
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".gguf")
+_TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
+              "special_tokens_map.json", "chat_template.jinja")
+
+
+def model_hashes(path: str | os.PathLike) -> dict:
+    """The resolved path of a model and the sha256 of its weights and of its tokenizer files; a hub
+    id is recorded by name (its files are not here)."""
+    p = Path(path)
+    if not p.is_dir():
+        return {"path": str(path), "weights": "not a local folder (hub model: not hashed)", "tokenizer": None}
+
+    def digest(files: list[Path]) -> str | None:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f"{f.name}\0{file_sha256(f)}\n".encode())
+        return h.hexdigest() if files else None
+
+    files = sorted(f for f in p.iterdir() if f.is_file())
+    return {"path": str(p.resolve()), "weights": digest([f for f in files if f.name.endswith(_WEIGHTS)]),
+            "tokenizer": digest([f for f in files if f.name in _TOKENIZER])}
+
+
 def write_run_manifest(
     out_dir: str | os.PathLike, *, stage: str, config: Any, inputs: Iterable[str | os.PathLike] = (),
-    extra: dict | None = None,
+    extra: dict | None = None, init_from: str | os.PathLike | None = None,
 ) -> Path:
-    """Write `run.json`: stage, resolved config, versions, commit, input hashes, argv."""
+    """Write `run.json`: stage, resolved config, versions, commit, input hashes, argv, and for a
+    fine-tuning stage the model it started from (`init_from`: resolved path, sha256 of weights and
+    tokenizer; the config's own `init_from` is often null: the recipe's previous stage)."""
     cfg = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
     path = Path(out_dir) / "run.json"
     write_json(path, {
@@ -75,6 +108,7 @@ def write_run_manifest(
         "versions": library_versions(),
         "git_commit": git_commit(),
         "inputs": {str(p): input_hash(p) for p in inputs},
+        "init_from": model_hashes(init_from) if init_from else None,
         **(extra or {}),
     })
     return path

@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import console
 from .files import BadLine, iter_jsonl, open_text_bytes
 
 JSONL_EXT = (".jsonl", ".json", ".ndjson")
@@ -190,3 +191,28 @@ def iter_source(source: str | os.PathLike, split: str | None = None) -> Iterator
         yield from _hub(name, split)
     else:
         raise FileNotFoundError(f"{name}: no such file or folder")
+
+
+# Skips of well-formed records (no preference to learn, longer than the configured length): shown,
+# but not counted as bad data.
+NOT_BAD = {"tie", "chosen_equals_rejected", "too_long", "prompt_too_long", "no_trainable_tokens", "unpaired_no_partner",
+           "judge_position_disagreement"}
+
+
+def check_skips(what: str, kept: int, skipped: dict[str, int], examples: list[str], max_share: float,
+                field: str) -> None:
+    """Say what was skipped and why (every stage that reads records); one line of error when nothing
+    is usable or more than `max_share` of the records were bad (`field` names the setting)."""
+    n = sum(skipped.values())
+    if not n and kept:
+        return
+    total = kept + n
+    why = ", ".join(f"{r} {c}" for r, c in sorted(skipped.items(), key=lambda x: -x[1])) or "no records at all"
+    first = f"; first: {examples[0]}" if examples else ""
+    if not kept:
+        raise ValueError(f"{what}: no usable records ({total} read; skipped: {why}{first})")
+    bad = sum(c for r, c in skipped.items() if r not in NOT_BAD)
+    if bad / total > max_share:
+        raise ValueError(f"{what}: {bad} of {total} records are unusable ({bad / total:.0%}: {why}{first}), more "
+                         f"than {field}={max_share:g}; fix the data or raise {field}")
+    console.log(f"{what}: kept {kept} of {total} records; skipped {n} ({why}{first})")

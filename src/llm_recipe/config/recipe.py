@@ -42,6 +42,8 @@ COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm"
 class RecipeConfig(Section):
     seed: int = 0
     output_dir: Path = Path("runs/tiny")
+    max_record_mb: float = Field(8.0, gt=0, description="a JSONL record (line) larger than this is skipped and "
+                                 "counted as too_large, unread")
     compute: ComputeConfig = Field(ComputeConfig(), description="every stage's default `compute:` block")
     corpus: SampleCorpusConfig = SampleCorpusConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()

@@ -83,6 +83,12 @@ class OptimConfig(Section):
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
         default_factory=list, description="experiment trackers that also get every logged record (accelerate's)")
     compute: ComputeConfig = ComputeConfig()
+    max_bad_records: float = Field(
+        0.1, ge=0, le=1, description="fail when a larger share of the input records is unusable (skipped)")
+    resume: Literal["auto", "fresh", "force"] = Field(
+        "auto", description="a folder with a checkpoint or finished model of this stage: auto = reuse it only if "
+        "the run's settings and inputs match (else an error naming them); fresh = delete it and start over "
+        "(--fresh); force = reuse it despite the differences (recorded in run.json)")
 
 
 class TrainConfig(OptimConfig):

@@ -119,6 +119,7 @@ def curate(
     if not paths:
         raise FileNotFoundError("curate: no input paths (set curate.input.paths)")
     shards = list_shards(paths)
+    counter = make_counter(cfg.mixing.tokenizer) if cfg.mixing is not None else None  # a bad path fails now
     steps, skipped = build_steps(cfg, extra_steps, seed)
     out = Path(out_dir)
     reader = ShardReader(cfg.input.text_key, cfg.input.id_key, cfg.input.default_source,
@@ -148,7 +149,7 @@ def curate(
     if cfg.mixing is not None:
         m = cfg.mixing
         mixture = mix(files, out / "mixed", weights=m.weights, token_budget=m.token_budget,
-                      max_epochs=m.max_epochs, counter=make_counter(m.tokenizer), seed=seed,
+                      max_epochs=m.max_epochs, counter=counter, seed=seed,
                       truncate_last=m.truncate_last, fmt=cfg.output.format,
                       max_docs_per_file=cfg.output.max_docs_per_file)
         files = [Path(p) for p in mixture["outputs"]]

@@ -12,6 +12,7 @@ spends per kana/kanji, so this is a reasonable budget unit without a tokenizer. 
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cached_property
 
@@ -54,6 +55,9 @@ class HFTokenCounter(TokenCounter):
     """Counts with a Hugging Face tokenizer loaded from a local directory (never downloaded)."""
 
     def __init__(self, path: str) -> None:
+        if not os.path.isdir(path):  # here, not at the first count deep inside a run
+            raise FileNotFoundError(f"{path}: no such tokenizer folder (the `tokenizer:` of curation: a local "
+                                    "Hugging Face tokenizer directory, or unset for the built-in count)")
         self.path = str(path)
         self.name = f"hf:{self.path}"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..files import BadLine, write_jsonl
-from ..record_sources import check_source, iter_source
+from ..record_sources import check_skips, check_source, iter_source
 from ..splits import split_by_key
 
 ROLES = ("system", "user", "assistant")
@@ -72,6 +72,11 @@ class SkipLog:
 
     def to_json(self) -> dict:
         return {"kept": self.kept, "skipped": dict(sorted(self.skipped.items())), "where": self.where}
+
+    def check(self, what: str, max_share: float, field: str) -> None:
+        """The skips said, and too many bad records an error (`record_sources.check_skips`)."""
+        first = [f"{locs[0]} ({reason})" for reason, locs in self.where.items() if locs]
+        check_skips(what, self.kept, self.skipped, first, max_share, field)
 
     def summary(self) -> str:
         parts = ", ".join(f"{r}={n}" for r, n in sorted(self.skipped.items()))

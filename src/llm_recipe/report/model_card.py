@@ -43,7 +43,9 @@ def _usage(model_dir: Path, stage: str, chat: bool) -> list[str]:
     return head + ['ids = tok("東京は", return_tensors="pt")', "print(tok.decode(model.generate(**ids, max_new_tokens=64)[0]))"]
 
 
-def write_model_card(model_dir: str | os.PathLike, evaluation: tuple[str, dict] | None = None) -> Path:
+def write_model_card(model_dir: str | os.PathLike, evaluation: tuple[str, dict] | None = None,
+                     name: str | os.PathLike | None = None) -> Path:
+    """`name`: the folder's final path when it is written elsewhere first (the usage snippet names it)."""
     model_dir = Path(model_dir)
     run = _read(model_dir.parent / "run.json")
     stage = run.get("stage", model_dir.parent.name)
@@ -75,7 +77,7 @@ def write_model_card(model_dir: str | os.PathLike, evaluation: tuple[str, dict] 
     if evaluation is not None:
         name, row = evaluation
         lines += ["", "## Evaluation (llm-recipe eval)", "", markdown_table({"order": [name], "models": {name: row}}).strip()]
-    lines += ["", "## Use", "", "```python", *_usage(model_dir, stage, bool(tok.get("chat_template")) or
+    lines += ["", "## Use", "", "```python", *_usage(Path(name or model_dir), stage, bool(tok.get("chat_template")) or
                                                      (model_dir / "chat_template.jinja").is_file()), "```", ""]
     out = model_dir / "README.md"
     with atomic_write(out) as f:

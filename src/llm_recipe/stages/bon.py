@@ -2,12 +2,14 @@
 
     stage_bon(cfg, policy_dir, rm_dir, out)   out/best_of_n/report.json (+ samples.jsonl): mean reward
                                               of the returned answers vs. the N=1 answer, token
-                                              cost, latency; skipped when done
+                                              cost, latency; skipped when done with the
+                                              same settings, policy and reward model
     bon_prompts(bon_cfg, rm_cfg, seed)        configured prompts, else held-out style-set prompts
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from ..infer.reward import load_scorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.records import split_by_prompt
+from ..train.run_folder import model_key, run_key
 
 
 def stage_bon(cfg: RecipeConfig, policy_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
@@ -28,12 +31,16 @@ def stage_bon(cfg: RecipeConfig, policy_dir: str | os.PathLike, rm_dir: str | os
     samples and a report with the mean reward of the returned answers vs. the N=1 answer, token
     cost and latency."""
     run_dir = Path(out) / "best_of_n"
-    if skip_done and (run_dir / "report.json").exists():
-        return run_dir / "report.json"
-    return distributed.on_main(_best_of_n, cfg, policy_dir, rm_dir, run_dir)
+    # the report of the same settings, policy and reward model is reused; other ones are measured again
+    key = run_key(cfg.bon or BoNConfig(), seed=cfg.seed, base=policy_dir,
+                  reward_model=model_key(rm_dir) if rm_dir is not None else None)
+    report = run_dir / "report.json"
+    if skip_done and report.exists() and json.loads(report.read_text(encoding="utf-8")).get("run_key") == key:
+        return report
+    return distributed.on_main(_best_of_n, cfg, policy_dir, rm_dir, run_dir, key)
 
 
-def _best_of_n(cfg: RecipeConfig, policy_dir, rm_dir, run_dir: Path) -> Path:
+def _best_of_n(cfg: RecipeConfig, policy_dir, rm_dir, run_dir: Path, key: dict) -> Path:
     bc, rc = cfg.bon or BoNConfig(), cfg.rm or RMConfig()
     compute = bc.compute
     refs = [(r.path, r.weight) for r in bc.reward_models] if bc.reward_models else [(str(rm_dir), 1.0)]
@@ -51,7 +58,7 @@ def _best_of_n(cfg: RecipeConfig, policy_dir, rm_dir, run_dir: Path) -> Path:
         sum(it.samples[0].text.lstrip().startswith(prefix) for it in rep.items) / len(rep.items))
     write_jsonl(run_dir / "samples.jsonl", rep.to_records())
     write_json(run_dir / "report.json", {"policy": str(policy_dir), "reward_models": [str(p) for p, _ in refs],
-                                         **summary})
+                                         **summary, "run_key": key})
     console.log(f"best-of-{bc.n}: mean reward {summary['mean_first_sample_reward']:.3f} (N=1) -> "
                 f"{summary['mean_best_reward']:.3f}; tokens x{summary['token_cost_ratio']:.2f}; "
                 f"max-of-N latency {summary['max_of_n_latency_s']['mean']:.2f}s")

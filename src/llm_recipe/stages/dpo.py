@@ -26,6 +26,7 @@ from ..preference.records import split_by_prompt
 from ..train.dpo import run_dpo
 from ..train.interrupt import StoppedEarly
 from ..train.kto import with_mismatched_completions
+from ..train.run_folder import prepare_run, run_key
 
 
 def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -34,11 +35,12 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
     dcfg = cfg.dpo or DPOConfig()
     run_dir = Path(out) / "dpo"
     model_dir = run_dir / "model"
-    done = (model_dir / "model.safetensors").exists()
     style = dcfg.data == "style"
+    init = dcfg.init_from or str(sft_model_dir)
+    key = run_key(dcfg, seed=cfg.seed, inputs=[] if style else [*dcfg.data, *(dcfg.eval_data or [])], base=init)
+    done = prepare_run(run_dir, key, dcfg.resume, "dpo")
     if done and (not style or (run_dir / "style_report.json").exists()):
         return model_dir
-    init = dcfg.init_from or str(sft_model_dir)
     if style:
         data = style_pairs_from_sft(cfg.sft or SFTConfig(), dcfg, cfg.seed)
         if dcfg.style_answers == "model":  # the policy's own answers (main process), then the same rule
@@ -61,7 +63,7 @@ def stage_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os
         else:
             train, evals = split_by_prompt(pairs, dcfg.eval_fraction, cfg.seed)
         inputs = [*dcfg.data, *(dcfg.eval_data or [])]
-        console.log(f"dpo: read preference data: {log.summary()}")
+        log.check("dpo: preference data", dcfg.max_bad_records, "dpo.max_bad_records")
     if not done:
         res = run_dpo(init=init, train_pairs=train, eval_pairs=evals, cfg=dcfg, output_dir=run_dir, seed=cfg.seed,
                       read_log=log, inputs=inputs, full_config=cfg)

@@ -37,6 +37,7 @@ from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
 from ..train.dpo import run_dpo
 from ..train.interrupt import StoppedEarly
+from ..train.run_folder import model_key, prepare_run, run_key
 
 
 def _label_config(lc: LabelConfig, rm_dir: str | os.PathLike | None) -> LabelConfig:
@@ -70,11 +71,14 @@ def round_prompts(pool: list[dict], r: int, per_round: int) -> list[dict]:
 
 
 def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: LabelConfig, seed: int,
-               rdir: Path) -> dict:
-    """Sample and label one round (main process); reuse it when an earlier attempt wrote it."""
+               rdir: Path, key: dict) -> dict:
+    """Sample and label one round (main process); reuse it when an earlier attempt of the same
+    round (same `key`) wrote it."""
     report_file = rdir / "data_round.json"
     if report_file.exists():  # written last: the round's candidates and pairs are complete
-        return json.loads(report_file.read_text(encoding="utf-8"))
+        done = json.loads(report_file.read_text(encoding="utf-8"))
+        if done.get("key") == key:
+            return done
     model, tok = load_model(policy, ocfg.compute), load_tokenizer(policy)
     with autocast(ocfg.compute, model.device):
         records = generate_candidates(model, tok, prompts, ocfg.candidates, seed)
@@ -90,9 +94,21 @@ def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: Labe
               "pairs": len(pairs), "labeler": lc.labeler, "label": log.to_json(),
               "mean_score": None if flat is None or not flat.size else float(flat.mean()),
               "mean_score_chosen": _mean(p.meta.get("score_chosen") for p in pairs),
-              "mean_score_rejected": _mean(p.meta.get("score_rejected") for p in pairs)}
+              "mean_score_rejected": _mean(p.meta.get("score_rejected") for p in pairs), "key": key}
     write_json(report_file, report)
     return report
+
+
+def round_key(cfg: RecipeConfig, ocfg: OnlineDPOConfig, lc: LabelConfig, r: int, policy: str, reference: str) -> dict:
+    """What round r computes: the section with its resolved labeler (but `rounds`: more rounds extend
+    a run), the round, its policy, reference and reward models by content, and the prompt source."""
+    prompts = [] if ocfg.prompts == "sft" else ocfg.prompts
+    key = run_key(ocfg.model_copy(update={"label": lc}), seed=cfg.seed, inputs=prompts, base=policy, round=r,
+                  reference=model_key(reference), reward_models=[[model_key(m.path), m.weight] for m in lc.reward_models],
+                  sft=cfg.sft.model_dump(mode="json") if ocfg.prompts == "sft" else None)
+    for moved_or_extended in ("rounds", "label.reward_models"):  # reward models: by content above
+        key["config"].pop(moved_or_extended)
+    return key
 
 
 def _mean(values) -> float | None:
@@ -106,8 +122,6 @@ def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir
     ocfg: OnlineDPOConfig = cfg.online_dpo
     run_dir = Path(out) / "online_dpo"
     final = run_dir / "model"
-    if (final / "model.safetensors").exists() and (run_dir / "report.json").exists():
-        return final
     lc = _label_config(ocfg.label, rm_dir)
     init = ocfg.init_from or str(sft_model_dir)
     pool, pool_log = distributed.on_main(prompt_pool, cfg, ocfg)
@@ -116,21 +130,24 @@ def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir
     policy, rows = init, []
     for r in range(1, ocfg.rounds + 1):
         rdir = run_dir / f"round-{r}"
-        data = distributed.on_main(round_data, policy, round_prompts(pool, r, ocfg.prompts_per_round), ocfg, lc,
-                                   sample_seed(cfg.seed, 1000 + r), rdir)
-        if not (rdir / "model" / "model.safetensors").exists():
+        reference = init if ocfg.reference_model == "initial" else policy
+        key = round_key(cfg, ocfg, lc, r, policy, reference)
+        # the round's DPO folder: its finished model is reused only for the same round key
+        if not prepare_run(rdir, key, ocfg.resume, "online_dpo"):
+            data = distributed.on_main(round_data, policy, round_prompts(pool, r, ocfg.prompts_per_round), ocfg, lc,
+                                       sample_seed(cfg.seed, 1000 + r), rdir, key)
             if data["pairs"] < 2:
                 raise ValueError(f"online_dpo round {r}: {data['pairs']} pair(s) labelled "
                                  f"({data['label']['skipped']}); see {rdir / 'data_round.json'}")
             pairs, read_log = read_preference_files([rdir / "pairs.jsonl"])
             train, evals = split_by_prompt(pairs, ocfg.eval_fraction, cfg.seed + r)
-            reference = init if ocfg.reference_model == "initial" else policy
             res = run_dpo(init=policy, reference_init=reference, train_pairs=train, eval_pairs=evals, cfg=ocfg,
                           output_dir=rdir, seed=cfg.seed + r, read_log=read_log, inputs=[rdir / "pairs.jsonl"],
                           full_config=cfg, stage="online_dpo")
             if res.stopped_early:
                 raise StoppedEarly(f"online DPO round {r} stopped at step {res.steps} (checkpoint saved); "
                                    "run the same command again to resume")
+        data = json.loads((rdir / "data_round.json").read_text(encoding="utf-8"))
         policy = str(rdir / "model")
         rows.append({"round": r, **{k: data[k] for k in ("prompts", "candidates", "pairs", "mean_score",
                                                           "mean_score_chosen", "mean_score_rejected")},
@@ -145,13 +162,12 @@ def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir
                      title="online DPO: the labeler's score of the policy's samples, by round")
         write_run_manifest(run_dir, stage="online_dpo", config=cfg,
                            inputs=[run_dir / f"round-{r['round']}" / "pairs.jsonl" for r in rows],
-                           extra={"base_model": init, "rounds": rows})
-        link_folder(policy, final)
+                           extra={"base_model": init, "rounds": rows}, init_from=init)
+        link_folder(policy, final)  # the last round's model, as hard links (no second copy)
         write_json(run_dir / "report.json", {"rounds": rows, "reference_model": ocfg.reference_model,
                                              "labeler": lc.labeler, "final_policy": policy})
     distributed.barrier()
     return final
-
 
 def _final_eval(rdir: Path) -> dict:
     """The round's last DPO evaluation (held-out pairs of that round)."""

@@ -11,6 +11,7 @@ output atomically plus a JSON report (counts, skips by reason with file:line), r
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..preference.human import read_annotations
 from ..preference.judge import CausalLMJudge
 from ..preference.label import label_candidates, read_candidates
 from ..preference.records import SkipLog, write_pairs
+from ..train.run_folder import differences, run_key
 
 
 def report_path(out: str | os.PathLike) -> Path:
@@ -158,10 +160,22 @@ def constitutional(model_path: str, out_dir: str | os.PathLike, cfg: Constitutio
 
 
 def stage_constitutional(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """The recipe's `constitutional:` stage: the SFT model's CAI data into out/constitutional/."""
+    """The recipe's `constitutional:` stage: the SFT model's CAI data into out/constitutional/.
+    Skipped when done with the same settings, inputs and model (`run_key.json`); made again, with
+    the changed fields logged, otherwise."""
+    cc: ConstitutionalConfig = cfg.constitutional
     run_dir = Path(out) / "constitutional"
-    if not (run_dir / "report.json").exists():
-        rep = constitutional(str(sft_model_dir), run_dir, cfg.constitutional, cfg.seed)
+    key = run_key(cc, seed=cfg.seed, inputs=[*(cc.prompts or []), *([cc.constitution] if cc.constitution else [])],
+                  base=sft_model_dir)
+    stored = run_dir / "run_key.json"
+    old = json.loads(stored.read_text(encoding="utf-8")) if stored.exists() else None
+    if old != key or not (run_dir / "report.json").exists():
+        if old is not None:
+            console.log(f"constitutional: settings changed since the last run ({', '.join(differences(old, key))}): "
+                        "making the data again")
+        rep = constitutional(str(sft_model_dir), run_dir, cc, cfg.seed)
+        if distributed.is_main():
+            write_json(stored, key)
         console.log(f"constitutional: {rep['prompts']} red-team prompts x {rep['rounds']} round(s): "
                     f"{rep['sft_records']} SFT records, {rep['revision_pairs']} revision pairs, "
                     f"{rep['ai_pairs']} AI-labelled pairs of {rep['judged']} judged")

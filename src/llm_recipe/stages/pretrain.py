@@ -1,7 +1,8 @@
 """Stage 2b: pretraining, then a few samples from the base model.
 
     stage_pretrain(cfg, files, tokenizer, out)   out/pretrain/model (resumes from its checkpoint;
-                                                 skipped when the model is already there)
+                                                 skipped when the model is already there:
+                                                 both only for the same settings, `run_folder`)
     stage_sample(cfg, model_dir, out)            out/samples.jsonl: continuations of `generate.prompts`
 """
 
@@ -18,18 +19,24 @@ from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..train.interrupt import StoppedEarly
 from ..train.pretrain import run_pretrain
+from ..train.run_folder import prepare_run, run_key, tokenizer_hash
 
 
 def stage_pretrain(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -> Path:
     run_dir = out / "pretrain"
-    if (run_dir / "model" / "model.safetensors").exists():
+    key = run_key(cfg.pretrain, seed=cfg.seed, inputs=files, base=cfg.model.name_or_path,
+                  model=cfg.model.model_dump(mode="json"), tokenizer=tokenizer_hash(tokenizer))
+    if prepare_run(run_dir, key, cfg.pretrain.resume, "pretrain"):
         return run_dir / "model"
     res = run_pretrain(data_files=files, tokenizer=tokenizer, model_cfg=cfg.model, cfg=cfg.pretrain,
                        output_dir=run_dir, seed=cfg.seed, resume=True, full_config=cfg)
     if res.stopped_early:
         raise StoppedEarly(f"pretraining stopped at step {res.steps} (checkpoint saved in {run_dir / 'checkpoints'}); "
                            "run the same command again to resume")
-    console.log(f"pretrain: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
+    if res.final_eval_loss is None:  # one document: nothing held out
+        console.log(f"pretrain: {res.steps} steps (no held-out document, no eval loss)")
+    else:
+        console.log(f"pretrain: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
     return res.model_dir
 
 

@@ -32,6 +32,7 @@ from ..preference.records import (
 )
 from ..train.interrupt import StoppedEarly
 from ..train.reward_model import run_reward_model
+from ..train.run_folder import prepare_run, run_key
 
 
 def rm_pairs(rc: RMConfig, seed: int) -> tuple[list[PreferencePair], list[PreferencePair], SkipLog | None, list]:
@@ -55,11 +56,13 @@ def stage_rm(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.
     """Train the reward model from `rm.init_from` or the SFT model; returns its directory."""
     rc = cfg.rm or RMConfig()
     run_dir = Path(out) / "reward_model"
-    if (run_dir / "model" / "model.safetensors").exists():
+    key = run_key(rc, seed=cfg.seed, inputs=[*(rc.data or []), *(rc.eval_data or [])],
+                  base=rc.init_from or str(sft_model_dir))
+    if prepare_run(run_dir, key, rc.resume, "rm"):
         return run_dir / "model"
     train, held, log, inputs = rm_pairs(rc, cfg.seed)
     if log is not None:
-        console.log(f"reward model data: {log.summary()}")
+        log.check("reward model: preference data", rc.max_bad_records, "rm.max_bad_records")
     res = run_reward_model(base=rc.init_from or str(sft_model_dir), train_pairs=train, eval_pairs=held, cfg=rc,
                              output_dir=run_dir, seed=cfg.seed, read_log=log, inputs=inputs, full_config=cfg)
     if res.stopped_early:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import GRPOConfig, PPOConfig, RecipeConfig, RLConfig
 from ..demo.style import single_turn_examples
+from ..files import is_complete
 from ..infer.reward import RewardScorer, load_scorer
 from ..models.loading import load_causal_lm, load_tokenizer
 from ..models.placement import compute_device
@@ -27,6 +28,7 @@ from ..train.interrupt import StoppedEarly
 from ..train.metrics_log import MetricsLog
 from ..train.ppo import load_critic, run_ppo
 from ..train.rl_loop import RLResult, RLSetup
+from ..train.run_folder import model_key, prepare_run, run_key
 
 
 def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
@@ -34,10 +36,10 @@ def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str |
     """Recipe stage: PPO from the SFT model against the reward model (or the rules) into `out/ppo`."""
     pcfg = cfg.ppo or PPOConfig()
     run_dir = Path(out) / "ppo"
-    done = finished_result(run_dir)
+    init = pcfg.init_from or sft_model_dir
+    done = _finished_run(pcfg, "ppo", init, rm_dir, run_dir, cfg.seed)
     if done is not None:  # a finished stage is skipped, as the recipe's other stages are
         return done
-    init = pcfg.init_from or sft_model_dir
     tokenizer = load_tokenizer(init)
     policy = load_causal_lm(init, pcfg.compute.dtype)
     pcfg, _ = fit_stage("ppo", pcfg, policy, lora=pcfg.lora is not None)  # run.json records the fitted section
@@ -55,10 +57,10 @@ def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str 
                out: str | os.PathLike) -> RLResult:
     """Recipe stage: GRPO from the SFT model against the reward model (or the rules) into `out/grpo`."""
     gcfg = cfg.grpo or GRPOConfig()
-    done = finished_result(Path(out) / "grpo")
+    init = gcfg.init_from or sft_model_dir
+    done = _finished_run(gcfg, "grpo", init, rm_dir, Path(out) / "grpo", cfg.seed)
     if done is not None:
         return done
-    init = gcfg.init_from or sft_model_dir
     tokenizer = load_tokenizer(init)
     policy = load_causal_lm(init, gcfg.compute.dtype)
     gcfg, _ = fit_stage("grpo", gcfg, policy, lora=gcfg.lora is not None)
@@ -66,6 +68,13 @@ def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str 
     setup = RLSetup.build(policy, tokenizer, build_scorer(gcfg, rm_dir), *style_prompts(gcfg, cfg.seed),
                           chat_format=gcfg.chat_format, lora=gcfg.lora)
     return _finished(run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg), "GRPO")
+
+
+def _finished_run(section: RLConfig, kind: str, init, rm_dir, run_dir: Path, seed: int) -> RLResult | None:
+    """The finished run of these settings in `run_dir`, else None (`run_folder.prepare_run`)."""
+    key = run_key(section, seed=seed, inputs=section.prompts or [], base=init,
+                  reward_model=model_key(rm_dir) if rm_dir is not None else None)
+    return finished_result(run_dir) if prepare_run(run_dir, key, section.resume, kind) else None
 
 
 def _finished(res: RLResult, name: str) -> RLResult:
@@ -101,7 +110,7 @@ def build_scorer(cfg: RLConfig, rm_dir: str | os.PathLike | None):
 def finished_result(run_dir: Path) -> RLResult | None:
     """The result of an already finished run in `run_dir` (model and summary written), else None."""
     summary = run_dir / "summary.json"
-    if not ((run_dir / "model" / "model.safetensors").exists() and summary.exists()):
+    if not (is_complete(run_dir / "model") and summary.exists()):
         return None
     sm = json.loads(summary.read_text(encoding="utf-8"))
     return RLResult(run_dir / "model", sm["before"], sm["after"], MetricsLog(run_dir / "metrics.jsonl").read(),

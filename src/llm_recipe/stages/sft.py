@@ -26,6 +26,7 @@ from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..tokenizer.chat_formats import resolve_chat_format
 from ..train.interrupt import StoppedEarly
+from ..train.run_folder import prepare_run, run_key
 from ..train.sft import load_sft_data, run_sft
 from ..train.sft_coverage import coverage_report
 from ..train.sft_data import pack_examples, padding_report
@@ -39,7 +40,8 @@ def stage_sft(cfg: RecipeConfig, base_model_dir: str | os.PathLike, out_dir: str
     sft_cfg: SFTConfig = cfg.sft
     model_dir = out / "model"
     records = sft_records(sft_cfg, cfg.seed)
-    if not (model_dir / "model.safetensors").exists():
+    key = run_key(sft_cfg, seed=cfg.seed, inputs=[] if records is not None else sft_cfg.data, base=base_model_dir)
+    if not prepare_run(out, key, sft_cfg.resume, "sft"):
         if records is not None and distributed.is_main():  # what was trained on, for inspection
             write_jsonl(out / "bundled_sft.jsonl", (r for _, r in records))
         res = run_sft(init=base_model_dir, tokenizer=load_tokenizer(base_model_dir), cfg=sft_cfg, output_dir=out,

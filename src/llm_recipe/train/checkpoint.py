@@ -6,7 +6,8 @@ Layout of `checkpoints/step-000100/`:
                                       values only; loaded weights_only=True)
   rng.pt                           -> torch CPU (and CUDA) generator states
   trainer_state.json               -> step, data position, python/numpy RNG, metrics so far
-Writes go to a temp directory renamed into place, so a crash mid-save leaves no half checkpoint.
+Writes go to a temp directory renamed into place (`files.write_complete`), so a crash or a full
+disk mid-save leaves no half checkpoint, and the previous one stays.
 Model and optimizer state are full (unsharded), so a run can resume on another number of
 processes, sharded (FSDP) or not.
 """
@@ -14,7 +15,6 @@ processes, sharded (FSDP) or not.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -28,7 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from ..files import share_files
+from ..files import write_complete
 from .sharding import full_state_dicts, load_full_state_dicts
 
 CKPT_PREFIX = "step-"
@@ -73,24 +73,20 @@ def save_checkpoint(out_dir: Path, model, optimizer, state: dict, *, is_main: bo
     out_dir = Path(out_dir)
     if not is_main:
         return out_dir
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if trainable_only:
-        save_file(model_sd, str(tmp / TRAINABLE_FILE))
-    else:
-        unwrap(model).save_pretrained(tmp, state_dict=model_sd, safe_serialization=True)
-    torch.save(optim_sd, tmp / "optimizer.pt")
     rng_json, rng_tensors = _rng_state()
-    torch.save(rng_tensors, tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({**state, "rng": rng_json}, indent=1))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    share_files(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
+
+    def write(tmp: Path) -> None:
+        if trainable_only:
+            save_file(model_sd, str(tmp / TRAINABLE_FILE))
+        else:
+            unwrap(model).save_pretrained(tmp, state_dict=model_sd, safe_serialization=True)
+        torch.save(optim_sd, tmp / "optimizer.pt")
+        torch.save(rng_tensors, tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({**state, "rng": rng_json}, indent=1))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+
+    return write_complete(out_dir, write)
 
 
 def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:

@@ -214,7 +214,7 @@ def run_dpo(
     if trainer.is_main:
         write_json(out / "data_report.json", report)
         write_run_manifest(out, stage=stage, config=full_config or cfg, inputs=inputs,
-                           extra={"data_report": report, "base_model": str(init)})
+                           extra={"data_report": report, "base_model": str(init)}, init_from=init)
     result = trainer.fit()
     model_dir = out / "model"
     if not result["stopped_early"]:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import ComputeConfig, TrainConfig
-from ..files import lock_folder, share_files
+from ..files import lock_folder, write_complete
 from ..models.placement import use_threads
 from ..report.model_card import write_model_card
 from .checkpoint import (
@@ -245,19 +245,25 @@ class Trainer(RunControl):
         return True
 
     def save_model(self, model_dir: str | Path, finalize: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-                   tokenizer=None) -> Path:
-        """Save the trained model as an HF directory (every process calls it; the main one writes,
-        the others wait until it is there). `finalize` turns the unwrapped model into what is saved
-        (LoRA merged, generation config set)."""
+                   tokenizer=None, extra: Callable[[Path], None] | None = None) -> Path:
+        """Save the trained model as an HF directory, all or nothing (`files.write_complete`;
+        every process calls it, the main one writes, the others wait until it is there). `finalize`
+        turns the unwrapped model into what is saved (LoRA merged, generation config set); `extra`
+        writes more files into the folder before it is complete."""
         model_dir = Path(model_dir)
         full = full_model_state_dict(self.model) if is_sharded(self.model) else None  # collective
         if self.is_main:
             final = finalize(self.unwrapped_model()) if finalize else self.unwrapped_model()
-            final.save_pretrained(model_dir, state_dict=full, safe_serialization=True)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(model_dir)
-            share_files(model_dir)
-            write_model_card(model_dir)
+
+            def write(d: Path) -> None:
+                final.save_pretrained(d, state_dict=full, safe_serialization=True)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(d)
+                if extra is not None:
+                    extra(d)
+                write_model_card(d, name=model_dir)
+
+            write_complete(model_dir, write)
         self.accelerator.wait_for_everyone()
         return model_dir
 

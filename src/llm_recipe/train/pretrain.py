@@ -21,7 +21,7 @@ from ..files import BadLine, open_text_bytes, write_json
 from ..models.loading import DTYPES, load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
 from ..provenance import write_run_manifest
-from ..record_sources import check_source, iter_source
+from ..record_sources import check_skips, check_source, iter_source
 from ..report.plots import plot_metrics
 from ..splits import split_by_key
 from .loop import StepCallback, Trainer
@@ -75,6 +75,18 @@ def read_documents(files: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, 
             else:
                 docs.append((str(rec.get("id", where)), rec["text"]))
                 stats.documents += 1
+    return docs, stats
+
+
+def usable_documents(files: Sequence[str | os.PathLike], max_bad: float,
+                     report: Path | None = None) -> tuple[list[tuple[str, str]], ReadStats]:
+    """`read_documents`, the skips said and checked (`record_sources.check_skips`); `report` gets the
+    read statistics first, so a run that stops here still shows what it read."""
+    docs, stats = read_documents(files)
+    if report is not None:
+        write_json(report, {"read": asdict(stats)})
+    check_skips("pretraining data", stats.documents, stats.skipped, stats.examples, max_bad,
+                "pretrain.max_bad_records")
     return docs, stats
 
 
@@ -142,10 +154,7 @@ def run_pretrain(
     """Pretrain and save `output_dir/model` (HF directory with tokenizer). Resumes from the
     latest checkpoint in `output_dir` when `resume` is set and one exists."""
     out = Path(output_dir)
-    docs, read_stats = read_documents(data_files)
-    if not docs:
-        raise ValueError(f"no usable pretraining documents (skipped: {read_stats.skipped}; "
-                         f"first: {'; '.join(read_stats.examples[:3])})")
+    docs, read_stats = usable_documents(data_files, cfg.max_bad_records, out / "data_report.json")
     train_texts, val_texts = split_by_id(docs, cfg.val_fraction, seed)
     train_blocks, train_pack = tokenize_and_pack(train_texts, tokenizer, cfg.block_size, "tokenize train")
     val_blocks, val_pack = tokenize_and_pack(val_texts, tokenizer, cfg.block_size, "tokenize val")

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..files import share_files, write_json
+from ..files import write_complete, write_json
 from ..models.reward_io import (
     RM_INFO_FILE,
     collate_plain,
@@ -205,13 +205,13 @@ def build_reward_model(base: str | os.PathLike, tokenizer, dtype: str = "float32
 def save_reward_model(model, tokenizer, out_dir: str | os.PathLike, info: dict) -> Path:
     """HF directory (safetensors + tokenizer with its chat format) + `reward_model.json` with the
     pooling and the normalization statistics."""
-    out = Path(out_dir)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    write_json(out / RM_INFO_FILE, info)
-    share_files(out)
-    write_model_card(out)
-    return out
+    def write(d: Path) -> None:
+        model.save_pretrained(d, safe_serialization=True)
+        tokenizer.save_pretrained(d)
+        write_json(d / RM_INFO_FILE, info)
+        write_model_card(d, name=out_dir)
+
+    return write_complete(out_dir, write)
 
 
 # ---- training ------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def run_reward_model(
     if trainer.is_main:
         write_json(out / "data_report.json", data_report)
         write_run_manifest(out, stage="reward_model", config=full_config or cfg, inputs=inputs,
-                           extra={"data_report": data_report, "base_model": str(base)})
+                           extra={"data_report": data_report, "base_model": str(base)}, init_from=base)
     result = trainer.fit()
     final = trainer.unwrapped_model()
     eval_acc = pairwise_accuracy(final, tokenizer, fmt, list(eval_pairs), cfg.pooling)
@@ -307,16 +307,10 @@ def run_reward_model(
     }
     model_dir = out / "model"
     if not result["stopped_early"]:
-        trainer.save_model(model_dir, tokenizer=tokenizer)
+        info = {"pooling": cfg.pooling, "normalization": report["normalization"], "format": fmt.name,
+                "max_length": cfg.max_length, "eval_accuracy": eval_acc.get("accuracy"), "base": str(base)}
+        trainer.save_model(model_dir, tokenizer=tokenizer, extra=lambda d: write_json(d / RM_INFO_FILE, info))
         if trainer.is_main:
-            write_json(model_dir / RM_INFO_FILE, {
-                "pooling": cfg.pooling,
-                "normalization": report["normalization"],
-                "format": fmt.name,
-                "max_length": cfg.max_length,
-                "eval_accuracy": eval_acc.get("accuracy"),
-                "base": str(base),
-            })
             write_json(out / "rm_report.json", report)
             from ..report.plots import plot_metrics
 

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import LoRAConfig, RLConfig
-from ..files import lock_folder, share_files, write_json
+from ..files import lock_folder, write_complete, write_json
 from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..models.placement import use_threads
@@ -273,7 +273,8 @@ class RLTrainer(RunControl):
         self.state: dict[str, Any] = {"step": 0, "update": 0, "before": None, "history": [], "counts": {}}
         self._stop_requested = False
         if self.is_main:
-            write_run_manifest(self.out, stage=objective.name.lower(), config=full_config or cfg)
+            write_run_manifest(self.out, stage=objective.name.lower(), config=full_config or cfg,
+                               init_from=s.policy.config._name_or_path)  # the folder it was loaded from
 
     @property
     def raw_optimizer(self) -> torch.optim.Optimizer:
@@ -412,10 +413,12 @@ class RLTrainer(RunControl):
     # ---- the run -----------------------------------------------------------------------
     def fit(self, save: bool = True) -> RLResult:
         self.resume()
-        if self.state["before"] is None:
-            self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, self.seed + 7919)
+        # The evaluation before training takes a while too: a SIGTERM then checkpoints (step 0, with
+        # the evaluation) and returns, as in the shared loop, instead of dying with nothing saved.
         with self.sigterm_stops():
-            stopped = self._iterate()
+            if self.state["before"] is None:
+                self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, self.seed + 7919)
+            stopped = self.checkpoint_or_stop(self.state["step"], None) or self._iterate()
         if self.cfg.report_to:
             self.accelerator.end_training()
         if stopped:
@@ -453,10 +456,13 @@ class RLTrainer(RunControl):
             if save:
                 if s.lora:  # merged in place (the run is over, no extra copy): the setup loses its reference
                     s.policy, s.ref = merge_lora(s.policy, self.out), None
-                s.policy.save_pretrained(model_dir, safe_serialization=True)
-                s.tokenizer.save_pretrained(model_dir)
-                share_files(model_dir)
-                write_model_card(model_dir)
+
+                def write(d: Path) -> None:
+                    s.policy.save_pretrained(d, safe_serialization=True)
+                    s.tokenizer.save_pretrained(d)
+                    write_model_card(d, name=model_dir)
+
+                write_complete(model_dir, write)
                 plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
                              title=self.objective.name, separate=True)  # one panel per series: scales differ
             write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,

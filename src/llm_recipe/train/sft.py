@@ -21,6 +21,7 @@ from ..models.finetuning import merge_lora, with_lora
 from ..models.loading import load_causal_lm
 from ..models.presets import count_parameters
 from ..provenance import write_run_manifest
+from ..record_sources import check_skips
 from ..report.plots import plot_metrics
 from ..tokenizer.chat_formats import apply_chat_format, resolve_chat_format, stop_token_ids
 from .defaults import fit_stage
@@ -152,6 +153,8 @@ def run_sft(
     if added:
         model.resize_token_embeddings(len(tokenizer))
     data = load_sft_data(cfg, tokenizer, fmt, seed, records)
+    check_skips("SFT data", data.stats.kept, data.stats.skipped, data.stats.examples, cfg.max_bad_records,
+                "sft.max_bad_records")
     if not data.train:
         raise ValueError(f"no usable SFT examples (skipped: {data.stats.skipped})")
     train_rows, eval_rows = _rows(data.train, cfg), _rows(data.eval, cfg)
@@ -183,7 +186,8 @@ def run_sft(
         write_json(out / "data_report.json", report)
         write_run_manifest(out, stage="sft", config=full_config or cfg,
                            inputs=[] if records is not None else cfg.data,
-                           extra={"data_report": report, "base_model": None if isinstance(init, torch.nn.Module) else str(init)})
+                           extra={"data_report": report, "base_model": None if isinstance(init, torch.nn.Module) else str(init)},
+                           init_from=init.config._name_or_path if isinstance(init, torch.nn.Module) else init)
     result = trainer.fit()
     model_dir = out / "model"
     if not result["stopped_early"]:
