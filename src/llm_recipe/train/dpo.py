@@ -178,8 +178,8 @@ def run_dpo(
     # The device first: the reference pass runs there, before the loop wraps the model.
     accelerator = make_accelerator(cfg.compute, cfg.report_to, out)
     model.to(accelerator.device)
-    ref_report = {"mode": "none (reference-free loss)" if reference_free else cfg.reference,
-                  "model": None if reference_free else str(reference_init or init)}
+    ref_report = ({"mode": "none (reference-free loss)"} if reference_free
+                  else {"mode": cfg.reference, "model": str(reference_init or init)})
     ref_model = model
     if not reference_free and reference_init is not None and str(reference_init) != str(init):
         if cfg.lora is not None:  # a LoRA policy's reference is its own base weights
