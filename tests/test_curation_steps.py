@@ -20,7 +20,7 @@ from llm_recipe.data.filters import (
 )
 from llm_recipe.data.ner import NERRedactor, ner_unavailable
 from llm_recipe.data.normalize import Normalize
-from llm_recipe.data.pii import PIIRedactor, luhn_ok
+from llm_recipe.data.pii import PIIRedactor, luhn_ok, my_number_ok
 from llm_recipe.data.pipeline import run_steps
 from llm_recipe.data.tokens import TokenCounter, words
 from llm_recipe.demo.noisy_corpus import _sloppy_cp1252
@@ -220,6 +220,33 @@ def test_pii_redaction_types_and_counts():
                    "Server <IP_ADDRESS>, <IP_ADDRESS>. Call <PHONE> or <PHONE>.")
     assert res.stats["pii"].modified == {"EMAIL": 1, "PHONE": 7, "POSTAL_CODE": 1, "CREDIT_CARD": 1,
                                          "IP_ADDRESS": 2, "docs_redacted": 1}
+
+
+def test_pii_my_number_bare_landline_and_postal_code_before_a_prefecture():
+    text = ("マイナンバー 1234 5678 9018、123456789018、1234-5678-9018。電話0312345678、0120123456。"
+            "100-0001 東京都千代田区、5300001大阪府大阪市。")
+    res = run_steps([PIIRedactor()], [doc(text)])
+    assert res.kept[0]["text"] == ("マイナンバー <MY_NUMBER>、<MY_NUMBER>、<MY_NUMBER>。電話<PHONE>、<PHONE>。"
+                                   "<POSTAL_CODE> 東京都千代田区、<POSTAL_CODE>大阪府大阪市。")
+    assert res.stats["pii"].modified == {"MY_NUMBER": 3, "PHONE": 2, "POSTAL_CODE": 2, "docs_redacted": 1}
+    assert my_number_ok("123456789018") and not my_number_ok("123456789012")
+    # a wrong check digit, a 13-digit number, a code not before a prefecture: left alone
+    keep = "番号 1234 5678 9012、1234567890123、部品 100-0001 東京タワー"
+    assert PIIRedactor().redact(keep) == (keep, {})
+
+
+def test_dropped_documents_are_redacted_unless_configured_raw(tmp_path):
+    from llm_recipe.data.executor import run_local
+    from llm_recipe.files import read_jsonl_strict, write_jsonl
+
+    write_jsonl(tmp_path / "in.jsonl", [doc("短い。電話0312345678、a@b.example"),
+                                        doc("これは十分に長い文書です。連絡先は a@b.example です。")])
+    for redact, want in ((True, "短い。電話<PHONE>、<EMAIL>"), (False, "短い。電話0312345678、a@b.example")):
+        out = tmp_path / f"out-{redact}"
+        run_local([tmp_path / "in.jsonl"], [MinLength(min_chars=30), PIIRedactor(redact_dropped=redact)], out,
+                  workers=1, keep_dropped=True, progress=False)
+        (dropped,) = read_jsonl_strict(next((out / "dropped").iterdir()))
+        assert dropped["text"] == want and dropped["drop"]["reason"] == "too_short"
 
 
 def test_pii_leaves_lookalikes_alone():

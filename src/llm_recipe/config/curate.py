@@ -125,10 +125,15 @@ class HiraganaConfig(StepConfig):
     min_share: float = Field(0.2, ge=0, le=1)
 
 
-PII_TYPES = ("EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS")
+PII_TYPES = ("EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS", "MY_NUMBER")
 
 
-class PIIConfig(StepConfig):
+class RedactorConfig(StepConfig):
+    redact_dropped: bool = Field(True, description="also redact the documents other steps dropped, "
+                                 "as written to dropped/ (false: dropped/ keeps their raw PII)")
+
+
+class PIIConfig(RedactorConfig):
     types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description=f"any of {', '.join(PII_TYPES)}")
 
     @field_validator("types")
@@ -140,7 +145,7 @@ class PIIConfig(StepConfig):
         return types
 
 
-class NERConfig(StepConfig):
+class NERConfig(RedactorConfig):
     enabled: bool = False  # needs spaCy + a model; skipped (and reported) when absent
     model: str = "ja_ginza"
     labels: dict[str, str] | None = None

@@ -123,6 +123,9 @@ def curate(
     out = Path(out_dir)
     reader = ShardReader(cfg.input.text_key, cfg.input.id_key, cfg.input.default_source,
                          cfg.input.text_unit)
+    if cfg.output.keep_dropped and not (cfg.pii.enabled and cfg.pii.redact_dropped):
+        console.log("curate: dropped/ keeps the raw text of dropped documents, PII included "
+                    "(pii.redact_dropped: true redacts it)")
     ex = cfg.executor
     if ex.backend == "ray":
         from .ray_executor import run_ray
