@@ -24,6 +24,7 @@ from llm_recipe.data.pii import PIIRedactor, luhn_ok, my_number_ok
 from llm_recipe.data.pipeline import run_steps
 from llm_recipe.data.tokens import TokenCounter, words
 from llm_recipe.demo.noisy_corpus import _sloppy_cp1252
+from llm_recipe.demo.sample_corpus import iter_sample_docs
 
 
 def doc(text, lang=None, url=None, source="web"):
@@ -206,6 +207,25 @@ def test_min_length_short_lines_char_ratios_hiragana():
     assert hs.reason(doc("格安ホテル予約 東京最安値比較 口コミ人気ランキング", lang="ja")) == "low_hiragana"
     assert hs.reason(doc("格安ホテル予約 東京最安値比較", lang="zh")) is None  # not Japanese
     assert hs.reason(doc("カタカナ テキスト リスト")) == "low_hiragana"  # untagged, has kana
+
+
+def test_cp932_mojibake_detected_repaired_or_dropped():
+    from llm_recipe.data.mojibake import Cp932Mojibake, cp932_score
+
+    texts = [d["text"] for d in iter_sample_docs(40, seed=3)]
+    ja = [t for t in texts if sum(ord(ch) > 127 for ch in t) > 20]  # English with one Japanese word: too little
+    clean = [doc(t) for t in ja] + [doc(EN_GOOD), doc(JA_GOOD), doc("中文文本测试，这是一个句子。"), doc("café ｶﾀｶﾅ ①")]
+    damaged = [doc(t.encode().decode("cp932", errors="replace")) for t in ja]
+    issue = doc("譁・蟄怜喧縺代＠縺滓律譛ｬ隱槭・譁・ｫ縺ｧ縺吶")  # as the issue's user saw it
+    lossless = doc("東京都".encode().decode("cp932"))  # 譚ｱ莠ｬ驛ｽ: no byte lost
+    res = run_steps([Cp932Mojibake()], clean + damaged + [issue, lossless], keep_dropped=True)
+    assert res.kept == clean + [lossless] and lossless["text"] == "東京都"
+    assert res.stats["cp932_mojibake"].dropped == {"mojibake_unrepairable": len(damaged) + 1}
+    assert res.stats["cp932_mojibake"].modified == {"repaired": 1}
+    assert cp932_score(issue["text"])[0] >= 0.75 > 0.6 > max(cp932_score(d["text"])[0] for d in clean)
+    flagged = run_steps([Cp932Mojibake(action="flag")], [issue])
+    assert flagged.kept == [issue] and issue["meta"]["mojibake_score"] >= 0.75
+    assert run_steps([Cp932Mojibake(action="drop")], [issue]).stats["cp932_mojibake"].dropped == {"mojibake": 1}
 
 
 def test_pii_redaction_types_and_counts():

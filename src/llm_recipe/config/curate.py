@@ -62,6 +62,13 @@ class NormalizeConfig(StepConfig):
     whitespace: bool = True
 
 
+class MojibakeConfig(StepConfig):
+    action: Literal["repair", "drop", "flag"] = Field(
+        "repair", description="repair: put back lossless ones, drop the rest; drop: drop all; flag: keep")
+    min_score: float = Field(0.6, gt=0, le=1, description="share of the round trip's characters recovered")
+    min_chars: int = Field(3, ge=1, description="characters recovered before a document is judged")
+
+
 class BlocklistConfig(StepConfig):
     domains: list[str] = Field(default_factory=list)
     file: Path | None = Field(None, description="one domain or URL per line, # comments")
@@ -240,6 +247,7 @@ class CurateConfig(Section):
     input: CurateInput = CurateInput()
     output: CurateOutput = CurateOutput()
     executor: ExecutorConfig = ExecutorConfig()
+    cp932_mojibake: MojibakeConfig = MojibakeConfig()
     normalize: NormalizeConfig = NormalizeConfig()
     blocklist: BlocklistConfig = BlocklistConfig()
     language: LanguageConfig = LanguageConfig()
