@@ -17,7 +17,7 @@ from llm_recipe.cli import app
 from llm_recipe.config import LoRAConfig, ModelConfig, PretrainConfig, SamplingConfig, SFTConfig
 from llm_recipe.demo.sample_corpus import sample_corpus_files
 from llm_recipe.demo.sft_set import sft_records
-from llm_recipe.eval.template_following import dedupe_prompts, held_out_prompts, template_following
+from llm_recipe.eval.format_following import dedupe_prompts, format_following, held_out_prompts
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.models.presets import build_preset_model
 from llm_recipe.tokenizer.chat_formats import (
@@ -75,8 +75,8 @@ def test_sft_model_follows_the_template_on_held_out_prompts(sft_run, base_model,
     prompts, langs = held_out
     assert len(prompts) >= 25
     tuned, tok = load_causal_lm(res.model_dir), load_tokenizer(res.model_dir)
-    after = template_following(tuned, tok, prompts, GREEDY, expect_langs=langs)
-    before = template_following(load_causal_lm(base_model), load_tokenizer(base_model), prompts, GREEDY,
+    after = format_following(tuned, tok, prompts, GREEDY, expect_langs=langs)
+    before = format_following(load_causal_lm(base_model), load_tokenizer(base_model), prompts, GREEDY,
                                 chat_format="chatml", expect_langs=langs)
     # Stops by itself at end of turn, non-empty, in the prompt's language (translations: the target's).
     assert after["rate"] >= 0.85, after["samples"]
@@ -213,7 +213,7 @@ def test_cli_sft_stage_samples_the_same_prompts_before_and_after(tmp_path, token
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["prompt"] for s in samples] == SFTConfig().demo_prompts
     assert all({"before", "after"} <= set(s) for s in samples)
-    follow = json.loads((out / "template_following.json").read_text())
+    follow = json.loads((out / "format_following.json").read_text())
     assert follow["before"]["n"] == follow["after"]["n"] > 0
     assert AutoTokenizer.from_pretrained(out / "model").chat_template == FORMATS["chatml"].template
 

@@ -34,11 +34,11 @@ from ..eval.compare import (
     rm_comparison,
 )
 from ..eval.diversity import diversity
+from ..eval.format_following import dedupe_prompts, held_out_prompts
 from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample_responses
 from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.sets import load_safety_set, load_sycophancy_set
-from ..eval.template_following import dedupe_prompts, held_out_prompts
 from ..files import BadLine, atomic_write, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer

@@ -1,9 +1,12 @@
-"""Template following: does a chat model answer in its format, stop by itself, in the right language?
+"""Format following: does a chat model answer in its format, stop by itself, in the right language?
 
-The SFT stage's headline figure (held-out prompts, greedy, before and after fine-tuning):
+The SFT stage's headline figure (held-out prompts, greedy, before and after fine-tuning). It
+checks the form of an answer, not its content: "Curry rice is a popular dish." to "What is the
+capital of Italy?" follows the format. Whether answers are right is what the eval stage's
+reward-model and judge win rates are for. (Formerly "template following".)
 
-    follows_template(prompt, generation)   stopped by eos / end of turn, non-empty, prompt's language
-    template_following(model, tok, ...)    the share over prompts, with every sample kept
+    follows_format(prompt, generation)     stopped by eos / end of turn, non-empty, prompt's language
+    format_following(model, tok, ...)      the share over prompts, with every sample kept
     held_out_prompts(conversations, n)     single-turn prompts without their answers (+ language)
     dedupe_prompts(conversations)          one conversation per distinct prompt
 """
@@ -19,7 +22,7 @@ from ..preference.text_metrics import has_japanese
 from ..train.sft_data import Conversation
 
 
-def follows_template(prompt: str | list[dict], gen, expect_lang: str | None = None) -> bool:
+def follows_format(prompt: str | list[dict], gen, expect_lang: str | None = None) -> bool:
     """The answer ended on its own (eos / end of turn, not the length limit), is non-empty, and is
     in the expected language (default: the prompt's)."""
     lang = expect_lang or ("ja" if has_japanese(user_text(prompt)) else "en")
@@ -27,13 +30,13 @@ def follows_template(prompt: str | list[dict], gen, expect_lang: str | None = No
             and ("ja" if has_japanese(gen.text) else "en") == lang)
 
 
-def template_following(model, tokenizer, prompts: Sequence[str | list[dict]], sampling: SamplingConfig,
+def format_following(model, tokenizer, prompts: Sequence[str | list[dict]], sampling: SamplingConfig,
                        seed: int = 0, chat_format: str | None = None,
                        expect_langs: Sequence[str | None] | None = None) -> dict:
     """Share of prompts answered in the format: stopped by itself, in the right language."""
     gens = generate_chat(model, tokenizer, list(prompts), sampling, seed, chat_format=chat_format)
     langs = list(expect_langs) if expect_langs is not None else [None] * len(prompts)
-    ok = [follows_template(p, g, lang) for p, g, lang in zip(prompts, gens, langs, strict=True)]
+    ok = [follows_format(p, g, lang) for p, g, lang in zip(prompts, gens, langs, strict=True)]
     n = max(len(ok), 1)
     return {"rate": sum(ok) / n, "n": len(ok),
             "ended_by_itself": sum(g.finish_reason == "stop_token" for g in gens) / n,
@@ -45,7 +48,7 @@ def held_out_prompts(held: Sequence[Conversation], n: int = 40,
                      exclude: Sequence[str] = ("translation",)) -> tuple[list[list[dict]], list[str]]:
     """Up to `n` single-turn held-out conversations without their answer, and the language the
     answer should be in (the prompt's). Translation is left out by default: its answer is in the
-    other language by design, which measures a skill, not following the template."""
+    other language by design, which measures a skill, not following the format."""
     prompts, langs = [], []
     for c in held:
         if sum(m["role"] == "user" for m in c.messages) != 1 or c.category in exclude:
