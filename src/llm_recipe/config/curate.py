@@ -232,6 +232,8 @@ class HarmfulConfig(ModelFilterConfig):
     model: Path | None = Field(None, description="HF text-classification dir or saved n-gram "
                                "classifier; None: train on the shipped seed set")
     seed_set: Path | None = Field(None, description="labelled JSONL {text, label}; None: the shipped one")
+    lexicon: bool = Field(True, description="also drop texts the shipped JA/EN category lexicon "
+                          "finds harmful (a harm term and an intent cue in one sentence)")
     positive_label: str = "harmful"
     threshold: float = Field(0.5, ge=0, le=1)
     batch_size: int = Field(16, ge=1)
