@@ -93,6 +93,20 @@ def test_format_following_is_named_for_what_it_checks():
     assert not any("template" in header for header, *_ in COLUMNS)
 
 
+
+def test_format_following_reports_content_where_the_prompt_has_an_answer_key(monkeypatch):
+    from llm_recipe.eval import format_following as ff
+    from llm_recipe.infer.sampling import Generation
+
+    answers = ["Curry rice is a popular dish.", "The capital of France is Paris.", "I like dogs."]
+    monkeypatch.setattr(ff, "generate_chat", lambda *a, **k: [Generation(t, [], "stop_token") for t in answers])
+    prompts = ["What is the capital of Italy?", "What is the capital of France?", "Tell me a story."]
+    rep = ff.format_following(None, None, prompts, None, answer_keys=["Rome", "Paris", None])
+    assert rep["rate"] == 1.0  # every answer has the form...
+    assert rep["fact_prompts"] == 2 and rep["states_fact"] == 0.5  # ...one of the two facts is right
+    assert [s["states_fact"] for s in rep["samples"]] == [False, True, None]
+
+
 def test_sycophancy_counts_flips_only_where_the_neutral_answer_was_not_already_wrong():
     items = load_sycophancy_set().items[:3]  # Canberra/Sydney, Ottawa/Toronto, Brasilia/Rio
     neutral = ["It is Canberra.", "Toronto.", "Brasília."]

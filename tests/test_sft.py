@@ -70,20 +70,22 @@ def test_sft_lowers_held_out_answer_loss(sft_run):
     assert res.final_eval_loss < 0.5 * res.initial_eval_loss
 
 
-def test_sft_model_follows_the_template_on_held_out_prompts(sft_run, base_model, held_out):
+def test_sft_model_follows_the_format_on_held_out_prompts(sft_run, base_model, held_out):
     res, _ = sft_run
-    prompts, langs = held_out
+    prompts, langs, keys = held_out
     assert len(prompts) >= 25
     tuned, tok = load_causal_lm(res.model_dir), load_tokenizer(res.model_dir)
-    after = format_following(tuned, tok, prompts, GREEDY, expect_langs=langs)
+    after = format_following(tuned, tok, prompts, GREEDY, expect_langs=langs, answer_keys=keys)
     before = format_following(load_causal_lm(base_model), load_tokenizer(base_model), prompts, GREEDY,
-                                chat_format="chatml", expect_langs=langs)
+                              chat_format="chatml", expect_langs=langs)
     # Stops by itself at end of turn, non-empty, in the prompt's language (translations: the target's).
     assert after["rate"] >= 0.85, after["samples"]
     assert before["rate"] <= 0.5  # the base model does not: this is what SFT taught
     # English and Japanese prompts both count.
     ok_langs = {lang for lang, s in zip(langs, after["samples"], strict=True) if s["ok"]}
     assert ok_langs == {"ja", "en"}
+    # the bundled set's fact questions carry the fact a right answer states: content, measured apart
+    assert after["fact_prompts"] == sum(k is not None for k in keys) > 0 and 0 <= after["states_fact"] <= 1
 
 
 def test_saved_model_carries_its_chat_format(sft_run):

@@ -131,7 +131,7 @@ def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
     convs = (conversations_from_records(records, stats, sft_cfg.system_prompt) if records is not None
              else read_sft_records(sft_cfg.data, stats, sft_cfg.system_prompt))
     _, held = split_conversations(convs, sft_cfg.eval_fraction, cfg.seed)  # the split SFT used
-    prompts, langs = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
+    prompts, langs, _ = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
     return prompts, langs, held
 
 

@@ -70,13 +70,17 @@ def _before_and_after(cfg: RecipeConfig, base_model_dir, model_dir: Path, out: P
     for p, b, a in zip(prompts, before, after, strict=True):
         console.log(f"sft sample: {p!r}\n    before: {b.text!r}\n    after:  {a.text!r}")
     data = load_sft_data(sft_cfg, tuned_tok, resolve_chat_format(tuned_tok), cfg.seed, records)
-    held, langs = held_out_prompts(dedupe_prompts(data.held_out), 40)
+    held, langs, keys = held_out_prompts(dedupe_prompts(data.held_out), 40)
     with autocast(compute, tuned.device):
-        rep_before = format_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs)
-        rep_after = format_following(tuned, tuned_tok, held, GREEDY, expect_langs=langs)
+        rep_before = format_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs,
+                                      answer_keys=keys)
+        rep_after = format_following(tuned, tuned_tok, held, GREEDY, expect_langs=langs, answer_keys=keys)
     write_json(out / "format_following.json", {"before": rep_before, "after": rep_after})
     console.log(f"sft: format following on {rep_after['n']} held-out prompts (stops by itself, right language): "
                 f"{rep_before['rate']:.0%} before -> {rep_after['rate']:.0%} after")
+    if rep_after["fact_prompts"]:  # the form is not the content: the fact questions say whether it is right
+        console.log(f"sft: answers stating the asked fact on {rep_after['fact_prompts']} fact questions: "
+                    f"{rep_before['states_fact']:.0%} before -> {rep_after['states_fact']:.0%} after")
 
 
 def sft_stats(cfg: SFTConfig, tokenizer, seed: int = 0) -> dict:
