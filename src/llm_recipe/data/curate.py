@@ -7,8 +7,9 @@
 
 Step order (cheap first, so expensive rules see fewer docs): cp932_mojibake -> normalize ->
 blocklist -> language -> min_length -> short_lines -> char_ratios -> gopher_quality ->
-gopher_repetition -> hiragana_share -> [extra_steps, e.g. dedup] -> pii -> ner. Dedup runs after the filters
-(fewer docs to hash) and before PII (redaction would make near-duplicates look different).
+gopher_repetition -> hiragana_share -> [extra_steps, e.g. dedup] -> pii -> ner. Dedup runs
+after the filters (fewer docs to hash) and before PII (redaction would make near-duplicates
+look different).
 
 The recipe's corpus stage (`stages.corpus`) calls it with the bundled sample corpus when the
 config names no inputs.
