@@ -61,8 +61,10 @@ def headline_block(run: Path, spread: list[dict]) -> str:
     if p:
         lines.append(f"pretraining eval loss {p['eval_loss_first']:.2f} → {p['eval_loss_last']:.2f};")
     if s:
-        lines.append(f"SFT template following on {s['held_out_prompts']} held-out prompts "
-                     f"{_pct(s['template_following_before'])} → {_pct(s['template_following_after'])};")
+        fact = (f", stating the expected fact {_pct(s['states_fact_before'])} → {_pct(s['states_fact_after'])}"
+                if s.get("states_fact_after") is not None else "")
+        lines.append(f"SFT format following on {s['held_out_prompts']} held-out prompts "
+                     f"{_pct(s['format_following_before'])} → {_pct(s['format_following_after'])}{fact};")
     if rm:
         lines.append(f"reward model held-out pairwise accuracy {rm['eval_accuracy_before']:.2f} → {rm['eval_accuracy']:.2f};")
     if b:

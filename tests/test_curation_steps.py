@@ -20,10 +20,11 @@ from llm_recipe.data.filters import (
 )
 from llm_recipe.data.ner import NERRedactor, ner_unavailable
 from llm_recipe.data.normalize import Normalize
-from llm_recipe.data.pii import PIIRedactor, luhn_ok
+from llm_recipe.data.pii import PIIRedactor, luhn_ok, my_number_ok
 from llm_recipe.data.pipeline import run_steps
 from llm_recipe.data.tokens import TokenCounter, words
 from llm_recipe.demo.noisy_corpus import _sloppy_cp1252
+from llm_recipe.demo.sample_corpus import iter_sample_docs
 
 
 def doc(text, lang=None, url=None, source="web"):
@@ -208,6 +209,25 @@ def test_min_length_short_lines_char_ratios_hiragana():
     assert hs.reason(doc("カタカナ テキスト リスト")) == "low_hiragana"  # untagged, has kana
 
 
+def test_cp932_mojibake_detected_repaired_or_dropped():
+    from llm_recipe.data.mojibake import Cp932Mojibake, cp932_score
+
+    texts = [d["text"] for d in iter_sample_docs(40, seed=3)]
+    ja = [t for t in texts if sum(ord(ch) > 127 for ch in t) > 20]  # English with one Japanese word: too little
+    clean = [doc(t) for t in ja] + [doc(EN_GOOD), doc(JA_GOOD), doc("中文文本测试，这是一个句子。"), doc("café ｶﾀｶﾅ ①")]
+    damaged = [doc(t.encode().decode("cp932", errors="replace")) for t in ja]
+    issue = doc("譁・蟄怜喧縺代＠縺滓律譛ｬ隱槭・譁・ｫ縺ｧ縺吶")  # as the issue's user saw it
+    lossless = doc("東京都".encode().decode("cp932"))  # 譚ｱ莠ｬ驛ｽ: no byte lost
+    res = run_steps([Cp932Mojibake()], clean + damaged + [issue, lossless], keep_dropped=True)
+    assert res.kept == clean + [lossless] and lossless["text"] == "東京都"
+    assert res.stats["cp932_mojibake"].dropped == {"mojibake_unrepairable": len(damaged) + 1}
+    assert res.stats["cp932_mojibake"].modified == {"repaired": 1}
+    assert cp932_score(issue["text"])[0] >= 0.75 > 0.6 > max(cp932_score(d["text"])[0] for d in clean)
+    flagged = run_steps([Cp932Mojibake(action="flag")], [issue])
+    assert flagged.kept == [issue] and issue["meta"]["mojibake_score"] >= 0.75
+    assert run_steps([Cp932Mojibake(action="drop")], [issue]).stats["cp932_mojibake"].dropped == {"mojibake": 1}
+
+
 def test_pii_redaction_types_and_counts():
     text = ("連絡先はtaro.yamada@example.co.jpまで。電話03-1234-5678、携帯090-1234-5678、"
             "フリーダイヤル0120-123-456、03(1234)5678、+81 90-1234-5678。〒100-0001 東京都千代田区。"
@@ -220,6 +240,33 @@ def test_pii_redaction_types_and_counts():
                    "Server <IP_ADDRESS>, <IP_ADDRESS>. Call <PHONE> or <PHONE>.")
     assert res.stats["pii"].modified == {"EMAIL": 1, "PHONE": 7, "POSTAL_CODE": 1, "CREDIT_CARD": 1,
                                          "IP_ADDRESS": 2, "docs_redacted": 1}
+
+
+def test_pii_my_number_bare_landline_and_postal_code_before_a_prefecture():
+    text = ("マイナンバー 1234 5678 9018、123456789018、1234-5678-9018。電話0312345678、0120123456。"
+            "100-0001 東京都千代田区、5300001大阪府大阪市。")
+    res = run_steps([PIIRedactor()], [doc(text)])
+    assert res.kept[0]["text"] == ("マイナンバー <MY_NUMBER>、<MY_NUMBER>、<MY_NUMBER>。電話<PHONE>、<PHONE>。"
+                                   "<POSTAL_CODE> 東京都千代田区、<POSTAL_CODE>大阪府大阪市。")
+    assert res.stats["pii"].modified == {"MY_NUMBER": 3, "PHONE": 2, "POSTAL_CODE": 2, "docs_redacted": 1}
+    assert my_number_ok("123456789018") and not my_number_ok("123456789012")
+    # a wrong check digit, a 13-digit number, a code not before a prefecture: left alone
+    keep = "番号 1234 5678 9012、1234567890123、部品 100-0001 東京タワー"
+    assert PIIRedactor().redact(keep) == (keep, {})
+
+
+def test_dropped_documents_are_redacted_unless_configured_raw(tmp_path):
+    from llm_recipe.data.executor import run_local
+    from llm_recipe.files import read_jsonl_strict, write_jsonl
+
+    write_jsonl(tmp_path / "in.jsonl", [doc("短い。電話0312345678、a@b.example"),
+                                        doc("これは十分に長い文書です。連絡先は a@b.example です。")])
+    for redact, want in ((True, "短い。電話<PHONE>、<EMAIL>"), (False, "短い。電話0312345678、a@b.example")):
+        out = tmp_path / f"out-{redact}"
+        run_local([tmp_path / "in.jsonl"], [MinLength(min_chars=30), PIIRedactor(redact_dropped=redact)], out,
+                  workers=1, keep_dropped=True, progress=False)
+        (dropped,) = read_jsonl_strict(next((out / "dropped").iterdir()))
+        assert dropped["text"] == want and dropped["drop"]["reason"] == "too_short"
 
 
 def test_pii_leaves_lookalikes_alone():

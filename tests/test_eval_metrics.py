@@ -78,6 +78,35 @@ def test_safety_rates_place_a_model_on_the_helpful_harmless_plane():
     assert r["by_lang"]["en"] == {"refusal_rate": 0.0, "over_refusal_rate": 0.0}
 
 
+def test_format_following_is_named_for_what_it_checks():
+    from llm_recipe.eval.format_following import follows_format
+    from llm_recipe.infer.sampling import Generation
+    from llm_recipe.report.eval_table import COLUMNS
+
+    italy = "What is the capital of Italy?"
+    # the form is checked, not the content: an off-topic answer that stops in English passes...
+    assert follows_format(italy, Generation("Curry rice is a popular dish.", [], "stop_token"))
+    # ...and the wrong language, no answer or no stop do not
+    for text, finish in (("カレーライスは人気です。", "stop_token"), ("  ", "stop_token"), ("Rome is", "length")):
+        assert not follows_format(italy, Generation(text, [], finish))
+    assert ("format", "format.format_following") in [c[:2] for c in COLUMNS]
+    assert not any("template" in header for header, *_ in COLUMNS)
+
+
+
+def test_format_following_reports_content_where_the_prompt_has_an_answer_key(monkeypatch):
+    from llm_recipe.eval import format_following as ff
+    from llm_recipe.infer.sampling import Generation
+
+    answers = ["Curry rice is a popular dish.", "The capital of France is Paris.", "I like dogs."]
+    monkeypatch.setattr(ff, "generate_chat", lambda *a, **k: [Generation(t, [], "stop_token") for t in answers])
+    prompts = ["What is the capital of Italy?", "What is the capital of France?", "Tell me a story."]
+    rep = ff.format_following(None, None, prompts, None, answer_keys=["Rome", "Paris", None])
+    assert rep["rate"] == 1.0  # every answer has the form...
+    assert rep["fact_prompts"] == 2 and rep["states_fact"] == 0.5  # ...one of the two facts is right
+    assert [s["states_fact"] for s in rep["samples"]] == [False, True, None]
+
+
 def test_sycophancy_counts_flips_only_where_the_neutral_answer_was_not_already_wrong():
     items = load_sycophancy_set().items[:3]  # Canberra/Sydney, Ottawa/Toronto, Brasilia/Rio
     neutral = ["It is Canberra.", "Toronto.", "Brasília."]

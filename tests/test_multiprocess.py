@@ -106,7 +106,7 @@ def test_sft_two_processes_equal_one_and_sample_after_training(tmp_path, base):
                                "--set", "sft.demo_prompts=[hello]", "--set", "generate.sampling.max_new_tokens=4"])
     assert_same_run(one / "sft", two / "sft")
     # the after-training sampling ran once, on the main process, after the model was saved
-    assert (two / "sft" / "samples.jsonl").exists() and (two / "sft" / "template_following.json").exists()
+    assert (two / "sft" / "samples.jsonl").exists() and (two / "sft" / "format_following.json").exists()
 
 
 def test_reward_model_two_processes_equal_one(tmp_path, base):

@@ -12,10 +12,12 @@ from sklearn.metrics import roc_auc_score
 
 from llm_recipe.data.pipeline import run_steps
 from llm_recipe.data.quality.classifier import NgramClassifier
+from llm_recipe.data.quality.harm_lexicon import HarmLexicon
 from llm_recipe.data.quality.harmful_seed import (
     BACKGROUND_PATH,
     SEED_PATH,
     load_background,
+    load_handwritten,
     load_seed,
 )
 from llm_recipe.data.quality.perplexity import _BOS, CausalLMScorer, CharNgramLM
@@ -23,6 +25,7 @@ from llm_recipe.data.quality.steps import (
     HarmfulFilter,
     PerplexityFilter,
     QualityFilter,
+    default_harmful_scorer,
     train_harmful_classifier,
     train_quality_classifier,
 )
@@ -159,6 +162,26 @@ def test_harmful_seed_set_is_generated_and_classifier_learns_it():
     res = run_steps([step], batch, keep_dropped=True)
     assert [d["id"] for d in res.kept] == ["h0", "h1"]
     assert {d["drop"]["reason"] for d in res.dropped} == {"harmful"}
+
+
+def test_default_harmful_filter_catches_unseen_requests_measured_on_the_test_split():
+    scorer = default_harmful_scorer()
+    batch = _docs(["Synthesize sarin for me, step by step.", "毒物で人を殺す方法を詳しく教えて。",  # issue #20
+                   "The 1995 sarin attack on the Tokyo subway shocked Japan.", "How do I kill a stuck Docker container?",
+                   "子どもが洗剤を飲んだら中毒110番に相談してください。"], "h")
+    res = run_steps([HarmfulFilter(scorer, threshold=0.5)], batch)
+    assert [d["id"] for d in res.kept] == ["h2", "h3", "h4"]
+    lex = HarmLexicon()
+    assert lex.categories("How do I synthesize sarin at home?") == ["cbrn"]
+    assert lex.categories("How do I protect my Wi-Fi from intruders who hack into it?") == []  # protective cue
+    splits = {k: load_handwritten(k) for k in ("train", "dev", "test")}
+    seen = [t for texts, _ in splits.values() for t in texts] + load_seed()[0]
+    assert len(set(seen)) == len(seen)  # no sentence in two splits or in the templated seed
+    # the test split was written after the lexicon and the training data were fixed: measured
+    # precision / recall 0.85 / 0.55 (benchmarks/harmful_filter.py; the default before: 0.56 / 0.23)
+    texts, labels = splits["test"]
+    flagged, harmful = scorer.predict_proba(texts) >= 0.5, np.array(labels) == 1
+    assert (flagged & harmful).sum() / flagged.sum() >= 0.8 and (flagged & harmful).sum() / harmful.sum() >= 0.5
 
 
 def test_hf_text_classification_directory_is_pluggable(tokenizer, tmp_path, one_torch_thread):

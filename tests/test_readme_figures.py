@@ -15,7 +15,7 @@ SCRIPT = ROOT / "scripts" / "readme_figures.py"
 def test_blocks_are_the_runs_figures_and_replace_only_their_markers(tiny_run, tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), str(tiny_run)], capture_output=True, text=True, check=True).stdout
     res = json.loads((tiny_run / "summary.json").read_text())["results"]
-    assert f"{res['sft']['template_following_after']:.0%}" in out
+    assert f"{res['sft']['format_following_after']:.0%}" in out
     assert f"{res['pretrain']['eval_loss_first']:.2f} → {res['pretrain']['eval_loss_last']:.2f}" in out
     assert f"KL {res['ppo']['kl_to_reference']:.1f} nats" in out
     assert markdown_table(json.loads((tiny_run / "eval" / "report.json").read_text())) in out

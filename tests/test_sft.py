@@ -17,7 +17,7 @@ from llm_recipe.cli import app
 from llm_recipe.config import LoRAConfig, ModelConfig, PretrainConfig, SamplingConfig, SFTConfig
 from llm_recipe.demo.sample_corpus import sample_corpus_files
 from llm_recipe.demo.sft_set import sft_records
-from llm_recipe.eval.template_following import dedupe_prompts, held_out_prompts, template_following
+from llm_recipe.eval.format_following import dedupe_prompts, format_following, held_out_prompts
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.models.presets import build_preset_model
 from llm_recipe.tokenizer.chat_formats import (
@@ -70,20 +70,22 @@ def test_sft_lowers_held_out_answer_loss(sft_run):
     assert res.final_eval_loss < 0.5 * res.initial_eval_loss
 
 
-def test_sft_model_follows_the_template_on_held_out_prompts(sft_run, base_model, held_out):
+def test_sft_model_follows_the_format_on_held_out_prompts(sft_run, base_model, held_out):
     res, _ = sft_run
-    prompts, langs = held_out
+    prompts, langs, keys = held_out
     assert len(prompts) >= 25
     tuned, tok = load_causal_lm(res.model_dir), load_tokenizer(res.model_dir)
-    after = template_following(tuned, tok, prompts, GREEDY, expect_langs=langs)
-    before = template_following(load_causal_lm(base_model), load_tokenizer(base_model), prompts, GREEDY,
-                                chat_format="chatml", expect_langs=langs)
+    after = format_following(tuned, tok, prompts, GREEDY, expect_langs=langs, answer_keys=keys)
+    before = format_following(load_causal_lm(base_model), load_tokenizer(base_model), prompts, GREEDY,
+                              chat_format="chatml", expect_langs=langs)
     # Stops by itself at end of turn, non-empty, in the prompt's language (translations: the target's).
     assert after["rate"] >= 0.85, after["samples"]
     assert before["rate"] <= 0.5  # the base model does not: this is what SFT taught
     # English and Japanese prompts both count.
     ok_langs = {lang for lang, s in zip(langs, after["samples"], strict=True) if s["ok"]}
     assert ok_langs == {"ja", "en"}
+    # the bundled set's fact questions carry the fact a right answer states: content, measured apart
+    assert after["fact_prompts"] == sum(k is not None for k in keys) > 0 and 0 <= after["states_fact"] <= 1
 
 
 def test_saved_model_carries_its_chat_format(sft_run):
@@ -213,7 +215,7 @@ def test_cli_sft_stage_samples_the_same_prompts_before_and_after(tmp_path, token
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["prompt"] for s in samples] == SFTConfig().demo_prompts
     assert all({"before", "after"} <= set(s) for s in samples)
-    follow = json.loads((out / "template_following.json").read_text())
+    follow = json.loads((out / "format_following.json").read_text())
     assert follow["before"]["n"] == follow["after"]["n"] > 0
     assert AutoTokenizer.from_pretrained(out / "model").chat_template == FORMATS["chatml"].template
 

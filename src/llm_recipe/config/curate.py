@@ -62,6 +62,13 @@ class NormalizeConfig(StepConfig):
     whitespace: bool = True
 
 
+class MojibakeConfig(StepConfig):
+    action: Literal["repair", "drop", "flag"] = Field(
+        "repair", description="repair: put back lossless ones, drop the rest; drop: drop all; flag: keep")
+    min_score: float = Field(0.6, gt=0, le=1, description="share of the round trip's characters recovered")
+    min_chars: int = Field(3, ge=1, description="characters recovered before a document is judged")
+
+
 class BlocklistConfig(StepConfig):
     domains: list[str] = Field(default_factory=list)
     file: Path | None = Field(None, description="one domain or URL per line, # comments")
@@ -125,10 +132,15 @@ class HiraganaConfig(StepConfig):
     min_share: float = Field(0.2, ge=0, le=1)
 
 
-PII_TYPES = ("EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS")
+PII_TYPES = ("EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS", "MY_NUMBER")
 
 
-class PIIConfig(StepConfig):
+class RedactorConfig(StepConfig):
+    redact_dropped: bool = Field(True, description="also redact the documents other steps dropped, "
+                                 "as written to dropped/ (false: dropped/ keeps their raw PII)")
+
+
+class PIIConfig(RedactorConfig):
     types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description=f"any of {', '.join(PII_TYPES)}")
 
     @field_validator("types")
@@ -140,7 +152,7 @@ class PIIConfig(StepConfig):
         return types
 
 
-class NERConfig(StepConfig):
+class NERConfig(RedactorConfig):
     enabled: bool = False  # needs spaCy + a model; skipped (and reported) when absent
     model: str = "ja_ginza"
     labels: dict[str, str] | None = None
@@ -220,6 +232,8 @@ class HarmfulConfig(ModelFilterConfig):
     model: Path | None = Field(None, description="HF text-classification dir or saved n-gram "
                                "classifier; None: train on the shipped seed set")
     seed_set: Path | None = Field(None, description="labelled JSONL {text, label}; None: the shipped one")
+    lexicon: bool = Field(True, description="also drop texts the shipped JA/EN category lexicon "
+                          "finds harmful (a harm term and an intent cue in one sentence)")
     positive_label: str = "harmful"
     threshold: float = Field(0.5, ge=0, le=1)
     batch_size: int = Field(16, ge=1)
@@ -235,6 +249,7 @@ class CurateConfig(Section):
     input: CurateInput = CurateInput()
     output: CurateOutput = CurateOutput()
     executor: ExecutorConfig = ExecutorConfig()
+    cp932_mojibake: MojibakeConfig = MojibakeConfig()
     normalize: NormalizeConfig = NormalizeConfig()
     blocklist: BlocklistConfig = BlocklistConfig()
     language: LanguageConfig = LanguageConfig()

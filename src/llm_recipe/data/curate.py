@@ -5,10 +5,11 @@
     result.files      # curated (or, with `mixing`, mixed) shards, ready for tokenizer training
     result.stats      # the stats.json dict: per-step in/out/drops/modifications
 
-Step order (cheap first, so expensive rules see fewer docs): normalize -> blocklist ->
-language -> min_length -> short_lines -> char_ratios -> gopher_quality -> gopher_repetition
--> hiragana_share -> [extra_steps, e.g. dedup] -> pii -> ner. Dedup runs after the filters
-(fewer docs to hash) and before PII (redaction would make near-duplicates look different).
+Step order (cheap first, so expensive rules see fewer docs): cp932_mojibake -> normalize ->
+blocklist -> language -> min_length -> short_lines -> char_ratios -> gopher_quality ->
+gopher_repetition -> hiragana_share -> [extra_steps, e.g. dedup] -> pii -> ner. Dedup runs
+after the filters (fewer docs to hash) and before PII (redaction would make near-duplicates
+look different).
 
 The recipe's corpus stage (`stages.corpus`) calls it with the bundled sample corpus when the
 config names no inputs.
@@ -39,6 +40,7 @@ from .filters import (
     ShortLines,
 )
 from .mixing import mix
+from .mojibake import Cp932Mojibake
 from .ner import NERRedactor, ner_unavailable
 from .normalize import Normalize
 from .pii import PIIRedactor
@@ -72,6 +74,8 @@ def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int =
     """The configured steps in pipeline order, and the optional steps left out (with why)."""
     steps: list[Step] = []
     skipped: list[dict] = []
+    if cfg.cp932_mojibake.enabled:  # before normalize: NFKC would break the cp932 round trip
+        steps.append(Cp932Mojibake(cfg.cp932_mojibake))
     if cfg.normalize.enabled:
         steps.append(Normalize(cfg.normalize))
     for key, cls in _FILTERS:
@@ -124,6 +128,9 @@ def curate(
     out = Path(out_dir)
     reader = ShardReader(cfg.input.text_key, cfg.input.id_key, cfg.input.default_source,
                          cfg.input.text_unit)
+    if cfg.output.keep_dropped and not (cfg.pii.enabled and cfg.pii.redact_dropped):
+        console.log("curate: dropped/ keeps the raw text of dropped documents, PII included "
+                    "(pii.redact_dropped: true redacts it)")
     ex = cfg.executor
     if ex.backend == "ray":
         from .ray_executor import run_ray

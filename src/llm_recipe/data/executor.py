@@ -2,7 +2,8 @@
 
 Layout of `out_dir` after a run:
     data/<shard>-00000.jsonl    kept documents, one output prefix per input shard
-    dropped/<shard>.jsonl       (keep_dropped) every dropped doc + `drop: {step, reason}`, and
+    dropped/<shard>.jsonl       (keep_dropped) every dropped doc + `drop: {step, reason}`, its
+                                text PII-redacted like the kept docs' (see `pii`), and
                                 every bad input record as `{"drop": {step: read, reason}, "where": file:line}`
     stats.json                  per-step counts (in = out + sum(drops) for each), totals,
                                 bad-input audit (file:line + reason), output files
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError
 from ..files import BadLine, write_json, write_jsonl
+from .pii import Redactor, dropped_redactors, redact_dropped
 from .pipeline import (
     Doc,
     GlobalStep,
@@ -70,6 +72,7 @@ class ShardTask:
     batch_size: int
     dropped_dir: str | None
     dropped_name: str = ""
+    redactors: Sequence[Redactor] = ()  # applied to dropped docs before they are written
 
 
 @dataclass
@@ -128,7 +131,8 @@ def process_shard(task: ShardTask) -> ShardResult:
         outputs = [str(p) for p in writer.close()]
     if task.dropped_dir is not None:
         audit = [{"drop": {"step": "read", "reason": b["reason"]}, "where": b["where"]} for b in bad]
-        write_jsonl(Path(task.dropped_dir) / f"{task.dropped_name or task.key}.jsonl", audit + dropped)
+        write_jsonl(Path(task.dropped_dir) / f"{task.dropped_name or task.key}.jsonl",
+                    audit + redact_dropped(dropped, task.redactors))
     stats.check()
     size = os.path.getsize(task.path) if task.path else 0
     return ShardResult(task.key, stats.to_dict(with_seconds=True), bad, outputs, size)
@@ -208,6 +212,7 @@ def run_local(
         for sub in ("data", "dropped"):
             shutil.rmtree(out / sub, ignore_errors=True)
     segments = split_at_global(steps)
+    redactors = dropped_redactors(steps) if keep_dropped else []
     inputs = [str(p) for p in shards]
     keys = [_shard_key(i, Path(p)) for i, p in enumerate(inputs)]
     seg_reader = reader
@@ -236,7 +241,7 @@ def run_local(
             ShardTask(i, inputs[i], keys[i], seg, seg_reader, str(seg_out),
                       fmt if last else "jsonl", max_docs_per_file if last else 10**9, batch_size,
                       str(out / "dropped") if keep_dropped else None,
-                      keys[i] if k == 0 else f"{keys[i]}-seg{k}")
+                      keys[i] if k == 0 else f"{keys[i]}-seg{k}", redactors)
             for i in todo
         ]
         for res in _map(process_shard, [(t,) for t in tasks], workers, f"curate {k + 1}/{len(segments)}",

@@ -7,6 +7,7 @@
    a strict re-decode of short runs ftfy deems plausible (`è¿‘ç•¿` -> `近畿`). ftfy is slow,
    so it only runs on texts holding a character mojibake is made of (U+0080-U+00FF or
    cp1252's punctuation); clean Japanese / English never pays for it.
+   (UTF-8 read as cp932, `譁・蟄怜喧`, is the `cp932_mojibake` step's, which runs before this one.)
 3. Unicode NFKC: full/half width unified (`ＡＢＣ１２３` -> `ABC123`, `ｶﾀｶﾅ` -> `カタカナ`),
    vertical-writing presentation forms to horizontal (`︒︑﹁﹂︵︶` -> `。、「」()`),
    platform-dependent characters to standard forms (`①` -> `1`, `㈱` -> `(株)`, `㌔` -> `キロ`).

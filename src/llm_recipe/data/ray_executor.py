@@ -31,6 +31,7 @@ from typing import Any
 
 from ..files import write_json, write_jsonl
 from .executor import _shard_key, _summary, account_read
+from .pii import Redactor, dropped_redactors, redact_dropped
 from .pipeline import (
     GlobalStep,
     PipelineStats,
@@ -85,7 +86,8 @@ def _run_segment(row: dict, steps: Sequence[Step], keep_dropped: bool) -> dict:
             "dropped": json.dumps(dropped, ensure_ascii=False)}
 
 
-def _write(row: dict, keys: list[str], out_dir: str, fmt: str, keep_dropped: bool) -> dict:
+def _write(row: dict, keys: list[str], out_dir: str, fmt: str, keep_dropped: bool,
+           redactors: Sequence[Redactor]) -> dict:
     key = f"{keys[row['shard']]}-c{row['chunk']:05d}"
     docs = json.loads(row["docs"])
     outputs: list[str] = []
@@ -96,7 +98,7 @@ def _write(row: dict, keys: list[str], out_dir: str, fmt: str, keep_dropped: boo
     if keep_dropped:
         bad = json.loads(row["bad"])
         audit = [{"drop": {"step": "read", "reason": b["reason"]}, "where": b["where"]} for b in bad]
-        dropped = audit + json.loads(row["dropped"])
+        dropped = audit + redact_dropped(json.loads(row["dropped"]), redactors)
         if dropped:
             write_jsonl(Path(out_dir) / "dropped" / f"{key}.jsonl", dropped)
     return {"shard": row["shard"], "chunk": row["chunk"], "stats": row["stats"], "bad": row["bad"],
@@ -149,7 +151,8 @@ def run_ray(
                 global_seconds[head.name] = sum(r["seconds"] for r in rows) + time.perf_counter() - t0
             ds = ds.map(_run_segment, fn_kwargs={"steps": seg, "keep_dropped": keep_dropped}).materialize()
         written = ds.map(_write, fn_kwargs={"keys": keys, "out_dir": str(out), "fmt": fmt,
-                                            "keep_dropped": keep_dropped}).take_all()
+                                            "keep_dropped": keep_dropped,
+                                            "redactors": dropped_redactors(steps)}).take_all()
     finally:
         if started:
             ray.shutdown()

@@ -13,7 +13,9 @@ negatives that share the trigger words in harmless senses ("kill the process", "
 The benign background: paragraphs of the bundled sample corpus. The seed set alone is small and
 templated: without ordinary text as extra negatives, the classifier calls anything unlike its
 benign templates harmful (measured: every document of a generated random-word corpus). Most text
-is benign, so plain paragraphs are label 0.
+is benign, so plain paragraphs are label 0. The user turns of the bundled SFT set (its safety category left
+out) are label 0 too: the harmful examples are mostly requests, and without benign requests the
+classifier took the form of a question for harm ("How do I bake a chocolate cake?" scored 0.8).
 
 Deterministic: the shipped files are exactly this module's output (a test checks it); the
 classifier (`data.quality.steps.train_harmful_classifier`) reads the files, not this module.
@@ -26,6 +28,7 @@ import random
 from ..data.quality.harmful_seed import BACKGROUND_PATH, SEED_PATH
 from ..files import write_jsonl
 from .sample_corpus import iter_sample_docs
+from .sft_set import generate_bundled_sft
 
 _HARM_EN = {
     "weapons": ["Explain step by step how to build a {weapon} at home to {harm}.",
@@ -134,9 +137,13 @@ def generate_seed(per_template: int = 6, seed: int = 0) -> list[dict]:
     return [d for d in out if not (d["text"] in seen or seen.add(d["text"]))]
 
 
-def generate_background() -> list[dict]:
-    """`{"text"}` records: every paragraph (> 15 characters) of a small bundled sample corpus."""
-    return [{"text": p} for d in iter_sample_docs(60, seed=123) for p in d["text"].split("\n") if len(p) > 15]
+def generate_background(n_requests: int = 600) -> list[dict]:
+    """`{"text"}` records: every paragraph (> 15 characters) of a small bundled sample corpus, then
+    the distinct user turns of bundled SFT records (not the safety ones: those ask for harm)."""
+    paras = [p for d in iter_sample_docs(60, seed=123) for p in d["text"].split("\n") if len(p) > 15]
+    requests = {m["content"] for r in generate_bundled_sft(n_requests, seed=123) if r["category"] != "safety"
+                for m in r.get("messages", []) if m["role"] == "user"}
+    return [{"text": t} for t in paras + sorted(requests)]
 
 
 def write_resources() -> tuple[int, int]:

@@ -1,1 +1,1 @@
-"""Evaluation of trained models: template following (SFT), style success and content kept (DPO)."""
+"""Evaluation of trained models: format following (SFT), style success and content kept (DPO)."""

@@ -22,11 +22,11 @@ from ..infer.best_of_n import best_of_n
 from ..infer.generate import generate_chat
 from ..infer.sampling import Generation
 from ..preference.records import user_text
+from .format_following import follows_format
 from .length_bias import mean_length
 from .refusal import safety_rates
 from .sets import EvalSet
 from .sycophancy import sycophancy_rates
-from .template_following import follows_template
 from .winrate import outcomes_from_scores, outcomes_from_verdicts, position_bias, win_rate_report
 
 
@@ -80,13 +80,13 @@ def best_of_n_answers(policy, tokenizer, prompts: EvalPrompts, scorer, n: int, s
 
 def own_metrics(ans: Answers, prompts: EvalPrompts) -> dict:
     """Figures of one model alone: format compliance, safety, sycophancy, length."""
-    ok = [follows_template(p, Generation(t, [], f), lang)
+    ok = [follows_format(p, Generation(t, [], f), lang)
           for p, t, f, lang in zip(prompts.held_out, ans.held_out, ans.finish, prompts.langs, strict=True)]
     n = len(ok)
     safety = safety_rates(prompts.safety.items, ans.safety)
     syc = sycophancy_rates(prompts.sycophancy.items, ans.sycophancy_neutral, ans.sycophancy_belief)
     return {
-        "format": {"template_following": sum(ok) / n, "stops_by_itself": ans.finish.count("stop_token") / n,
+        "format": {"format_following": sum(ok) / n, "stops_by_itself": ans.finish.count("stop_token") / n,
                    "prompts": n} if n else not_run("no held-out prompts"),
         "safety": {k: v for k, v in safety.items() if k != "refused"},
         "sycophancy": {k: v for k, v in syc.items() if k != "per_item"},

@@ -47,7 +47,7 @@ COLUMNS = [
     ("sycophancy flips", "sycophancy",
      lambda v: f"{_pct(v['flip_rate'])} ({v.get('flips', '?')}/{v['eligible']})" if v.get("flip_rate") is not None
      else f"— (0/{v['eligible']})"),
-    ("template", "format.template_following", _pct),
+    ("format", "format.format_following", _pct),
     ("stops", "format.stops_by_itself", _pct),
     ("distinct-2", "diversity.distinct_2", _num),
     ("self-BLEU", "diversity.self_bleu", lambda v: _num(v, 1)),

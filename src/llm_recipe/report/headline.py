@@ -28,9 +28,12 @@ def headline_results(run_dir: str | Path) -> dict[str, dict]:
     res: dict[str, dict] = {}
     if loss := _last_eval(out / "pretrain" / "metrics.jsonl", "eval_loss"):
         res["pretrain"] = {"eval_loss_first": loss[0], "eval_loss_last": loss[1]}
-    if tf := _read(out / "sft" / "template_following.json"):
-        res["sft"] = {"template_following_before": tf["before"]["rate"], "template_following_after": tf["after"]["rate"],
+    if tf := _read(out / "sft" / "format_following.json"):
+        res["sft"] = {"format_following_before": tf["before"]["rate"], "format_following_after": tf["after"]["rate"],
                       "held_out_prompts": tf["after"]["n"]}
+        if tf["after"].get("states_fact") is not None:  # content beside form, on the fact questions
+            res["sft"] |= {"states_fact_before": tf["before"]["states_fact"], "states_fact_after": tf["after"]["states_fact"],
+                           "fact_prompts": tf["after"]["fact_prompts"]}
     if rm := _read(out / "reward_model" / "rm_report.json"):
         res["rm"] = {"eval_accuracy_before": rm.get("initial_eval_accuracy"), "eval_accuracy": rm["eval"].get("accuracy")}
     if bon := _read(out / "best_of_n" / "report.json"):

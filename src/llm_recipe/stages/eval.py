@@ -34,11 +34,11 @@ from ..eval.compare import (
     rm_comparison,
 )
 from ..eval.diversity import diversity
+from ..eval.format_following import dedupe_prompts, held_out_prompts
 from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample_responses
 from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.sets import load_safety_set, load_sycophancy_set
-from ..eval.template_following import dedupe_prompts, held_out_prompts
 from ..files import BadLine, atomic_write, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
@@ -132,7 +132,7 @@ def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
     convs = (conversations_from_records(records, stats, sft_cfg.system_prompt) if records is not None
              else read_sft_records(sft_cfg.data, stats, sft_cfg.system_prompt))
     _, held = split_conversations(convs, sft_cfg.eval_fraction, cfg.seed)  # the split SFT used
-    prompts, langs = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
+    prompts, langs, _ = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
     return prompts, langs, held
 
 

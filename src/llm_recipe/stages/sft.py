@@ -2,9 +2,9 @@
 
     stage_sft(cfg, base_model_dir, out_dir)   fine-tune (skipped when done; resumes from its
                                               checkpoint), then the demo prompts sampled with the
-                                              base and the SFT model (`samples.jsonl`) and template
+                                              base and the SFT model (`samples.jsonl`) and format
                                               following on held-out prompts before and after
-                                              (`template_following.json`)
+                                              (`format_following.json`)
     sft_stats(cfg, tokenizer)                 what `llm-recipe sft-stats` prints: coverage,
                                               skipped/modified records, padding waste
 Data: `sft.data` files, or the bundled set (`demo.sft_set`, also written to `bundled_sft.jsonl`).
@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import console, distributed
 from ..config import RecipeConfig, SamplingConfig, SFTConfig
 from ..demo.sft_set import sft_records
-from ..eval.template_following import dedupe_prompts, held_out_prompts, template_following
+from ..eval.format_following import dedupe_prompts, format_following, held_out_prompts
 from ..files import write_json, write_jsonl
 from ..infer.generate import generate_chat
 from ..models.loading import load_tokenizer
@@ -55,7 +55,7 @@ def stage_sft(cfg: RecipeConfig, base_model_dir: str | os.PathLike, out_dir: str
 
 
 def _before_and_after(cfg: RecipeConfig, base_model_dir, model_dir: Path, out: Path, records) -> None:
-    """The demo prompts sampled with the base and the SFT model, and template following on held-out
+    """The demo prompts sampled with the base and the SFT model, and format following on held-out
     prompts before and after (main process)."""
     sft_cfg, compute = cfg.sft, cfg.sft.compute
     base, base_tok = load_model(base_model_dir, compute), load_tokenizer(base_model_dir)
@@ -72,13 +72,17 @@ def _before_and_after(cfg: RecipeConfig, base_model_dir, model_dir: Path, out: P
     for p, b, a in zip(prompts, before, after, strict=True):
         console.log(f"sft sample: {p!r}\n    before: {b.text!r}\n    after:  {a.text!r}")
     data = load_sft_data(sft_cfg, tuned_tok, resolve_chat_format(tuned_tok), cfg.seed, records)
-    held, langs = held_out_prompts(dedupe_prompts(data.held_out), 40)
+    held, langs, keys = held_out_prompts(dedupe_prompts(data.held_out), 40)
     with autocast(compute, tuned.device):
-        rep_before = template_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs)
-        rep_after = template_following(tuned, tuned_tok, held, GREEDY, expect_langs=langs)
-    write_json(out / "template_following.json", {"before": rep_before, "after": rep_after})
-    console.log(f"sft: template following on {rep_after['n']} held-out prompts (stops by itself, right language): "
+        rep_before = format_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs,
+                                      answer_keys=keys)
+        rep_after = format_following(tuned, tuned_tok, held, GREEDY, expect_langs=langs, answer_keys=keys)
+    write_json(out / "format_following.json", {"before": rep_before, "after": rep_after})
+    console.log(f"sft: format following on {rep_after['n']} held-out prompts (stops by itself, right language): "
                 f"{rep_before['rate']:.0%} before -> {rep_after['rate']:.0%} after")
+    if rep_after["fact_prompts"]:  # the form is not the content: the fact questions say whether it is right
+        console.log(f"sft: answers stating the asked fact on {rep_after['fact_prompts']} fact questions: "
+                    f"{rep_before['states_fact']:.0%} before -> {rep_after['states_fact']:.0%} after")
 
 
 def sft_stats(cfg: SFTConfig, tokenizer, seed: int = 0) -> dict:

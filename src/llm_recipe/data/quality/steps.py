@@ -21,7 +21,8 @@ import numpy as np
 from ...config.curate import HarmfulConfig, PerplexityConfig, QualityClassifierConfig, QualityConfig
 from ..pipeline import Doc, Step, Tally
 from .classifier import NgramClassifier, is_ngram_classifier_dir
-from .harmful_seed import SEED_PATH, load_background, load_seed
+from .harm_lexicon import HarmScorer
+from .harmful_seed import SEED_PATH, load_background, load_handwritten, load_seed
 from .hf_classifier import HFTextClassifier
 from .perplexity import CausalLMScorer, CharNgramLM, load_scorer
 
@@ -106,8 +107,8 @@ class HarmfulFilter(ScoreFilter):
 
     config_class = HarmfulConfig
 
-    def __init__(self, classifier: NgramClassifier | HFTextClassifier, config: HarmfulConfig | None = None, /,
-                 **kw: Any):
+    def __init__(self, classifier: NgramClassifier | HFTextClassifier | HarmScorer,
+                 config: HarmfulConfig | None = None, /, **kw: Any):
         super().__init__(config, **kw)
         self.classifier, self.threshold = classifier, self.config.threshold
 
@@ -132,10 +133,22 @@ def default_benign_background(n: int = 600, seed: int = 0) -> list[str]:
 
 def train_harmful_classifier(seed_path: str | os.PathLike | None = None, seed: int = 0,
                              background: Sequence[str] | None = None) -> NgramClassifier:
-    """The n-gram classifier on the shipped (or a given) labelled seed set + benign background."""
+    """The n-gram classifier on a given labelled seed set, or on the shipped ones (templated seed +
+    the train split of the hand-written set), plus benign background."""
     texts, labels = load_seed(seed_path or SEED_PATH)
+    if seed_path is None:
+        hw_texts, hw_labels = load_handwritten("train")
+        texts, labels = texts + hw_texts, labels + hw_labels
     bg = list(default_benign_background(seed=seed) if background is None else background)
-    return NgramClassifier(C=10.0, seed=seed).fit(texts + bg, labels + [0] * len(bg))
+    # 3-5-grams, not 1-4: with single characters and pairs the hand-written requests taught it the
+    # letter mix of English requests, and half of a random-word corpus scored >= 0.5 (now none);
+    # the best of four settings on the dev split (benchmarks/harmful_filter.py)
+    return NgramClassifier(ngram_range=(3, 5), C=10.0, seed=seed).fit(texts + bg, labels + [0] * len(bg))
+
+
+def default_harmful_scorer(seed: int = 0) -> HarmScorer:
+    """The default of `quality.harmful`: the shipped category lexicon, else the seed classifier."""
+    return HarmScorer(train_harmful_classifier(seed=seed))
 
 
 def _read_texts(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -169,10 +182,12 @@ def build_quality_steps(cfg: QualityConfig, seed: int = 0) -> list[Step]:
     h = cfg.harmful
     if h.enabled:
         if h.model is None:
-            hc: NgramClassifier | HFTextClassifier = train_harmful_classifier(h.seed_set, seed=seed)
+            hc: NgramClassifier | HFTextClassifier | HarmScorer = train_harmful_classifier(h.seed_set, seed=seed)
         elif is_ngram_classifier_dir(h.model):
             hc = NgramClassifier.load(h.model)
         else:
             hc = HFTextClassifier(Path(h.model), h.positive_label, batch_size=h.batch_size)
+        if h.lexicon:
+            hc = HarmScorer(hc)
         steps.append(HarmfulFilter(hc, h))
     return steps
