@@ -32,9 +32,9 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     assert {m for m in modes.values()} == {new_file_mode()}, {p: oct(m) for p, m in modes.items()
                                                              if m != new_file_mode()}
     # Every stage of the tiny recipe ran, in order, each into its own folder.
-    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "sft", "rm", "bon", "dpo", "ppo",
-                                        "eval"]
-    for name in ("sft_model", "reward_model", "dpo_model", "ppo_model"):
+    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "sft", "constitutional", "rm", "bon",
+                                        "dpo", "online_dpo", "ppo", "eval"]
+    for name in ("sft_model", "reward_model", "dpo_model", "online_dpo_model", "ppo_model"):
         assert (Path(summary["artifacts"][name]) / "model.safetensors").exists(), name
     bon = json.loads(Path(summary["artifacts"]["best_of_n_report"]).read_text())
     assert bon["n"] == 2 and bon["prompts"] == 2
@@ -57,11 +57,13 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
 
     # A second run finds every stage complete and does not retrain.
     eval_report = (out / "eval" / "report.json").read_bytes()
+    derived = {p: p.read_bytes() for p in (out / "online_dpo" / "report.json", out / "constitutional" / "report.json")}
     res = CliRunner().invoke(app, ["run", "--config", "tiny", "--output-dir", str(out), "--seed", "1", *FAST,
                                    *FAST_ALIGN, *FAST_EVAL])
     assert res.exit_code == 0, res.output
     assert (out / "pretrain" / "model" / "model.safetensors").read_bytes() == weights
     assert (out / "eval" / "report.json").read_bytes() == eval_report
+    assert all(p.read_bytes() == b for p, b in derived.items())  # online DPO and CAI data not made again
     seconds = json.loads((out / "summary.json").read_text())["seconds"]
     assert all(seconds[k] < 1.0 for k in ("pretrain", "sft", "rm", "bon", "dpo", "ppo", "eval")), seconds
 
@@ -72,7 +74,7 @@ def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(t
 
     out = tmp_path / "run"
     args = ["run", "--config", "tiny", "--output-dir", str(out), *FAST, "--set", "pretrain.max_steps=8",
-            *(f"--set={s}=null" for s in ("sft", "rm", "bon", "dpo", "ppo")), *FAST_EVAL]
+            *(f"--set={s}=null" for s in ("sft", "rm", "bon", "dpo", "online_dpo", "ppo")), *FAST_EVAL]
     real = pretrain.run_pretrain
     # What SIGTERM does inside the loop: save a checkpoint and return early.
     monkeypatch.setattr(pretrain, "run_pretrain", lambda **kw: real(**kw, callbacks=[stop_at_step(5)]))

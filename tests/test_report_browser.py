@@ -57,7 +57,7 @@ def test_report_renders_every_section_and_image_without_errors(tiny_run, browser
         assert page.locator(f"#{s}").inner_text().strip(), s
     imgs = page.eval_on_selector_all("img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth])")
     # curation funnel, 9 training curves (pretrain, SFT, RM x2, DPO x2, PPO x3), 3 evaluation plots
-    assert len(imgs) == 13 and all(done and width > 0 for _, done, width in imgs), imgs
+    assert len(imgs) == 15 and all(done and width > 0 for _, done, width in imgs), imgs
     assert {alt for alt, _, _ in imgs} >= {"reward vs KL", "helpful / harmless", "win rates",
                                            "documents dropped by curation step"}
     assert seen["errors"] == [] and all(u.startswith(("file:", "data:")) for u in seen["requests"]), seen

@@ -26,7 +26,7 @@ import numpy as np
 from .. import console, distributed
 from ..config import LabelConfig, OnlineDPOConfig, RecipeConfig, RewardModelRef
 from ..demo.style import sft_train_prompts
-from ..files import link_folder, write_json, write_jsonl
+from ..files import is_complete, link_folder, write_json, write_jsonl
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.candidates import generate_candidates, read_prompts, sample_seed
@@ -127,13 +127,14 @@ def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir
     pool, pool_log = distributed.on_main(prompt_pool, cfg, ocfg)
     console.log(f"online_dpo: {len(pool)} prompts ({pool_log.summary()}); {ocfg.rounds} rounds x "
                 f"{ocfg.prompts_per_round} prompts x {ocfg.candidates.k} candidates, labeler {lc.labeler}")
-    policy, rows = init, []
+    policy, rows, trained = init, [], False
     for r in range(1, ocfg.rounds + 1):
         rdir = run_dir / f"round-{r}"
         reference = init if ocfg.reference_model == "initial" else policy
         key = round_key(cfg, ocfg, lc, r, policy, reference)
         # the round's DPO folder: its finished model is reused only for the same round key
         if not prepare_run(rdir, key, ocfg.resume, "online_dpo"):
+            trained = True
             data = distributed.on_main(round_data, policy, round_prompts(pool, r, ocfg.prompts_per_round), ocfg, lc,
                                        sample_seed(cfg.seed, 1000 + r), rdir, key)
             if data["pairs"] < 2:
@@ -154,7 +155,7 @@ def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir
                      "skipped": data["label"]["skipped"], **_final_eval(rdir)})
         score = "" if data["mean_score"] is None else f", mean {lc.labeler} score of its samples {data['mean_score']:.3f}"
         console.log(f"online_dpo: round {r}/{ocfg.rounds}: {data['pairs']} pairs{score}")
-    if distributed.is_main():
+    if distributed.is_main() and (trained or not is_complete(final) or not (run_dir / "report.json").exists()):
         write_jsonl(run_dir / "metrics.jsonl", ({"step": r["round"], **{k: v for k, v in r.items()
                                                                           if isinstance(v, float)}} for r in rows))
         plot_metrics(run_dir / "metrics.jsonl", run_dir / "rounds.png",
