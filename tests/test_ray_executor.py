@@ -67,14 +67,15 @@ def test_ray_and_local_executors_keep_the_same_documents(tmp_path):
 
 
 class FailOnce(Step):
-    """Logs which shard each batch came from; the first time it meets `doc_id` it raises (a job
-    killed halfway), later runs pass."""
+    """Logs which shard each batch came from; the first time it meets `doc_id` it waits for
+    `wait_for` (shard a's resume marker, so the crash comes after a shard is finished) and raises
+    (a job killed halfway); later runs pass."""
 
     name = "fail_once"
 
-    def __init__(self, doc_id: str, log: Path):
+    def __init__(self, doc_id: str, log: Path, wait_for: Path):
         super().__init__()
-        self.doc_id, self.log = doc_id, str(log)
+        self.doc_id, self.log, self.wait_for = doc_id, str(log), wait_for
 
     def __repr__(self) -> str:
         return f"FailOnce({self.doc_id!r})"
@@ -84,7 +85,10 @@ class FailOnce(Step):
             f.write(batch[0]["id"][0] + "\n")
         flag = Path(self.log + ".failed")
         if any(d["id"] == self.doc_id for d in batch) and not flag.exists():
-            time.sleep(1)  # the shards before it reach the driver first
+            for _ in range(600):
+                if self.wait_for.exists():
+                    break
+                time.sleep(0.1)
             flag.touch()
             raise RuntimeError("simulated crash")
         return batch
@@ -102,7 +106,8 @@ def test_ray_run_resumes_by_shard_after_a_crash(tmp_path):
         shards.append(p)
 
     def steps(log, fail_on="c0"):
-        return [FailOnce(fail_on, log), ExactDedupStep()]
+        return [FailOnce(fail_on, log, tmp_path / "out" / ".state" / "seg-0" / "done" / "00000-a.json"),
+                ExactDedupStep()]
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -110,7 +115,7 @@ def test_ray_run_resumes_by_shard_after_a_crash(tmp_path):
         with pytest.raises(Exception, match="simulated crash"):
             run_ray(shards, steps(log), tmp_path / "out", fingerprint={"threshold": 0.8}, progress=False)
         done = {p.stem[-1] for p in (tmp_path / "out" / ".state" / "seg-0" / "done").glob("*.json")}
-        assert done and "c" not in done and "d" not in done
+        assert "a" in done and "c" not in done and "d" not in done
         log.unlink()
         stats = run_ray(shards, steps(log), tmp_path / "out", fingerprint={"threshold": 0.8}, progress=False)
         assert set(log.read_text().split()) == set("abcd") - done  # finished shards are not redone

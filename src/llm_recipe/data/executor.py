@@ -19,7 +19,8 @@ a Ray Data one, so both executors share this loop, its layout and its resume.
 
 Global steps (see `pipeline`): the pipeline is split at each `GlobalStep`; segment k reads the
 outputs of segment k-1 (kept under `.state/seg-k`), the step's `observe` runs over them in the
-pool, `fit` runs here in shard order, then the segment runs. On resume, `fit` is recomputed
+pool, `fit` runs here in shard order (streamed: it consumes each shard's partials as they arrive),
+then the segment runs. On resume, `fit` is recomputed
 (deterministic) unless the segment already finished.
 """
 
@@ -176,6 +177,19 @@ def _map(fn: Callable, items: list, workers: int, desc: str, progress: bool) -> 
         bar.close()
 
 
+def _stream(observed: Iterator[tuple[list[Any], float]], clock: dict[str, float]) -> Iterator[Any]:
+    """Each shard's partials as they arrive, so `fit` never needs the whole corpus's in memory;
+    `clock` sums the observe seconds and the time spent waiting for them."""
+    while True:
+        t0 = time.perf_counter()
+        shard = next(observed, None)
+        clock["wait"] += time.perf_counter() - t0
+        if shard is None:
+            return
+        clock["observe"] += shard[1]
+        yield from shard[0]
+
+
 def _check_fingerprint(state: Path, fingerprint: str | dict[str, Any], resume: bool) -> None:
     """Error when `state` holds a run with another fingerprint; a dict one (field -> value) names
     the fields that changed."""
@@ -239,12 +253,13 @@ def run_local(
         head = seg[0] if seg else None
         if todo and isinstance(head, GlobalStep):
             items = [(head, p, seg_reader, batch_size) for p in inputs]
-            observed = list(mapper(observe_shard, items, workers, f"observe {head.name}", progress))
+            clock = {"observe": 0.0, "wait": 0.0}
             t0 = time.perf_counter()
-            head.fit([p for ps, _ in observed for p in ps])
+            head.fit(_stream(mapper(observe_shard, items, workers, f"observe {head.name}", progress), clock))
+            fit_seconds = time.perf_counter() - t0 - clock["wait"]
             # kept with the run, so a rerun that needs no fit reports the same times
             write_json(state / f"seg-{k}" / "fit_seconds.json",
-                       {"step": head.name, "seconds": sum(s for _, s in observed) + time.perf_counter() - t0})
+                       {"step": head.name, "seconds": clock["observe"] + fit_seconds})
         if isinstance(head, GlobalStep) and (fit_seconds := state / f"seg-{k}" / "fit_seconds.json").exists():
             total[head.name].seconds += json.loads(fit_seconds.read_text(encoding="utf-8"))["seconds"]
         tasks = [
