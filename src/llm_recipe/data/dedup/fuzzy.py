@@ -218,11 +218,11 @@ class MinHashDedup:
             self._shingles.add(self.n_docs, sk)
         self.n_docs += len(sk)
 
-    def verified_pairs(self) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-        """(pairs, similarity, counts): the LSH candidates that pass verification. Memory follows
-        the pairs, not the corpus; `finish` adds the per-document clusters."""
+    def verified_pairs(self, partitions: int = 1) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """(pairs, similarity, counts): the LSH candidates that pass verification; `partitions`:
+        `BandIndex.candidate_pairs`'. `finish` adds the per-document clusters."""
         p = self.params
-        cand, counts = self.index.candidate_pairs(p.max_bucket)
+        cand, counts = self.index.candidate_pairs(p.max_bucket, partitions)
         if p.verify == "none":
             sim = np.full(len(cand), np.nan)
             ok = np.ones(len(cand), dtype=bool)

@@ -4,6 +4,10 @@ observe  (workers)  per batch: ids + a small summary (digests / MinHash sketch /
 fit      (driver)   all summaries in corpus order -> clusters -> {dropped id: kept id}
 process  (workers)  drop the documents in that map, with the kept id in the audit record
 
+With `spill: true` (exact, fuzzy) fit keeps nothing per document in memory: row numbers, an
+on-disk id table, hash-partitioned sorts and a drop table that `process` memory-maps
+(`spill.py`; docs/dedup.md has the measurements and how this maps onto a cluster).
+
 Kept = the first document of each cluster in corpus order (shard order, then position), so the
 local process pool and the Ray executor, which split the work differently, keep the same ids.
 After `fit`, `report` holds what the level found (pairs, clusters, largest clusters).
@@ -245,7 +249,8 @@ class FuzzyDedupStep(_DedupStep):
                 else:
                     sp.add_ids(batch_ids)
                 dd.add_sketch(sketch)
-            pairs, _, self.report = dd.verified_pairs()
+            # spill: each band sorted one hash partition at a time (same pairs)
+            pairs, _, self.report = dd.verified_pairs(partitions=64 if sp is not None else 1)
         shutil.rmtree(index_dir, ignore_errors=True)
         shutil.rmtree(work / "shingles", ignore_errors=True)
         if sp is None:
