@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from llm_recipe.config.curate import CurateConfig
+from llm_recipe.data.curate import fingerprint
 from llm_recipe.data.executor import ResumeMismatch, run_local
 from llm_recipe.data.pipeline import (
     Filter,
@@ -201,6 +203,17 @@ def test_resume_skips_finished_shards(tmp_path):
         run_local(shards, [CrashOn("nope")], out, workers=1, fingerprint="f2", progress=False)
     stats = run_local(shards, [DropOdd()], out, workers=1, fingerprint="f2", resume=False, progress=False)
     assert stats["docs_out"] == 6
+
+
+def test_resume_mismatch_names_the_changed_config_fields(tmp_path):
+    shards = _write_shards(tmp_path)
+    cfg = CurateConfig()
+    run_local(shards, [DropOdd()], tmp_path / "out", workers=1, fingerprint=fingerprint(cfg, shards, [DropOdd()]),
+              progress=False)
+    changed = CurateConfig.model_validate({"min_length": {"min_chars": 5}, "dedup": {"fuzzy": {"threshold": 0.7}}})
+    with pytest.raises(ResumeMismatch, match=r"\(dedup\.fuzzy\.threshold, min_length\.min_chars\)"):
+        run_local(shards, [DropOdd()], tmp_path / "out", workers=1,
+                  fingerprint=fingerprint(changed, shards, [DropOdd()]), progress=False)
 
 
 def test_rerun_after_completion_with_global_step_recomputes_nothing(tmp_path):

@@ -353,3 +353,28 @@ def test_curate_cli_runs_dedup_from_the_config(tmp_path):
     bad = CliRunner().invoke(app, ["curate", "--config", str(tmp_path / "r.yaml"),
                                    "--set", "curate.dedup.fuzzy.verify=exactly"])
     assert bad.exit_code == 2 and "verify" in bad.output
+
+
+@pytest.mark.parametrize("level", ["exact", "fuzzy"])
+def test_spilled_fit_drops_exactly_what_the_in_memory_fit_drops(level, tmp_path):
+    import pickle
+
+    from llm_recipe.data.dedup.steps import ExactDedupStep, FuzzyDedupStep
+    from llm_recipe.data.pipeline import PipelineError, run_steps
+
+    corpus = near_duplicate_corpus(400, seed=5)
+    docs = [{"id": f"d{i}", "text": t, "source": "web"} for i, t in enumerate(corpus.texts)]
+    docs += [{**docs[i], "id": f"copy-{i}-{k}"} for i in range(0, 60, 3) for k in range(1 + i % 4)]
+    docs += [{"id": "日本-1", "text": docs[7]["text"]}, {"id": "", "text": ""}]  # non-ASCII and empty ids
+    make = ExactDedupStep if level == "exact" else FuzzyDedupStep
+    ram = _fit(make(), docs)
+    disk = _fit(make(spill=True, workdir=tmp_path / "w"), docs)
+    assert ram.drop_map and not disk.drop_map  # the spilled step keeps no map in memory
+    assert disk.report == ram.report
+    worker = pickle.loads(pickle.dumps(disk))  # process runs on workers: tables travel as paths
+    a = run_steps([ram], [dict(d) for d in docs], keep_dropped=True)
+    b = run_steps([worker], [dict(d) for d in docs], keep_dropped=True)
+    assert [d["id"] for d in b.kept] == [d["id"] for d in a.kept]
+    assert b.dropped == a.dropped and len(a.dropped) > 20  # same ids, same kept id in the audit
+    with pytest.raises(PipelineError, match="'d1' occurs more than once"):
+        _fit(make(spill=True, workdir=tmp_path / "w2"), docs[:3] + docs[1:2])

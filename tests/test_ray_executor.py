@@ -5,10 +5,15 @@ for a pipeline with exact, fuzzy and semantic dedup plus a quality filter. Runs 
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from llm_recipe.data.dedup.steps import ExactDedupStep, FuzzyDedupStep, SemanticDedupStep
-from llm_recipe.data.executor import run_local
+from llm_recipe.data.executor import ResumeMismatch, run_local
+from llm_recipe.data.pipeline import Step
 from llm_recipe.data.quality.steps import HarmfulFilter, train_harmful_classifier
 from llm_recipe.data.ray_executor import run_ray
 from llm_recipe.demo.dedup_corpus import near_duplicate_corpus, paraphrase_corpus
@@ -59,3 +64,66 @@ def test_ray_and_local_executors_keep_the_same_documents(tmp_path):
     kept = set(kept_ray)
     assert all((d["id"] in kept) + (d["id"] + "-copy" in kept) <= 1 for d in docs[:25])  # never both
     assert on_ray["global_steps"]["fuzzy_dedup"]["clusters"] > 20
+
+
+class FailOnce(Step):
+    """Logs which shard each batch came from; the first time it meets `doc_id` it waits for
+    `wait_for` (shard a's resume marker, so the crash comes after a shard is finished) and raises
+    (a job killed halfway); later runs pass."""
+
+    name = "fail_once"
+
+    def __init__(self, doc_id: str, log: Path, wait_for: Path):
+        super().__init__()
+        self.doc_id, self.log, self.wait_for = doc_id, str(log), wait_for
+
+    def __repr__(self) -> str:
+        return f"FailOnce({self.doc_id!r})"
+
+    def process(self, batch, tally):
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.write(batch[0]["id"][0] + "\n")
+        flag = Path(self.log + ".failed")
+        if any(d["id"] == self.doc_id for d in batch) and not flag.exists():
+            for _ in range(600):
+                if self.wait_for.exists():
+                    break
+                time.sleep(0.1)
+            flag.touch()
+            raise RuntimeError("simulated crash")
+        return batch
+
+
+def test_ray_run_resumes_by_shard_after_a_crash(tmp_path):
+    import ray
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    shards = []
+    for name in "abcd":
+        p = tmp_path / "in" / f"{name}.jsonl"
+        write_jsonl(p, [{"id": f"{name}{i}", "text": f"text {i % 5} of the corpus"} for i in range(8)])
+        shards.append(p)
+
+    def steps(log, fail_on="c0"):
+        return [FailOnce(fail_on, log, tmp_path / "out" / ".state" / "seg-0" / "done" / "00000-a.json"),
+                ExactDedupStep()]
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        log = tmp_path / "calls.txt"
+        with pytest.raises(Exception, match="simulated crash"):
+            run_ray(shards, steps(log), tmp_path / "out", fingerprint={"threshold": 0.8}, progress=False)
+        done = {p.stem[-1] for p in (tmp_path / "out" / ".state" / "seg-0" / "done").glob("*.json")}
+        assert "a" in done and "c" not in done and "d" not in done
+        log.unlink()
+        stats = run_ray(shards, steps(log), tmp_path / "out", fingerprint={"threshold": 0.8}, progress=False)
+        assert set(log.read_text().split()) == set("abcd") - done  # finished shards are not redone
+        whole = run_ray(shards, steps(log, fail_on="none"), tmp_path / "whole", progress=False)
+        with pytest.raises(ResumeMismatch, match=r"\(threshold\)"):
+            run_ray(shards, steps(log), tmp_path / "out", fingerprint={"threshold": 0.7}, progress=False)
+    finally:
+        ray.shutdown()
+    assert stats["steps"] == whole["steps"] and stats["steps"]["exact_dedup"]["dropped"] == {"exact_duplicate": 27}
+    for p in sorted((tmp_path / "whole" / "data").iterdir()):
+        assert (tmp_path / "out" / "data" / p.name).read_bytes() == p.read_bytes()

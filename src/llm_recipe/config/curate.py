@@ -173,13 +173,19 @@ class DedupStepConfig(StepConfig):
     enabled: bool = False
 
 
-class ExactDedupConfig(DedupStepConfig):
+class SpillingDedupConfig(DedupStepConfig):
+    spill: bool = Field(False, description="ids, digests and the drop list on disk (workdir): fit memory "
+                        "does not grow with the corpus (docs/dedup.md)")
+    workdir: Path | None = Field(None, description="spill directory (None: a temp dir)")
+
+
+class ExactDedupConfig(SpillingDedupConfig):
     hash: Literal["xxh128", "sha1", "md5"] = "xxh128"
     normalize: Literal["none", "whitespace", "text"] = Field(
         "whitespace", description="none: raw bytes; whitespace: ignore spacing; text: + NFKC, lowercase")
 
 
-class FuzzyDedupConfig(DedupStepConfig):
+class FuzzyDedupConfig(SpillingDedupConfig):
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of shingle sets")
     num_perm: int = Field(128, ge=8, le=1024)
     bands: int | None = Field(None, ge=1, description="None (with rows None): chosen from the S-curve")
@@ -190,7 +196,6 @@ class FuzzyDedupConfig(DedupStepConfig):
     ngram: int = Field(5, ge=1, description="shingle size in characters (char) or words (word)")
     verify: Literal["jaccard", "signature", "none"] = "jaccard"
     max_bucket: int = Field(64, ge=2, description="larger LSH buckets give star edges, not all pairs")
-    workdir: Path | None = Field(None, description="spill directory (None: a temp dir)")
 
 
 class SemanticDedupConfig(DedupStepConfig):

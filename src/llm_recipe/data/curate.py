@@ -18,11 +18,11 @@ config names no inputs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import console
 from ..config.curate import CurateConfig
@@ -97,17 +97,29 @@ def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int =
     return steps, skipped
 
 
-def _fingerprint(cfg: CurateConfig, shards: list[Path], steps: Sequence[Step]) -> str:
+def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def fingerprint(cfg: CurateConfig, shards: list[Path], steps: Sequence[Step]) -> dict[str, Any]:
+    """What identifies a run for resume: every config field (so a mismatch names the changed
+    ones), a hash of the step objects (settings not in the config) and one of the inputs."""
     conf = cfg.model_dump(mode="json", exclude={"executor": {"workers", "progress", "resume"}})
-    h = hashlib.sha256(json.dumps(conf, sort_keys=True).encode())
-    h.update(repr([repr(s) for s in steps]).encode())
+    inputs = hashlib.sha256()
     for p in shards:
         if not p.exists():  # a hub dataset: its name (the hub's revision is not known offline)
-            h.update(f"hub:{p}".encode())
+            inputs.update(f"hub:{p}".encode())
             continue
         st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+        inputs.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    steps_hash = hashlib.sha256(repr([repr(s) for s in steps]).encode()).hexdigest()[:16]
+    return {**_leaves(conf), "steps": steps_hash, "inputs": inputs.hexdigest()[:16]}
 
 
 def curate(
@@ -132,19 +144,16 @@ def curate(
         console.log("curate: dropped/ keeps the raw text of dropped documents, PII included "
                     "(pii.redact_dropped: true redacts it)")
     ex = cfg.executor
+    common = dict(reader=reader, fmt=cfg.output.format, max_docs_per_file=cfg.output.max_docs_per_file,
+                  batch_size=ex.batch_size, keep_dropped=cfg.output.keep_dropped, resume=ex.resume,
+                  fingerprint=fingerprint(cfg, shards, steps), progress=ex.progress)
     if ex.backend == "ray":
         from .ray_executor import run_ray
 
-        stats = run_ray(shards, steps, out, reader=reader, fmt=cfg.output.format, batch_size=ex.batch_size,
-                        keep_dropped=cfg.output.keep_dropped, num_cpus=None if ex.ray_address else ex.workers,
-                        address=ex.ray_address, progress=ex.progress)
+        stats = run_ray(shards, steps, out, num_cpus=None if ex.ray_address else ex.workers,
+                        address=ex.ray_address, **common)
     else:
-        stats = run_local(
-            shards, steps, out, reader=reader, fmt=cfg.output.format,
-            max_docs_per_file=cfg.output.max_docs_per_file, batch_size=ex.batch_size,
-            workers=ex.workers, keep_dropped=cfg.output.keep_dropped, resume=ex.resume,
-            fingerprint=_fingerprint(cfg, shards, steps), progress=ex.progress,
-        )
+        stats = run_local(shards, steps, out, workers=ex.workers, **common)
         # what each dedup level found (pairs, clusters, largest clusters), fitted in this process
         stats["global_steps"] = {s.name: s.report for s in steps if getattr(s, "report", None)}
     stats["skipped_steps"] = skipped

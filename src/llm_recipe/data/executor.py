@@ -12,12 +12,16 @@ Layout of `out_dir` after a run:
 
 Resume: a shard whose marker exists is not recomputed; the marker is written only after the
 shard's outputs are renamed into place, so a crash mid-shard just redoes that shard. The run
-fingerprint (config + inputs) is stored; resuming with a different one is an error rather
-than a silently mixed output.
+fingerprint (config fields + inputs) is stored; resuming with a different one is an error that
+names the fields that changed, rather than a silently mixed output.
+
+The per-shard work goes through a `mapper` (default: this process pool); the Ray executor passes
+a Ray Data one, so both executors share this loop, its layout and its resume.
 
 Global steps (see `pipeline`): the pipeline is split at each `GlobalStep`; segment k reads the
 outputs of segment k-1 (kept under `.state/seg-k`), the step's `observe` runs over them in the
-pool, `fit` runs here in shard order, then the segment runs. On resume, `fit` is recomputed
+pool, `fit` runs here in shard order (streamed: it consumes each shard's partials as they arrive),
+then the segment runs. On resume, `fit` is recomputed
 (deterministic) unless the segment already finished.
 """
 
@@ -27,7 +31,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -155,7 +159,11 @@ def _shard_key(i: int, path: Path) -> str:
     return f"{i:05d}-{safe}"
 
 
-def _map(fn, items: list, workers: int, desc: str, progress: bool) -> Iterator:
+# (fn, argument tuples, workers, progress label, progress on) -> fn's results, in item order
+Mapper = Callable[[Callable, list, int, str, bool], Iterator]
+
+
+def _map(fn: Callable, items: list, workers: int, desc: str, progress: bool) -> Iterator:
     """Ordered map over a process pool (or inline for one worker), with a progress bar."""
     bar = tqdm(total=len(items), desc=desc, unit="shard", disable=not progress or not items)
     try:
@@ -173,18 +181,37 @@ def _map(fn, items: list, workers: int, desc: str, progress: bool) -> Iterator:
         bar.close()
 
 
-def _check_fingerprint(state: Path, fingerprint: str, resume: bool) -> None:
+def _stream(observed: Iterator[tuple[list[Any], float]], clock: dict[str, float]) -> Iterator[Any]:
+    """Each shard's partials as they arrive, so `fit` never needs the whole corpus's in memory;
+    `clock` sums the observe seconds and the time spent waiting for them."""
+    while True:
+        t0 = time.perf_counter()
+        shard = next(observed, None)
+        clock["wait"] += time.perf_counter() - t0
+        if shard is None:
+            return
+        clock["observe"] += shard[1]
+        yield from shard[0]
+
+
+def _check_fingerprint(state: Path, fingerprint: str | dict[str, Any], resume: bool) -> None:
+    """Error when `state` holds a run with another fingerprint; a dict one (field -> value) names
+    the fields that changed."""
+    fp = fingerprint if isinstance(fingerprint, dict) else {"fingerprint": fingerprint}
     marker = state / "run.json"
     if state.exists() and not resume:
         shutil.rmtree(state)
     if marker.exists():
         old = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
-        if old != fingerprint:
+        old = old if isinstance(old, dict) else {"fingerprint": old}
+        changed = sorted(k for k in old.keys() | fp.keys() if old.get(k) != fp.get(k))
+        if changed:
+            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
             raise ResumeMismatch(
-                f"{state.parent}: holds a run with a different config or inputs; "
+                f"{state.parent}: holds a run with a different config or inputs ({', '.join(changed[:5])}{more}); "
                 "use another output dir or --set curate.executor.resume=false"
             )
-    write_json(marker, {"fingerprint": fingerprint})
+    write_json(marker, {"fingerprint": fp})
 
 
 def run_local(
@@ -199,10 +226,12 @@ def run_local(
     workers: int = 2,
     keep_dropped: bool = False,
     resume: bool = True,
-    fingerprint: str = "",
+    fingerprint: str | dict[str, Any] = "",
     progress: bool = True,
+    mapper: Mapper = _map,
 ) -> dict:
-    """Run `steps` over `shards` into `out_dir`; returns (and writes) the stats.json dict."""
+    """Run `steps` over `shards` into `out_dir`; returns (and writes) the stats.json dict.
+    `fingerprint`: what identifies the run for resume (a dict: field -> JSON value)."""
     check_unique_names(steps)
     out = Path(out_dir)
     state = out / ".state"
@@ -229,12 +258,13 @@ def run_local(
         head = seg[0] if seg else None
         if todo and isinstance(head, GlobalStep):
             items = [(head, p, seg_reader, batch_size) for p in inputs]
-            observed = list(_map(observe_shard, items, workers, f"observe {head.name}", progress))
+            clock = {"observe": 0.0, "wait": 0.0}
             t0 = time.perf_counter()
-            head.fit([p for ps, _ in observed for p in ps])
+            head.fit(_stream(mapper(observe_shard, items, workers, f"observe {head.name}", progress), clock))
+            fit_seconds = time.perf_counter() - t0 - clock["wait"]
             # kept with the run, so a rerun that needs no fit reports the same times
             write_json(state / f"seg-{k}" / "fit_seconds.json",
-                       {"step": head.name, "seconds": sum(s for _, s in observed) + time.perf_counter() - t0})
+                       {"step": head.name, "seconds": clock["observe"] + fit_seconds})
         if isinstance(head, GlobalStep) and (fit_seconds := state / f"seg-{k}" / "fit_seconds.json").exists():
             total[head.name].seconds += json.loads(fit_seconds.read_text(encoding="utf-8"))["seconds"]
         tasks = [
@@ -244,7 +274,7 @@ def run_local(
                       keys[i] if k == 0 else f"{keys[i]}-seg{k}", redactors)
             for i in todo
         ]
-        for res in _map(process_shard, [(t,) for t in tasks], workers, f"curate {k + 1}/{len(segments)}",
+        for res in mapper(process_shard, [(t,) for t in tasks], workers, f"curate {k + 1}/{len(segments)}",
                         progress):
             done[res.key] = res.__dict__
             write_json(done_dir / f"{res.key}.json", res.__dict__)  # marker written last

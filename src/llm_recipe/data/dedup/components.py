@@ -41,14 +41,23 @@ class Clusters:
         return out
 
 
+def component_reps(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nodes, rep): the documents that occur in `pairs` (sorted) and the smallest index of each
+    one's component. Memory follows the pairs, not the corpus: unpaired documents keep themselves."""
+    nodes, local = np.unique(pairs, return_inverse=True)
+    local = local.reshape(-1, 2)
+    n = len(nodes)
+    graph = coo_matrix((np.ones(len(local), dtype=np.int8), (local[:, 0], local[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max(initial=-1) + 1, n, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n, dtype=np.int64))  # nodes are sorted: min local = min index
+    return nodes, nodes[first[labels]]
+
+
 def cluster_pairs(n_docs: int, pairs: np.ndarray) -> Clusters:
     """Connected components of `pairs` over `n_docs` nodes; rep = smallest index per component."""
-    if len(pairs) == 0:
-        return Clusters(np.arange(n_docs, dtype=np.int64))
-    graph = coo_matrix(
-        (np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n_docs, n_docs)
-    )
-    _, labels = connected_components(graph, directed=False)
-    first = np.full(labels.max() + 1, n_docs, dtype=np.int64)
-    np.minimum.at(first, labels, np.arange(n_docs, dtype=np.int64))
-    return Clusters(first[labels])
+    rep = np.arange(n_docs, dtype=np.int64)
+    if len(pairs):
+        nodes, node_rep = component_reps(pairs)
+        rep[nodes] = node_rep
+    return Clusters(rep)

@@ -218,27 +218,25 @@ class MinHashDedup:
             self._shingles.add(self.n_docs, sk)
         self.n_docs += len(sk)
 
-    def finish(self) -> FuzzyResult:
+    def verified_pairs(self, partitions: int = 1) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """(pairs, similarity, counts): the LSH candidates that pass verification; `partitions`:
+        `BandIndex.candidate_pairs`'. `finish` adds the per-document clusters."""
         p = self.params
-        cand, counts = self.index.candidate_pairs(p.max_bucket)
+        cand, counts = self.index.candidate_pairs(p.max_bucket, partitions)
         if p.verify == "none":
             sim = np.full(len(cand), np.nan)
             ok = np.ones(len(cand), dtype=bool)
         else:
             sim = self._signature_similarity(cand) if p.verify == "signature" else self._jaccard(cand)
             ok = sim >= p.threshold
-        pairs, sim = cand[ok], sim[ok]
+        stats = {"docs": self.n_docs, "empty_docs": self.n_empty, "bands": self.sketcher.bands,
+                 "rows": self.sketcher.rows, **counts, "duplicate_pairs": int(np.count_nonzero(ok))}
+        return cand[ok], sim[ok], stats
+
+    def finish(self) -> FuzzyResult:
+        pairs, sim, stats = self.verified_pairs()
         clusters = cluster_pairs(self.n_docs, pairs)
-        stats = {
-            "docs": self.n_docs,
-            "empty_docs": self.n_empty,
-            "bands": self.sketcher.bands,
-            "rows": self.sketcher.rows,
-            **counts,
-            "duplicate_pairs": len(pairs),
-            "clusters": len(clusters.sizes()),
-            "removed": clusters.n_removed,
-        }
+        stats.update(clusters=len(clusters.sizes()), removed=clusters.n_removed)
         return FuzzyResult(clusters, pairs, sim, stats)
 
     def _signature_similarity(self, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:

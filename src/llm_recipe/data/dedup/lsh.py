@@ -4,7 +4,8 @@ Documents get consecutive indices in the order they are added. Band hashes are a
 `band_XXX.u64` (8 bytes per document per band), so adding a batch holds only that batch. When
 candidates are requested, one band at a time is memory-mapped and argsorted: documents with
 equal hashes form a bucket. Peak memory is therefore one band (16 bytes/doc with the sort
-order) plus the candidate pairs, not the whole index as with an in-memory hash table.
+order) plus the candidate pairs, not the whole index as with an in-memory hash table; with
+`partitions` a band is also split by hash and sorted one partition at a time.
 
 A bucket of size g yields all g(g-1)/2 pairs while g <= `max_bucket` so that verification can
 judge every pair; a larger bucket (e.g. a boilerplate page copied thousands of times) yields a
@@ -18,13 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .spill import SpillArray
+from .spill import Partitions, SpillArray
 
 
 def bucket_pairs(hashes: np.ndarray, max_bucket: int = 64) -> np.ndarray:
     """(m, 2) int64 pairs (i < j) of positions that share a hash value."""
     order = np.argsort(hashes, kind="stable")  # stable: ties stay in index order
-    sorted_h = hashes[order]
+    return sorted_bucket_pairs(hashes[order], order, max_bucket)
+
+
+def sorted_bucket_pairs(sorted_h: np.ndarray, order: np.ndarray, max_bucket: int = 64) -> np.ndarray:
+    """`bucket_pairs` of hashes already sorted, `order` their positions (ties in position order)."""
     new = np.empty(len(sorted_h), dtype=bool)
     if len(sorted_h) == 0:
         return np.zeros((0, 2), dtype=np.int64)
@@ -88,16 +93,33 @@ class BandIndex:
         for k, f in enumerate(self._files):
             f.append(band_hashes[:, k])
 
-    def candidate_pairs(self, max_bucket: int = 64) -> tuple[np.ndarray, dict[str, int]]:
-        """Unique candidate pairs over all bands, plus counts for the report."""
+    def candidate_pairs(self, max_bucket: int = 64, partitions: int = 1) -> tuple[np.ndarray, dict[str, int]]:
+        """Unique candidate pairs over all bands, plus counts for the report. `partitions` > 1:
+        each band is split by hash into that many files and sorted one at a time, so memory holds
+        1/partitions of a band instead of all of it (same pairs)."""
         keys = np.zeros(0, dtype=np.uint64)
         raw = 0
         for f in self._files:
-            pairs = bucket_pairs(np.asarray(f.read()), max_bucket)
+            if partitions == 1:
+                pairs = bucket_pairs(np.asarray(f.read()), max_bucket)
+            else:
+                parts = self._split(f, partitions)
+                found = [sorted_bucket_pairs(a[:, 0], a[:, 1].astype(np.int64), max_bucket) for a in parts.sorted()]
+                parts.remove()
+                pairs = np.concatenate(found)
             raw += len(pairs)
             # merged band by band so memory holds the union, never all bands' pairs at once
             keys = np.union1d(keys, pair_keys(pairs))
         return keys_to_pairs(keys), {"band_pairs": raw, "candidate_pairs": len(keys)}
+
+    def _split(self, band: SpillArray, partitions: int, chunk: int = 1 << 20) -> Partitions:
+        """One band's (hash, document) rows in hash partitions, read from its file chunk by chunk."""
+        parts = Partitions(self.directory / "band_parts", 2, partitions)
+        band.close()
+        for s in range(0, len(band), chunk):
+            h = np.fromfile(band.path, np.uint64, min(chunk, len(band) - s), offset=8 * s)
+            parts.append(np.column_stack([h, np.arange(s, s + len(h), dtype=np.uint64)]))
+        return parts
 
     def close(self) -> None:
         for f in self._files:
