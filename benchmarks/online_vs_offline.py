@@ -10,7 +10,8 @@ From one run's SFT model and reward model (default: the demo run, `bash scripts/
 Both are measured by the evaluation stage on the run's held-out SFT prompts (greedy answers):
 mean reward and RM win rate against the SFT model, KL; then head to head, online vs offline: the
 RM win rate and the paired mean reward difference, each with a 95% bootstrap interval over
-prompts. Repeated for several seeds (sampling, shuffling and DPO seeds; same SFT model and RM),
+prompts. Repeated for several seeds (`online_dpo.seed`: prompt order, sampling and DPO; the same
+SFT model, RM, SFT split and so the same held-out prompts for every seed),
 because a 3M-parameter policy is noisy: the spread is printed, not the best seed.
 
     python benchmarks/online_vs_offline.py [--run runs/demo] [--seeds 0 1 2] [--out /tmp/online_vs_offline]
@@ -53,9 +54,9 @@ def one_seed(run: Path, out: Path, seed: int, rounds: int, per_round: int, steps
     offline = {**common, "rounds": 1, "prompts_per_round": rounds * per_round, "max_steps": rounds * steps}
     models = {}
     for name, section in (("online", online), ("offline", offline)):
-        cfg = load_config(run / "recipe.yaml", {"seed": seed, "output_dir": str(out / name), "online_dpo": section})
+        cfg = load_config(run / "recipe.yaml", {"output_dir": str(out / name), "online_dpo": {**section, "seed": seed}})
         models[name] = stage_online_dpo(cfg, sft, rm, out / name)
-    ecfg = load_config(run / "recipe.yaml", {"seed": seed, "output_dir": str(out), "eval.judge_model": None})
+    ecfg = load_config(run / "recipe.yaml", {"output_dir": str(out), "eval.judge_model": None})
     report = json.loads(stage_eval(ecfg, {"sft_model": str(sft), "reward_model": str(rm),
                                           "dpo_model": str(models["offline"]),
                                           "online_dpo_model": str(models["online"])}, out).read_text())

@@ -460,6 +460,8 @@ class OnlineDPOConfig(DPOObjectiveConfig):
         default_factory=lambda: LabelConfig(labeler="rm"),
         description="labeler 'rm' with no reward_models: the recipe's reward model")
     init_from: str | None = Field(None, description="the initial policy; None: the recipe's SFT model")
+    seed: int | None = Field(None, description="prompt order, sampling and DPO; None: the recipe's seed (the SFT "
+                             "split the prompts come from always uses the recipe's)")
     max_steps: int = Field(20, ge=1, description="DPO steps per round")
 
 

@@ -49,6 +49,12 @@ def _label_config(lc: LabelConfig, rm_dir: str | os.PathLike | None) -> LabelCon
     return lc.model_copy(update={"reward_models": [RewardModelRef(path=str(rm_dir))]})
 
 
+def _seed(cfg: RecipeConfig) -> int:
+    """The stage's own seed (prompt order, sampling, DPO); the SFT split it draws prompts from keeps
+    the recipe's seed, so another `online_dpo.seed` never reaches the eval stage's held-out prompts."""
+    return cfg.seed if cfg.online_dpo.seed is None else cfg.online_dpo.seed
+
+
 def prompt_pool(cfg: RecipeConfig, ocfg: OnlineDPOConfig) -> tuple[list[dict], SkipLog]:
     """Every prompt the rounds draw from, shuffled once with the seed."""
     if ocfg.prompts == "sft":
@@ -60,7 +66,7 @@ def prompt_pool(cfg: RecipeConfig, ocfg: OnlineDPOConfig) -> tuple[list[dict], S
         items = read_prompts(ocfg.prompts, log)
     if len(items) < 2:
         raise ValueError(f"online_dpo: {len(items)} usable prompt(s) ({log.summary()})")
-    order = np.random.default_rng(cfg.seed).permutation(len(items))
+    order = np.random.default_rng(_seed(cfg)).permutation(len(items))
     return [items[i] for i in order], log
 
 
@@ -103,7 +109,7 @@ def round_key(cfg: RecipeConfig, ocfg: OnlineDPOConfig, lc: LabelConfig, r: int,
     """What round r computes: the section with its resolved labeler (but `rounds`: more rounds extend
     a run), the round, its policy, reference and reward models by content, and the prompt source."""
     prompts = [] if ocfg.prompts == "sft" else ocfg.prompts
-    key = run_key(ocfg.model_copy(update={"label": lc}), seed=cfg.seed, inputs=prompts, base=policy, round=r,
+    key = run_key(ocfg.model_copy(update={"label": lc}), seed=_seed(cfg), inputs=prompts, base=policy, round=r,
                   reference=model_key(reference), reward_models=[[model_key(m.path), m.weight] for m in lc.reward_models],
                   sft=cfg.sft.model_dump(mode="json") if ocfg.prompts == "sft" else None)
     for moved_or_extended in ("rounds", "label.reward_models"):  # reward models: by content above
@@ -136,14 +142,14 @@ def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir
         if not prepare_run(rdir, key, ocfg.resume, "online_dpo"):
             trained = True
             data = distributed.on_main(round_data, policy, round_prompts(pool, r, ocfg.prompts_per_round), ocfg, lc,
-                                       sample_seed(cfg.seed, 1000 + r), rdir, key)
+                                       sample_seed(_seed(cfg), 1000 + r), rdir, key)
             if data["pairs"] < 2:
                 raise ValueError(f"online_dpo round {r}: {data['pairs']} pair(s) labelled "
                                  f"({data['label']['skipped']}); see {rdir / 'data_round.json'}")
             pairs, read_log = read_preference_files([rdir / "pairs.jsonl"])
-            train, evals = split_by_prompt(pairs, ocfg.eval_fraction, cfg.seed + r)
+            train, evals = split_by_prompt(pairs, ocfg.eval_fraction, _seed(cfg) + r)
             res = run_dpo(init=policy, reference_init=reference, train_pairs=train, eval_pairs=evals, cfg=ocfg,
-                          output_dir=rdir, seed=cfg.seed + r, read_log=read_log, inputs=[rdir / "pairs.jsonl"],
+                          output_dir=rdir, seed=_seed(cfg) + r, read_log=read_log, inputs=[rdir / "pairs.jsonl"],
                           full_config=cfg, stage="online_dpo")
             if res.stopped_early:
                 raise StoppedEarly(f"online DPO round {r} stopped at step {res.steps} (checkpoint saved); "
