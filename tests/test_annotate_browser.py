@@ -9,10 +9,8 @@ test-artifacts/ (annotate.png, annotate-dashboard.png).
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
-import pytest
 from annotate_helpers import (
     CSRF,
     ITEM,
@@ -30,21 +28,6 @@ from llm_recipe.annotate.db import open_db, server_secret
 
 ARTIFACTS = Path(os.environ.get("LLM_RECIPE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 KEYS = ["1", "2", "3", "1", "2", "4", "1", "1", "2", "3"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for this test")
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _page(browser, seen: dict):

@@ -11,6 +11,7 @@ output atomically plus a JSON report (counts, skips by reason with file:line), r
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -120,7 +121,7 @@ def constitutional(model_path: str, out_dir: str | os.PathLike, cfg: Constitutio
             models[path] = (load_model(path, cfg.compute), load_tokenizer(path))
         return models[path]
 
-    calls = iter(range(1_000_000))  # a fresh sampling seed for every generation call
+    calls = itertools.count()  # a fresh sampling seed for every generation call
 
     def responder(path: str):
         model, tok = loaded(path)
