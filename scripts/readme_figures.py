@@ -42,13 +42,18 @@ def _commit(run: Path) -> str:
 def ppo_spread(run: Path, seeds: list[int]) -> list[dict]:
     """The demo's PPO stage again with other seeds, from the same SFT model and reward model."""
     from llm_recipe.config import load_config
-    from llm_recipe.stages.rl import stage_ppo
+    from llm_recipe.stages import rl
+    from llm_recipe.stages.context import RunContext
+    from llm_recipe.stages.contract import run_stage
 
     rows = []
     for s in seeds:
         cfg = load_config(run / "recipe.yaml", {"seed": s, "output_dir": str(run / "ppo-seeds" / f"seed-{s}")})
-        res = stage_ppo(cfg, run / "sft" / "model", run / "reward_model" / "model", cfg.output_dir)
-        rows.append({"seed": s, "before": res.before["success"], "after": res.after["success"], "kl": res.after["kl"]})
+        ctx = RunContext(cfg, artifacts={"sft_model": str(run / "sft" / "model"),
+                                         "reward_model": str(run / "reward_model" / "model")})
+        sm = _read(Path(run_stage(ctx, rl.PPO)["ppo_model"]).parent / "summary.json")
+        rows.append({"seed": s, "before": sm["before"]["success"], "after": sm["after"]["success"],
+                     "kl": sm["after"]["kl"]})
     return rows
 
 

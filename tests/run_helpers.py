@@ -23,3 +23,16 @@ FAST_ALIGN = [f"--set={kv}" for kv in (
 FAST_EVAL = [f"--set={kv}" for kv in (
     "eval.n_prompts=4", "eval.sampling.max_new_tokens=8", "eval.kl_max_new_tokens=6", "eval.bootstrap=100",
     "eval.perplexity_blocks=2")]
+
+
+def call_stage(stage, cfg, out=None, **artifacts):
+    """Run one recipe stage (`stages.contract.run_stage`) into `out` with the given artifacts
+    (sft_model=..., reward_model=...); returns the artifacts it made."""
+    from pathlib import Path
+
+    from llm_recipe.stages.context import RunContext
+    from llm_recipe.stages.contract import run_stage
+
+    if out is not None:
+        cfg = cfg.model_copy(update={"output_dir": Path(out)})
+    return run_stage(RunContext(cfg, artifacts={k: str(v) for k, v in artifacts.items()}), stage)

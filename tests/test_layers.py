@@ -24,6 +24,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "llm_recipe"
 # inside one package), never up.
 RANKS = {
     "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "record_sources": 1,
+    "seeds": 0, "run_keys": 2,
     "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "train": 6, "eval": 7,
     "demo": 8, "stages": 9, "recipe": 10, "annotate": 10, "cli": 11, "__main__": 12, "__init__": 0,
 }

@@ -395,9 +395,9 @@ class DPOObjectiveConfig(TrainConfig):
     eval_fraction: float = Field(0.15, gt=0, lt=0.5)
     trust_remote_code: bool = False
     chat_format: str | None = Field(None, description="None: the format saved with the model")
-    loss_type: Literal["sigmoid", "cdpo", "robust", "ipo", "simpo", "orpo", "kto"] = Field(
-        "sigmoid", description="simpo / orpo: reference-free (`train.reference_free`); kto: unpaired "
-        "thumbs-up/down data (`train.kto`; pairs are unpaired)")
+    loss_type: str = Field(
+        "sigmoid", description="the DPO-family loss: a name registered in `train.dpo.LOSSES` (reference-based, "
+        "reference-free or on unpaired thumbs-up/down data); `llm-recipe dpo --help` lists them")
     beta: float = Field(0.1, gt=0, description="DPO's beta; SimPO's beta; ORPO's lambda (weight of the odds-ratio term)")
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin gamma")
     kto_desirable_weight: float = Field(1.0, gt=0, description="KTO: weight of desirable examples' losses")
@@ -418,12 +418,6 @@ class DPOObjectiveConfig(TrainConfig):
     eval_every: int = Field(20, ge=1)
     eval_batches: int = Field(8, ge=1)
     log_every: int = Field(5, ge=1)
-
-    @model_validator(mode="after")
-    def _smoothing_needs_variant(self) -> DPOObjectiveConfig:
-        if self.label_smoothing and self.loss_type not in ("cdpo", "robust"):
-            raise ValueError(f"label_smoothing is used by loss_type cdpo or robust, not '{self.loss_type}'")
-        return self
 
 
 class DPOConfig(DPOObjectiveConfig):

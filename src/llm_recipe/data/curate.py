@@ -27,6 +27,7 @@ from typing import Any
 from .. import console
 from ..config.curate import CurateConfig
 from ..files import write_json
+from ..run_keys import run_key
 from .dedup.steps import build_dedup_steps
 from .executor import run_local
 from .filters import (
@@ -97,29 +98,13 @@ def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int =
     return steps, skipped
 
 
-def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_leaves(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def fingerprint(cfg: CurateConfig, shards: list[Path], steps: Sequence[Step]) -> dict[str, Any]:
-    """What identifies a run for resume: every config field (so a mismatch names the changed
-    ones), a hash of the step objects (settings not in the config) and one of the inputs."""
+def fingerprint(cfg: CurateConfig, shards: list[Path], steps: Sequence[Step], seed: int = 0) -> dict[str, Any]:
+    """What identifies a run for resume (`run_keys.run_key`): every config field (so a mismatch names
+    the changed ones) but where and how it runs, the seed, the inputs by content, and a hash of the
+    step objects (settings not in the config)."""
     conf = cfg.model_dump(mode="json", exclude={"executor": {"workers", "progress", "resume"}})
-    inputs = hashlib.sha256()
-    for p in shards:
-        if not p.exists():  # a hub dataset: its name (the hub's revision is not known offline)
-            inputs.update(f"hub:{p}".encode())
-            continue
-        st = p.stat()
-        inputs.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     steps_hash = hashlib.sha256(repr([repr(s) for s in steps]).encode()).hexdigest()[:16]
-    return {**_leaves(conf), "steps": steps_hash, "inputs": inputs.hexdigest()[:16]}
+    return run_key(conf, seed=seed, inputs=shards, steps=steps_hash)
 
 
 def curate(
@@ -146,7 +131,7 @@ def curate(
     ex = cfg.executor
     common = dict(reader=reader, fmt=cfg.output.format, max_docs_per_file=cfg.output.max_docs_per_file,
                   batch_size=ex.batch_size, keep_dropped=cfg.output.keep_dropped, resume=ex.resume,
-                  fingerprint=fingerprint(cfg, shards, steps), progress=ex.progress)
+                  fingerprint=fingerprint(cfg, shards, steps, seed), progress=ex.progress)
     if ex.backend == "ray":
         from .ray_executor import run_ray
 

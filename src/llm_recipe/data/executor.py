@@ -27,7 +27,6 @@ then the segment runs. On resume, `fit` is recomputed
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -40,8 +39,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import ConfigError
-from ..files import BadLine, write_json, write_jsonl
+from ..files import BadLine, read_json, write_json, write_jsonl
+from ..run_keys import ResumeMismatch, differences, mismatch  # noqa: F401 - ResumeMismatch: its home before run_keys
 from .pii import Redactor, dropped_redactors, redact_dropped
 from .pipeline import (
     Doc,
@@ -57,10 +56,6 @@ from .readers import ShardReader
 from .writers import ShardWriter
 
 MAX_AUDIT = 1000  # bad-input records listed by file:line in stats.json (all are counted)
-
-
-class ResumeMismatch(ConfigError):
-    """`out_dir` holds a run with a different configuration (a ConfigError: one line in the CLI)."""
 
 
 @dataclass
@@ -194,24 +189,18 @@ def _stream(observed: Iterator[tuple[list[Any], float]], clock: dict[str, float]
         yield from shard[0]
 
 
-def _check_fingerprint(state: Path, fingerprint: str | dict[str, Any], resume: bool) -> None:
-    """Error when `state` holds a run with another fingerprint; a dict one (field -> value) names
-    the fields that changed."""
-    fp = fingerprint if isinstance(fingerprint, dict) else {"fingerprint": fingerprint}
+def _check_fingerprint(state: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+    """`ResumeMismatch` naming what changed when `state` holds a run with another fingerprint
+    (`run_keys.run_key`: settings, seed, inputs by content); without `resume`, start over."""
     marker = state / "run.json"
     if state.exists() and not resume:
         shutil.rmtree(state)
     if marker.exists():
-        old = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
-        old = old if isinstance(old, dict) else {"fingerprint": old}
-        changed = sorted(k for k in old.keys() | fp.keys() if old.get(k) != fp.get(k))
-        if changed:
-            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-            raise ResumeMismatch(
-                f"{state.parent}: holds a run with a different config or inputs ({', '.join(changed[:5])}{more}); "
-                "use another output dir or --set curate.executor.resume=false"
-            )
-    write_json(marker, {"fingerprint": fp})
+        old = read_json(marker).get("fingerprint") or {}
+        if differences(old, fingerprint):
+            raise mismatch(state.parent, "curated shards", old, fingerprint,
+                           "use another output dir or --set curate.executor.resume=false to start over")
+    write_json(marker, {"fingerprint": fingerprint})
 
 
 def run_local(
@@ -226,16 +215,16 @@ def run_local(
     workers: int = 2,
     keep_dropped: bool = False,
     resume: bool = True,
-    fingerprint: str | dict[str, Any] = "",
+    fingerprint: dict[str, Any] | None = None,
     progress: bool = True,
     mapper: Mapper = _map,
 ) -> dict:
     """Run `steps` over `shards` into `out_dir`; returns (and writes) the stats.json dict.
-    `fingerprint`: what identifies the run for resume (a dict: field -> JSON value)."""
+    `fingerprint`: what identifies the run for resume (`run_keys.run_key`)."""
     check_unique_names(steps)
     out = Path(out_dir)
     state = out / ".state"
-    _check_fingerprint(state, fingerprint, resume)
+    _check_fingerprint(state, fingerprint or {}, resume)
     reader = reader or ShardReader()
     if not resume:
         for sub in ("data", "dropped"):
@@ -253,7 +242,7 @@ def run_local(
         last = k == len(segments) - 1
         seg_out = out / "data" if last else state / f"seg-{k}" / "data"
         done_dir = state / f"seg-{k}" / "done"
-        done = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in done_dir.glob("*.json")}
+        done = {p.stem: read_json(p) for p in done_dir.glob("*.json")}
         todo = [i for i, key in enumerate(keys) if key not in done]
         head = seg[0] if seg else None
         if todo and isinstance(head, GlobalStep):
@@ -266,7 +255,7 @@ def run_local(
             write_json(state / f"seg-{k}" / "fit_seconds.json",
                        {"step": head.name, "seconds": clock["observe"] + fit_seconds})
         if isinstance(head, GlobalStep) and (fit_seconds := state / f"seg-{k}" / "fit_seconds.json").exists():
-            total[head.name].seconds += json.loads(fit_seconds.read_text(encoding="utf-8"))["seconds"]
+            total[head.name].seconds += read_json(fit_seconds)["seconds"]
         tasks = [
             ShardTask(i, inputs[i], keys[i], seg, seg_reader, str(seg_out),
                       fmt if last else "jsonl", max_docs_per_file if last else 10**9, batch_size,

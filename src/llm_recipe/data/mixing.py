@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import BadLine, write_json
+from ..seeds import seed_for
 from .readers import ShardReader
 from .tokens import TokenCounter
 from .writers import ShardWriter
@@ -91,7 +92,7 @@ def plan_mixture(
                             f"needs {t:,} = {t / have:.2f} epochs > max_epochs {max_epochs}")
     if problems:
         raise MixingError("cannot build the mixture: " + "; ".join(problems))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_for("mixing_plan", seed))
     picks: dict[str, list[tuple[int, int, int]]] = {}
     for s in sorted(targets):
         toks = available[s].tokens
@@ -150,7 +151,7 @@ def mix(
         shutil.rmtree(d, ignore_errors=True)
     tmp.mkdir(parents=True)
     n_buckets = max(1, math.ceil(n_out / max_docs_per_file))
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(seed_for("mixing_order", seed))
     realized: dict[str, dict] = {s: {"tokens": 0, "docs": 0, "truncated_docs": 0} for s in picks}
     with contextlib.ExitStack() as stack:
         buckets = [stack.enter_context(open(tmp / f"{b:05d}.jsonl", "w", encoding="utf-8"))

@@ -59,7 +59,7 @@ def run_ray(
     batch_size: int = 1000,
     keep_dropped: bool = False,
     resume: bool = True,
-    fingerprint: str | dict[str, Any] = "",
+    fingerprint: dict[str, Any] | None = None,
     num_cpus: int | None = None,
     address: str | None = None,
     progress: bool = True,

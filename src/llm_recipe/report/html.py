@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ..files import atomic_write
+from ..files import atomic_write, read_json
 from .eval_table import table_rows
 from .figures import (
     data_uri,
@@ -51,7 +51,7 @@ nav a{margin-right:1em}.wide{overflow-x:auto}"""
 
 
 def _read(path: Path):
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _esc(x) -> str:

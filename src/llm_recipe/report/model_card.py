@@ -10,13 +10,12 @@ row of the evaluation table. The card is for people and for the hub's model page
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import yaml
 
-from ..files import atomic_write
+from ..files import atomic_write, read_json
 from .eval_table import markdown_table
 
 SECTION_OF_STAGE = {"pretrain": "pretrain", "sft": "sft", "reward_model": "rm", "dpo": "dpo",
@@ -24,7 +23,7 @@ SECTION_OF_STAGE = {"pretrain": "pretrain", "sft": "sft", "reward_model": "rm", 
 
 
 def _read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _usage(model_dir: Path, stage: str, chat: bool) -> list[str]:

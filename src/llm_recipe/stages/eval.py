@@ -1,8 +1,8 @@
 """Stage 7: every model of the run against its reference, on the same held-out prompts.
 
-    stage_eval(cfg, artifacts, out)   out/eval/: report.json (figures per model; a figure that cannot
-                                      be had is {"not_run": reason}), answers.jsonl (every answer
-                                      the figures were computed from), table.md; skipped when done
+    STAGE                             <run>/eval/: report.json (figures per model; a figure that
+                                      cannot be had is {"not_run": reason}), answers.jsonl (every
+                                      answer the figures were computed from), table.md
     run_models(artifacts)             the run's models in order, each with its reference: base, SFT
                                       (vs base), Best-of-N, DPO, PPO, GRPO (vs SFT, or vs base
                                       without SFT)
@@ -13,15 +13,12 @@ Models are loaded one at a time (with their reference for the KL estimate), on t
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import console, distributed
-from ..config import EvalConfig, RecipeConfig, SFTConfig
-from ..demo.sft_set import sft_records
+from ..config import EvalConfig
 from ..eval.compare import (
     Answers,
     EvalPrompts,
@@ -39,7 +36,7 @@ from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample
 from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.sets import load_safety_set, load_sycophancy_set
-from ..files import BadLine, atomic_write, write_json, write_jsonl
+from ..files import BadLine, atomic_write, read_json, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
@@ -49,14 +46,10 @@ from ..record_sources import check_source, is_hub_name, iter_source
 from ..report.eval_table import markdown_table
 from ..report.model_card import write_model_card
 from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
-from ..train.pretrain import read_documents, split_by_id, tokenize_and_pack
-from ..train.sft_data import (
-    DataStats,
-    conversations_from_records,
-    read_sft_records,
-    split_conversations,
-    tokenize_examples,
-)
+from ..train.pretrain import document_texts, held_out_blocks, validation_texts
+from ..train.sft_data import DataStats, tokenize_examples
+from .context import Artifacts, RunContext
+from .contract import Stage, stage_key
 
 NO_PROMPTS = "no held-out prompts (set eval.prompts, or give the recipe an sft: section)"
 
@@ -86,30 +79,7 @@ def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunM
     return models
 
 
-# Where each stage leaves its model in a run folder (`recipe.py`), for runs without a summary.json
-# (interrupted, or run stage by stage).
-RUN_LAYOUT = {"pretrained_model": "pretrain/model", "sft_model": "sft/model", "reward_model": "reward_model/model",
-              "best_of_n_report": "best_of_n/report.json", "dpo_model": "dpo/model",
-              "online_dpo_model": "online_dpo/model", "ppo_model": "ppo/model",
-              "grpo_model": "grpo/model"}
-
-
-def run_artifacts(cfg: RecipeConfig, run_dir: str | os.PathLike) -> dict[str, str]:
-    """The artifacts of a run folder: its summary.json's, else every stage output that is complete."""
-    run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        arts = json.loads(summary.read_text(encoding="utf-8"))["artifacts"]
-    else:
-        arts = {} if cfg.pretrain is not None else {"start_model": str(cfg.model.name_or_path)}
-        for name, rel in RUN_LAYOUT.items():
-            p = run_dir / rel
-            if p.is_file() or (p / "config.json").is_file():
-                arts[name] = str(p)
-    return {k: v for k, v in arts.items() if k != "eval_report"}
-
-
-def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
+def _held_out(ctx: RunContext, ecfg: EvalConfig):
     """(prompts, expected languages, held-out SFT conversations or None); no prompts without
     `eval.prompts` and SFT."""
     if ecfg.prompts:
@@ -124,31 +94,31 @@ def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
                 prompts.append(rec.get("prompt") or rec["messages"])
         prompts = prompts[: ecfg.n_prompts]
         return prompts, [None] * len(prompts), None
-    if cfg.sft is None:  # the safety and sycophancy sets still run
+    if ctx.cfg.sft is None:  # the safety and sycophancy sets still run
         return [], [], None
-    sft_cfg: SFTConfig = cfg.sft
-    stats = DataStats()
-    records = sft_records(sft_cfg, cfg.seed)
-    convs = (conversations_from_records(records, stats, sft_cfg.system_prompt) if records is not None
-             else read_sft_records(sft_cfg.data, stats, sft_cfg.system_prompt))
-    _, held = split_conversations(convs, sft_cfg.eval_fraction, cfg.seed)  # the split SFT used
+    held = ctx.sft_split().held_out  # the split SFT used
     prompts, langs, _ = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
     return prompts, langs, held
 
 
-def _perplexity_blocks(cfg: RecipeConfig, ecfg: EvalConfig, out: Path):
-    """Held-out documents: `eval.perplexity_data`, else the pretraining corpus's validation split."""
+def _perplexity_texts(ctx: RunContext, ecfg: EvalConfig):
+    """(held-out documents, why there are none): `eval.perplexity_data`, else the validation split
+    of the corpus the run pretrained on."""
     if ecfg.perplexity_data:
-        docs, _ = read_documents(ecfg.perplexity_data)
-        return [t for _, t in docs], None
-    manifest = out / "pretrain" / "run.json"
-    if cfg.pretrain is None or not manifest.exists():
+        return document_texts(ecfg.perplexity_data), None
+    files = ctx.artifacts.get("corpus_files") or _pretrain_inputs(ctx.out)
+    if ctx.cfg.pretrain is None or not files:
         return None, "the run has no pretraining corpus (set eval.perplexity_data)"
-    files = [f for f in json.loads(manifest.read_text())["inputs"] if Path(f).exists()]
+    files = [f for f in files if Path(f).exists()]
     if not files:
         return None, "the pretraining data files are gone"
-    docs, _ = read_documents(files)
-    return split_by_id(docs, cfg.pretrain.val_fraction, cfg.seed)[1], None
+    return validation_texts(files, ctx.cfg.pretrain.val_fraction, ctx.cfg.seed), None
+
+
+def _pretrain_inputs(run_dir: Path) -> list[str]:
+    """The corpus files a run folder's pretraining recorded (a folder from before stage markers)."""
+    manifest = run_dir / "pretrain" / "run.json"
+    return list(read_json(manifest)["inputs"]) if manifest.exists() else []
 
 
 def _unloadable(path: str | None) -> str | None:
@@ -166,14 +136,15 @@ def _unloadable(path: str | None) -> str | None:
 class _Evaluator:
     """Holds what every model is measured with (prompts, held-out text, RM, judge) and the results."""
 
-    def __init__(self, cfg: RecipeConfig, artifacts: dict[str, str], out: Path):
-        self.cfg, self.ecfg, self.out = cfg, cfg.eval or EvalConfig(), out
-        self.prompts_raw, langs, self.held_convs = _held_out(cfg, self.ecfg)
+    def __init__(self, ctx: RunContext):
+        cfg = ctx.cfg
+        self.cfg, self.ecfg, self.out = cfg, cfg.eval or EvalConfig(), ctx.out
+        self.prompts_raw, langs, self.held_convs = _held_out(ctx, self.ecfg)
         self.prompts = EvalPrompts(self.prompts_raw, langs, load_safety_set(self.ecfg.safety_set),
                                    load_sycophancy_set(self.ecfg.sycophancy_set))
-        self.texts, self.no_text = _perplexity_blocks(cfg, self.ecfg, out)
-        self.artifacts = artifacts
-        self.sft_format = self._format_of(artifacts.get("sft_model"))
+        self.texts, self.no_text = _perplexity_texts(ctx, self.ecfg)
+        self.artifacts = ctx.artifacts
+        self.sft_format = self._format_of(self.artifacts.get("sft_model"))
         self.answers: dict[str, Answers] = {}
         self.rows: dict[str, dict] = {}
         self._ref: tuple[str, object] | None = None  # (path, model) of the last reference loaded
@@ -197,7 +168,7 @@ class _Evaluator:
             out["corpus"] = not_run(self.no_text)
         else:
             block = self.cfg.pretrain.block_size if self.cfg.pretrain else 256
-            blocks, _ = tokenize_and_pack(self.texts, tok, block, "tokenize held-out text")
+            blocks = held_out_blocks(self.texts, tok, block)
             used = blocks[: c.perplexity_blocks]  # the first blocks of the split: the same text for every model
             out["corpus"] = {**text_perplexity(model, used), "blocks": len(used), "blocks_available": len(blocks)} \
                 if len(blocks) else not_run("held-out text shorter than one block")
@@ -342,17 +313,35 @@ class _Evaluator:
                 "sampling": self.ecfg.sampling.model_dump(), "seed": self.cfg.seed}
 
 
-def stage_eval(cfg: RecipeConfig, artifacts: dict[str, str], out: str | os.PathLike, skip_done: bool = True) -> Path:
-    """Evaluate the run's models into `out/eval/` (main process); returns the report path."""
-    run_dir = Path(out) / "eval"
-    if skip_done and (run_dir / "report.json").exists():
-        return run_dir / "report.json"
-    return distributed.on_main(_evaluate, cfg, artifacts, Path(out), run_dir)
+def _eval_config(ctx: RunContext) -> EvalConfig:
+    return ctx.cfg.eval or EvalConfig(compute=ctx.cfg.compute)
 
 
-def _evaluate(cfg: RecipeConfig, artifacts: dict[str, str], out: Path, run_dir: Path) -> Path:
-    ev = _Evaluator(cfg, artifacts, out)
-    models = run_models(artifacts, cfg.bon.n if cfg.bon else None)
+def key(ctx: RunContext) -> dict:
+    ecfg = _eval_config(ctx)
+    models = {m.name: m.path or m.policy for m in run_models(ctx.artifacts, ctx.cfg.bon.n if ctx.cfg.bon else None)}
+    judge = ctx.artifacts.get("sft_model") if ecfg.judge_model == "sft" else ecfg.judge_model
+    sets = [p for p in (ecfg.safety_set, ecfg.sycophancy_set, *(ecfg.prompts or []), *(ecfg.perplexity_data or []))
+            if p]
+    return stage_key(ctx, {"eval": ecfg.model_dump(mode="json"),
+                           "sft": ctx.cfg.sft.model_dump(mode="json") if ctx.cfg.sft else None,
+                           "bon": ctx.cfg.bon.model_dump(mode="json") if ctx.cfg.bon else None,
+                           "pretrain_val": ctx.cfg.pretrain.val_fraction if ctx.cfg.pretrain else None},
+                     inputs=[*sets, *(ctx.artifacts.get("corpus_files") or [])],
+                     models={**models, "reward_model": ctx.reward_model(), "judge": judge})
+
+
+def run(ctx: RunContext) -> Artifacts:
+    """Evaluate the run's models into <run>/eval/ (main process)."""
+    if ctx.cfg.eval is None:
+        ctx.cfg = ctx.cfg.model_copy(update={"eval": _eval_config(ctx)})
+    return {"eval_report": str(distributed.on_main(_evaluate, ctx))}
+
+
+def _evaluate(ctx: RunContext) -> Path:
+    cfg, out, run_dir = ctx.cfg, ctx.out, ctx.out / "eval"
+    ev = _Evaluator(ctx)
+    models = run_models(ctx.artifacts, cfg.bon.n if cfg.bon else None)
     if not models:
         raise ValueError("eval: the run has no model to evaluate")
     report = ev.run(models)
@@ -375,3 +364,5 @@ def _evaluate(cfg: RecipeConfig, artifacts: dict[str, str], out: Path, run_dir: 
         console.log(line)
     return run_dir / "report.json"
 
+
+STAGE = Stage("eval", run, key, lambda cfg: cfg.eval is not None)

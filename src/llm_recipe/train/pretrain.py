@@ -20,11 +20,10 @@ from ..data.packing import PackStats, pack_token_lists
 from ..files import BadLine, open_text_bytes, write_json
 from ..models.loading import DTYPES, load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
-from ..provenance import write_run_manifest
 from ..record_sources import check_skips, check_source, iter_source
-from ..report.plots import plot_metrics
 from ..splits import split_by_key
-from .loop import StepCallback, Trainer
+from .loop import StepCallback
+from .training_run import Plot, Prepared, RunSpec, TrainResult, run_training
 
 
 @dataclass
@@ -109,6 +108,23 @@ def tokenize_and_pack(texts: list[str], tokenizer, block_size: int, desc: str = 
     return pack_token_lists(token_lists(), block_size, tokenizer.eos_token_id)
 
 
+def document_texts(files: Sequence[str | os.PathLike]) -> list[str]:
+    """The texts of a corpus's usable documents (`read_documents`)."""
+    return [t for _, t in read_documents(files)[0]]
+
+
+def validation_texts(files: Sequence[str | os.PathLike], val_fraction: float, seed: int) -> list[str]:
+    """Exactly the documents pretraining held out of `files` (`split_by_id`): held-out perplexity
+    is measured on text no model of the run trained on."""
+    docs, _ = read_documents(files)
+    return split_by_id(docs, val_fraction, seed)[1]
+
+
+def held_out_blocks(texts: list[str], tokenizer, block_size: int) -> np.ndarray:
+    """Held-out texts packed into blocks the way pretraining packs its data."""
+    return tokenize_and_pack(texts, tokenizer, block_size, "tokenize held-out text")[0]
+
+
 class CausalLMObjective:
     """Plain next-token cross-entropy over packed blocks (labels = inputs; the model shifts)."""
 
@@ -130,13 +146,7 @@ def build_model(model_cfg: ModelConfig, tokenizer, seed: int, dtype: str = "floa
     return build_preset_model(model_cfg.preset, tokenizer, seed=seed).to(DTYPES[dtype])
 
 
-@dataclass
-class PretrainResult:
-    model_dir: Path
-    initial_eval_loss: float | None
-    final_eval_loss: float | None
-    steps: int
-    stopped_early: bool
+LOSS_PLOT = Plot("loss.png", ("loss", "eval_loss"), "pretraining loss")
 
 
 def run_pretrain(
@@ -150,7 +160,7 @@ def run_pretrain(
     resume: bool = True,
     callbacks: Sequence[StepCallback] = (),
     full_config=None,
-) -> PretrainResult:
+) -> TrainResult:
     """Pretrain and save `output_dir/model` (HF directory with tokenizer). Resumes from the
     latest checkpoint in `output_dir` when `resume` is set and one exists."""
     out = Path(output_dir)
@@ -166,34 +176,9 @@ def run_pretrain(
     model = build_model(model_cfg, tokenizer, seed, cfg.compute.dtype)
     # The context the model was trained on (the tokenizer's 1e30 "no limit" default says nothing).
     tokenizer.model_max_length = cfg.block_size
-    trainer = Trainer(model, CausalLMObjective(), list(train_blocks), cfg, out, eval_data=list(val_blocks),
-                      seed=seed, callbacks=callbacks, tokenizer=tokenizer)
-    resumed = resume and trainer.resume("latest")
-    data_report = {
-        "read": asdict(read_stats),
-        "train_pack": asdict(train_pack),
-        "val_pack": asdict(val_pack),
-        "train_documents": len(train_texts),
-        "val_documents": len(val_texts),
-        "parameters": count_parameters(model),
-        "dropped_blocks_per_epoch": trainer.dropped_per_epoch,
-        "resumed_from_step": trainer.state.step if resumed else None,
-    }
-    if trainer.is_main:
-        write_json(out / "data_report.json", data_report)
-        write_run_manifest(out, stage="pretrain", config=full_config or cfg, inputs=data_files,
-                           extra={"data_report": data_report})
-    result = trainer.fit()
-    model_dir = out / "model"
-    if not result["stopped_early"]:
-        trainer.save_model(model_dir, tokenizer=tokenizer)
-        if trainer.is_main:
-            plot_metrics(out / "metrics.jsonl", out / "loss.png", title="pretraining loss")
-    hist = result["history"]
-    return PretrainResult(
-        model_dir=model_dir,
-        initial_eval_loss=next((h["eval_loss"] for h in hist if h["step"] == 0), None),
-        final_eval_loss=hist[-1]["eval_loss"] if hist else None,
-        steps=result["step"],
-        stopped_early=result["stopped_early"],
-    )
+    report = {"read": asdict(read_stats), "train_pack": asdict(train_pack), "val_pack": asdict(val_pack),
+              "train_documents": len(train_texts), "val_documents": len(val_texts),
+              "parameters": count_parameters(model)}
+    prepared = Prepared(model, tokenizer, CausalLMObjective(), list(train_blocks), list(val_blocks), cfg, report)
+    return run_training(prepared, RunSpec("pretrain", inputs=data_files, plots=[LOSS_PLOT]), out, seed=seed,
+                        resume=resume, callbacks=callbacks, full_config=full_config)

@@ -12,7 +12,6 @@ never a pickle.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from ...files import read_json
 from ..dedup.shingles import normalize_text
 
 
@@ -98,7 +98,7 @@ class NgramClassifier:
         d = Path(directory)
         if not (d / "classifier.json").exists():
             raise FileNotFoundError(f"{d}: not a saved n-gram classifier (no classifier.json)")
-        cfg = json.loads((d / "classifier.json").read_text(encoding="utf-8"))
+        cfg = read_json(d / "classifier.json")
         clf = cls(cfg["analyzer"], tuple(cfg["ngram_range"]), cfg["n_features"], cfg["C"], cfg["seed"])
         w = load_file(str(d / "weights.safetensors"))
         clf.coef, clf.intercept = w["coef"], float(w["intercept"][0])
