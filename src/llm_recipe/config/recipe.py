@@ -23,6 +23,7 @@ from .stages import (
     EvalConfig,
     GenerateConfig,
     GRPOConfig,
+    HHConfig,
     ModelConfig,
     OnlineDPOConfig,
     PPOConfig,
@@ -36,7 +37,7 @@ from .stages import (
 
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
 COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
-                  "online_dpo", "eval")
+                  "online_dpo", "eval", "hh")
 
 
 class RecipeConfig(Section):
@@ -64,6 +65,8 @@ class RecipeConfig(Section):
     constitutional: ConstitutionalConfig | None = Field(
         None, description="Constitutional AI data from the SFT model (after SFT; writes constitutional/)")
     eval: EvalConfig | None = Field(None, description="the evaluation of every model of the run")
+    hh: HHConfig | None = Field(None, description="the helpful-harmless set of `sft.data: hh` / `dpo.data: hh` "
+                                "(None: its defaults)")
 
     @model_validator(mode="before")
     @classmethod

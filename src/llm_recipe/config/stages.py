@@ -160,8 +160,9 @@ class LoRAConfig(Section):
 class SFTConfig(TrainConfig):
     """Supervised fine-tuning (stage 3); the training-loop fields are inherited from TrainConfig."""
 
-    data: list[Path] | Literal["bundled"] = Field(
-        "bundled", description="JSONL files (messages / instruction+output / prompt+completion) or 'bundled'"
+    data: list[Path] | Literal["bundled", "hh"] = Field(
+        "bundled", description="JSONL files (messages / instruction+output / prompt+completion), 'bundled', or "
+        "'hh': the helpful-harmless set (`hh:`; harmful requests -> refusals, the rest -> the model's own answers)"
     )
     bundled_examples: int = Field(3000, ge=8, description="size of the generated bundled set")
     bundled_style_share: float = Field(
@@ -423,8 +424,10 @@ class DPOObjectiveConfig(TrainConfig):
 class DPOConfig(DPOObjectiveConfig):
     """Stage 6: DPO on a fixed (offline) preference set."""
 
-    data: list[Path] | Literal["style"] = Field(
-        "style", description="preference files (any shape) or 'style': the 'Let me explain.' set from the SFT data")
+    data: list[Path] | Literal["style", "hh"] = Field(
+        "style", description="preference files (any shape), 'style': the 'Let me explain.' set from the SFT data, "
+        "or 'hh': the helpful-harmless pairs (`hh:`; refusal over the model's own answer to a harmful request, own "
+        "answer over a refusal for a benign or ordinary one)")
     eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
     style_pairs: int = Field(400, ge=8, description="size of the generated style set")
     style_prefix: str = "Let me explain. "
@@ -473,6 +476,24 @@ class ConstitutionalConfig(Section):
     compute: ComputeConfig = ComputeConfig()
 
 
+class HHConfig(Section):
+    """The helpful-harmless set (`preference.hh`) that `sft.data: hh` and `dpo.data: hh` train on: hand-written
+    harmful requests (answered with a helpful refusal), benign look-alikes and ordinary prompts (answered with
+    the starting model's own answers, made once per run into RUN/hh/answers.jsonl)."""
+
+    set: Path | None = Field(None, description="an HH set (id, lang, kind, category, prompt, refusal); None: hh-v1")
+    answers_from: str | None = Field(
+        None, description="the model whose own answers are used; None: the model the recipe starts from")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(temperature=0.0, max_new_tokens=96, repetition_penalty=1.1),
+        description="how the own answers are made (an answer the limit cut ends at its last full sentence)")
+    dpo_kinds: list[Literal["harmful", "benign", "ordinary"]] = Field(
+        default_factory=lambda: ["harmful", "benign", "ordinary"], description="the item kinds that become DPO pairs")
+    refusal_detector: Literal["rules", "classifier", "combined"] = Field(
+        "classifier", description="decides whether an own answer already refuses (such records are skipped, counted)")
+    compute: ComputeConfig = ComputeConfig()
+
+
 class LMHarnessConfig(Section):
     """Optional: lm-evaluation-harness tasks (`pip install llm-recipe[lm-eval]`) on each model of the run."""
 
@@ -487,17 +508,30 @@ class EvalConfig(Section):
     """Stage 7: every model of the run against its reference on held-out prompts (`llm_recipe.eval`)."""
 
     prompts: list[Path] | None = Field(
-        None, description="held-out prompt files (JSONL 'prompt' or 'messages'); None: the SFT held-out split")
+        None, description="held-out prompt files (JSONL 'prompt' or 'messages') or bundled prompt sets by name "
+        "(helpful-v1: ordinary JA/EN requests); None: the SFT held-out split")
     n_prompts: int = Field(40, ge=1, description="held-out prompts used (the first n)")
-    safety_set: Path | None = Field(None, description="None: the bundled JA/EN safety set")
-    sycophancy_set: Path | None = Field(None, description="None: the bundled JA/EN sycophancy set")
+    safety_set: Path | None = Field(
+        None, description="a file, or a bundled set's name (safety-v1, safety-v2); None: the bundled safety-v2")
+    sycophancy_set: Path | None = Field(
+        None, description="a file, or a bundled set's name (sycophancy-v1, sycophancy-v2); None: sycophancy-v2")
+    refusal_detector: Literal["rules", "classifier", "combined"] = Field(
+        "classifier", description="how refusals are found (`eval.refusal`): phrase rules, the n-gram classifier "
+        "(chosen by grouped cross-validation, benchmarks/refusal_classifier.py), or the rules as a first pass "
+        "with the classifier; the rules' rates are always reported beside")
     sampling: SamplingConfig = Field(
         SamplingConfig(temperature=0.0, max_new_tokens=64, repetition_penalty=1.1),
         description="how answers are produced (a measurement: greedy by default)")
     kl_max_new_tokens: int = Field(48, ge=1, description="length of the temperature-1 samples of the KL estimate")
     judge_model: str | None = Field(
         "sft", description="the LLM judge: a model dir or hub id, 'sft' (the run's SFT model: a stand-in, and one "
-        "that knows the reference's answers), or None (no judge)")
+        "that knows the reference's answers), 'base' (the model the run starts from), or None (no judge)")
+    models: list[str] | None = Field(
+        None, description="the run's models to evaluate, by name (base, sft, best_of_N, dpo, online_dpo, ppo, grpo); "
+        "None: all. A model's reference is evaluated with it")
+    compare_to: Literal["previous", "base"] = Field(
+        "previous", description="each model's reference: the model before it (SFT vs base, DPO/PPO/... vs SFT), "
+        "or 'base' (every model vs the model the run starts from)")
     judge_template: str = LabelConfig().judge_template
     judge_choices: tuple[str, str] = ("A", "B")
     perplexity_data: list[Path] | None = Field(

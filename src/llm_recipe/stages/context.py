@@ -99,6 +99,10 @@ class RunContext:
             self._splits[cache_key] = split_sft_data(sft, self.cfg.seed, sft_records(sft, self.cfg.seed))
         return self._splits[cache_key]
 
+    def use_sft_records(self, records) -> None:
+        """SFT records a stage made itself (`sft.data: hh`): what every later `sft_split()` splits."""
+        self._splits[self.cfg.sft.model_dump_json()] = split_sft_data(self.cfg.sft, self.cfg.seed, records)
+
     def add(self, artifacts: Artifacts) -> None:
         """A finished stage's artifacts; an imported starting model becomes `model.name_or_path`."""
         self.artifacts.update(artifacts)

@@ -25,6 +25,7 @@ from ..train.run_folder import prepare_run, run_key
 from ..train.style_data import StyleData, restyle_with_answers, style_pairs_from_sft
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
+from .hh import hh_dpo_data, hh_key, hh_set_path, starting_model
 
 
 def _init(ctx: RunContext) -> str:
@@ -35,16 +36,20 @@ def _init(ctx: RunContext) -> str:
     return init
 
 
-def _inputs(dcfg: DPOConfig) -> list:
-    return [] if dcfg.data == "style" else [*dcfg.data, *(dcfg.eval_data or [])]
+def _inputs(ctx: RunContext) -> list:
+    dcfg = ctx.cfg.dpo
+    if dcfg.data in ("style", "hh"):
+        return [hh_set_path(ctx.cfg)] if dcfg.data == "hh" else []
+    return [*dcfg.data, *(dcfg.eval_data or [])]
 
 
 def key(ctx: RunContext) -> dict:
     dcfg = ctx.cfg.dpo
-    style = dcfg.data == "style"
+    style, hh = dcfg.data == "style", dcfg.data == "hh"
     return stage_key(ctx, {"dpo": run_key(dcfg, seed=ctx.cfg.seed)["config"],
-                           "sft": (ctx.cfg.sft or SFTConfig()).model_dump(mode="json") if style else None},
-                     inputs=_inputs(dcfg), models={"init": _init(ctx)})
+                           "sft": (ctx.cfg.sft or SFTConfig()).model_dump(mode="json") if style else None,
+                           "hh": hh_key(ctx.cfg) if hh else None},
+                     inputs=_inputs(ctx), models={"init": _init(ctx), **({"answers": starting_model(ctx)} if hh else {})})
 
 
 def run(ctx: RunContext) -> Artifacts:
@@ -53,16 +58,21 @@ def run(ctx: RunContext) -> Artifacts:
     cfg, dcfg = ctx.cfg, ctx.cfg.dpo
     run_dir = ctx.out / "dpo"
     init = _init(ctx)
-    done = prepare_run(run_dir, run_key(dcfg, seed=cfg.seed, inputs=_inputs(dcfg), base=init), dcfg.resume, "dpo")
-    style = dcfg.data == "style"
+    style, hh = dcfg.data == "style", dcfg.data == "hh"
+    inputs = _inputs(ctx)
+    if hh:  # refusal over the starting model's own answer to a harmful request; own answer over a refusal else
+        pairs, log, inputs = hh_dpo_data(cfg, starting_model(ctx), ctx.out)
+    done = prepare_run(run_dir, run_key(dcfg, seed=cfg.seed, inputs=inputs, base=init), dcfg.resume, "dpo")
     if style:
         data = _style_data(ctx, init)
         train, evals, log = data.train, data.eval, data.log
+    elif hh:
+        train, evals = _hh_pairs(ctx, pairs, log)
     elif not done:
         train, evals, log = _file_pairs(dcfg, cfg.seed)
     if not done:
         res = run_dpo(init=init, train_pairs=train, eval_pairs=evals, cfg=dcfg, output_dir=run_dir, seed=cfg.seed,
-                      read_log=log, inputs=_inputs(dcfg), full_config=cfg)
+                      read_log=log, inputs=inputs, full_config=cfg)
         if res.stopped_early:
             raise StoppedEarly(f"DPO stopped at step {res.steps} (checkpoint saved); run the same command again to resume")
         first, last = res.initial_eval, res.final_eval
@@ -86,6 +96,17 @@ def _style_data(ctx: RunContext, init: str) -> StyleData:
     if distributed.is_main():
         write_jsonl(ctx.out / "dpo" / "style_pairs.jsonl", (p.to_json() for p in data.train + data.eval))
     return data
+
+
+def _hh_pairs(ctx: RunContext, pairs: list, log) -> tuple[list, list]:
+    """The HH pairs (written to dpo/hh_pairs.jsonl), split by prompt. Skips are the model's own answers
+    that cannot serve (counted in hh/data_report.json), not bad records: only no pairs at all is an error."""
+    dcfg = ctx.cfg.dpo
+    if not pairs:
+        raise ValueError(f"dpo: no HH pairs ({log.total_skipped} skipped: {dict(log.skipped)}; see hh/data_report.json)")
+    if distributed.is_main():
+        write_jsonl(ctx.out / "dpo" / "hh_pairs.jsonl", (p.to_json() for p in pairs))
+    return split_by_prompt(pairs, dcfg.eval_fraction, ctx.cfg.seed)
 
 
 def _file_pairs(dcfg: DPOConfig, seed: int):

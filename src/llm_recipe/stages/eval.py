@@ -35,7 +35,8 @@ from ..eval.format_following import dedupe_prompts, held_out_prompts
 from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample_responses
 from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
-from ..eval.sets import load_safety_set, load_sycophancy_set
+from ..eval.refusal import detector_info
+from ..eval.sets import load_safety_set, load_sycophancy_set, named_or_path
 from ..files import BadLine, atomic_write, read_json, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
@@ -63,20 +64,29 @@ class RunModel:
     policy: str | None = None  # Best-of-N's policy dir
 
 
-def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunModel]:
+def run_models(artifacts: dict[str, str], bon_n: int | None = None, compare_to: str = "previous",
+               only: list[str] | None = None) -> list[RunModel]:
+    """`compare_to` 'base': every model against the base; `only`: the named models and their references."""
     base = artifacts.get("pretrained_model") or artifacts.get("start_model")
     models = [RunModel("base", base, None)] if base else []
     ref = "base" if base else None
     if sft := artifacts.get("sft_model"):
         models.append(RunModel("sft", sft, ref))
-        ref = "sft"
+        ref = "sft" if compare_to == "previous" or not base else ref
     policy = sft or base
     if "best_of_n_report" in artifacts and bon_n and policy:
         models.append(RunModel(f"best_of_{bon_n}", None, ref, best_of_n=bon_n, policy=policy))
     for algo in ("dpo", "online_dpo", "ppo", "grpo"):
         if path := artifacts.get(f"{algo}_model"):
             models.append(RunModel(algo, path, ref))
+    if only is not None:
+        keep = set(only) | {m.reference for m in models if m.name in only}
+        models = [m for m in models if m.name in keep]
     return models
+
+
+def _models(ctx: RunContext, ecfg: EvalConfig) -> list[RunModel]:
+    return run_models(ctx.artifacts, ctx.cfg.bon.n if ctx.cfg.bon else None, ecfg.compare_to, ecfg.models)
 
 
 def _held_out(ctx: RunContext, ecfg: EvalConfig):
@@ -85,6 +95,7 @@ def _held_out(ctx: RunContext, ecfg: EvalConfig):
     if ecfg.prompts:
         prompts = []
         for f in ecfg.prompts:
+            f = named_or_path(f)  # a file, or a bundled prompt set by name (helpful-v1)
             check_source(f, "eval prompts")
             for where, rec in iter_source(f):
                 if isinstance(rec, BadLine):
@@ -96,6 +107,8 @@ def _held_out(ctx: RunContext, ecfg: EvalConfig):
         return prompts, [None] * len(prompts), None
     if ctx.cfg.sft is None:  # the safety and sycophancy sets still run
         return [], [], None
+    if ctx.cfg.sft.data == "hh":  # the HH set has no ordinary held-out split: the bundled ordinary requests
+        return _held_out(ctx, ecfg.model_copy(update={"prompts": [Path("helpful-v1")]}))
     held = ctx.sft_split().held_out  # the split SFT used
     prompts, langs, _ = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
     return prompts, langs, held
@@ -250,9 +263,9 @@ class _Evaluator:
         self.judge, self.no_judge, self.judge_name = None, "no judge model (eval.judge_model)", None
         if spec is None:
             return
-        path = self.artifacts.get("sft_model") if spec == "sft" else spec
+        path = _judge_path(self.artifacts, spec)
         if not path:
-            self.no_judge = "eval.judge_model is 'sft' but the run has no SFT model"
+            self.no_judge = f"eval.judge_model is '{spec}' but the run has no {spec} model"
             return
         try:
             model = load_model(path, self.ecfg.compute)
@@ -273,7 +286,7 @@ class _Evaluator:
             row, ans = self.rows[m.name], self.answers.get(m.name)
             if ans is None:
                 continue
-            row.update(own_metrics(ans, self.prompts))
+            row.update(own_metrics(ans, self.prompts, c.refusal_detector))
             if scores.get(m.name):
                 row["mean_reward"] = sum(scores[m.name]) / len(scores[m.name])
             ref = self.answers.get(m.reference) if m.reference else None
@@ -283,6 +296,9 @@ class _Evaluator:
                 row["win_rate_rm"] = row["win_rate_judge"] = row["length_vs_reference"] = not_run(why)
                 continue
             row["length_vs_reference"] = length_vs_reference(ans.held_out, ref.held_out)
+            # answers word for word the reference's (a model trained on its base's own answers keeps many)
+            row["identical_to_reference"] = sum(a == b for a, b in zip(ans.held_out, ref.held_out, strict=True)) / len(
+                ans.held_out)
             row["win_rate_rm"] = (rm_comparison(scores[m.name], scores[m.reference], ans, ref, c.bootstrap, self.cfg.seed)
                                   if self.scorer is not None else not_run(self.no_scorer))
             if self.judge is None:
@@ -307,10 +323,17 @@ class _Evaluator:
                 "prompts": {"held_out": len(self.prompts_raw), "source": [str(p) for p in self.ecfg.prompts]
                             if self.ecfg.prompts else "sft held-out split"},
                 "sets": {"safety": self.prompts.safety.describe(), "sycophancy": self.prompts.sycophancy.describe()},
+                "refusal_detector": detector_info(self.ecfg.refusal_detector),
                 "reward_model": self.artifacts.get("reward_model") if self.scorer is not None else not_run(self.no_scorer),
                 "judge": self.judge_name if self.judge is not None else not_run(self.no_judge),
                 "reward_length_correlation": self.reward_length,
                 "sampling": self.ecfg.sampling.model_dump(), "seed": self.cfg.seed}
+
+
+def _judge_path(artifacts: dict, spec: str | None) -> str | None:
+    """'sft': the run's SFT model; 'base': the model the run starts from; else the spec itself."""
+    base = artifacts.get("pretrained_model") or artifacts.get("start_model")
+    return {"sft": artifacts.get("sft_model"), "base": base}.get(spec, spec) if spec else None
 
 
 def _eval_config(ctx: RunContext) -> EvalConfig:
@@ -319,10 +342,10 @@ def _eval_config(ctx: RunContext) -> EvalConfig:
 
 def key(ctx: RunContext) -> dict:
     ecfg = _eval_config(ctx)
-    models = {m.name: m.path or m.policy for m in run_models(ctx.artifacts, ctx.cfg.bon.n if ctx.cfg.bon else None)}
-    judge = ctx.artifacts.get("sft_model") if ecfg.judge_model == "sft" else ecfg.judge_model
-    sets = [p for p in (ecfg.safety_set, ecfg.sycophancy_set, *(ecfg.prompts or []), *(ecfg.perplexity_data or []))
-            if p]
+    models = {m.name: m.path or m.policy for m in _models(ctx, ecfg)}
+    judge = _judge_path(ctx.artifacts, ecfg.judge_model)
+    sets = [named_or_path(p) for p in (ecfg.safety_set, ecfg.sycophancy_set, *(ecfg.prompts or []),
+                                       *(ecfg.perplexity_data or [])) if p]
     return stage_key(ctx, {"eval": ecfg.model_dump(mode="json"),
                            "sft": ctx.cfg.sft.model_dump(mode="json") if ctx.cfg.sft else None,
                            "bon": ctx.cfg.bon.model_dump(mode="json") if ctx.cfg.bon else None,
@@ -341,7 +364,7 @@ def run(ctx: RunContext) -> Artifacts:
 def _evaluate(ctx: RunContext) -> Path:
     cfg, out, run_dir = ctx.cfg, ctx.out, ctx.out / "eval"
     ev = _Evaluator(ctx)
-    models = run_models(ctx.artifacts, cfg.bon.n if cfg.bon else None)
+    models = _models(ctx, ev.ecfg)
     if not models:
         raise ValueError("eval: the run has no model to evaluate")
     report = ev.run(models)
@@ -354,12 +377,14 @@ def _evaluate(ctx: RunContext) -> Path:
         if m.path and Path(m.path, "config.json").is_file() and Path(m.path).resolve().is_relative_to(out.resolve()):
             write_model_card(m.path, (m.name, report["models"][m.name]))
     write_jsonl(run_dir / "answers.jsonl",
-                (r for name, a in ev.answers.items() for r in answer_records(name, ev.prompts, a)))
+                (r for name, a in ev.answers.items()
+                 for r in answer_records(name, ev.prompts, a, ev.ecfg.refusal_detector)))
     write_json(run_dir / "report.json", report)
     with atomic_write(run_dir / "table.md") as f:
         f.write(markdown_table(report))
     write_run_manifest(run_dir, stage="eval", config=cfg,
-                       inputs=[p for p in (ev.ecfg.safety_set, ev.ecfg.sycophancy_set, *(ev.ecfg.prompts or [])) if p])
+                       inputs=[ev.prompts.safety.path, ev.prompts.sycophancy.path,
+                               *(named_or_path(p) for p in ev.ecfg.prompts or [])])
     for line in markdown_table(report).splitlines():
         console.log(line)
     return run_dir / "report.json"

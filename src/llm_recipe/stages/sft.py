@@ -31,20 +31,26 @@ from ..train.sft_coverage import coverage_report
 from ..train.sft_data import pack_examples, padding_report
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
+from .hh import hh_key, hh_set_path, hh_sft_data
 
 # A measurement, not a demo: greedy, with the default repetition penalty against greedy loops.
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=128, repetition_penalty=1.1)
 
 
-def _run_key(ctx: RunContext, base: str) -> dict:
-    sft_cfg = ctx.cfg.sft
-    return run_key(sft_cfg, seed=ctx.cfg.seed, inputs=[] if sft_cfg.data == "bundled" else sft_cfg.data, base=base)
+def _inputs(cfg: RecipeConfig) -> list:
+    data = cfg.sft.data
+    return [] if data == "bundled" else [hh_set_path(cfg)] if data == "hh" else data
+
+
+def _run_key(ctx: RunContext, base: str, inputs: list | None = None) -> dict:
+    return run_key(ctx.cfg.sft, seed=ctx.cfg.seed, inputs=_inputs(ctx.cfg) if inputs is None else inputs, base=base)
 
 
 def key(ctx: RunContext) -> dict:
     base = _base(ctx)
-    return stage_key(ctx, {"sft": _run_key(ctx, base)["config"], "samples": ctx.cfg.generate.sampling.model_dump()},
-                     inputs=[] if ctx.cfg.sft.data == "bundled" else ctx.cfg.sft.data, models={"base": base})
+    hh = hh_key(ctx.cfg) if ctx.cfg.sft.data == "hh" else None
+    return stage_key(ctx, {"sft": _run_key(ctx, base)["config"], "samples": ctx.cfg.generate.sampling.model_dump(),
+                           "hh": hh}, inputs=_inputs(ctx.cfg), models={"base": base})
 
 
 def _base(ctx: RunContext) -> str:
@@ -59,9 +65,12 @@ def run(ctx: RunContext) -> Artifacts:
     cfg, out = ctx.cfg, ctx.out / "sft"
     sft_cfg: SFTConfig = cfg.sft
     base = _base(ctx)
-    records = sft_records(sft_cfg, cfg.seed)
-    if not prepare_run(out, _run_key(ctx, base), sft_cfg.resume, "sft"):
-        if records is not None and distributed.is_main():  # what was trained on, for inspection
+    records, inputs = sft_records(sft_cfg, cfg.seed), None
+    if sft_cfg.data == "hh":  # refusals for harmful requests, the base model's own answers for the rest
+        records, _, inputs = hh_sft_data(cfg, base, ctx.out)
+        ctx.use_sft_records(records)
+    if not prepare_run(out, _run_key(ctx, base, inputs), sft_cfg.resume, "sft"):
+        if records is not None and distributed.is_main():  # what was trained on, for inspection (bundled, hh)
             write_jsonl(out / "bundled_sft.jsonl", (r for _, r in records))
         res = run_sft(init=base, tokenizer=load_tokenizer(base), cfg=sft_cfg, output_dir=out, seed=cfg.seed,
                       full_config=cfg, records=records)
