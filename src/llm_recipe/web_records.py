@@ -112,7 +112,7 @@ def decode_page(body: bytes, declared: str | None = None) -> tuple[str, str, str
 
 
 def page_record(body: bytes, where: str, offset: int, content_type: str | None, url: str | None,
-                rec_id: str, extra: dict | None = None) -> dict | BadLine:
+                rec_id: str, extra: dict | None = None, charset: str | None = None) -> dict | BadLine:
     """One page's record, or the BadLine that says why it is not one."""
     path = where
     kind = (content_type or "text/html").split(";")[0].strip().lower()
@@ -121,7 +121,7 @@ def page_record(body: bytes, where: str, offset: int, content_type: str | None, 
         return BadLine(path, offset, "not_html", kind[:80])
     if not body.strip():
         return BadLine(path, offset, "no_payload", url or "")
-    decoded = decode_page(body, header_charset(content_type))
+    decoded = decode_page(body, charset or header_charset(content_type))
     if decoded is None:
         return BadLine(path, offset, "undecidable_charset", url or "")
     text, codec, how = decoded
@@ -191,30 +191,48 @@ def _next_member(f, after: int) -> int | None:
         base += chunk
 
 
+def _gz_member_end(f, pos: int) -> int | None:
+    """End offset of the gzip member at `pos`, streamed (output discarded); None when cut short."""
+    d = zlib.decompressobj(wbits=31)
+    f.seek(pos)
+    while not d.eof:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            return None
+        try:
+            d.decompress(chunk, 1 << 16)
+            while d.unconsumed_tail and not d.eof:
+                d.decompress(d.unconsumed_tail, 1 << 16)
+        except zlib.error:
+            return None
+    return f.tell() - len(d.unused_data)
+
+
 def _tail_ok(path: Path, last: int | None, gz: bool) -> int | None:
-    """The byte offset where the file stops in the middle of a record, or None when it ends
-    cleanly after the last record read (`last`: that record's offset)."""
+    """The byte offset where the file stops in the middle of a record, or None when every record
+    from `last` (the last record read; None: the start) on is whole. Streams: a large last record
+    is skipped over, never held."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        f.seek(last or 0)
-        data = f.read()
-    base = last or 0
-    if gz:
-        pos = 0 if last is None else _member_end(data, 0)
-        while pos is not None and pos < len(data):
-            end = _member_end(data, pos)
-            if end is None:
-                return base + pos
-            pos = end
-        return None if pos is not None else base
-    pos = 0
-    while data[pos:].strip():
-        rest = data[pos:].lstrip(b"\r\n")
-        pos = len(data) - len(rest)
-        head_end = rest.find(b"\r\n\r\n")
-        m = re.search(rb"(?im)^content-length:\s*(\d+)", rest[:head_end]) if head_end > 0 else None
-        if not rest.startswith(b"WARC/") or m is None or head_end + 4 + int(m.group(1)) > len(rest):
-            return base + pos
-        pos += head_end + 4 + int(m.group(1))
+        pos = last or 0
+        while pos < size:
+            if gz:
+                end = _gz_member_end(f, pos)
+                if end is None:
+                    return pos
+                pos = end
+                continue
+            f.seek(pos)
+            head = f.read(65536)
+            rest = head.lstrip(b"\r\n")
+            if not rest.strip():
+                return None if pos + len(head) >= size else pos
+            pos += len(head) - len(rest)
+            head_end = rest.find(b"\r\n\r\n")
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", rest[:head_end]) if head_end > 0 else None
+            if not rest.startswith(b"WARC/") or m is None or pos + head_end + 4 + int(m.group(1)) > size:
+                return pos
+            pos += head_end + 4 + int(m.group(1))
     return None
 
 
@@ -224,36 +242,36 @@ def _warc_record(rec, path: Path, limit: int) -> dict | BadLine:
         return BadLine(str(path), offset, "too_large", f"at byte offset {offset}: over max_record_mb={limit / 2**20:g}")
     body = rec.reader.read()
     h = rec.headers
-    ctype = rec.http_content_type if rec.is_http else h.get("Content-Type")
+    ctype, charset = (rec.http_content_type, rec.http_charset) if rec.is_http else (h.get("Content-Type"), None)
     rec_id = (h.get("WARC-Record-ID") or f"{path.name}:{offset}").strip("<>")
     extra = {"warc_date": h.get("WARC-Date"), "warc_record_id": rec_id}
-    if rec.is_http and rec.http_headers is not None and ctype is None:
-        ctype = rec.http_headers.get("Content-Type")
-    return page_record(body, str(path), offset, ctype, h.get("WARC-Target-URI"), rec_id, extra)
+    return page_record(body, str(path), offset, ctype, h.get("WARC-Target-URI"), rec_id, extra, charset)
 
 
 def iter_warc(path: Path) -> Iterator[tuple[str, dict | BadLine]]:
-    """Pages of a WARC / WARC.gz file, streamed (see the module docstring for the skips)."""
+    """Pages of a WARC / WARC.gz file, streamed (see the module docstring for the skips). Each
+    record is yielded once the next one (or the end of the file) shows it was whole."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     gz = path.name.lower().endswith(".gz")
     limit = max_record_bytes()
     types = WarcRecordType.response | WarcRecordType.resource
     last: int | None = None
+    pending = None
     with open(path, "rb") as f:
         start = 0
         while True:
             f.seek(start)
             try:
                 for rec in ArchiveIterator(f, record_types=types, parse_http=True, fsspec_args=False):
+                    if pending is not None:
+                        yield pending
                     last = rec.stream_pos  # absolute, also after a restart mid-file
-                    out = _warc_record(rec, path, limit)
-                    if isinstance(out, BadLine):
-                        out = BadLine(out.path, last, out.reason, out.detail)
-                    else:
-                        out["meta"]["offset"] = last
-                    yield f"{path}:{last}", out
+                    pending = f"{path}:{last}", _warc_record(rec, path, limit)
             except OSError as e:
+                if pending is not None:
+                    yield pending
+                    pending = None
                 where = last if last is not None else start
                 if not gz:  # no member boundaries to resynchronise on
                     yield f"{path}:{where}", BadLine(str(path), where, "corrupt_warc",
@@ -269,8 +287,11 @@ def iter_warc(path: Path) -> Iterator[tuple[str, dict | BadLine]]:
                 continue
             break
     cut = _tail_ok(path, last if last is not None else (start or None), gz)
+    if pending is not None and (cut is None or cut != last):
+        yield pending
     if cut is not None:
-        yield f"{path}:{cut}", BadLine(str(path), cut, "truncated_record", f"the file ends inside the record at byte offset {cut}")
+        yield f"{path}:{cut}", BadLine(str(path), cut, "truncated_record",
+                                       f"the file ends inside the record at byte offset {cut}")
 
 
 def is_web_file(name: str) -> str | None:
