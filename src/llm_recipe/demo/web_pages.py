@@ -20,15 +20,17 @@ Deterministic; no logic here is used by a component.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import random
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import write_jsonl
+from ..files import atomic_write, write_json, write_jsonl
 from .web_articles import ARTICLES_EN, ARTICLES_JA
 
 
@@ -453,32 +455,45 @@ def sample_crawl(seed: int = 0, plant: bool = True) -> list[dict]:
     return recs
 
 
+def _record_id(url: str, kind: str, seed: int) -> str:
+    return f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{seed}:{kind}:{url}')}>"
+
+
 def write_web_sample(out_dir: str | Path, seed: int = 0, plant: bool = True) -> Path:
     """`crawl.warc.gz` (request + response + metadata per page, as Common Crawl writes them) and
-    `labels.jsonl`; returns the WARC path."""
+    `labels.jsonl`; returns the WARC path. Deterministic (record ids derive from the URL and the
+    seed) and idempotent: a folder holding the same parameters (`manifest.json`, written last)
+    is left as it is, so a rerun of curation can resume on it."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "crawl.warc.gz"
-    tmp = path.with_suffix(".tmp")
+    manifest = {"seed": seed, "plant": plant, "version": 1}
+    if (out / "manifest.json").exists() and path.exists():
+        with contextlib.suppress(ValueError):
+            if json.loads((out / "manifest.json").read_text(encoding="utf-8")) == manifest:
+                return path
+    out.mkdir(parents=True, exist_ok=True)
     recs = sample_crawl(seed, plant)
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb", encoding=None) as f:
         w = WARCWriter(f, gzip=True)
         w.write_record(w.create_warcinfo_record(path.name, {"software": "llm-recipe demo crawl"}))
         for i, r in enumerate(recs):
             date = f"2024-05-{1 + i % 28:02d}T10:{i % 60:02d}:00Z"
             req = StatusAndHeaders("GET / HTTP/1.1", [("Host", r["url"].split("/")[2])], is_http_request=True)
-            w.write_record(w.create_warc_record(r["url"], "request", http_headers=req,
-                                                warc_headers_dict={"WARC-Date": date}))
+            w.write_record(w.create_warc_record(r["url"], "request", http_headers=req, warc_headers_dict={
+                "WARC-Date": date, "WARC-Record-ID": _record_id(r["url"], "request", seed)}))
             headers = StatusAndHeaders("200 OK", [("Content-Type", r["content_type"]),
                                                   ("Content-Length", str(len(r["body"])))], protocol="HTTP/1.1")
             w.write_record(w.create_warc_record(r["url"], "response", payload=io.BytesIO(r["body"]),
-                                                http_headers=headers, warc_headers_dict={"WARC-Date": date}))
+                                                http_headers=headers, warc_headers_dict={
+                                                    "WARC-Date": date,
+                                                    "WARC-Record-ID": _record_id(r["url"], "response", seed)}))
             w.write_record(w.create_warc_record(r["url"], "metadata", payload=io.BytesIO(b"fetchTimeMs: 120\n"),
-                                                warc_content_type="application/warc-fields",
-                                                warc_headers_dict={"WARC-Date": date}))
-    tmp.replace(path)
+                                                warc_content_type="application/warc-fields", warc_headers_dict={
+                                                    "WARC-Date": date,
+                                                    "WARC-Record-ID": _record_id(r["url"], "metadata", seed)}))
     write_jsonl(out / "labels.jsonl", [{k: v for k, v in r.items() if k != "body"} for r in recs])
+    write_json(out / "manifest.json", manifest)
     return path
