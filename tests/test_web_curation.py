@@ -10,25 +10,26 @@ import json
 from pathlib import Path
 
 import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
 
-pytest.importorskip("fastwarc")
-pytest.importorskip("trafilatura")
-
-from warcio.statusandheaders import StatusAndHeaders  # noqa: E402
-from warcio.warcwriter import WARCWriter  # noqa: E402
-
-from llm_recipe.config import CurateConfig  # noqa: E402
-from llm_recipe.config.curate import DecontaminateConfig, ExtractConfig  # noqa: E402
-from llm_recipe.data.curate import curate  # noqa: E402
-from llm_recipe.data.decontam import Decontaminate  # noqa: E402
-from llm_recipe.data.filters import DomainBlocklist  # noqa: E402
-from llm_recipe.data.normalize import html_to_text  # noqa: E402
-from llm_recipe.data.pipeline import run_steps  # noqa: E402
-from llm_recipe.data.web.extract import Extract, extract_main, extraction_scores  # noqa: E402
-from llm_recipe.data.web.filters import AdBoilerplate, BBSComments, NGWords  # noqa: E402
-from llm_recipe.demo.web_pages import labelled_pages, sample_crawl, write_labelled_pages, write_web_sample  # noqa: E402
-from llm_recipe.record_sources import iter_source  # noqa: E402
-from llm_recipe.web_records import decode_page  # noqa: E402
+from llm_recipe.config import CurateConfig
+from llm_recipe.config.curate import DecontaminateConfig, ExtractConfig
+from llm_recipe.data.curate import curate
+from llm_recipe.data.decontam import Decontaminate
+from llm_recipe.data.filters import DomainBlocklist
+from llm_recipe.data.normalize import html_to_text
+from llm_recipe.data.pipeline import run_steps
+from llm_recipe.data.web.extract import Extract, extract_main, extraction_scores
+from llm_recipe.data.web.filters import AdBoilerplate, BBSComments, NGWords
+from llm_recipe.demo.web_pages import (
+    labelled_pages,
+    sample_crawl,
+    write_labelled_pages,
+    write_web_sample,
+)
+from llm_recipe.record_sources import iter_source
+from llm_recipe.web_records import decode_page
 
 PAGE = "<html><head><title>t</title></head><body><article><h1>見出し</h1><p>{}</p></article></body></html>"
 
