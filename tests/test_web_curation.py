@@ -217,7 +217,11 @@ def test_decontamination_finds_planted_items_and_keeps_clean_documents(tmp_path)
     bench.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
         {"id": "q1", "question": long_en}, {"id": "q2", "question": long_ja},
         {"id": "q3", "question": "Name the tallest mountain in the whole of Africa please."},
-        {"id": "q4", "question": "Too short."}]), encoding="utf-8")
+        {"id": "q4", "question": "Too short."},
+        {"id": "sft-7", "messages": [{"role": "user", "content": "Explain in two sentences why the sky looks blue "
+                                                                  "on a clear day and red at sunset."},
+                                     {"role": "assistant", "content": "Because of Rayleigh scattering."}]}]),
+        encoding="utf-8")
     step = Decontaminate(DecontaminateConfig(files=[bench]))
     assert step.report["items_too_short"] >= 1
     clean = [_doc("The farmer counted his sheep every evening and found that none had run away through the fence."),
@@ -226,12 +230,13 @@ def test_decontamination_finds_planted_items_and_keeps_clean_documents(tmp_path)
     planted = [_doc("Puzzle of the week: " + long_en.replace("fence;", "fence ;").upper() + " Answer below."),
                _doc("今日のクイズ。" + long_ja.replace("、", " ") + "答えは明日。"),
                _doc("Quiz: name the tallest mountain in the whole of Africa, please!"),
-               _doc("I believe the capital of Canada is Toronto. What is the capital of Canada? Asked my uncle.")]
+               _doc("I believe the capital of Canada is Toronto. What is the capital of Canada? Asked my uncle."),
+               _doc("Homework: explain in two sentences why the sky looks blue on a clear day and red at sunset.")]
     res = run_steps([step], clean + planted, keep_dropped=True)
     assert [d["text"] for d in res.kept] == [d["text"] for d in clean]
-    assert res.stats["decontaminate"].dropped == {"contaminated": 4}
+    assert res.stats["decontaminate"].dropped == {"contaminated": 5}
     assert dict(res.stats["decontaminate"].modified) == {"mybench#q1": 1, "mybench#q2": 1, "mybench#q3": 1,
-                                                         "sycophancy-v1#syc-en-02": 1}
+                                                         "sycophancy-v1#syc-en-02": 1, "mybench#sft-7": 1}
     assert [d["drop"]["detail"] for d in res.dropped][0] == ["mybench#q1"]
     report = Decontaminate(DecontaminateConfig(files=[bench], action="report", eval_sets=False))
     res = run_steps([report], planted[:2])

@@ -203,7 +203,7 @@ class DecontaminateConfig(StepConfig):
     files: list[Path] = Field(default_factory=list, description="benchmark files (JSONL/Parquet/CSV, any "
                               "record source); every text field named in text_keys is an item")
     text_keys: list[str] = Field(default_factory=lambda: ["prompt", "question", "belief_prompt", "text", "input",
-                                                          "instruction", "problem", "context"])
+                                                          "instruction", "problem", "context", "messages"])
     word_ngram: int = Field(13, ge=3, description="words per n-gram (space-separated text)")
     char_ngram: int = Field(50, ge=5, description="characters per n-gram (Japanese / CJK text)")
     min_words: int = Field(8, ge=1, description="shorter items are matched whole; below this they are ignored")

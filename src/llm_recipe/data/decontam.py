@@ -2,7 +2,7 @@
 
 Items: the text fields (`text_keys`) of every record of the bundled evaluation sets
 (`resources/eval/*.jsonl`: their prompts) and of user benchmark files (any record source: JSONL,
-Parquet, CSV...). A benchmark is named by its file stem, an item by its `id` (else its line).
+Parquet, CSV...); a `messages` list gives its user turns (so an SFT held-out file can be listed). A benchmark is named by its file stem, an item by its `id` (else its line).
 
 N-grams (as datatrove's n-gram decontamination, and the 13-gram rule of GPT-3 / Llama reports):
 Japanese / CJK items are character n-grams (`char_ngram`, 50) over NFKC text with whitespace and
@@ -68,8 +68,13 @@ def benchmark_items(cfg: DecontaminateConfig) -> Iterator[tuple[str, str, str]]:
             if not isinstance(rec, dict):
                 continue
             for key in cfg.text_keys:
-                if isinstance(rec.get(key), str) and rec[key].strip():
-                    yield f.name.split(".")[0], str(rec.get("id", i)), rec[key]
+                value = rec.get(key)
+                texts = [value] if isinstance(value, str) else [
+                    m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "user"
+                ] if isinstance(value, list) else []  # `messages`: the user turns (an SFT held-out set)
+                for t in texts:
+                    if isinstance(t, str) and t.strip():
+                        yield f.name.split(".")[0], str(rec.get("id", i)), t
 
 
 class NgramIndex:
