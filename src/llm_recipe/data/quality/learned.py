@@ -20,7 +20,6 @@ Saved as `regressor.json` + `weights.safetensors`, never a pickle. `LearnedQuali
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -37,6 +36,7 @@ from ...files import write_json, write_jsonl
 from ..dedup.semantic import SentenceEmbedder, packaged_model_dir
 from ..dedup.shingles import normalize_text
 from ..filters.language import identify
+from .classifier import load_linear, save_linear
 from .grading import Grader, grading_prompt
 
 HASHED_FEATURES = 2**18
@@ -83,31 +83,17 @@ class QualityRegressor:
         return np.clip(np.asarray(x @ self.coef, dtype=np.float64).ravel() + self.intercept, 0.0, 5.0)
 
     def save(self, directory: str | os.PathLike, info: dict | None = None) -> Path:
-        from safetensors.numpy import save_file
-
         if self.coef is None:
             raise RuntimeError("nothing to save: the regressor is not fitted")
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / ".weights.safetensors.tmp"
-        save_file({"coef": self.coef, "intercept": np.array([self.intercept], np.float32)}, str(tmp))
-        os.replace(tmp, d / "weights.safetensors")
-        write_json(d / "regressor.json", {"type": "ridge-on-embeddings", "embedder": self.embedder,
-                                           "alpha": self.alpha, **(info or {})})
-        return d
+        return save_linear(directory, self.coef, self.intercept, "regressor.json",
+                           {"type": "ridge-on-embeddings", "embedder": self.embedder, "alpha": self.alpha, **(info or {})})
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> QualityRegressor:
-        from safetensors.numpy import load_file
-
-        d = Path(directory)
-        if not (d / "regressor.json").exists():
-            raise FileNotFoundError(f"{d}: not a quality regressor (no regressor.json; `llm-recipe curate "
-                                    "annotate-quality` writes one)")
-        cfg = json.loads((d / "regressor.json").read_text(encoding="utf-8"))
+        cfg, coef, intercept = load_linear(directory, "regressor.json", "not a quality regressor (`llm-recipe "
+                                           "curate annotate-quality` writes one)")
         reg = cls(cfg["embedder"], cfg["alpha"])
-        w = load_file(str(d / "weights.safetensors"))
-        reg.coef, reg.intercept = w["coef"], float(w["intercept"][0])
+        reg.coef, reg.intercept = coef, intercept
         return reg
 
 
