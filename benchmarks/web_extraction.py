@@ -9,6 +9,8 @@ is part of what is measured), then each extractor runs on every page:
   trafilatura (precision)   the `extract` step's default (favor_precision)
   trafilatura (balanced)    trafilatura's default
   trafilatura (recall)      favor_recall
+  ... (fast)                trafilatura's `fast` mode (`fallback: false`): no readability / jusText
+                            comparison
   resiliparse               extract_plain_text(main_content=True)
   regex                     `normalize.html_to_text`: the path before this step existed
 
@@ -43,6 +45,8 @@ METHODS = {
     "trafilatura (precision)": lambda h: extract_main(h, ExtractConfig(favor="precision"))[0],
     "trafilatura (balanced)": lambda h: extract_main(h, ExtractConfig(favor="balanced"))[0],
     "trafilatura (recall)": lambda h: extract_main(h, ExtractConfig(favor="recall"))[0],
+    "trafilatura (precision, fast)": lambda h: extract_main(h, ExtractConfig(favor="precision", fallback=False))[0],
+    "trafilatura (balanced, fast)": lambda h: extract_main(h, ExtractConfig(favor="balanced", fallback=False))[0],
     "resiliparse": lambda h: extract_main(h, ExtractConfig(backend="resiliparse"))[0],
     "regex": lambda h: html_to_text(h)[0],
 }
@@ -109,7 +113,7 @@ def main() -> None:
             w, c = timed(pages, fn)
             walls[name].append(w)
             cpus[name].append(c)
-    print(f"{'extractor':<26}{'P':>6}{'R':>6}{'P ja':>7}{'R ja':>6}{'P en':>7}{'R en':>6}"
+    print(f"{'extractor':<30}{'P':>6}{'R':>6}{'P ja':>7}{'R ja':>6}{'P en':>7}{'R en':>6}"
           f"{'pages/s':>9}{'(min-max)':>14}{'cpu s':>7}")
     for name, res in results.items():
         w = walls[name]
@@ -119,7 +123,7 @@ def main() -> None:
                         "wall_s_median": round(med, 4), "cpu_s_median": round(statistics.median(cpus[name]), 4)}
         a, ja, en = res["all"], res["ja"], res["en"]
         rng = res["speed"]["pages_per_s_range"]
-        print(f"{name:<26}{a['precision']:>6.3f}{a['recall']:>6.3f}{ja['precision']:>7.3f}{ja['recall']:>6.3f}"
+        print(f"{name:<30}{a['precision']:>6.3f}{a['recall']:>6.3f}{ja['precision']:>7.3f}{ja['recall']:>6.3f}"
               f"{en['precision']:>7.3f}{en['recall']:>6.3f}{len(pages) / med:>9.1f}"
               f"{f'{rng[0]:.0f}-{rng[1]:.0f}':>14}{statistics.median(cpus[name]):>7.2f}")
     for name, res in results.items():

@@ -11,8 +11,8 @@ payload is HTML (`text/html`, `application/xhtml+xml`) or plain text; `request`,
 `warcinfo` and `revisit` records carry no page and are passed over (as datatrove's reader does).
 
 Charset, first that applies: a byte-order mark; the HTTP header's charset; the page's own
-`<meta charset>` / `http-equiv` declaration (first 4 KB); ISO-2022-JP escape sequences; then
-detection (charset-normalizer over the first 64 KB). A declared charset the bytes do not decode
+`<meta charset>` / `http-equiv` declaration (first 4 KB); ISO-2022-JP escape sequences; pure
+ASCII; valid UTF-8; then detection (charset-normalizer over the first 64 KB). A declared charset the bytes do not decode
 under is ignored (declarations lie) and detection decides. Shift_JIS is read as cp932 and EUC-JP
 as EUC-JIS-2004 (their supersets, which hold the Windows and JIS X 0213 characters pages use).
 
@@ -107,6 +107,9 @@ def decode_page(body: bytes, declared: str | None = None) -> tuple[str, str, str
             return text, codec, how
     if body.isascii():
         return body.decode("ascii"), "ascii", "detected"
+    text = _try(body, "utf-8")  # valid UTF-8 of non-ASCII text is practically never another charset
+    if text is not None:
+        return text, "utf-8", "detected"
     found = _detect(body)
     return (found[0], found[1], "detected") if found else None
 

@@ -146,6 +146,8 @@ class ExtractConfig(StepConfig):
         "trafilatura", description="trafilatura: P/R 0.97/0.97 on the labelled pages; resiliparse: ~3x "
         "faster, P 0.67 (benchmarks/web_extraction.py)")
     favor: Literal["precision", "balanced", "recall"] = Field("precision", description="trafilatura's trade-off")
+    fallback: bool = Field(True, description="trafilatura compares its result with readability / jusText on "
+                           "each page; false: its `fast` mode, ~40% less CPU (P/R 0.95/0.98 with favor: balanced)")
     include_tables: bool = True
     include_comments: bool = Field(False, description="keep a page's comment section")
     apply_to: Literal["web", "html"] = Field("web", description="web: records from the WARC/HTML readers; "
