@@ -138,6 +138,11 @@ def test_html_files_and_folders_are_read_one_record_per_page(tmp_path):
     docs, bad = _read(tmp_path / "pages")
     assert len(docs) == 32 and not bad
     assert {d["meta"]["charset"] for d in docs} >= {"cp932", "euc_jis_2004", "utf-8"}
+    page = tmp_path / "one.html"
+    page.write_text('<html><head><link rel="canonical" href="https://a.example/x"></head><body><p>本文</p></body></html>',
+                    encoding="utf-8")
+    (_, rec), = list(iter_source(page))
+    assert rec["url"] == "https://a.example/x" and rec["id"] == "one"
 
 
 def test_extraction_beats_the_regex_path_on_the_labelled_pages():

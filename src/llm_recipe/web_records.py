@@ -42,6 +42,8 @@ _ALIASES = {"shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis
             "x-euc-jp": "euc_jis_2004", "iso-2022-jp": "iso2022_jp_ext", "iso8859-1": "cp1252",
             "iso-8859-1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
+_CANONICAL = re.compile(rb"""<link[^>]+rel=["']?canonical["']?[^>]*href=["']([^"'>\s]+)|"""
+                        rb"""<meta[^>]+property=["']og:url["'][^>]*content=["']([^"'>\s]+)""", re.I)
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.I)
 _ISO2022 = (b"\x1b$B", b"\x1b$@", b"\x1b(J", b"\x1b$(D")
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -134,7 +136,8 @@ def page_record(body: bytes, where: str, offset: int, content_type: str | None, 
 
 
 def iter_html_file(path: Path) -> Iterator[tuple[str, dict | BadLine]]:
-    """One record per HTML file (`.html`, `.htm`, optionally `.gz`/`.zst`)."""
+    """One record per HTML file (`.html`, `.htm`, optionally `.gz`/`.zst`); its URL from the page's
+    `<link rel=canonical>` or `og:url` when it has one (what per-site steps key on)."""
     limit = max_record_bytes()
     with open_text_bytes(path) as f:
         body = f.read(limit + 1)
@@ -142,7 +145,9 @@ def iter_html_file(path: Path) -> Iterator[tuple[str, dict | BadLine]]:
         yield f"{path}:0", BadLine(str(path), 0, "too_large", f"over max_record_mb={limit / 2**20:g}")
         return
     stem = path.name.split(".")[0]
-    yield f"{path}:0", page_record(body, str(path), 0, "text/html", None, stem)
+    m = _CANONICAL.search(body[:65536])
+    url = (m.group(1) or m.group(2)).decode("ascii", "replace") if m else None  # the page's own URL, if it says
+    yield f"{path}:0", page_record(body, str(path), 0, "text/html", url, stem)
 
 
 # ---- WARC ---------------------------------------------------------------------------------
