@@ -276,8 +276,12 @@ def test_web_example_end_to_end_funnel_and_report(tmp_path):
         assert reason in html
 
 
-def test_gzip_helpers_do_not_hide_a_plain_truncated_gzip_warc(tmp_path):
+def test_a_cut_gzip_member_and_a_file_that_is_no_warc_are_named(tmp_path):
     p = tmp_path / "x.warc.gz"
     p.write_bytes(gzip.compress(b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 500\r\n\r\nshort")[:-10])
     docs, bad = _read(p)
-    assert not docs and [b.reason for b in bad] in (["truncated_record"], ["corrupt_gzip"])
+    assert not docs and [(b.reason, b.line) for b in bad] == [("truncated_record", 0)]
+    q = tmp_path / "notes.warc"
+    q.write_text("these are my notes, not a crawl\n", encoding="utf-8")
+    docs, bad = _read(q)
+    assert not docs and [(b.reason, b.line) for b in bad] == [("corrupt_warc", 0)]

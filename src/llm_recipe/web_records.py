@@ -199,47 +199,51 @@ def _next_member(f, after: int) -> int | None:
         base += chunk
 
 
-def _gz_member_end(f, pos: int) -> int | None:
-    """End offset of the gzip member at `pos`, streamed (output discarded); None when cut short."""
+def _gz_member_end(f, pos: int) -> tuple[int | None, str]:
+    """(end offset of the gzip member at `pos`, "") streamed with the output discarded; (None,
+    "truncated_record") when the file ends inside it, (None, "corrupt_gzip") when it is damaged."""
     d = zlib.decompressobj(wbits=31)
     f.seek(pos)
     while not d.eof:
         chunk = f.read(1 << 20)
         if not chunk:
-            return None
+            return None, "truncated_record"
         try:
             d.decompress(chunk, 1 << 16)
             while d.unconsumed_tail and not d.eof:
                 d.decompress(d.unconsumed_tail, 1 << 16)
         except zlib.error:
-            return None
-    return f.tell() - len(d.unused_data)
+            return None, "corrupt_gzip"
+    return f.tell() - len(d.unused_data), ""
 
 
-def _tail_ok(path: Path, last: int | None, gz: bool) -> int | None:
-    """The byte offset where the file stops in the middle of a record, or None when every record
-    from `last` (the last record read; None: the start) on is whole. Streams: a large last record
-    is skipped over, never held."""
+def _check_tail(path: Path, last: int | None, gz: bool) -> tuple[int, str] | None:
+    """Where and why the file stops being whole records after `last` (the last record read; None:
+    the start): (offset, "truncated_record") when it ends inside a record, (offset,
+    "corrupt_gzip" / "corrupt_warc") when what follows is not a record; None when it is whole.
+    Streams: a large last record is skipped over, never held."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         pos = last or 0
         while pos < size:
             if gz:
-                end = _gz_member_end(f, pos)
+                end, why = _gz_member_end(f, pos)
                 if end is None:
-                    return pos
+                    return pos, why
                 pos = end
                 continue
             f.seek(pos)
             head = f.read(65536)
             rest = head.lstrip(b"\r\n")
             if not rest.strip():
-                return None if pos + len(head) >= size else pos
+                return None if pos + len(head) >= size else (pos, "corrupt_warc")
             pos += len(head) - len(rest)
+            if not rest.startswith(b"WARC/"):
+                return pos, "corrupt_warc"
             head_end = rest.find(b"\r\n\r\n")
             m = re.search(rb"(?im)^content-length:\s*(\d+)", rest[:head_end]) if head_end > 0 else None
-            if not rest.startswith(b"WARC/") or m is None or pos + head_end + 4 + int(m.group(1)) > size:
-                return pos
+            if m is None or pos + head_end + 4 + int(m.group(1)) > size:
+                return pos, "truncated_record"
             pos += head_end + 4 + int(m.group(1))
     return None
 
@@ -294,12 +298,13 @@ def iter_warc(path: Path) -> Iterator[tuple[str, dict | BadLine]]:
                 start, last = nxt, None
                 continue
             break
-    cut = _tail_ok(path, last if last is not None else (start or None), gz)
-    if pending is not None and (cut is None or cut != last):
+    tail = _check_tail(path, last if last is not None else (start or None), gz)
+    if pending is not None and (tail is None or tail[0] != last):
         yield pending
-    if cut is not None:
-        yield f"{path}:{cut}", BadLine(str(path), cut, "truncated_record",
-                                       f"the file ends inside the record at byte offset {cut}")
+    if tail is not None:
+        at, why = tail
+        detail = ("the file ends inside the record" if why == "truncated_record" else "no WARC record starts")
+        yield f"{path}:{at}", BadLine(str(path), at, why, f"{detail} at byte offset {at}")
 
 
 def is_web_file(name: str) -> str | None:
