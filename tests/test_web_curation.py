@@ -285,3 +285,22 @@ def test_a_cut_gzip_member_and_a_file_that_is_no_warc_are_named(tmp_path):
     q.write_text("these are my notes, not a crawl\n", encoding="utf-8")
     docs, bad = _read(q)
     assert not docs and [(b.reason, b.line) for b in bad] == [("corrupt_warc", 0)]
+
+
+def test_the_record_cap_travels_with_the_reader_to_worker_processes(tmp_path):
+    import pickle
+
+    from llm_recipe.data.readers import ShardReader
+    from llm_recipe.files import max_record_bytes, set_max_record_bytes
+
+    p = tmp_path / "w.warc"
+    _warc(p, [("https://a.example/big", PAGE.format("長い本文。" * 3000).encode(), "text/html; charset=utf-8")], gz=False)
+    default = max_record_bytes()
+    try:
+        set_max_record_bytes(20_000)  # what the CLI sets from max_record_mb, in the main process
+        reader = ShardReader()
+        set_max_record_bytes(default)  # a spawned worker starts with the default ...
+        recs = list(pickle.loads(pickle.dumps(reader)).read(p))  # ... and gets the cap from the reader
+        assert [r.reason for r in recs] == ["too_large"]
+    finally:
+        set_max_record_bytes(default)

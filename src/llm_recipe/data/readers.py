@@ -31,7 +31,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..files import BadLine, iter_jsonl, open_text_bytes
+from ..files import BadLine, iter_jsonl, max_record_bytes, open_text_bytes, set_max_record_bytes
 from ..record_sources import (
     COMPRESSED,
     DATASET_FOLDER_MARKERS,
@@ -110,8 +110,10 @@ class ShardReader:
             raise ValueError(f"text_unit must be 'file' or 'paragraph', got {text_unit!r}")
         self.text_key, self.id_key = text_key, id_key
         self.default_source, self.text_unit = default_source, text_unit
+        self.max_record_bytes = max_record_bytes()  # the caller's cap, carried to worker processes
 
     def read(self, path: str | os.PathLike) -> Iterator[Doc | BadLine]:
+        set_max_record_bytes(self.max_record_bytes)
         path = Path(path)
         fmt = "source" if not path.exists() else detect_format(path)
         n = 0
