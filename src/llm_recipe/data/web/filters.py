@@ -1,5 +1,8 @@
 """Japanese web boilerplate filters (after HojiChar's and llm-jp's corpus filters: document-level
-rules with counted reasons, thresholds in config).
+rules with counted reasons, thresholds in config). HojiChar's DiscardBBSComments / DiscardAds
+count keyword matches in the whole text (more than 14 drops) and llm-jp's tools divide the BBS
+count by the number of words; here the unit is the line (a post, an ad slot), so one long
+article with a few quotes or one 【PR】 line stays, and a thread or an affiliate page goes.
 
 * `BBSComments`  `bbs_comments`: forum / BBS dumps (2ch-style threads, comment sections that
                  survived extraction). A line carries a BBS marker when it holds a reply anchor
