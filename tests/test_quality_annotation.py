@@ -129,3 +129,7 @@ def test_cli_annotate_quality_with_a_local_judge_then_curate_with_it(judge_dir, 
     assert "learned_quality: no drops" in r.output  # threshold 0: every score passes
     bad = CliRunner().invoke(app, ["curate", "annotate-quality", *common])
     assert bad.exit_code == 2 and "no judge model" in bad.output and "Traceback" not in bad.output
+    # options given before the subcommand name apply to it
+    bad = CliRunner().invoke(app, ["curate", *common, "--set", "curate.quality.annotate.judge=remote",
+                                   "annotate-quality"])
+    assert bad.exit_code == 2 and "judge='remote'" in bad.output

@@ -339,7 +339,8 @@ app.add_typer(curate_app, name="curate")
 def curate(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None,
            output_dir: OutOpt = None) -> None:
     """Curate a corpus per the config's `curate:` section (filters, PII, mixing) with audit stats."""
-    if ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is not None:  # `curate -c X annotate-quality`: the options apply to it
+        ctx.obj = {"config": config, "set_": set_, "seed": seed, "output_dir": output_dir}
         return
     from .data.mixing import MixingError
     from .files import read_json
@@ -374,7 +375,7 @@ def curate(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, se
 @curate_app.command("annotate-quality")
 @friendly_errors
 def curate_annotate_quality(
-    config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+    ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
     judge_model: Annotated[Path | None, typer.Option("--judge-model", help="a causal LM directory as the judge "
                                                      "(else curate.quality.annotate.judge_model)")] = None,
     sample: Annotated[int | None, typer.Option("--sample", help="documents to judge")] = None,
@@ -383,6 +384,11 @@ def curate_annotate_quality(
     """Judge a sample 0-5 with the JA/EN rubric, fit a regressor on embeddings, report its agreement."""
     from .stages.quality_annotation import annotate_quality_recipe
 
+    given = ctx.obj or {}  # options given before the subcommand name
+    config = config or given.get("config")
+    seed = seed if seed is not None else given.get("seed")
+    output_dir = output_dir or given.get("output_dir")
+    set_ = [*(given.get("set_") or []), *(set_ or [])]
     if sample is not None:
         set_ = [*(set_ or []), f"curate.quality.annotate.sample={sample}"]
     cfg = resolve(config, set_, seed, output_dir)
