@@ -12,8 +12,9 @@ payload is HTML (`text/html`, `application/xhtml+xml`) or plain text; `request`,
 
 Charset, first that applies: a byte-order mark; the HTTP header's charset; the page's own
 `<meta charset>` / `http-equiv` declaration (first 4 KB); ISO-2022-JP escape sequences; pure
-ASCII; valid UTF-8; then detection (charset-normalizer over the first 64 KB). A declared charset the bytes do not decode
-under is ignored (declarations lie) and detection decides. Shift_JIS is read as cp932 and EUC-JP
+ASCII; valid UTF-8; then detection (charset-normalizer over the first 64 KB). A declared charset
+the bytes do not decode under is ignored (declarations lie); a Western single-byte declaration
+(latin-1, cp1252, ascii: a server's default) is tried only after the meta tag and UTF-8. Shift_JIS is read as cp932 and EUC-JP
 as EUC-JIS-2004 (their supersets, which hold the Windows and JIS X 0213 characters pages use).
 
 Skips (`BadLine`, counted by reason; `line` is the record's byte offset, in the compressed
@@ -48,6 +49,7 @@ _CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.I)
 _ISO2022 = (b"\x1b$B", b"\x1b$@", b"\x1b(J", b"\x1b$(D")
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 DETECT_BYTES = 64 << 10
+_WEAK = {"cp1252", "latin_1", "iso8859-1", "ascii"}
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
@@ -91,29 +93,42 @@ def _detect(body: bytes) -> tuple[str, str] | None:
 
 
 def decode_page(body: bytes, declared: str | None = None) -> tuple[str, str, str] | None:
-    """(text, codec, how) with how in bom / header / meta / iso2022 / detected; None: undecidable."""
+    """(text, codec, how) with how in bom / header / meta / iso2022 / detected; None: undecidable.
+    A Western single-byte declaration (latin-1, cp1252, ascii: what servers send by default) is
+    weak: it decodes any bytes, so the page's own meta tag and valid UTF-8 are tried before it."""
     for bom, codec in _BOMS:
         if body.startswith(bom):
             text = _try(body, codec)
             if text is not None:
                 return text, codec, "bom"
-    candidates = [("header", codec_for(declared))]
+    declared_ = [("header", codec_for(declared))]
     m = _META_CHARSET.search(body[:4096])
     if m:
-        candidates.append(("meta", codec_for(m.group(1).decode("ascii", "replace"))))
-    if any(e in body for e in _ISO2022):
-        candidates.append(("iso2022", "iso2022_jp_ext"))
-    for how, codec in candidates:
+        declared_.append(("meta", codec_for(m.group(1).decode("ascii", "replace"))))
+    strong = [(how, c) for how, c in declared_ if c and c not in _WEAK]
+    weak = [(how, c) for how, c in declared_ if c in _WEAK]
+    iso = [("iso2022", "iso2022_jp_ext")] if any(e in body for e in _ISO2022) else []
+    for how, codec in [*strong, *iso]:
         text = _try(body, codec)
         if text is not None:
             return text, codec, how
     if body.isascii():
-        return body.decode("ascii"), "ascii", "detected"
+        return body.decode("ascii"), "ascii", weak[0][0] if weak else "detected"
     text = _try(body, "utf-8")  # valid UTF-8 of non-ASCII text is practically never another charset
     if text is not None:
         return text, "utf-8", "detected"
+    for how, codec in weak:
+        text = _try(body, codec)
+        if text is not None and not _looks_cjk_bytes(body):
+            return text, codec, how
     found = _detect(body)
     return (found[0], found[1], "detected") if found else None
+
+
+def _looks_cjk_bytes(body: bytes) -> bool:
+    """Shift_JIS / EUC-JP text read as a Western charset: its bytes decode under a Japanese codec."""
+    sample = body[:DETECT_BYTES]
+    return any(_try(sample, c) is not None for c in ("cp932", "euc_jis_2004")) and _try(sample, "ascii") is None
 
 
 def page_record(body: bytes, where: str, offset: int, content_type: str | None, url: str | None,
