@@ -14,8 +14,9 @@ Charset, first that applies: a byte-order mark; the HTTP header's charset; the p
 `<meta charset>` / `http-equiv` declaration (first 4 KB); ISO-2022-JP escape sequences; pure
 ASCII; valid UTF-8; then detection (charset-normalizer over the first 64 KB). A declared charset
 the bytes do not decode under is ignored (declarations lie); a Western single-byte declaration
-(latin-1, cp1252, ascii: a server's default) is tried only after the meta tag and UTF-8. Shift_JIS is read as cp932 and EUC-JP
-as EUC-JIS-2004 (their supersets, which hold the Windows and JIS X 0213 characters pages use).
+(latin-1, cp1252, ascii: a server's default) is tried only after the meta tag and UTF-8.
+Shift_JIS is read as cp932 and EUC-JP as EUC-JIS-2004 (their supersets, which hold the Windows
+and JIS X 0213 characters pages use).
 
 Skips (`BadLine`, counted by reason; `line` is the record's byte offset, in the compressed
 stream for .gz): `not_html` (another payload type), `no_payload`, `too_large` (over the record
