@@ -26,6 +26,7 @@ from ..data.quality.grading import CausalLMGrader
 from ..data.quality.learned import annotate_quality
 from ..data.readers import ShardReader, list_shards
 from ..data.web.extract import Extract
+from ..seeds import seed_for
 from .corpus import sample_inputs
 
 
@@ -62,5 +63,6 @@ def annotate_quality_recipe(recipe_cfg: RecipeConfig, out_dir: str | os.PathLike
 
     grader = CausalLMGrader(load_causal_lm(path), load_tokenizer(path), batch_size=cfg.batch_size)
     out = Path(out_dir) if out_dir is not None else root / "quality_annotation"
-    report = annotate_quality(_documents(recipe_cfg, paths, prepare), grader, cfg, out, seed=recipe_cfg.seed)
+    report = annotate_quality(_documents(recipe_cfg, paths, prepare), grader, cfg, out,
+                              seed=seed_for("quality_annotation", recipe_cfg.seed))
     return {**report, "judge_model": str(path), "inputs": [str(p) for p in paths], "out_dir": str(out)}
