@@ -328,10 +328,20 @@ def sft_stats(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = Non
 
 
 
-@app.command()
+curate_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                         help="Curate a corpus per the config's `curate:` section (filters, PII, mixing) with "
+                              "audit stats; `curate annotate-quality`: judge a sample 0-5, fit the quality regressor.")
+app.add_typer(curate_app, name="curate")
+
+
+@curate_app.callback()
 @friendly_errors
-def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+def curate(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None,
+           output_dir: OutOpt = None) -> None:
     """Curate a corpus per the config's `curate:` section (filters, PII, mixing) with audit stats."""
+    if ctx.invoked_subcommand is not None:  # `curate -c X annotate-quality`: the options apply to it
+        ctx.obj = {"config": config, "set_": set_, "seed": seed, "output_dir": output_dir}
+        return
     from .data.mixing import MixingError
     from .files import read_json
 
@@ -360,6 +370,37 @@ def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, 
                  f"{m['epochs']:.2f} epochs")
     echo(f"stats: {out_dir / 'stats.json'}")
     echo(f"files: {len(files)} in {Path(files[0]).parent if files else out_dir}")
+
+
+@curate_app.command("annotate-quality")
+@friendly_errors
+def curate_annotate_quality(
+    ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+    judge_model: Annotated[Path | None, typer.Option("--judge-model", help="a causal LM directory as the judge "
+                                                     "(else curate.quality.annotate.judge_model)")] = None,
+    sample: Annotated[int | None, typer.Option("--sample", help="documents to judge")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output folder (default <output_dir>/quality_annotation)")] = None,
+) -> None:
+    """Judge a sample 0-5 with the JA/EN rubric, fit a regressor on embeddings, report its agreement."""
+    from .stages.quality_annotation import annotate_quality_recipe
+
+    given = ctx.obj or {}  # options given before the subcommand name
+    config = config or given.get("config")
+    seed = seed if seed is not None else given.get("seed")
+    output_dir = output_dir or given.get("output_dir")
+    set_ = [*(given.get("set_") or []), *(set_ or [])]
+    if sample is not None:
+        set_ = [*(set_ or []), f"curate.quality.annotate.sample={sample}"]
+    cfg = resolve(config, set_, seed, output_dir)
+    rep = _user_errors(annotate_quality_recipe, cfg, out, judge_model)
+    js, ag = rep["judge_scores"], rep["agreement"]
+    echo(f"judged {rep['judged']} of {rep['sampled']} sampled documents ({rep['docs_seen']} seen); judge scores: "
+         f"mean {js['mean']:.2f}, std {js['std']:.2f}, rounded {js['rounded_histogram']}")
+    echo(f"regressor ({rep['regressor']['embedder']}) vs judge on {ag['docs']} held-out documents: Spearman "
+         f"{ag['spearman']}, MAE {ag['mae']} (predicting the mean: {ag['mae_predict_train_mean']}), "
+         f"F1 at {ag['threshold']:g}: {ag['f1']}")
+    echo(f"regressor: {Path(rep['out_dir']) / 'regressor'}  (curate.quality.learned.model)")
+    echo(f"report: {Path(rep['out_dir']) / 'report.json'}")
 
 
 # ---- preference data, reward model, Best-of-N (stages 4-5) --------------------------------

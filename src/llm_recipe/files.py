@@ -188,6 +188,11 @@ def set_max_record_bytes(n: int) -> None:
     _MAX_RECORD["bytes"] = n
 
 
+def max_record_bytes() -> int:
+    """The record size cap (a JSONL line, a web page) in bytes."""
+    return _MAX_RECORD["bytes"]
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:
     """Yield `(line_number, record)` or `(line_number, BadLine)`; blank lines are skipped.
 

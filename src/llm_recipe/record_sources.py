@@ -4,7 +4,8 @@
 
 A source is
   * a file: JSONL (`.jsonl`/`.json`/`.ndjson`), Parquet, CSV / TSV, Arrow (`.arrow`, the shards of a
-    `datasets` folder), each optionally `.gz` / `.zst` where the format allows;
+    `datasets` folder), each optionally `.gz` / `.zst` where the format allows; web pages: WARC
+    (`.warc`, `.warc.gz`) and HTML files (`.html`, `.htm`), one record per page (`web_records`);
   * a folder: a `datasets` `save_to_disk` folder (Dataset or DatasetDict), or a folder of such files;
   * a hub dataset name (`org/name`), loaded by `datasets` in streaming mode (needs the network).
 `NAME:SPLIT` picks a split of a DatasetDict or a hub dataset (default: train, or the only split).
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from . import console
 from .files import BadLine, iter_jsonl, open_text_bytes
+from .web_records import is_web_file, iter_web
 
 JSONL_EXT = (".jsonl", ".json", ".ndjson")
 TABLE_EXT = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".arrow": "arrow"}
@@ -40,7 +42,7 @@ def file_format(path: Path) -> str | None:
     for c in COMPRESSED:
         name = name.removesuffix(c)
     suffix = os.path.splitext(name)[1]
-    return "jsonl" if suffix in JSONL_EXT else TABLE_EXT.get(suffix)
+    return "jsonl" if suffix in JSONL_EXT else TABLE_EXT.get(suffix) or is_web_file(path.name)
 
 
 def _split_name(source: str) -> tuple[str, str | None]:
@@ -119,9 +121,11 @@ def _file(path: Path) -> Iterator[Record]:
         yield from _csv(path)
     elif fmt == "arrow":
         yield from _arrow(path)
+    elif fmt in ("warc", "html"):
+        yield from iter_web(path)
     else:
         raise FileNotFoundError(f"{path}: unknown record format (expected .jsonl, .parquet, .csv, .tsv, .arrow, "
-                                "a datasets folder or a hub dataset name)")
+                                ".warc[.gz], .html, a datasets folder or a hub dataset name)")
 
 
 def _pick_split(splits, source: str, split: str | None):
@@ -184,7 +188,8 @@ def iter_source(source: str | os.PathLike, split: str | None = None) -> Iterator
         files = sorted(f for f in path.rglob("*") if f.is_file() and file_format(f)
                        and not any(part.startswith(".") for part in f.relative_to(path).parts))
         if not files:
-            raise FileNotFoundError(f"{path}: no .jsonl/.parquet/.csv/.arrow files inside and not a datasets folder")
+            raise FileNotFoundError(f"{path}: no .jsonl/.parquet/.csv/.arrow/.warc/.html files inside and not a "
+                                    "datasets folder")
         for f in files:
             yield from _file(f)
     elif is_hub_name(name):

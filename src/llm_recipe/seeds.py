@@ -34,6 +34,8 @@ STREAMS: dict[str, tuple[Callable[..., int], str]] = {
     "fluency_pairs": (lambda s: 30_000 + s, "the reward model's answer-vs-garbled-answer pairs"),
     "mixing_plan": (lambda s: s, "curation: which documents the mixture takes from each source, epoch by epoch"),
     "mixing_order": (lambda s: s + 1, "curation: the output file each mixed document goes to (shuffling)"),
+    "quality_annotation": (lambda s: derive(s), "curation: the documents `curate annotate-quality` has the judge "
+                           "score, then its held-out split"),
     "constitutional_principles": (lambda s: s, "constitutional AI: the principle drawn per prompt and round"),
     "constitutional_judge": (lambda s: s + 1, "constitutional AI: the principle the AI-feedback judge is asked"),
     "candidate_sampling": (lambda s, j: derive(s, j), "preference candidates: sample j of every prompt"),

@@ -37,6 +37,8 @@ class CurateInput(Section):
     sample_noise_per_type: int = Field(
         0, ge=0, description="bundled corpus only: docs per noise type injected (0: clean corpus)"
     )
+    sample_web: bool = Field(False, description="bundled corpus only: add the synthetic WARC crawl "
+                             "(labelled JA/EN pages and pages each web filter acts on)")
 
 
 class CurateOutput(Section):
@@ -72,6 +74,9 @@ class MojibakeConfig(StepConfig):
 class BlocklistConfig(StepConfig):
     domains: list[str] = Field(default_factory=list)
     file: Path | None = Field(None, description="one domain or URL per line, # comments")
+    allow: list[str] = Field(default_factory=list, description="allow list: when set (here or in allow_file), "
+                             "a document with a URL outside these domains is dropped (not_allowlisted)")
+    allow_file: Path | None = Field(None, description="allow list file: one domain or URL per line, # comments")
 
 
 class LanguageConfig(StepConfig):
@@ -130,6 +135,81 @@ class GopherRepetitionConfig(StepConfig):
 
 class HiraganaConfig(StepConfig):
     min_share: float = Field(0.2, ge=0, le=1)
+
+
+# ---- web pages (`curate.web`): WARC / HTML records, see `data.web` ---------------------------
+class ExtractConfig(StepConfig):
+    """Main-content extraction from HTML; on by default, it only touches records read from WARC /
+    HTML files (`meta.format: html`) unless `apply_to: html`."""
+
+    backend: Literal["trafilatura", "resiliparse"] = Field(
+        "trafilatura", description="trafilatura: P/R 0.97/0.97 on the labelled pages; resiliparse: ~3x "
+        "faster, P 0.67 (benchmarks/web_extraction.py)")
+    favor: Literal["precision", "balanced", "recall"] = Field("precision", description="trafilatura's trade-off")
+    fallback: bool = Field(True, description="trafilatura compares its result with readability / jusText on "
+                           "each page; false: its `fast` mode, ~40% less CPU (P/R 0.95/0.98 with favor: balanced)")
+    include_tables: bool = True
+    include_comments: bool = Field(False, description="keep a page's comment section")
+    apply_to: Literal["web", "html"] = Field("web", description="web: records from the WARC/HTML readers; "
+                                             "html: also text fields that look like HTML")
+    timeout_s: float | None = Field(10.0, gt=0, description="per page; a page over it is dropped "
+                                    "(extract_timeout); None: no limit")
+
+
+class BBSCommentsConfig(StepConfig):
+    enabled: bool = False
+    max_line_share: float = Field(0.2, ge=0, le=1, description="drop when more lines than this carry a "
+                                  "BBS marker (>>123, 名無しさん, ID:xxxx, post headers, 書き込み)")
+    min_matches: int = Field(3, ge=1, description="... and at least this many lines do")
+
+
+class AdsConfig(StepConfig):
+    enabled: bool = False
+    max_line_share: float = Field(0.3, ge=0, le=1, description="drop when more lines than this hold ad / "
+                                  "affiliate phrases (【PR】, 楽天市場で見る, Sponsored, ...)")
+    min_matches: int = Field(3, ge=1, description="... and at least this many lines do")
+    max_hits: int = Field(10, ge=1, description="or when the document holds this many ad phrases")
+    extra_phrases: list[str] = Field(default_factory=list, description="more phrases (plain text)")
+
+
+class NGWordsConfig(StepConfig):
+    enabled: bool = False
+    bundled: bool = Field(True, description="the shipped JA/EN list (resources/web/ng_words.txt)")
+    files: list[Path] = Field(default_factory=list, description="word lists: one word per line, # comments")
+    words: list[str] = Field(default_factory=list)
+    max_hits: int = Field(0, ge=0, description="drop a document with more NG-word hits than this")
+
+
+class SiteBoilerplateConfig(StepConfig):
+    enabled: bool = False
+    min_pages: int = Field(3, ge=2, description="a site (host) needs this many pages before lines are judged")
+    min_share: float = Field(0.5, gt=0, le=1, description="a line on at least this share of a site's pages "
+                             "is its header/footer and is removed")
+
+
+class WebConfig(Section):
+    """Steps for web pages: extraction, then Japanese web boilerplate filters (after normalize)."""
+
+    extract: ExtractConfig = ExtractConfig()
+    bbs_comments: BBSCommentsConfig = BBSCommentsConfig()
+    ads: AdsConfig = AdsConfig()
+    ng_words: NGWordsConfig = NGWordsConfig()
+    site_boilerplate: SiteBoilerplateConfig = SiteBoilerplateConfig()
+
+
+class DecontaminateConfig(StepConfig):
+    """Benchmark contamination: a document sharing a long n-gram with an evaluation item."""
+
+    action: Literal["drop", "report"] = Field("drop", description="report: keep, mark meta.contamination")
+    eval_sets: bool = Field(True, description="the bundled evaluation sets (resources/eval/*.jsonl)")
+    files: list[Path] = Field(default_factory=list, description="benchmark files (JSONL/Parquet/CSV, any "
+                              "record source); every text field named in text_keys is an item")
+    text_keys: list[str] = Field(default_factory=lambda: ["prompt", "question", "belief_prompt", "text", "input",
+                                                          "instruction", "problem", "context", "messages"])
+    word_ngram: int = Field(13, ge=3, description="words per n-gram (space-separated text)")
+    char_ngram: int = Field(50, ge=5, description="characters per n-gram (Japanese / CJK text)")
+    min_words: int = Field(8, ge=1, description="shorter items are matched whole; below this they are ignored")
+    min_chars: int = Field(20, ge=1, description="the same for CJK items, in characters")
 
 
 PII_TYPES = ("EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "IP_ADDRESS", "MY_NUMBER")
@@ -244,7 +324,34 @@ class HarmfulConfig(ModelFilterConfig):
     batch_size: int = Field(16, ge=1)
 
 
+class LearnedQualityConfig(ModelFilterConfig):
+    """FineWeb-Edu style: a regressor fitted to a judge's 0-5 scores (`llm-recipe curate annotate-quality`)."""
+
+    model: Path | None = Field(None, description="the directory annotate-quality wrote (regressor/)")
+    threshold: float = Field(3.0, ge=0, le=5, description="drop documents predicted below this score")
+
+
+class AnnotateQualityConfig(Section):
+    """`llm-recipe curate annotate-quality`: judge a sample 0-5, fit a regressor, measure agreement."""
+
+    inputs: list[Path] = Field(default_factory=list, description="documents to sample (empty: the curated "
+                               "output, else the curation inputs)")
+    sample: int = Field(500, ge=10, description="documents the judge scores")
+    held_out: float = Field(0.2, gt=0, lt=1, description="share of the judged sample kept for agreement")
+    judge: str = Field("local", description="local: a causal LM (judge_model); or an endpoint judge's name")
+    judge_model: Path | None = Field(None, description="local judge: a causal LM directory")
+    rubric: Literal["auto", "en", "ja"] = Field("auto", description="auto: by each document's language")
+    max_doc_chars: int = Field(2000, ge=100, description="characters of a document shown to the judge")
+    batch_size: int = Field(8, ge=1)
+    embedder: str = Field("auto", description="auto: the packaged MiniLM if installed, else hashed n-grams; "
+                          "hashed; packaged; or a sentence-transformers directory")
+    alpha: float = Field(1.0, gt=0, description="ridge regularisation")
+    threshold: float = Field(3.0, ge=0, le=5, description="the score agreement F1 is measured at")
+
+
 class QualityConfig(Section):
+    learned: LearnedQualityConfig = LearnedQualityConfig()
+    annotate: AnnotateQualityConfig = AnnotateQualityConfig()
     classifier: QualityClassifierConfig = QualityClassifierConfig()
     perplexity: PerplexityConfig = PerplexityConfig()
     harmful: HarmfulConfig = HarmfulConfig()
@@ -254,6 +361,7 @@ class CurateConfig(Section):
     input: CurateInput = CurateInput()
     output: CurateOutput = CurateOutput()
     executor: ExecutorConfig = ExecutorConfig()
+    web: WebConfig = WebConfig()
     cp932_mojibake: MojibakeConfig = MojibakeConfig()
     normalize: NormalizeConfig = NormalizeConfig()
     blocklist: BlocklistConfig = BlocklistConfig()
@@ -266,6 +374,7 @@ class CurateConfig(Section):
     hiragana: HiraganaConfig = HiraganaConfig()
     pii: PIIConfig = PIIConfig()
     ner: NERConfig = NERConfig()
+    decontaminate: DecontaminateConfig = DecontaminateConfig()
     dedup: DedupConfig = DedupConfig()
     quality: QualityConfig = QualityConfig()
     mixing: MixingConfig | None = None

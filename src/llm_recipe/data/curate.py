@@ -5,11 +5,13 @@
     result.files      # curated (or, with `mixing`, mixed) shards, ready for tokenizer training
     result.stats      # the stats.json dict: per-step in/out/drops/modifications
 
-Step order (cheap first, so expensive rules see fewer docs): cp932_mojibake -> normalize ->
-blocklist -> language -> min_length -> short_lines -> char_ratios -> gopher_quality ->
-gopher_repetition -> hiragana_share -> [extra_steps, e.g. dedup] -> pii -> ner. Dedup runs
-after the filters (fewer docs to hash) and before PII (redaction would make near-duplicates
-look different).
+Step order (cheap first, so expensive rules see fewer docs): extract (web pages only) ->
+cp932_mojibake -> normalize -> blocklist -> bbs_comments -> ads -> ng_words -> site_boilerplate
+(global) -> language -> min_length -> short_lines -> char_ratios -> gopher_quality ->
+gopher_repetition -> hiragana_share -> decontaminate -> dedup (global) -> model-based quality
+filters -> [extra_steps] -> pii -> ner. Dedup runs after the filters (fewer docs to hash) and
+before PII (redaction would make near-duplicates look different); decontamination runs on the
+normalized text, before dedup and mixing.
 
 The recipe's corpus stage (`stages.corpus`) calls it with the bundled sample corpus when the
 config names no inputs.
@@ -28,6 +30,7 @@ from .. import console
 from ..config.curate import CurateConfig
 from ..files import write_json
 from ..run_keys import run_key
+from .decontam import Decontaminate
 from .dedup.steps import build_dedup_steps
 from .executor import run_local
 from .filters import (
@@ -49,9 +52,13 @@ from .pipeline import Step
 from .quality.steps import build_quality_steps
 from .readers import ShardReader, list_shards
 from .tokens import make_counter
+from .web.boilerplate import SiteBoilerplate
+from .web.extract import Extract
+from .web.filters import AdBoilerplate, BBSComments, NGWords
 
+_WEB_FILTERS = [("bbs_comments", BBSComments), ("ads", AdBoilerplate), ("ng_words", NGWords),
+                ("site_boilerplate", SiteBoilerplate)]
 _FILTERS = [
-    ("blocklist", DomainBlocklist),
     ("language", LanguageFilter),
     ("min_length", MinLength),
     ("short_lines", ShortLines),
@@ -75,14 +82,18 @@ def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int =
     """The configured steps in pipeline order, and the optional steps left out (with why)."""
     steps: list[Step] = []
     skipped: list[dict] = []
+    if cfg.web.extract.enabled:
+        steps.append(Extract(cfg.web.extract))
     if cfg.cp932_mojibake.enabled:  # before normalize: NFKC would break the cp932 round trip
         steps.append(Cp932Mojibake(cfg.cp932_mojibake))
     if cfg.normalize.enabled:
         steps.append(Normalize(cfg.normalize))
-    for key, cls in _FILTERS:
-        c = getattr(cfg, key)
-        if c.enabled:
-            steps.append(cls(c))
+    if cfg.blocklist.enabled:
+        steps.append(DomainBlocklist(cfg.blocklist))
+    steps.extend(cls(getattr(cfg.web, key)) for key, cls in _WEB_FILTERS if getattr(cfg.web, key).enabled)
+    steps.extend(cls(getattr(cfg, key)) for key, cls in _FILTERS if getattr(cfg, key).enabled)
+    if cfg.decontaminate.enabled:
+        steps.append(Decontaminate(cfg.decontaminate))
     steps.extend(build_dedup_steps(cfg.dedup, seed))  # global steps: exact, fuzzy, semantic
     steps.extend(build_quality_steps(cfg.quality, seed))  # model-based: after dedup, fewer docs
     steps.extend(extra_steps)

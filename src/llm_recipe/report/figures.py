@@ -1,7 +1,7 @@
 """The report's figures, drawn from the figures a run wrote (never recomputed), as inline SVG images.
 
     data_uri(fig)                 a matplotlib figure as a `data:image/svg+xml;base64,...` URI
-    funnel_figure(stats)          curation: documents dropped by step
+    funnel_figure(stats)          curation: documents dropped by step and reason
     reward_kl_figure(report)      mean reward against KL to the reference, one point per model
     helpful_harmless_figure(rep)  helpful (benign look-alikes answered) against harmless (harmful requests
                                   refused), one point per model with its 95% interval on both axes
@@ -27,7 +27,8 @@ def data_uri(fig) -> str:
 
 
 def funnel_figure(stats: dict):
-    drops = {k: v for k, v in stats.get("dropped_by_step", {}).items() if v}
+    drops = {f"{step}: {reason}": n for step, s in stats.get("steps", {}).items()
+             for reason, n in s.get("dropped", {}).items() if n}
     if not drops:
         return None
     fig, ax = pyplot().subplots(figsize=(6, 0.35 * len(drops) + 1.2), dpi=100)

@@ -17,6 +17,7 @@ from ..config import RecipeConfig
 from ..data.curate import CurateResult, curate
 from ..demo.noisy_corpus import generate_noisy_corpus
 from ..demo.sample_corpus import generate_sample_corpus, sample_corpus_files
+from ..demo.web_pages import write_web_sample
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
 
@@ -60,11 +61,13 @@ def curate_recipe(recipe_cfg: RecipeConfig, out_dir: str | os.PathLike | None = 
 def sample_inputs(recipe_cfg: RecipeConfig, work_dir: str | os.PathLike) -> list[Path]:
     """The bundled sample corpus as curation input, with labelled noise if configured."""
     c, n = recipe_cfg.corpus, recipe_cfg.curate.input.sample_noise_per_type
+    # the synthetic crawl (source "crawl"): WARC pages for the web steps
+    web = [write_web_sample(Path(work_dir) / "web_sample", seed=c.seed)] if recipe_cfg.curate.input.sample_web else []
     if n == 0:
-        return sample_corpus_files(generate_sample_corpus(docs_per_source=c.docs_per_source, seed=c.seed))
+        return sample_corpus_files(generate_sample_corpus(docs_per_source=c.docs_per_source, seed=c.seed)) + web
     out = generate_noisy_corpus(Path(work_dir) / "noisy_sample", docs_per_source=c.docs_per_source,
                                 per_type=n, seed=c.seed)
-    return sorted((out / "shards").glob("*.jsonl"))
+    return sorted((out / "shards").glob("*.jsonl")) + web
 
 
 def needs_corpus(cfg: RecipeConfig) -> bool:
