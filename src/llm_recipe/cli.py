@@ -371,6 +371,17 @@ def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, 
                        f"{m['epochs']:.2f} epochs")
     echo(f"stats: {res.out_dir / 'stats.json'}")
     echo(f"files: {len(res.files)} in {res.files[0].parent if res.files else res.out_dir}")
+    if res.tokens:
+        _echo_tokens(res.tokens, res.out_dir / "tokens")
+
+
+def _echo_tokens(stats: dict, where: Path) -> None:
+    t = stats["tokens"].get("total", {})
+    echo(f"tokens: {t.get('tokens', 0):,} ({t.get('train_tokens', 0):,} train, {t.get('val_tokens', 0):,} held out), "
+         f"{t.get('tokens_per_char')} per character, in {where}")
+    for src, m in stats.get("mixture", {}).get("sources", {}).items():
+        echo(f"  mix {src:>8}: {m['target_tokens']:>9,} tokens sampled from {m['available_tokens']:,} "
+             f"({m['epochs']:.2f} epochs)")
 
 
 # ---- preference data, reward model, Best-of-N (stages 4-5) --------------------------------

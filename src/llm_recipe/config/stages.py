@@ -117,6 +117,12 @@ class PretrainConfig(TrainConfig):
     data: list[Path] | None = Field(
         None, description="JSONL/text files with a 'text' field; None: the bundled sample corpus"
     )
+    token_data: Path | None = Field(
+        None, description="a token shard folder (`curate.tokenize`'s `tokens/`): trained on by memory map "
+        "instead of `data`")
+    document_mask: bool = Field(
+        False, description="no attention across documents inside a packed window (position ids restart per "
+        "document; the first token of each document is not predicted from the previous one)")
 
 
 class SamplingConfig(Section):

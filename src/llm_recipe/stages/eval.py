@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import EvalConfig, RecipeConfig, SFTConfig
+from ..data.token_shards import ShardError
 from ..demo.sft_set import sft_records
 from ..eval.compare import (
     Answers,
@@ -57,6 +58,7 @@ from ..train.sft_data import (
     split_conversations,
     tokenize_examples,
 )
+from ..train.shard_data import heldout_blocks
 
 NO_PROMPTS = "no held-out prompts (set eval.prompts, or give the recipe an sft: section)"
 
@@ -142,6 +144,10 @@ def _perplexity_blocks(cfg: RecipeConfig, ecfg: EvalConfig, out: Path):
         docs, _ = read_documents(ecfg.perplexity_data)
         return [t for _, t in docs], None
     manifest = out / "pretrain" / "run.json"
+    report = out / "pretrain" / "data_report.json"
+    token_data = json.loads(report.read_text()).get("token_data") if report.exists() else None
+    if cfg.pretrain is not None and token_data:  # the validation windows pretraining held out
+        return Path(token_data), None if Path(token_data).exists() else "the pretraining token shards are gone"
     if cfg.pretrain is None or not manifest.exists():
         return None, "the run has no pretraining corpus (set eval.perplexity_data)"
     files = [f for f in json.loads(manifest.read_text())["inputs"] if Path(f).exists()]
@@ -191,16 +197,23 @@ class _Evaluator:
             return resolve_chat_format(tok)
         return self.sft_format
 
-    def perplexity(self, model, tok, fmt: ChatFormat | None) -> dict:
-        c, out = self.ecfg, {}
+    def _corpus_perplexity(self, model, tok) -> dict:
         if self.texts is None:
-            out["corpus"] = not_run(self.no_text)
+            return not_run(self.no_text)
+        block, n = self.cfg.pretrain.block_size if self.cfg.pretrain else 256, self.ecfg.perplexity_blocks
+        if isinstance(self.texts, Path):  # the validation windows pretraining held out (token shards)
+            try:
+                used, available = heldout_blocks(self.texts, tok, block, n)
+            except ShardError as e:  # a model with another tokenizer cannot be scored on these ids
+                return not_run(str(e))
         else:
-            block = self.cfg.pretrain.block_size if self.cfg.pretrain else 256
             blocks, _ = tokenize_and_pack(self.texts, tok, block, "tokenize held-out text")
-            used = blocks[: c.perplexity_blocks]  # the first blocks of the split: the same text for every model
-            out["corpus"] = {**text_perplexity(model, used), "blocks": len(used), "blocks_available": len(blocks)} \
-                if len(blocks) else not_run("held-out text shorter than one block")
+            used, available = blocks[:n], len(blocks)  # the first blocks of the split: the same text for every model
+        return {**text_perplexity(model, used), "blocks": len(used), "blocks_available": available} \
+            if len(used) else not_run("held-out text shorter than one block")
+
+    def perplexity(self, model, tok, fmt: ChatFormat | None) -> dict:
+        out = {"corpus": self._corpus_perplexity(model, tok)}
         if self.held_convs is None or fmt is None:
             out["sft_answers"] = not_run("no SFT held-out split" if self.held_convs is None else "no chat template")
         else:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import RecipeConfig
+from ..data.token_shards import TokenShards
 from ..files import atomic_write
 from ..infer.generate import generate_texts
 from ..models.loading import load_tokenizer
@@ -20,16 +21,21 @@ from ..models.placement import autocast, load_model
 from ..train.interrupt import StoppedEarly
 from ..train.pretrain import run_pretrain
 from ..train.run_folder import prepare_run, run_key, tokenizer_hash
+from ..train.shard_data import shard_inputs
+from .tokens import stage_token_data
 
 
 def stage_pretrain(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -> Path:
     run_dir = out / "pretrain"
-    key = run_key(cfg.pretrain, seed=cfg.seed, inputs=files, base=cfg.model.name_or_path,
+    token_data = stage_token_data(cfg, files, tokenizer, out)  # None: run_pretrain tokenizes `files`
+    inputs = shard_inputs(TokenShards(token_data)) if token_data else files
+    key = run_key(cfg.pretrain, seed=cfg.seed, inputs=inputs, base=cfg.model.name_or_path,
                   model=cfg.model.model_dump(mode="json"), tokenizer=tokenizer_hash(tokenizer))
     if prepare_run(run_dir, key, cfg.pretrain.resume, "pretrain"):
         return run_dir / "model"
     res = run_pretrain(data_files=files, tokenizer=tokenizer, model_cfg=cfg.model, cfg=cfg.pretrain,
-                       output_dir=run_dir, seed=cfg.seed, resume=True, full_config=cfg)
+                       output_dir=run_dir, seed=cfg.seed, resume=True, full_config=cfg,
+                       token_data=token_data)
     if res.stopped_early:
         raise StoppedEarly(f"pretraining stopped at step {res.steps} (checkpoint saved in {run_dir / 'checkpoints'}); "
                            "run the same command again to resume")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..config import ModelConfig, PretrainConfig
 from ..data.packing import PackStats, pack_token_lists
 from ..files import BadLine, open_text_bytes, write_json
@@ -25,6 +26,7 @@ from ..record_sources import check_skips, check_source, iter_source
 from ..report.plots import plot_metrics
 from ..splits import split_by_key
 from .loop import StepCallback, Trainer
+from .shard_data import DocumentMaskedLM, documents_to_shards, pretrain_data, shard_inputs
 
 
 @dataclass
@@ -112,8 +114,9 @@ def tokenize_and_pack(texts: list[str], tokenizer, block_size: int, desc: str = 
 class CausalLMObjective:
     """Plain next-token cross-entropy over packed blocks (labels = inputs; the model shifts)."""
 
-    def collate(self, blocks: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.from_numpy(np.stack(blocks)).long()}
+    def collate(self, blocks: list) -> dict[str, torch.Tensor]:
+        # arrays, or windows from token shards (`shard_data.Window`)
+        return {"input_ids": torch.from_numpy(np.stack([getattr(b, "tokens", b) for b in blocks])).long()}
 
     def loss(self, model, batch):
         ids = batch["input_ids"]
@@ -130,6 +133,18 @@ def build_model(model_cfg: ModelConfig, tokenizer, seed: int, dtype: str = "floa
     return build_preset_model(model_cfg.preset, tokenizer, seed=seed).to(DTYPES[dtype])
 
 
+def _shard_data(data_files, token_data, tokenizer, cfg: PretrainConfig, out: Path, seed: int):
+    """The run's windows (`shard_data`): from `token_data`, or from `data_files` tokenized once (on the
+    main process, resumable) into `out/tokens`; and what reading the documents skipped."""
+    read_report = None
+    if token_data is None:
+        if not data_files:
+            raise ValueError("pretraining needs data: documents (pretrain.data) or token shards (pretrain.token_data)")
+        read_report = distributed.on_main(documents_to_shards, list(data_files), out / "tokens", tokenizer, cfg, seed)
+        token_data = out / "tokens"
+    return pretrain_data(token_data, tokenizer, cfg), read_report
+
+
 @dataclass
 class PretrainResult:
     model_dir: Path
@@ -141,7 +156,7 @@ class PretrainResult:
 
 def run_pretrain(
     *,
-    data_files: Sequence[str | os.PathLike],
+    data_files: Sequence[str | os.PathLike] = (),
     tokenizer,
     model_cfg: ModelConfig,
     cfg: PretrainConfig,
@@ -150,38 +165,31 @@ def run_pretrain(
     resume: bool = True,
     callbacks: Sequence[StepCallback] = (),
     full_config=None,
+    token_data: str | os.PathLike | None = None,
 ) -> PretrainResult:
     """Pretrain and save `output_dir/model` (HF directory with tokenizer). Resumes from the
-    latest checkpoint in `output_dir` when `resume` is set and one exists."""
+    latest checkpoint in `output_dir` when `resume` is set and one exists. The data is a token
+    shard folder (`token_data`), or documents (`data_files`) tokenized into `output_dir/tokens`."""
     out = Path(output_dir)
-    docs, read_stats = usable_documents(data_files, cfg.max_bad_records, out / "data_report.json")
-    train_texts, val_texts = split_by_id(docs, cfg.val_fraction, seed)
-    train_blocks, train_pack = tokenize_and_pack(train_texts, tokenizer, cfg.block_size, "tokenize train")
-    val_blocks, val_pack = tokenize_and_pack(val_texts, tokenizer, cfg.block_size, "tokenize val")
-    if len(train_blocks) == 0:
-        raise ValueError(
-            f"pretraining data has {train_pack.tokens} tokens: fewer than one block of {cfg.block_size}"
-        )
+    data, read_report = _shard_data(data_files, token_data, tokenizer, cfg, out, seed)
     torch.manual_seed(seed)
     model = build_model(model_cfg, tokenizer, seed, cfg.compute.dtype)
     # The context the model was trained on (the tokenizer's 1e30 "no limit" default says nothing).
     tokenizer.model_max_length = cfg.block_size
-    trainer = Trainer(model, CausalLMObjective(), list(train_blocks), cfg, out, eval_data=list(val_blocks),
+    objective = DocumentMaskedLM() if cfg.document_mask else CausalLMObjective()
+    trainer = Trainer(model, objective, data.train, cfg, out, eval_data=data.val if len(data.val) else None,
                       seed=seed, callbacks=callbacks, tokenizer=tokenizer)
     resumed = resume and trainer.resume("latest")
     data_report = {
-        "read": asdict(read_stats),
-        "train_pack": asdict(train_pack),
-        "val_pack": asdict(val_pack),
-        "train_documents": len(train_texts),
-        "val_documents": len(val_texts),
+        "read": read_report,
+        **data.report,
         "parameters": count_parameters(model),
         "dropped_blocks_per_epoch": trainer.dropped_per_epoch,
         "resumed_from_step": trainer.state.step if resumed else None,
     }
     if trainer.is_main:
         write_json(out / "data_report.json", data_report)
-        write_run_manifest(out, stage="pretrain", config=full_config or cfg, inputs=data_files,
+        write_run_manifest(out, stage="pretrain", config=full_config or cfg, inputs=shard_inputs(data.shards),
                            extra={"data_report": data_report})
     result = trainer.fit()
     model_dir = out / "model"
