@@ -25,6 +25,7 @@ from ..provenance import write_run_manifest
 from ..record_sources import check_skips, check_source, iter_source
 from ..report.plots import plot_metrics
 from ..splits import split_by_key
+from ..tokenizer.extend import grow_embeddings
 from .loop import StepCallback, Trainer
 from .shard_data import DocumentMaskedLM, documents_to_shards, pretrain_data, shard_inputs
 
@@ -127,8 +128,7 @@ class CausalLMObjective:
 def build_model(model_cfg: ModelConfig, tokenizer, seed: int, dtype: str = "float32") -> torch.nn.Module:
     if model_cfg.name_or_path:
         model = load_causal_lm(model_cfg.name_or_path, dtype, model_cfg.trust_remote_code)
-        if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+        grow_embeddings(model, tokenizer)  # an extended tokenizer's rows: the mean of their old pieces'
         return model
     return build_preset_model(model_cfg.preset, tokenizer, seed=seed).to(DTYPES[dtype])
 
