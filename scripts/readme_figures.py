@@ -90,6 +90,17 @@ def eval_block(run: Path) -> str:
             + markdown_table(_read(run / "eval" / "report.json")))
 
 
+def cpt_ja_block(results: Path) -> str:
+    """benchmarks/cpt_ja.py's figures, from its results.json (the text the benchmark prints)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cpt_ja import figures_text
+
+    return (f"Last run (`python benchmarks/cpt_ja.py`, results `{results}`; block written by "
+            f"`python scripts/readme_figures.py --cpt-ja {results} --write README.md`):\n" + figures_text(_read(results)))
+
+
 def replace_blocks(text: str, blocks: dict[str, str]) -> str:
     for name, body in blocks.items():
         pat = re.compile(rf"(<!-- figures:{name} -->\n).*?(<!-- /figures:{name} -->)", re.S)
@@ -101,12 +112,17 @@ def replace_blocks(text: str, blocks: dict[str, str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path)
+    ap.add_argument("run", type=Path, nargs="?", help="the demo's run folder (demo blocks)")
     ap.add_argument("--write", type=Path, help="replace the blocks in this README")
     ap.add_argument("--ppo-seeds", type=int, nargs="*", default=[])
+    ap.add_argument("--cpt-ja", type=Path, help="results.json of benchmarks/cpt_ja.py (the cpt-ja block)")
     a = ap.parse_args()
-    spread = ppo_spread(a.run, a.ppo_seeds) if a.ppo_seeds else []
-    blocks = {"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}
+    blocks = {}
+    if a.run:
+        spread = ppo_spread(a.run, a.ppo_seeds) if a.ppo_seeds else []
+        blocks = {"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}
+    if a.cpt_ja:
+        blocks["cpt-ja"] = cpt_ja_block(a.cpt_ja)
     if a.write:
         a.write.write_text(replace_blocks(a.write.read_text(encoding="utf-8"), blocks), encoding="utf-8")
     else:
