@@ -45,19 +45,17 @@ class Tokenize(Step):
         self.meta = meta
         self.dtype = np.dtype(meta["dtype"])
         self.cutoff = int(meta["val_fraction"] * 2**32)
+        self.special = len(self.backend.encode("", add_special_tokens=True).ids)  # what the tokenizer adds (BOS)
 
     def process(self, batch: list[Doc], tally: Tally) -> list[Doc]:
         encodings = self.backend.encode_batch_fast([d["text"] for d in batch], add_special_tokens=True)
-        eos, seed, kept = self.meta["eos_id"], self.meta["split_seed"], []
+        eos, seed, special, kept = [self.meta["eos_id"]], self.meta["split_seed"], self.special, []
         for doc, enc in zip(batch, encodings, strict=True):
-            ids, special = enc.ids, sum(enc.special_tokens_mask)
-            if len(ids) == special:
+            ids = enc.ids
+            if len(ids) <= special:
                 tally.drop(doc, "no_tokens")
                 continue
-            tokens = np.empty(len(ids) + 1, self.dtype)
-            tokens[:-1] = ids
-            tokens[-1] = eos
-            doc["tokens"], doc["text_tokens"] = tokens, len(ids) - special
+            doc["tokens"], doc["text_tokens"] = np.array(ids + eos, self.dtype), len(ids) - special
             held = xxhash.xxh32_intdigest(str(doc["id"]).encode(), seed=seed) < self.cutoff
             doc["split"] = "val" if held else "train"
             kept.append(doc)
