@@ -123,7 +123,7 @@ def prepare(a, corpus: Path) -> dict:
     from llm_recipe.stages.model_import import stage_import
     from llm_recipe.stages.tokenizer import stage_tokenizer
 
-    cfg = load_config("smollm2_cpt_ja", {"output_dir": str(a.out / "ext"), "curate": {"input": {"paths": [str(corpus)]}}})
+    cfg = load_config("smollm2_cpt_ja", {"output_dir": str(a.out / "ext"), "curate.input.paths": [str(corpus)]})
     cfg = stage_import(cfg, a.out / "ext")
     files = stage_corpus(cfg, a.out / "ext")
     ext = stage_tokenizer(cfg, files, a.out / "ext")
