@@ -245,6 +245,35 @@ def part_data_time(args, work: Path, tok) -> dict:
     return {"runs": runs, "data_share_median": statistics.median(shares)}
 
 
+def figures_text(r: dict) -> str:
+    """The README block, from the JSON this script writes with --out."""
+    lines = []
+    if "rss" in r:
+        sm = r["rss"]["summary"]
+        sizes = sorted(sm, key=float)
+        peaks = ", ".join(f"{float(n) / 1e6:.0f}M {sm[n]['peak_rss_mb']:.0f} MB ({sm[n]['range'][0]:.0f}-"
+                          f"{sm[n]['range'][1]:.0f})" for n in sizes)
+        lines.append(f"- peak RSS of pretraining the demo model for a few steps on token shards of {peaks}: "
+                     f"{r['rss']['growth_mb']:+.0f} MB from {float(sizes[0]) / 1e6:.0f}M to "
+                     f"{float(sizes[-1]) / 1e6:.0f}M tokens (goal <= +100 MB; median of 3 runs, range)")
+    if "throughput" in r:
+        t = r["throughput"]
+        med = {k: statistics.median(x["chars_per_cpu_s"] for x in v) / 1e6 for k, v in t["runs"].items()}
+        dt = (f"; datatrove's DocumentTokenizer {med['datatrove']:.2f} ({t['ratio_vs_datatrove']:.2f}x)"
+              if t.get("ratio_vs_datatrove") else "; datatrove not installed here (not run)")
+        lines.append(f"- tokenization, M characters per CPU second (one process): the tokenize step (read JSONL, "
+                     f"encode, write shards) {med['ours']:.2f} vs `tokenizers` `encode_batch_fast` on the same texts in "
+                     f"memory {med['tokenizers']:.2f}: {t['ratio_vs_tokenizers']:.2f}x (goal >= 0.9x){dt}")
+    if "data_time" in r:
+        d = r["data_time"]
+        shares = [x["data_share_median"] * 100 for x in d["runs"]]
+        lines.append(f"- data time per step (reading windows from the memory maps + collating) while pretraining "
+                     f"the demo model: {statistics.median(shares):.3f}% of step time (runs: "
+                     f"{', '.join(f'{x:.3f}' for x in shares)}; goal < 5%)")
+    loads = ", ".join(f"{k} {v['load_before'][0]:.1f}" for k, v in r.items() if "load_before" in v)
+    return "\n".join(lines) + f"\n\nLoad average (1 min) before each part: {loads} (2 CPUs).\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=["rss", "throughput", "data_time"], action="append")
@@ -267,6 +296,7 @@ def main() -> None:
             results[name] = {"load_before": os.getloadavg(), **fn()}
     if args.out:
         args.out.write_text(json.dumps(results, indent=1, default=str))
+    print(figures_text(results))
 
 
 if __name__ == "__main__":
