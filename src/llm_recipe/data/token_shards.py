@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_write
+from .writers import WholeOrNothing
 
 FORMAT = "llm-recipe-token-shard"
 VERSION = 1
@@ -117,7 +118,7 @@ class _StreamWriter:
                 "chars": self.chars, "bin_sha256": self.bin_hash.hexdigest(), "idx_sha256": self.idx_hash.hexdigest()}
 
 
-class TokenShardWriter:
+class TokenShardWriter(WholeOrNothing):
     """The executor's writer for `fmt="tokens"`: documents carrying `tokens` (ids, EOS last),
     `text_tokens` and `split` go to their (source, split) stream; `close()` writes the header last
     and returns `[header path]` (no header for a shard whose documents were all dropped)."""
@@ -156,14 +157,6 @@ class TokenShardWriter:
         with contextlib.suppress(RuntimeError):
             self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)  # temp files removed
 
-    def __enter__(self) -> TokenShardWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def _totals(streams: list[dict]) -> dict[str, int]:
