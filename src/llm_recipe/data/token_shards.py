@@ -59,8 +59,9 @@ def tokenizer_sha256(tokenizer) -> str:
     """sha256 of everything that decides a text's ids: a fast tokenizer's full serialization
     (normalizer, pre-tokenizer, model, post-processor, added tokens), else its vocabulary."""
     backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    if hasattr(backend, "to_str"):
-        text = backend.to_str()
+    if hasattr(backend, "to_str"):  # padding / truncation are call-time settings, not the ids of a text
+        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")}
+        text = json.dumps(spec, sort_keys=True, ensure_ascii=False)
     else:
         text = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens])
     return hashlib.sha256(text.encode()).hexdigest()
