@@ -59,6 +59,7 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     report = json.loads((out / "pretrain" / "data_report.json").read_text())
     assert report["token_data"] == str(out / "curated" / "tokens") and report["mixture"]
     assert report["train"]["windows_per_epoch"] == 12000 // 64 and report["val_windows"] > 0
+    assert "Token shards: tokens per source" in (out / "report.html").read_text(encoding="utf-8")
     weights = (out / "pretrain" / "model" / "model.safetensors").read_bytes()
 
     # A second run finds every stage complete and does not retrain.
