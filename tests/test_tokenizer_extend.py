@@ -75,3 +75,34 @@ def test_new_rows_are_the_mean_of_their_base_pieces(extended):
             torch.testing.assert_close(emb[i], old_in[pieces[i]].mean(0))
             torch.testing.assert_close(head[i], (old_in if tied else old_out)[pieces[i]].mean(0))
         assert (head.data_ptr() == emb.data_ptr()) == tied
+
+
+def test_recipe_extends_the_model_tokenizer_then_pretrains_on_shards(extended, tmp_path, small_corpus_dir):
+    """`tokenizer.extend` with `model.name_or_path`: the tokenizer stage extends the model's tokenizer
+    from the corpus, pretraining grows the embedding from the pieces' mean and trains on shards of
+    the extended ids."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from llm_recipe.cli import app
+    from llm_recipe.models.presets import build_preset_model
+
+    base = extended[0]
+    start = tmp_path / "start"
+    model = build_preset_model("micro", base, seed=0)
+    model.save_pretrained(start)
+    base.save_pretrained(start)
+    files = ",".join(str(f) for f in sample_corpus_files(small_corpus_dir))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["pretrain", "-o", str(out), "--set", f"model.name_or_path={start}",
+                                   "--set", f"pretrain.data=[{files}]", "--set", "tokenizer.extend.new_tokens=200",
+                                   "--set", "pretrain.max_steps=2", "--set", "pretrain.block_size=64",
+                                   "--set", "pretrain.batch_size=2", "--set", "pretrain.eval_every=2",
+                                   "--set", "pretrain.eval_batches=1", "--set", "pretrain.warmup_steps=0"])
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "tokenizer" / "extension.json").read_text())
+    assert info["added"] == 200 and info["base_vocab_size"] == len(base)
+    header = json.loads(next((out / "pretrain" / "tokens" / "data").glob("*.tokens.json")).read_text())
+    assert header["vocab_size"] == len(base) + 200
+    weights = load_file(out / "pretrain" / "model" / "model.safetensors")
+    assert weights["model.embed_tokens.weight"].shape[0] == len(base) + 200

@@ -113,7 +113,9 @@ def extend_and_save(tokenizer, texts: Iterable[str], out_dir: str | os.PathLike,
         raise ValueError(f"tokenizer extension supports vocabularies up to {2 * 0xFFFE:,} ids, not {base_vocab:,}")
     as_strings = bool(model["merges"]) and isinstance(model["merges"][0], str)
     corpus = list(_capped(texts, max_chars))
-    learned = learn_merges(corpus, tokenizer, 3 * new_tokens, min_frequency)
+    # the trainer's vocabulary counts its alphabet (the base tokens in the corpus, at most all of them)
+    # and more merges than wanted (some end in strings the base already has)
+    learned = learn_merges(corpus, tokenizer, base_vocab + 2 * new_tokens, min_frequency)
     next_id = max([*vocab.values(), *(t["id"] for t in spec.get("added_tokens", []))]) + 1
     added, merges = [], 0
     for left, right in learned:
