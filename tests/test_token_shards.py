@@ -261,3 +261,21 @@ def test_the_cli_says_one_line_and_trains_nothing(copy, tokenizer_dir, tmp_path)
     err = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and f"{bin_}: truncated" in err[0]
     assert not (out / "pretrain" / "model").exists() and not (out / "pretrain" / "checkpoints").exists()
+
+
+def test_curate_with_a_tokenizer_writes_shards_and_samples_the_mixture(tmp_path, corpus, tokenizer_dir, tokenizer):
+    from llm_recipe.config.curate import CurateConfig
+    from llm_recipe.data.curate import curate
+
+    cfg = CurateConfig.model_validate({
+        "executor": {"workers": 1, "progress": False}, "language": {"enabled": False},
+        "gopher_quality": {"enabled": False}, "gopher_repetition": {"enabled": False},
+        "short_lines": {"enabled": False}, "char_ratios": {"enabled": False}, "hiragana": {"enabled": False},
+        "mixing": {"weights": {"web": 0.5, "qa": 0.5}, "token_budget": 20000},
+        "tokenize": {"tokenizer": str(tokenizer_dir), "val_fraction": 0.1}})
+    res = curate(cfg, tmp_path / "curated", inputs=corpus, seed=0)
+    assert res.mixture is None and not (tmp_path / "curated" / "mixed").exists()  # sampled, not copied
+    assert res.tokens["mixture"]["sources"]["web"]["target_tokens"] == 10000
+    assert res.tokens["tokens"]["total"]["documents"] == res.stats["docs_out"]
+    data = pretrain_data(tmp_path / "curated" / "tokens", tokenizer, PretrainConfig(block_size=32))
+    assert len(data.train) == 20000 // 32 and data.train.names == ["books", "code", "qa", "web", "wiki"]
