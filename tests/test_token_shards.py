@@ -279,3 +279,20 @@ def test_curate_with_a_tokenizer_writes_shards_and_samples_the_mixture(tmp_path,
     assert res.tokens["tokens"]["total"]["documents"] == res.stats["docs_out"]
     data = pretrain_data(tmp_path / "curated" / "tokens", tokenizer, PretrainConfig(block_size=32))
     assert len(data.train) == 20000 // 32 and data.train.names == ["books", "code", "qa", "web", "wiki"]
+
+
+def test_cli_pretrains_a_preset_model_on_given_shards_with_their_tokenizer(tokens, tmp_path):
+    from typer.testing import CliRunner
+
+    from llm_recipe.cli import app
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["pretrain", "-o", str(out), "--set", "model.preset=micro", "--set",
+                                   f"pretrain.token_data={tokens[0]}", "--set", "pretrain.max_steps=2",
+                                   "--set", "pretrain.block_size=32", "--set", "pretrain.batch_size=2",
+                                   "--set", "pretrain.eval_every=2", "--set", "pretrain.eval_batches=1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "pretrain" / "data_report.json").read_text())
+    assert report["token_data"] == str(tokens[0]) and report["read"] is None
+    assert not (out / "tokenizer").exists()  # the shards' tokenizer, not one trained on the sample corpus
+    assert (out / "pretrain" / "model" / "model.safetensors").exists()

@@ -15,12 +15,15 @@ from ..provenance import input_hash
 from ..tokenizer.extend import extend_and_save
 from ..tokenizer.train import train_and_save
 from ..train.pretrain import usable_documents
+from .tokens import shards_tokenizer
 
 
 def stage_tokenizer(cfg: RecipeConfig, files: list[Path], out: Path):
     if cfg.model.name_or_path:  # an existing model brings its own tokenizer (extended, if asked)
         tok = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
         return _extended(cfg, files, tok, out) if cfg.tokenizer.extend else tok
+    if cfg.pretrain is not None and cfg.pretrain.token_data:  # a preset model on given shards: their tokenizer
+        return shards_tokenizer(cfg.pretrain.token_data)
     tok_dir = out / "tokenizer"
     # what it was trained on: a tokenizer of other data or settings is trained again, not reused
     key = {"inputs": {str(f): input_hash(f) for f in files}, "tokenizer": cfg.tokenizer.model_dump(mode="json")}
