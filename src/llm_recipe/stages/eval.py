@@ -147,7 +147,7 @@ def _perplexity_blocks(cfg: RecipeConfig, ecfg: EvalConfig, out: Path):
     report = out / "pretrain" / "data_report.json"
     token_data = json.loads(report.read_text()).get("token_data") if report.exists() else None
     if cfg.pretrain is not None and token_data:  # the validation windows pretraining held out
-        return Path(token_data), None if Path(token_data).exists() else "the pretraining token shards are gone"
+        return (Path(token_data), None) if Path(token_data).exists() else (None, "the pretraining token shards are gone")
     if cfg.pretrain is None or not manifest.exists():
         return None, "the run has no pretraining corpus (set eval.perplexity_data)"
     files = [f for f in json.loads(manifest.read_text())["inputs"] if Path(f).exists()]
