@@ -156,6 +156,8 @@ def main() -> None:
     p.add_argument("--eval-docs", type=int, default=40)
     p.add_argument("--eval-chars", type=int, default=600, help="characters scored per held-out document")
     p.add_argument("--sample-corpus", action="store_true", help="use the bundled sample corpus, not manpages-ja")
+    p.add_argument("--tokenizer-only", action="store_true",
+                   help="only import, curate and extend: characters per token before/after, no training")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -176,6 +178,11 @@ def main() -> None:
     print(f"corpus: {source}, {len(ja_docs)} documents ({prep['train_docs']} after curation, train split); "
           f"tokens per char: base {prep['tpc_base']:.3f}, extended {prep['tpc_ext']:.3f}; "
           f"{train_chars:,.0f} training characters = {steps['ext']} / {steps['base']} steps", flush=True)
+    if a.tokenizer_only:
+        results = tokenizer_results(a, prep, source, len(ja_docs), t0)
+        (a.out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+        print(figures_text(results))
+        return
     common = ["run", "-c", "smollm2_cpt_ja", "--set", f"curate.input.paths=[{corpus}]"]
     seconds = {"ext": _run([*common, "-o", str(a.out / "ext"), "--set", f"pretrain.max_steps={steps['ext']}"],
                            a.out / "ext.log")}
@@ -199,8 +206,25 @@ def main() -> None:
     print(figures_text(results))
 
 
+def tokenizer_results(a, prep: dict, source: str, documents: int, t0: float) -> dict:
+    held = prep["held"]
+    cpt = {name: len("".join(held)) / sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in held)
+           for name, tok in (("smollm2", prep["base_tok"]), ("extended", prep["ext_tok"]))}
+    return {"corpus": source, "documents": documents, "train_documents": prep["train_docs"],
+            "held_out_documents": len(held), "eval_chars_per_document": a.eval_chars, "extension": prep["extension"],
+            "chars_per_token_ja": cpt, "tokenizer_only": True, "total_seconds": round(time.perf_counter() - t0, 1),
+            "load_after": os.getloadavg()}
+
+
 def figures_text(r: dict) -> str:
-    b, c = r["bits_per_char"], r["chars_per_token_ja"]
+    c = r["chars_per_token_ja"]
+    if r.get("tokenizer_only"):
+        return (f"Tokenizer extension of SmolLM2-135M on {r['corpus']} ({r['train_documents']} curated documents; "
+                f"{r['held_out_documents']} held out, first {r['eval_chars_per_document']} characters of each): "
+                f"+{r['extension']['added']:,} tokens ({r['extension']['used_on_corpus']:,} of them occur in the "
+                f"encoded corpus); Japanese characters per token {c['smollm2']:.2f} -> {c['extended']:.2f} "
+                f"(held out). Continued pretraining of both arms: not run yet (`python benchmarks/cpt_ja.py`).\n")
+    b = r["bits_per_char"]
     return (f"Continued pretraining of SmolLM2-135M on {r['corpus']} ({r['train_documents']} documents; "
             f"{r['held_out_documents']} held out), {r['train_chars']:,} training characters per arm "
             f"({r['steps']['ext']} steps with the extension, {r['steps']['base']} without; "
