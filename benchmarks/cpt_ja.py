@@ -219,8 +219,9 @@ def tokenizer_results(a, prep: dict, source: str, documents: int, t0: float) -> 
 def figures_text(r: dict) -> str:
     c = r["chars_per_token_ja"]
     if r.get("tokenizer_only"):
-        return (f"Tokenizer extension of SmolLM2-135M on {r['corpus']} ({r['train_documents']} curated documents; "
-                f"{r['held_out_documents']} held out, first {r['eval_chars_per_document']} characters of each): "
+        part = "whole" if r["eval_chars_per_document"] >= 100_000 else f"first {r['eval_chars_per_document']} characters"
+        return (f"`--tokenizer-only`: tokenizer extension of SmolLM2-135M on {r['corpus']} ({r['train_documents']} "
+                f"curated documents; {r['held_out_documents']} held out, {part}): "
                 f"+{r['extension']['added']:,} tokens ({r['extension']['used_on_corpus']:,} of them occur in the "
                 f"encoded corpus); Japanese characters per token {c['smollm2']:.2f} -> {c['extended']:.2f} "
                 f"(held out). Continued pretraining of both arms: not run yet (`python benchmarks/cpt_ja.py`).\n")
