@@ -188,6 +188,10 @@ def test_document_mask_equals_running_documents_separately(tokenizer):
             n += b - a - 1
     assert masked == pytest.approx(nll / n, rel=1e-4)
     assert abs(masked - plain) > 1e-3  # without the mask the documents see each other
+    inside = Window(np.asarray((docs[1] * 4)[:40]), np.zeros(0, np.int64))  # no document starts in it
+    batch = obj.collate([window, inside])
+    assert batch["position_ids"][1].tolist() == list(range(40))
+    assert int(batch["loss_tokens"]) == (40 - 1 - len(window.starts)) + (40 - 1)
 
 
 # ---- bad input: one line naming the file, before any step ------------------------------------

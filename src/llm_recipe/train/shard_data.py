@@ -256,7 +256,8 @@ class DocumentMaskedLM:
         pos = np.tile(np.arange(ids.shape[1]), (len(windows), 1))
         labels = ids.clone()
         for row, w in enumerate(windows):
-            for p, q in zip(w.starts, [*w.starts[1:], ids.shape[1]], strict=True):
+            bounds = [*w.starts.tolist(), ids.shape[1]]  # each document piece after the first restarts at 0
+            for p, q in zip(bounds[:-1], bounds[1:], strict=True):
                 pos[row, p:q] = np.arange(q - p)
             labels[row, torch.from_numpy(w.starts).long()] = -100
         loss_tokens = int((labels[:, 1:] != -100).sum())
