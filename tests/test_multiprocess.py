@@ -91,7 +91,7 @@ def test_pretrain_two_processes_equal_one_with_odd_eval_batches_from_shards(tmp_
                                "--set", "pretrain.max_steps=6", "--set", "pretrain.block_size=64",
                                "--set", "pretrain.eval_every=3", "--set", "pretrain.eval_batches=3",
                                "--set", "pretrain.log_every=3", "--set", "pretrain.save_every=3",
-                               "--set", "pretrain.warmup_steps=2", "--set", "pretrain.document_mask=true"])
+                               "--set", "pretrain.warmup_steps=2"])
     # windows streamed from the token shards (tokenized once, by the main process): each rank reads
     # its half of every global batch, so together they train exactly what one process does
     assert_same_run(one / "pretrain", two / "pretrain")
