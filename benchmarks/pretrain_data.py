@@ -299,8 +299,8 @@ def main() -> None:
         if name in parts:
             print(f"[{name}] load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
             results[name] = {"load_before": os.getloadavg(), **fn()}
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1, default=str))
+            if args.out:  # after each part: a long run stopped later keeps what it measured
+                args.out.write_text(json.dumps(results, indent=1, default=str))
     print(figures_text(results))
 
 
