@@ -135,6 +135,20 @@ def hh_block(runs: list[Path]) -> str:
         lines += ["", f"DPO over {len(dpo_ref)} seeds: refusal {_pct(min(dpo_ref))}–{_pct(max(dpo_ref))}, "
                       f"over-refusal {_pct(min(dpo_over))}–{_pct(max(dpo_over))}."]
     return "\n".join(lines) + "\n"
+def _benchmark_block(script: str, results: Path) -> str:
+    """A benchmark's figures from its results JSON, in the words the benchmark prints them."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    text = importlib.import_module(script).figures_text(_read(results))
+    flag = script.replace("_", "-") if script != "cpt_ja" else "cpt-ja"
+    return (f"Last run (`python benchmarks/{script}.py`, results `{results}`; block written by "
+            f"`python scripts/readme_figures.py --{flag} {results} --write README.md`):\n" + text)
+
+
+def cpt_ja_block(results: Path) -> str:
+    return _benchmark_block("cpt_ja", results)
 
 
 def replace_blocks(text: str, blocks: dict[str, str]) -> str:
@@ -152,6 +166,8 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="replace the blocks in this README")
     ap.add_argument("--ppo-seeds", type=int, nargs="*", default=[])
     ap.add_argument("--hh", type=Path, nargs="*", default=[], help="HH run folders (one per seed)")
+    ap.add_argument("--cpt-ja", type=Path, help="results.json of benchmarks/cpt_ja.py (the cpt-ja block)")
+    ap.add_argument("--pretrain-data", type=Path, help="--out JSON of benchmarks/pretrain_data.py (its block)")
     a = ap.parse_args()
     blocks = {}
     if a.run:
@@ -159,6 +175,10 @@ def main() -> None:
         blocks = {"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}
     if a.hh:
         blocks["hh-eval"] = hh_block(a.hh)
+    if a.cpt_ja:
+        blocks["cpt-ja"] = cpt_ja_block(a.cpt_ja)
+    if a.pretrain_data:
+        blocks["pretrain-data"] = _benchmark_block("pretrain_data", a.pretrain_data)
     if a.write:
         a.write.write_text(replace_blocks(a.write.read_text(encoding="utf-8"), blocks), encoding="utf-8")
     else:

@@ -370,6 +370,8 @@ def curate(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, se
                  f"{m['epochs']:.2f} epochs")
     echo(f"stats: {out_dir / 'stats.json'}")
     echo(f"files: {len(files)} in {Path(files[0]).parent if files else out_dir}")
+    if (out_dir / "tokens" / "stats.json").exists():
+        _echo_tokens(read_json(out_dir / "tokens" / "stats.json"), out_dir / "tokens")
 
 
 @curate_app.command("annotate-quality")
@@ -401,6 +403,15 @@ def curate_annotate_quality(
          f"F1 at {ag['threshold']:g}: {ag['f1']}")
     echo(f"regressor: {Path(rep['out_dir']) / 'regressor'}  (curate.quality.learned.model)")
     echo(f"report: {Path(rep['out_dir']) / 'report.json'}")
+
+
+def _echo_tokens(stats: dict, where: Path) -> None:
+    t = stats["tokens"].get("total", {})
+    echo(f"tokens: {t.get('tokens', 0):,} ({t.get('train_tokens', 0):,} train, {t.get('val_tokens', 0):,} held out), "
+         f"{t.get('tokens_per_char')} per character, in {where}")
+    for src, m in stats.get("mixture", {}).get("sources", {}).items():
+        echo(f"  mix {src:>8}: {m['target_tokens']:>9,} tokens sampled from {m['available_tokens']:,} "
+             f"({m['epochs']:.2f} epochs)")
 
 
 # ---- preference data, reward model, Best-of-N (stages 4-5) --------------------------------

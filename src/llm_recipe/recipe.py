@@ -2,7 +2,7 @@
 the stages a single command needs (`run_stages`).
 
 `STAGES` is the recipe's order: import (a GGUF `model.name_or_path`), then corpus (curated when the
-recipe has a `curate:` section) -> tokenizer -> pretrain -> sample when it pretrains, then sft ->
+recipe has a `curate:` section) -> tokenizer -> tokens -> pretrain -> sample when it pretrains, then sft ->
 constitutional -> rm -> bon -> dpo -> online_dpo -> ppo -> grpo -> eval, each only when the recipe
 has its section, and last the run's report.html. Every stage is `run(ctx) -> Artifacts`, called
 through `stages.contract.run_stage` (one lock, one completion marker keyed by settings and inputs);
@@ -37,12 +37,13 @@ from .stages import (
 from .stages.context import Artifacts, RunContext
 from .stages.contract import Stage, run_stage
 
-STAGES: list[Stage] = [model_import.STAGE, corpus.STAGE, tokenizer.STAGE, pretrain.STAGE, pretrain.SAMPLE,
+STAGES: list[Stage] = [model_import.STAGE, corpus.STAGE, tokenizer.STAGE, tokens.STAGE, pretrain.STAGE, pretrain.SAMPLE,
                        sft.STAGE, prefs.CONSTITUTIONAL, reward.STAGE, bon.STAGE, dpo.STAGE, online_dpo.STAGE,
                        rl.PPO, rl.GRPO, eval.STAGE]
 BY_NAME = {s.name: s for s in STAGES}
 # what a single command runs before its stage: the corpus and tokenizer for pretraining
-NEEDS = {"tokenizer": ("corpus",), "pretrain": ("corpus", "tokenizer"), "sample": ("corpus", "tokenizer", "pretrain")}
+NEEDS = {"tokenizer": ("corpus",), "tokens": ("corpus", "tokenizer"), "pretrain": ("corpus", "tokenizer", "tokens"),
+         "sample": ("corpus", "tokenizer", "tokens", "pretrain")}
 
 
 def _start(ctx: RunContext) -> None:
@@ -60,9 +61,10 @@ def run_stages(ctx: RunContext, target: str) -> Artifacts:
     _start(ctx)
     needs = list(NEEDS.get(target, ()))
     if target == "sft" and ctx.start_model("sft", ctx.cfg.sft) is None and ctx.cfg.pretrain is not None:
-        needs = ["corpus", "tokenizer", "pretrain"]
+        needs = list(NEEDS["pretrain"]) + ["pretrain"]
     for name in needs:
-        run_stage(ctx, BY_NAME[name])
+        if BY_NAME[name].enabled(ctx.cfg):
+            run_stage(ctx, BY_NAME[name])
     run_stage(ctx, BY_NAME[target])
     return ctx.artifacts
 

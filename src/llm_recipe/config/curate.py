@@ -246,6 +246,19 @@ class MixingConfig(Section):
     truncate_last: bool = Field(True, description="cut the last doc per source to hit the budget exactly")
 
 
+class TokenizeConfig(Section):
+    """Documents -> binary token shards (`data.token_shards`): the last step of curation, on the same
+    executor (local or Ray) and resumable by shard. With `mixing:` the weights and epochs are applied
+    when pretraining samples windows from the shards (no copy of the tokens)."""
+
+    tokenizer: str | None = Field(
+        None, description="local HF tokenizer dir; None: the recipe's tokenizer (trained, extended or the "
+        "model's), which tokenizes the curated corpus when pretraining starts")
+    val_fraction: float = Field(0.05, ge=0, lt=0.5, description="documents held out for validation "
+                                "(by a hash of the id, as every split)")
+    batch_size: int = Field(1000, ge=1, description="documents per tokenizer batch")
+
+
 # ---- dedup (`curate.dedup`) -----------------------------------------------------------------
 class DedupStepConfig(StepConfig):
     # Off by default: dedup removes real documents (e.g. ~40% of the templated sample corpus
@@ -378,3 +391,4 @@ class CurateConfig(Section):
     dedup: DedupConfig = DedupConfig()
     quality: QualityConfig = QualityConfig()
     mixing: MixingConfig | None = None
+    tokenize: TokenizeConfig | None = None

@@ -23,11 +23,23 @@ class SampleCorpusConfig(Section):
     seed: int = 0
 
 
+class TokenizerExtendConfig(Section):
+    """Extend the tokenizer of `model.name_or_path` with tokens learned from the corpus (`tokenizer.extend`):
+    continued pretraining in a language the model's tokenizer splits into bytes (Japanese)."""
+
+    new_tokens: int = Field(8000, ge=1, description="tokens to add (fewer when the corpus has fewer merges)")
+    min_frequency: int = Field(3, ge=1, description="a merge must occur this often in the corpus")
+    max_chars: int = Field(5_000_000, ge=1000, description="characters of the corpus learned from")
+
+
 class TokenizerConfig(Section):
     vocab_size: int = Field(4096, ge=300)
     min_frequency: int = Field(2, ge=1)
     # Train on at most this many characters: BPE training time grows with it, quality saturates.
     max_chars: int = Field(3_000_000, ge=1000)
+    extend: TokenizerExtendConfig | None = Field(
+        None, description="with model.name_or_path: add tokens learned from the corpus to the model's tokenizer "
+        "(new embedding rows = mean of the old pieces' rows)")
 
 
 class ComputeConfig(Section):
@@ -117,6 +129,12 @@ class PretrainConfig(TrainConfig):
     data: list[Path] | None = Field(
         None, description="JSONL/text files with a 'text' field; None: the bundled sample corpus"
     )
+    token_data: Path | None = Field(
+        None, description="a token shard folder (`curate.tokenize`'s `tokens/`): trained on by memory map "
+        "instead of `data`")
+    document_mask: bool = Field(
+        False, description="no attention across documents inside a packed window (position ids restart per "
+        "document; the first token of each document is not predicted from the previous one)")
 
 
 class SamplingConfig(Section):

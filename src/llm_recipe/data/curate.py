@@ -9,9 +9,13 @@ Step order (cheap first, so expensive rules see fewer docs): extract (web pages 
 cp932_mojibake -> normalize -> blocklist -> bbs_comments -> ads -> ng_words -> site_boilerplate
 (global) -> language -> min_length -> short_lines -> char_ratios -> gopher_quality ->
 gopher_repetition -> hiragana_share -> decontaminate -> dedup (global) -> model-based quality
-filters -> [extra_steps] -> pii -> ner. Dedup runs after the filters (fewer docs to hash) and
+filters -> [extra_steps] -> pii -> ner [-> tokenize]. Dedup runs after the filters (fewer docs to hash) and
 before PII (redaction would make near-duplicates look different); decontamination runs on the
 normalized text, before dedup and mixing.
+
+With `tokenize:` (and a tokenizer) the curated shards are then tokenized into `out_dir/tokens/`
+(`data.tokenize`: binary token shards, on the same executor); `mixing:` is then applied when
+pretraining samples them instead of being copied into `mixed/`.
 
 The recipe's corpus stage (`stages.corpus`) calls it with the bundled sample corpus when the
 config names no inputs.
@@ -51,6 +55,7 @@ from .pii import PIIRedactor
 from .pipeline import Step
 from .quality.steps import build_quality_steps
 from .readers import ShardReader, list_shards
+from .tokenize import tokenize_corpus
 from .tokens import make_counter
 from .web.boilerplate import SiteBoilerplate
 from .web.extract import Extract
@@ -76,6 +81,7 @@ class CurateResult:
     stats: dict
     mixture: dict | None = None
     skipped_steps: list[dict] = field(default_factory=list)
+    tokens: dict | None = None  # `tokenize`: the token shards' stats.json (tokens per source, mixture)
 
 
 def build_steps(cfg: CurateConfig, extra_steps: Sequence[Step] = (), seed: int = 0) -> tuple[list[Step], list[dict]]:
@@ -158,6 +164,8 @@ def curate(
     write_json(out / "stats.json", stats)
     files = [Path(p) for p in stats["outputs"]]
     mixture = None
+    if cfg.tokenize is not None:  # token shards; a mixture is applied by sampling them, not copied
+        return CurateResult(out, files, stats, None, skipped, _tokenize(cfg, files, out, seed))
     if cfg.mixing is not None:
         m = cfg.mixing
         mixture = mix(files, out / "mixed", weights=m.weights, token_budget=m.token_budget,
@@ -166,5 +174,15 @@ def curate(
                       max_docs_per_file=cfg.output.max_docs_per_file)
         files = [Path(p) for p in mixture["outputs"]]
     return CurateResult(out, files, stats, mixture, skipped)
+
+
+def _tokenize(cfg: CurateConfig, files: list[Path], out: Path, seed: int) -> dict | None:
+    t = cfg.tokenize
+    if not t.tokenizer:
+        console.log("curate: tokenization runs with the recipe's tokenizer when pretraining starts "
+                    "(set curate.tokenize.tokenizer to tokenize now)")
+        return None
+    return tokenize_corpus(files, out / "tokens", t.tokenizer, val_fraction=t.val_fraction, seed=seed,
+                           batch_size=t.batch_size, executor=cfg.executor, mixing=cfg.mixing)
 
 

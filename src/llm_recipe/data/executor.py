@@ -53,6 +53,7 @@ from .pipeline import (
     split_at_global,
 )
 from .readers import ShardReader
+from .token_shards import TokenShardWriter
 from .writers import ShardWriter
 
 MAX_AUDIT = 1000  # bad-input records listed by file:line in stats.json (all are counted)
@@ -72,6 +73,7 @@ class ShardTask:
     dropped_dir: str | None
     dropped_name: str = ""
     redactors: Sequence[Redactor] = ()  # applied to dropped docs before they are written
+    writer_meta: dict | None = None  # fmt "tokens": the token shard header's fields (`token_shards.shard_meta`)
 
 
 @dataclass
@@ -120,7 +122,7 @@ def process_shard(task: ShardTask) -> ShardResult:
         stats[s.name]
     bad: list[dict] = []
     dropped: list[Doc] = []
-    with ShardWriter(task.out_dir, task.key, task.fmt, task.max_docs) as writer:
+    with _writer(task) as writer:
         for batch in _batches(task, stats, bad):
             res = run_steps(task.steps, batch, keep_dropped=task.dropped_dir is not None)
             stats.merge(res.stats)
@@ -135,6 +137,13 @@ def process_shard(task: ShardTask) -> ShardResult:
     stats.check()
     size = os.path.getsize(task.path) if task.path else 0
     return ShardResult(task.key, stats.to_dict(with_seconds=True), bad, outputs, size)
+
+
+def _writer(task: ShardTask) -> ShardWriter | TokenShardWriter:
+    """Documents as files (`writers`), or, for `fmt="tokens"`, as token shards (`token_shards`)."""
+    if task.fmt == "tokens":
+        return TokenShardWriter(task.out_dir, task.key, task.writer_meta or {})
+    return ShardWriter(task.out_dir, task.key, task.fmt, task.max_docs)
 
 
 def observe_shard(step: GlobalStep, path: str, reader: ShardReader, batch_size: int) -> tuple[list[Any], float]:
@@ -218,9 +227,11 @@ def run_local(
     fingerprint: dict[str, Any] | None = None,
     progress: bool = True,
     mapper: Mapper = _map,
+    writer_meta: dict | None = None,
 ) -> dict:
     """Run `steps` over `shards` into `out_dir`; returns (and writes) the stats.json dict.
-    `fingerprint`: what identifies the run for resume (`run_keys.run_key`)."""
+    `fingerprint`: what identifies the run for resume (`run_keys.run_key`). `fmt="tokens"` writes token
+    shards (the documents carry `tokens`: `data.tokenize`) with `writer_meta` in their headers."""
     check_unique_names(steps)
     out = Path(out_dir)
     state = out / ".state"
@@ -260,7 +271,7 @@ def run_local(
             ShardTask(i, inputs[i], keys[i], seg, seg_reader, str(seg_out),
                       fmt if last else "jsonl", max_docs_per_file if last else 10**9, batch_size,
                       str(out / "dropped") if keep_dropped else None,
-                      keys[i] if k == 0 else f"{keys[i]}-seg{k}", redactors)
+                      keys[i] if k == 0 else f"{keys[i]}-seg{k}", redactors, writer_meta if last else None)
             for i in todo
         ]
         for res in mapper(process_shard, [(t,) for t in tasks], workers, f"curate {k + 1}/{len(segments)}",

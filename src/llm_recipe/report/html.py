@@ -116,6 +116,19 @@ def _skips(node, path: str = "") -> list[tuple[str, str, int]]:
     return out
 
 
+def _token_shards(stats: dict | None) -> str:
+    """Tokens per source of the run's token shards (`curate.tokenize`) and the mixture sampled from them."""
+    if not stats or "tokens" not in stats:
+        return ""
+    mix = stats.get("mixture", {}).get("sources", {})
+    rows = [[src, v["documents"], v["train_tokens"], v["val_tokens"], v["tokens_per_char"],
+             f"{mix[src]['weight']:.2f} ({mix[src]['epochs']:.2f} epochs)" if src in mix else "—"]
+            for src, v in stats["tokens"]["sources"].items()]
+    return ("<h3>Token shards: tokens per source</h3>"
+            + _table(["source", "documents", "train tokens", "held-out tokens", "tokens per char", "mixture weight"],
+                     rows))
+
+
 def _data(run: Path) -> str:
     parts = []
     stats = _read(run / "curated" / "stats.json")
@@ -129,6 +142,7 @@ def _data(run: Path) -> str:
         parts += [_not_run(f"curation step {s['step']}: {s['reason']}") for s in stats.get("skipped_steps", [])]
     else:
         parts.append(_not_run("the run did not curate a corpus (no curated/stats.json)"))
+    parts.append(_token_shards(_read(run / "curated" / "tokens" / "stats.json")))
     rows = []
     for report in sorted(run.glob("*/data_report.json")):
         found = _skips(_read(report))

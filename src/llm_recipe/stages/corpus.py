@@ -71,7 +71,8 @@ def sample_inputs(recipe_cfg: RecipeConfig, work_dir: str | os.PathLike) -> list
 
 
 def needs_corpus(cfg: RecipeConfig) -> bool:
-    return cfg.pretrain is not None
+    """Pretraining on documents (not only on given token shards)."""
+    return cfg.pretrain is not None and not (cfg.pretrain.token_data and not cfg.pretrain.data)
 
 
 STAGE = Stage("corpus", run, key, needs_corpus)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import EvalConfig
+from ..data.token_shards import ShardError
 from ..eval.compare import (
     Answers,
     EvalPrompts,
@@ -47,8 +48,9 @@ from ..record_sources import check_source, is_hub_name, iter_source
 from ..report.eval_table import markdown_table
 from ..report.model_card import write_model_card
 from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
-from ..train.pretrain import document_texts, held_out_blocks, validation_texts
+from ..train.pretrain import document_texts, held_out_blocks
 from ..train.sft_data import DataStats, tokenize_examples
+from ..train.shard_data import heldout_blocks
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
 
@@ -115,23 +117,17 @@ def _held_out(ctx: RunContext, ecfg: EvalConfig):
 
 
 def _perplexity_texts(ctx: RunContext, ecfg: EvalConfig):
-    """(held-out documents, why there are none): `eval.perplexity_data`, else the validation split
-    of the corpus the run pretrained on."""
+    """(held-out documents, or the token shards whose validation windows pretraining held out; why
+    there are none): `eval.perplexity_data`, else the shards the run pretrained on."""
     if ecfg.perplexity_data:
         return document_texts(ecfg.perplexity_data), None
-    files = ctx.artifacts.get("corpus_files") or _pretrain_inputs(ctx.out)
-    if ctx.cfg.pretrain is None or not files:
+    report = ctx.out / "pretrain" / "data_report.json"
+    token_data = read_json(report).get("token_data") if report.exists() else None
+    if ctx.cfg.pretrain is None or not token_data:
         return None, "the run has no pretraining corpus (set eval.perplexity_data)"
-    files = [f for f in files if Path(f).exists()]
-    if not files:
-        return None, "the pretraining data files are gone"
-    return validation_texts(files, ctx.cfg.pretrain.val_fraction, ctx.cfg.seed), None
-
-
-def _pretrain_inputs(run_dir: Path) -> list[str]:
-    """The corpus files a run folder's pretraining recorded (a folder from before stage markers)."""
-    manifest = run_dir / "pretrain" / "run.json"
-    return list(read_json(manifest)["inputs"]) if manifest.exists() else []
+    if not Path(token_data).exists():
+        return None, "the pretraining token shards are gone"
+    return Path(token_data), None
 
 
 def _unloadable(path: str | None) -> str | None:
@@ -175,16 +171,23 @@ class _Evaluator:
             return resolve_chat_format(tok)
         return self.sft_format
 
-    def perplexity(self, model, tok, fmt: ChatFormat | None) -> dict:
-        c, out = self.ecfg, {}
+    def _corpus_perplexity(self, model, tok) -> dict:
         if self.texts is None:
-            out["corpus"] = not_run(self.no_text)
+            return not_run(self.no_text)
+        block, n = self.cfg.pretrain.block_size if self.cfg.pretrain else 256, self.ecfg.perplexity_blocks
+        if isinstance(self.texts, Path):  # the validation windows pretraining held out (token shards)
+            try:
+                used, available = heldout_blocks(self.texts, tok, block, n)
+            except ShardError as e:  # a model with another tokenizer cannot be scored on these ids
+                return not_run(str(e))
         else:
-            block = self.cfg.pretrain.block_size if self.cfg.pretrain else 256
             blocks = held_out_blocks(self.texts, tok, block)
-            used = blocks[: c.perplexity_blocks]  # the first blocks of the split: the same text for every model
-            out["corpus"] = {**text_perplexity(model, used), "blocks": len(used), "blocks_available": len(blocks)} \
-                if len(blocks) else not_run("held-out text shorter than one block")
+            used, available = blocks[:n], len(blocks)  # the first blocks of the split: the same text for every model
+        return {**text_perplexity(model, used), "blocks": len(used), "blocks_available": available} \
+            if len(used) else not_run("held-out text shorter than one block")
+
+    def perplexity(self, model, tok, fmt: ChatFormat | None) -> dict:
+        out = {"corpus": self._corpus_perplexity(model, tok)}
         if self.held_convs is None or fmt is None:
             out["sft_answers"] = not_run("no SFT held-out split" if self.held_convs is None else "no chat template")
         else:

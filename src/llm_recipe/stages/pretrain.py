@@ -11,6 +11,7 @@ import json
 
 from .. import console, distributed
 from ..config import RecipeConfig
+from ..data.token_shards import TokenShards
 from ..files import atomic_write
 from ..infer.generate import generate_texts
 from ..models.loading import load_tokenizer
@@ -18,14 +19,20 @@ from ..models.placement import autocast, load_model
 from ..train.interrupt import StoppedEarly
 from ..train.pretrain import run_pretrain
 from ..train.run_folder import prepare_run, run_key, tokenizer_hash
+from ..train.shard_data import shard_inputs
 from . import tokenizer as tokenizer_stage
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
 
 
+def _inputs(ctx: RunContext) -> list:
+    token_data = ctx.artifacts.get("token_data")
+    return shard_inputs(TokenShards(token_data)) if token_data else ctx.artifacts["corpus_files"]
+
+
 def _run_key(ctx: RunContext, tokenizer) -> dict:
     cfg = ctx.cfg
-    return run_key(cfg.pretrain, seed=cfg.seed, inputs=ctx.artifacts["corpus_files"], base=cfg.model.name_or_path,
+    return run_key(cfg.pretrain, seed=cfg.seed, inputs=_inputs(ctx), base=cfg.model.name_or_path,
                    model=cfg.model.model_dump(mode="json"), tokenizer=tokenizer_hash(tokenizer))
 
 
@@ -39,8 +46,9 @@ def run(ctx: RunContext) -> Artifacts:
     arts = {"pretrained_model": str(run_dir / "model"), "pretrain_metrics": str(run_dir / "metrics.jsonl")}
     if prepare_run(run_dir, _run_key(ctx, tokenizer), cfg.pretrain.resume, "pretrain"):
         return arts
-    res = run_pretrain(data_files=ctx.artifacts["corpus_files"], tokenizer=tokenizer, model_cfg=cfg.model,
-                       cfg=cfg.pretrain, output_dir=run_dir, seed=cfg.seed, resume=True, full_config=cfg)
+    res = run_pretrain(data_files=ctx.artifacts.get("corpus_files") or [], tokenizer=tokenizer, model_cfg=cfg.model,
+                       cfg=cfg.pretrain, output_dir=run_dir, seed=cfg.seed, resume=True, full_config=cfg,
+                       token_data=ctx.artifacts.get("token_data"))
     if res.stopped_early:
         raise StoppedEarly(f"pretraining stopped at step {res.steps} (checkpoint saved in {run_dir / 'checkpoints'}); "
                            "run the same command again to resume")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..config import ModelConfig, PretrainConfig
 from ..data.packing import PackStats, pack_token_lists
 from ..files import BadLine, open_text_bytes, write_json
@@ -22,7 +23,9 @@ from ..models.loading import DTYPES, load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
 from ..record_sources import check_skips, check_source, iter_source
 from ..splits import split_by_key
+from ..tokenizer.extend import grow_embeddings
 from .loop import StepCallback
+from .shard_data import DocumentMaskedLM, documents_to_shards, pretrain_data, shard_inputs
 from .training_run import Plot, Prepared, RunSpec, TrainResult, run_training
 
 
@@ -113,13 +116,6 @@ def document_texts(files: Sequence[str | os.PathLike]) -> list[str]:
     return [t for _, t in read_documents(files)[0]]
 
 
-def validation_texts(files: Sequence[str | os.PathLike], val_fraction: float, seed: int) -> list[str]:
-    """Exactly the documents pretraining held out of `files` (`split_by_id`): held-out perplexity
-    is measured on text no model of the run trained on."""
-    docs, _ = read_documents(files)
-    return split_by_id(docs, val_fraction, seed)[1]
-
-
 def held_out_blocks(texts: list[str], tokenizer, block_size: int) -> np.ndarray:
     """Held-out texts packed into blocks the way pretraining packs its data."""
     return tokenize_and_pack(texts, tokenizer, block_size, "tokenize held-out text")[0]
@@ -128,8 +124,9 @@ def held_out_blocks(texts: list[str], tokenizer, block_size: int) -> np.ndarray:
 class CausalLMObjective:
     """Plain next-token cross-entropy over packed blocks (labels = inputs; the model shifts)."""
 
-    def collate(self, blocks: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.from_numpy(np.stack(blocks)).long()}
+    def collate(self, blocks: list) -> dict[str, torch.Tensor]:
+        # arrays, or windows from token shards (`shard_data.Window`)
+        return {"input_ids": torch.from_numpy(np.stack([getattr(b, "tokens", b) for b in blocks])).long()}
 
     def loss(self, model, batch):
         ids = batch["input_ids"]
@@ -140,8 +137,7 @@ class CausalLMObjective:
 def build_model(model_cfg: ModelConfig, tokenizer, seed: int, dtype: str = "float32") -> torch.nn.Module:
     if model_cfg.name_or_path:
         model = load_causal_lm(model_cfg.name_or_path, dtype, model_cfg.trust_remote_code)
-        if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+        grow_embeddings(model, tokenizer)  # an extended tokenizer's rows: the mean of their old pieces'
         return model
     return build_preset_model(model_cfg.preset, tokenizer, seed=seed).to(DTYPES[dtype])
 
@@ -149,9 +145,21 @@ def build_model(model_cfg: ModelConfig, tokenizer, seed: int, dtype: str = "floa
 LOSS_PLOT = Plot("loss.png", ("loss", "eval_loss"), "pretraining loss")
 
 
+def _shard_data(data_files, token_data, tokenizer, cfg: PretrainConfig, out: Path, seed: int):
+    """The run's windows (`shard_data`): from `token_data`, or from `data_files` tokenized once (on the
+    main process, resumable) into `out/tokens`; and what reading the documents skipped."""
+    read_report = None
+    if token_data is None:
+        if not data_files:
+            raise ValueError("pretraining needs data: documents (pretrain.data) or token shards (pretrain.token_data)")
+        read_report = distributed.on_main(documents_to_shards, list(data_files), out / "tokens", tokenizer, cfg, seed)
+        token_data = out / "tokens"
+    return pretrain_data(token_data, tokenizer, cfg), read_report
+
+
 def run_pretrain(
     *,
-    data_files: Sequence[str | os.PathLike],
+    data_files: Sequence[str | os.PathLike] = (),
     tokenizer,
     model_cfg: ModelConfig,
     cfg: PretrainConfig,
@@ -160,25 +168,19 @@ def run_pretrain(
     resume: bool = True,
     callbacks: Sequence[StepCallback] = (),
     full_config=None,
+    token_data: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Pretrain and save `output_dir/model` (HF directory with tokenizer). Resumes from the
-    latest checkpoint in `output_dir` when `resume` is set and one exists."""
+    latest checkpoint in `output_dir` when `resume` is set and one exists. The data is a token
+    shard folder (`token_data`), or documents (`data_files`) tokenized into `output_dir/tokens`."""
     out = Path(output_dir)
-    docs, read_stats = usable_documents(data_files, cfg.max_bad_records, out / "data_report.json")
-    train_texts, val_texts = split_by_id(docs, cfg.val_fraction, seed)
-    train_blocks, train_pack = tokenize_and_pack(train_texts, tokenizer, cfg.block_size, "tokenize train")
-    val_blocks, val_pack = tokenize_and_pack(val_texts, tokenizer, cfg.block_size, "tokenize val")
-    if len(train_blocks) == 0:
-        raise ValueError(
-            f"pretraining data has {train_pack.tokens} tokens: fewer than one block of {cfg.block_size}"
-        )
+    data, read_report = _shard_data(data_files, token_data, tokenizer, cfg, out, seed)
     torch.manual_seed(seed)
     model = build_model(model_cfg, tokenizer, seed, cfg.compute.dtype)
     # The context the model was trained on (the tokenizer's 1e30 "no limit" default says nothing).
     tokenizer.model_max_length = cfg.block_size
-    report = {"read": asdict(read_stats), "train_pack": asdict(train_pack), "val_pack": asdict(val_pack),
-              "train_documents": len(train_texts), "val_documents": len(val_texts),
-              "parameters": count_parameters(model)}
-    prepared = Prepared(model, tokenizer, CausalLMObjective(), list(train_blocks), list(val_blocks), cfg, report)
-    return run_training(prepared, RunSpec("pretrain", inputs=data_files, plots=[LOSS_PLOT]), out, seed=seed,
-                        resume=resume, callbacks=callbacks, full_config=full_config)
+    objective = DocumentMaskedLM() if cfg.document_mask else CausalLMObjective()
+    report = {"read": read_report, **data.report, "parameters": count_parameters(model)}
+    prepared = Prepared(model, tokenizer, objective, data.train, data.val if len(data.val) else None, cfg, report)
+    return run_training(prepared, RunSpec("pretrain", inputs=shard_inputs(data.shards), plots=[LOSS_PLOT]), out,
+                        seed=seed, resume=resume, callbacks=callbacks, full_config=full_config)
