@@ -33,6 +33,7 @@ from .stages import (
     rl,
     sft,
     tokenizer,
+    tokens,
 )
 from .stages.context import Artifacts, RunContext
 from .stages.contract import Stage, run_stage
