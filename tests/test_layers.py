@@ -25,7 +25,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "llm_recipe"
 RANKS = {
     "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "record_sources": 1,
     "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "train": 6, "eval": 7,
-    "demo": 8, "stages": 9, "recipe": 10, "annotate": 10, "cli": 11, "__main__": 12, "__init__": 0,
+    "demo": 8, "ship": 8, "stages": 9, "recipe": 10, "annotate": 10, "api": 11, "cli_ship": 11, "cli": 12,
+    "__main__": 13, "__init__": 0, "cell_literals": 0,
 }
 COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "train", "eval", "report")
 

@@ -706,3 +706,9 @@ def online_dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="
     run_rm = out / "reward_model" / "model"
     cfg = cfg.model_copy(update={"online_dpo": oc})
     echo(f"model: {_user_errors(stage_online_dpo, cfg, base, run_rm if run_rm.is_dir() else None, out)}")
+
+
+# ---- shipping and config inspection: config show/schema, export, merge, push (cli_ship.py) ----
+from . import cli_ship  # noqa: E402 - registered last, once every helper above exists
+
+cli_ship.register(app, sys.modules[__name__])

@@ -236,13 +236,21 @@ def _same_kind(prompt, chosen) -> bool:
     return not conversational or isinstance(prompt, list)
 
 
+# KTO's label as CSV (and spreadsheets) write it: a word, not a JSON boolean
+LABEL_WORDS = {"true": True, "false": False, "1": True, "0": False}
+
+
 def unpaired_record(rec: dict) -> tuple[object, str, bool]:
-    """(prompt, completion, desirable?) of a {"prompt", "completion", "label"} record."""
+    """(prompt, completion, desirable?) of a {"prompt", "completion", "label"} record; the label a
+    boolean, or the words True / False (1 / 0) that CSV files hold."""
     prompt = check_prompt(rec.get("prompt"))
     completion = _assistant_text(rec.get("completion"), "completion")
-    if not isinstance(rec.get("label"), bool):
-        raise InvalidRecord("bad_label", "label must be true (desirable) or false (undesirable)")
-    return prompt, completion, rec["label"]
+    label = rec.get("label")
+    if isinstance(label, str):
+        label = LABEL_WORDS.get(label.strip().lower(), label)
+    if not isinstance(label, bool):
+        raise InvalidRecord("bad_label", f"label {rec.get('label')!r}: must be true (desirable) or false (undesirable)")
+    return prompt, completion, label
 
 
 def pair_unpaired(records: Sequence[tuple[str, dict]], log: SkipLog) -> list[PreferencePair]:

@@ -48,7 +48,8 @@ def stage_sft(cfg: RecipeConfig, base_model_dir: str | os.PathLike, out_dir: str
                       seed=cfg.seed, full_config=cfg, records=records)
         if res.stopped_early:
             raise StoppedEarly(f"SFT stopped at step {res.steps} (checkpoint saved); run the same command again to resume")
-        console.log(f"sft: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
+        losses = " -> ".join("n/a" if v is None else f"{v:.3f}" for v in (res.initial_eval_loss, res.final_eval_loss))
+        console.log(f"sft: eval loss {losses} in {res.steps} steps")
     if not (out / "samples.jsonl").exists():
         distributed.on_main(_before_and_after, cfg, base_model_dir, model_dir, out, records)
     return model_dir
@@ -73,6 +74,11 @@ def _before_and_after(cfg: RecipeConfig, base_model_dir, model_dir: Path, out: P
         console.log(f"sft sample: {p!r}\n    before: {b.text!r}\n    after:  {a.text!r}")
     data = load_sft_data(sft_cfg, tuned_tok, resolve_chat_format(tuned_tok), cfg.seed, records)
     held, langs, keys = held_out_prompts(dedupe_prompts(data.held_out), 40)
+    if not held:  # plain-text records (TRL's `text`, string prompt/completion): no chat prompt to ask
+        why = "no single-turn chat prompt in the held-out split (plain-text or multi-turn records)"
+        write_json(out / "format_following.json", {"not_run": why})
+        console.log(f"sft: format following not measured: {why}")
+        return
     with autocast(compute, tuned.device):
         rep_before = format_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs,
                                       answer_keys=keys)
