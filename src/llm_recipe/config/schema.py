@@ -48,6 +48,14 @@ def type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def choices(cls: type[BaseModel], name: str) -> str:
+    """A Literal field's choices, `a | b | c` (command help lists them from the one definition)."""
+    annotation = cls.model_fields[name].annotation
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    return type_name(annotation)
+
+
 def _default(field) -> str:
     if field.default_factory is not None:
         value = field.default_factory()

@@ -264,6 +264,11 @@ class RewardModelRef(Section):
     weight: float = Field(1.0, description="weight of its (normalized) reward in the combined score")
 
 
+# Pairs per prompt from a ranking or scores: every ordered pair, the best against the worst (TRL's
+# / Tulu's binarization), or the best against each of the others
+PairPolicy = Literal["all", "best_vs_worst", "best_vs_rest"]
+
+
 class LabelConfig(Section):
     """`prefs label`: turn candidate responses into preference pairs."""
 
