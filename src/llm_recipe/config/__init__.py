@@ -75,6 +75,7 @@ from .stages import (
     SamplingConfig,
     SFTConfig,
     TokenizerConfig,
+    TrackingConfig,
     TrainConfig,
 )
 
@@ -138,6 +139,7 @@ __all__ = [
     "ShortLinesConfig",
     "StepConfig",
     "TokenizerConfig",
+    "TrackingConfig",
     "TrainConfig",
     "dump_config",
     "load_config",

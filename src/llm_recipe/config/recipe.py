@@ -33,8 +33,11 @@ from .stages import (
     SampleCorpusConfig,
     SFTConfig,
     TokenizerConfig,
+    TrackingConfig,
 )
 
+# the training sections: each takes the recipe's `tracking:` block (project, run name) as its default
+TRAINING_STAGES = ("pretrain", "sft", "rm", "ppo", "grpo", "dpo", "online_dpo")
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
 COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
                   "online_dpo", "eval")
@@ -67,6 +70,22 @@ class RecipeConfig(Section):
     constitutional: ConstitutionalConfig | None = Field(
         None, description="Constitutional AI data from the SFT model (after SFT; writes constitutional/)")
     eval: EvalConfig | None = Field(None, description="the evaluation of every model of the run")
+    tracking: TrackingConfig | None = Field(
+        None, description="every training stage's default `tracking:` block (tracker project and run name)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_tracking(cls, data: Any) -> Any:
+        """A training section's `tracking:` = the recipe's with the section's own fields on top."""
+        if not isinstance(data, dict) or not isinstance(data.get("tracking"), dict):
+            return data
+        out = dict(data)
+        for name in TRAINING_STAGES:
+            section = out.get(name)
+            own = section.get("tracking") if isinstance(section, dict) else None
+            if isinstance(section, dict) and (own is None or isinstance(own, dict)):
+                out[name] = {**section, "tracking": {**data["tracking"], **(own or {})}}
+        return out
 
     @model_validator(mode="before")
     @classmethod

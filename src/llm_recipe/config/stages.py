@@ -72,6 +72,14 @@ class ModelConfig(Section):
         return self
 
 
+class TrackingConfig(Section):
+    """Where a training run shows up in the `report_to` trackers (W&B, MLflow, trackio, TensorBoard)."""
+
+    project: str = Field("llm-recipe", description="the tracker's project (W&B / trackio project, MLflow experiment)")
+    run_name: str | None = Field(
+        None, description="the run's name there; None: run folder + stage, e.g. `demo/sft`")
+
+
 class OptimConfig(Section):
     """What every trainer shares (the shared loop and the RL loop): AdamW with no weight decay on
     norms and biases, warmup + cosine LR as a function of the step, clipping, checkpoints, compute."""
@@ -91,7 +99,10 @@ class OptimConfig(Section):
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping by global norm (None: off)")
     save_every: int | None = Field(None, ge=1, description="checkpoint interval in steps (RL: iterations)")
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
-        default_factory=list, description="experiment trackers that also get every logged record (accelerate's)")
+        default_factory=list, description="experiment trackers that also get every logged record (accelerate's), "
+        "under TRL's metric names (train/loss, eval/rewards/chosen, ...)")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="project and run name in the trackers "
+                                     "(a recipe's top-level `tracking:` applies to every training stage)")
     compute: ComputeConfig = ComputeConfig()
     max_bad_records: float = Field(
         0.1, ge=0, le=1, description="fail when a larger share of the input records is unusable (skipped)")
