@@ -34,7 +34,6 @@ from collections.abc import Iterable, Sequence
 from typing import get_args
 
 from ..config.stages import PairPolicy
-
 from .records import (
     InvalidRecord,
     PreferencePair,

@@ -218,7 +218,8 @@ def run_dpo(
     result = trainer.fit()
     model_dir = out / "model"
     if not result["stopped_early"]:
-        trainer.save_model(model_dir, lambda m: merge_lora(m, out), tokenizer)
+        trainer.save_model(model_dir, lambda m: merge_lora(m, out, cfg.lora.save if cfg.lora else "both", tokenizer),
+                           tokenizer)
     if trainer.is_main and not result["stopped_early"]:
         from ..report.plots import plot_metrics
 

@@ -455,7 +455,7 @@ class RLTrainer(RunControl):
         if self.is_main:
             if save:
                 if s.lora:  # merged in place (the run is over, no extra copy): the setup loses its reference
-                    s.policy, s.ref = merge_lora(s.policy, self.out), None
+                    s.policy, s.ref = merge_lora(s.policy, self.out, self.cfg.lora.save, s.tokenizer), None
 
                 def write(d: Path) -> None:
                     s.policy.save_pretrained(d, safe_serialization=True)

@@ -192,7 +192,7 @@ def run_sft(
     model_dir = out / "model"
     if not result["stopped_early"]:
         def finalize(model):
-            final = merge_lora(model, out)
+            final = merge_lora(model, out, cfg.lora.save if cfg.lora else "both", tokenizer)
             # Generation (ours or anyone's `model.generate`) stops at the end of an assistant turn.
             final.generation_config.eos_token_id = stop_token_ids(tokenizer, fmt)
             final.generation_config.pad_token_id = pad_id

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from .. import console
 
-
 # Our metrics.jsonl keys -> the names TRL's trainers log the same figure under. A tracker gets
 # `train/<name>` for a training record and `eval/<name>` for an evaluation (`eval_<key>`), as TRL
 # logs them; a key not listed keeps its own name under that prefix.
