@@ -183,23 +183,6 @@ def test_lora_adapter_is_kept_with_its_tokenizer_and_loads_with_peft_alone(lora_
     assert "library_name: peft" in (tmp_path / "adapter_hub" / "README.md").read_text()
 
 
-def test_lora_save_adapter_keeps_model_an_adapter_folder_that_later_stages_load(lora_run, tmp_path):
-    from llm_recipe.models.loading import load_causal_lm
-
-    base, sft = lora_run
-    data = sft.parent.parent / "sft.jsonl"
-    out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["sft", "-m", str(base), "-d", str(data), "-o", str(out), "--max-steps", "2",
-                                   "--batch-size", "4", "--set", "sft.lora.r=4", "--set", "sft.lora.save=adapter",
-                                   "--set", "sft.eval_batches=1", "--set", "sft.demo_prompts=[hi]",
-                                   "--set", "generate.sampling.max_new_tokens=2"])
-    assert res.exit_code == 0, res.output
-    model = out / "sft" / "model"
-    assert (model / "adapter_config.json").is_file() and not (model / "config.json").is_file()
-    assert (out / "sft" / "samples.jsonl").is_file()  # the stage's own after-check loaded it
-    assert load_causal_lm(model).get_input_embeddings().weight.shape[0] > 600  # merged onto the resized base
-
-
 def test_push_dry_run_and_offline(chat_model, monkeypatch):
     res = CliRunner().invoke(app, ["push", str(chat_model), "me/tiny-chat", "--dry-run"])
     assert res.exit_code == 0, res.output

@@ -6,8 +6,11 @@ Two layers, to keep the matrix inside the suite's budget:
     exactly what the same records give from a plain JSONL file (for SFT: the same tokens and loss
     mask; for preferences: the same prompt / chosen / rejected; for prompts: the same prompts), so a
     CSV cell left as Python text, or a folder that is not read, fails its cell;
-  * one representative cell per command (rotating the containers, and the two cells that crashed in
-    issue #31) runs the command itself end to end on a micro model: exit 0, a saved model.
+  * one representative cell per command (rotating the containers; the two cells that crashed in
+    issue #31; tool calls with LoRA kept as an adapter) runs the command itself end to end on a
+    micro model: exit 0, a saved model, every record used. PPO and online DPO read prompts with the
+    same functions GRPO does (`read_prompts`, checked for every cell above) and are trained end to
+    end by their own tests; they are left out here to keep the suite's budget.
 """
 
 from __future__ import annotations
@@ -203,7 +206,7 @@ SFT_FAST = [*TRAIN, "--set", "sft.packing=false", "--set", "sft.eval_batches=1",
 PREF_FAST = ["--set", "{s}.eval_batches=1", "--set", "{s}.warmup_steps=0"]
 RL_FAST = ["--set", "{s}.iterations=1", "--set", "{s}.rollout_batch_size=4", "--set", "{s}.minibatch_size=4",
            "--set", "{s}.n_prompts=8", "--set", "{s}.eval_prompts=2", "--set", "{s}.sampling.max_new_tokens=4",
-           "--set", "{s}.epochs=1"]
+           "--set", "{s}.epochs=1", "--set", "grpo.group_size=2"]
 
 
 def _fast(opts: list[str], section: str) -> list[str]:
@@ -211,16 +214,18 @@ def _fast(opts: list[str], section: str) -> list[str]:
 
 
 CELLS = [  # (command, format, container): the two crashes of #31 first
-    ("sft", "text", "csv"), ("sft", "prompt_completion", "jsonl.gz"), ("sft", "messages_tools", "parquet"),
-    ("sft", "prompt_completion_conv", "disk"),
+    ("sft", "text", "csv"), ("sft", "prompt_completion", "jsonl.gz"), ("sft-lora-adapter", "messages_tools", "parquet"),
     ("dpo", "pref_implicit_conv", "csv"), ("kto", "unpaired", "csv"), ("rm", "pref_explicit_conv", "disk"),
-    ("grpo", "prompt_only_conv", "parquet"), ("ppo", "prompt_only", "csv"), ("online-dpo", "prompt_only", "jsonl.gz"),
+    ("grpo", "prompt_only_conv", "disk"),
 ]
 
 
 def _command(cmd: str, path: str, model: str, out: str) -> list[str]:
     if cmd == "sft":
         return ["sft", "-m", model, "-d", path, "-o", out, *SFT_FAST]
+    if cmd == "sft-lora-adapter":  # LoRA kept as an adapter (lora.save: adapter): the stage's own checks load it
+        return ["sft", "-m", model, "-d", path, "-o", out, *SFT_FAST, "--set", "sft.lora.r=4",
+                "--set", "sft.lora.save=adapter", "--set", "sft.max_length=512"]
     if cmd in ("dpo", "kto"):
         kto = ["--set", "dpo.loss_type=kto"] if cmd == "kto" else []
         return ["dpo", "-m", model, "-d", path, "-o", out, *TRAIN, *kto, "--set", "dpo.eval_prompts=2",
@@ -228,21 +233,25 @@ def _command(cmd: str, path: str, model: str, out: str) -> list[str]:
     if cmd == "rm":
         return ["rm", "train", "-m", model, "-d", path, "-o", out, *TRAIN, "--set", "rm.norm_samples=4",
                 *_fast(PREF_FAST, "rm")]
-    if cmd == "online-dpo":
-        return ["online-dpo", "-m", model, "-o", out, "--rounds", "1", "--max-steps", "1", "--batch-size", "2",
-                "--set", f"online_dpo.prompts=[{path}]", "--set", "online_dpo.prompts_per_round=4",
-                "--set", "online_dpo.label.labeler=rules", "--set", "online_dpo.candidates.k=2",
-                "--set", "online_dpo.candidates.sampling.max_new_tokens=4", *_fast(PREF_FAST, "online_dpo")]
     return [cmd, "-m", model, "-o", out, "--set", f"{cmd}.prompts=[{path}]", *_fast(RL_FAST, cmd)]
 
 
 @pytest.mark.parametrize("cmd,fmt,container", CELLS, ids=[f"{c}-{f}-{k}" for c, f, k in CELLS])
 def test_the_command_trains_end_to_end(cmd, fmt, container, files, base_model, chat_model, tmp_path):
-    model = base_model if cmd == "sft" else chat_model
+    model = base_model if cmd.startswith("sft") else chat_model
     res = CliRunner().invoke(app, _command(cmd, files[fmt][container], model, str(tmp_path / "run")))
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
-    folder = {"sft": "sft", "dpo": "dpo", "kto": "dpo", "rm": "reward_model", "grpo": "grpo", "ppo": "ppo",
-              "online-dpo": "online_dpo"}[cmd]
-    assert (tmp_path / "run" / folder / "model" / "complete.json").is_file() or (
-        tmp_path / "run" / folder / "model" / "config.json").is_file(), res.output
+    folder = tmp_path / "run" / {"dpo": "dpo", "kto": "dpo", "rm": "reward_model", "grpo": "grpo"}.get(cmd, "sft")
+    assert (folder / "model" / "complete.json").is_file(), res.output
+    if cmd.startswith("sft"):
+        report = json.loads((folder / "data_report.json").read_text())
+        assert report["data"]["skipped"] == {} and report["data"]["kept"] == N  # every record trained on
+        assert (folder / "samples.jsonl").is_file() and (folder / "format_following.json").is_file()
+    if fmt in ("text", "prompt_completion"):  # plain text: no chat prompt to measure format following on
+        assert "not_run" in json.loads((folder / "format_following.json").read_text())
+    if cmd == "sft-lora-adapter":
+        assert (folder / "model" / "adapter_config.json").is_file() and not (folder / "model" / "config.json").is_file()
+        assert (folder / "adapter" / "tokenizer.json").is_file()
+    if cmd == "kto":
+        assert "kto_loss" in (folder / "metrics.jsonl").read_text()
