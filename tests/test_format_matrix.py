@@ -248,7 +248,7 @@ def test_the_command_trains_end_to_end(cmd, fmt, container, files, base_model, c
         report = json.loads((folder / "data_report.json").read_text())
         assert report["data"]["skipped"] == {} and report["data"]["kept"] == N  # every record trained on
         assert (folder / "samples.jsonl").is_file() and (folder / "format_following.json").is_file()
-    if fmt in ("text", "prompt_completion"):  # plain text: no chat prompt to measure format following on
+    if fmt in ("text", "prompt_completion", "messages_tools"):  # no single-turn chat prompt to measure it on
         assert "not_run" in json.loads((folder / "format_following.json").read_text())
     if cmd == "sft-lora-adapter":
         assert (folder / "model" / "adapter_config.json").is_file() and not (folder / "model" / "config.json").is_file()
