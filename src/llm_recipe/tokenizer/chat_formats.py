@@ -32,26 +32,9 @@ _JINJA_ERRORS = (_JinjaTemplateError,)
 _BOS = "{{- bos_token if bos_token else '' -}}"
 _USER_INPUT = "{%- if message['input'] is defined and message['input'] -%}{{- '\\n\\n' + message['input'] -}}{%- endif -%}"
 
-# ChatML as it was before tool calls were rendered (models saved then carry it: still 'chatml').
-_CHATML_V1 = "".join([
-    _BOS,
-    "{%- for message in messages -%}",
-    "{%- if message['role'] == 'assistant' -%}",
-    "{{- '<|im_start|>assistant\\n' -}}",
-    "{%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}",
-    "{{- '\\n' -}}",
-    "{%- else -%}",
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] -}}",
-    _USER_INPUT,
-    "{{- '<|im_end|>\\n' -}}",
-    "{%- endif -%}",
-    "{%- endfor -%}",
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}",
-])
-
 # Tool use as Hermes / Qwen2.5 write it in ChatML: the function schemas in the system turn, each call
 # `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>` inside the (trained) assistant turn,
-# results in `tool` turns. A conversation without tools renders exactly as `_CHATML_V1`.
+# results in `tool` turns. A conversation without tools renders exactly as ChatML did before.
 _TOOLS_SYSTEM = "".join([
     "{%- if tools -%}",
     "{{- '<|im_start|>system\\n' -}}",
@@ -63,6 +46,7 @@ _TOOLS_SYSTEM = "".join([
     "{%- endif -%}",
 ])
 _TOOL_CALLS = "".join([
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
     "{%- for call in message['tool_calls'] -%}",
     "{%- set f = call['function'] if call['function'] is defined else call -%}",
     "{%- if message['content'] or not loop.first -%}{{- '\\n' -}}{%- endif -%}",
@@ -70,26 +54,34 @@ _TOOL_CALLS = "".join([
     "{%- if f['arguments'] is string -%}{{- f['arguments'] -}}{%- else -%}{{- f['arguments'] | tojson -}}{%- endif -%}",
     "{{- '}\\n</tool_call>' -}}",
     "{%- endfor -%}",
-])
-_CHATML = "".join([
-    _BOS,
-    _TOOLS_SYSTEM,
-    "{%- for message in messages -%}",
-    "{%- if tools and loop.first and message['role'] == 'system' -%}",
-    "{%- elif message['role'] == 'assistant' -%}",
-    "{{- '<|im_start|>assistant\\n' -}}",
-    "{%- generation -%}{{- message['content'] -}}",
-    "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}" + _TOOL_CALLS + "{%- endif -%}",
-    "{{- '<|im_end|>' -}}{%- endgeneration -%}",
-    "{{- '\\n' -}}",
-    "{%- else -%}",
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] -}}",
-    _USER_INPUT,
-    "{{- '<|im_end|>\\n' -}}",
     "{%- endif -%}",
-    "{%- endfor -%}",
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}",
 ])
+
+
+def _chatml(tools: bool) -> str:
+    """ChatML; `tools`: with tool calls and schemas (the current `chatml`), else as it was before."""
+    return "".join([
+        _BOS,
+        _TOOLS_SYSTEM if tools else "",
+        "{%- for message in messages -%}",
+        "{%- if tools and loop.first and message['role'] == 'system' -%}{%- elif message['role'] == 'assistant' -%}"
+        if tools else "{%- if message['role'] == 'assistant' -%}",
+        "{{- '<|im_start|>assistant\\n' -}}",
+        "{%- generation -%}{{- message['content'] -}}" + _TOOL_CALLS + "{{- '<|im_end|>' -}}{%- endgeneration -%}"
+        if tools else "{%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}",
+        "{{- '\\n' -}}",
+        "{%- else -%}",
+        "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] -}}",
+        _USER_INPUT,
+        "{{- '<|im_end|>\\n' -}}",
+        "{%- endif -%}",
+        "{%- endfor -%}",
+        "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}",
+    ])
+
+
+_CHATML = _chatml(tools=True)
+_CHATML_V1 = _chatml(tools=False)  # saved with models trained before tool calls were rendered: still 'chatml'
 
 
 _ALPACA_HEADERS = {"en": ("Instruction", "Input", "Response"), "ja": ("指示", "入力", "応答")}
