@@ -196,3 +196,47 @@ def test_push_dry_run_and_offline(chat_model, monkeypatch):
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert [ln for ln in res.output.splitlines() if ln.startswith("error:")] == [
         "error: push me/tiny-chat: offline (HF_HUB_OFFLINE is set): nothing uploaded; --dry-run shows what would be"]
+
+
+@pytest.fixture
+def fake_hub(tmp_path):
+    """tests/fake_hub.py as its own process on a free local port: (endpoint, store folder)."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = tmp_path / "hub-store"
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_hub.py")), str(port), str(store)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield f"http://127.0.0.1:{port}", store
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_push_uploads_the_hub_folder_to_a_private_repo(chat_model, fake_hub, monkeypatch):
+    """Against a local hub process (HF_ENDPOINT): the repo is created private, every file of the
+    Hub folder arrives byte for byte, our bookkeeping files stay home, the token is sent, not written."""
+    import huggingface_hub.constants as hc
+
+    endpoint, store = fake_hub
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    res = CliRunner().invoke(app, ["push", str(chat_model), "me/tiny-chat", "--license", "mit"])
+    assert res.exit_code == 0, res.output
+    assert f"pushed to {endpoint}/me/tiny-chat (private, commit {'1' * 40})" in res.output
+    repo = json.loads((store / "me" / "tiny-chat.json").read_text())
+    assert repo["visibility"] == "private" and repo["auth"] == "Bearer hf_test_token_not_real"
+    got = {p.name for p in (store / "me" / "tiny-chat").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= got
+    assert not got & {"complete.json", "export_report.json", "run.json"}
+    assert (store / "me" / "tiny-chat" / "model.safetensors").read_bytes() == (chat_model / "model.safetensors").read_bytes()
+    assert "license: mit" in (store / "me" / "tiny-chat" / "README.md").read_text()
+    assert "hf_test_token_not_real" not in "".join(p.read_text(errors="ignore") for p in (store / "me" / "tiny-chat").iterdir())

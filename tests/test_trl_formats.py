@@ -178,3 +178,15 @@ def test_ultrafeedback_completions_become_scored_pairs(tmp_path):
     pairs, log = read_preference_files([data])
     assert sorted((p.chosen, p.rejected) for p in pairs) == [("Apple.", "A rock."), ("Banana.", "A rock.")]
     assert log.skipped == {"tie": 1}
+
+
+def test_models_saved_with_the_earlier_chatml_still_read_as_chatml(chat_tokenizer):
+    """The ChatML template before tool calls were rendered is still `chatml`, and renders every
+    conversation without tools exactly as the current one."""
+    from llm_recipe.tokenizer.chat_formats import _CHATML_V1, ChatFormat, format_name_of, render
+
+    assert format_name_of(_CHATML_V1) == "chatml" and _CHATML_V1 != FORMATS["chatml"].template
+    for records in (SFT_FORMATS["messages"], SFT_FORMATS["messages with tool turns"]):
+        msgs = records[0]["messages"]
+        assert render(ChatFormat("chatml", _CHATML_V1), msgs, chat_tokenizer) == render(FORMATS["chatml"], msgs,
+                                                                                         chat_tokenizer)
