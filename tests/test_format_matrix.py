@@ -255,3 +255,12 @@ def test_the_command_trains_end_to_end(cmd, fmt, container, files, base_model, c
         assert (folder / "adapter" / "tokenizer.json").is_file()
     if cmd == "kto":
         assert "kto_loss" in (folder / "metrics.jsonl").read_text()
+
+
+def test_sft_names_the_columns_it_found_and_those_it_reads(tmp_path):
+    data = tmp_path / "qa.csv"
+    datasets.Dataset.from_list([{"question": "q?", "answer": "a."}] * 3).to_csv(data, index=False)
+    stats = DataStats()
+    assert read_sft_records([data], stats) == []
+    assert stats.examples[0] == (f"{data}:2: missing_fields (columns question, answer; SFT reads messages | "
+                                 "conversations | instruction+output | prompt+completion | text)")
