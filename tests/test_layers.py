@@ -1,11 +1,15 @@
 """The layer rule of docs/ARCHITECTURE.md, checked on every import in `src/llm_recipe` (those
 inside functions too: a lazy import is still a dependency).
 
-    foundation   files, console, splits, provenance, distributed, config  (import only each other, downward)
+    foundation   files, console, splits, provenance, distributed, config, cell_literals  (import only each other, downward)
     components   tokenizer < models < data, infer < preference < train < eval; report
-    demo         generators of bundled data                      may import components
-    stages       read config -> call components -> write          may import demo, components
-    recipe, annotate, cli  sequence the stages / the annotation web app / parse the command line
+    demo, ship   generators of bundled data; export / push of models   may import components
+    stages       read config -> call components -> write          may import demo, ship, components
+    recipe, annotate, api, cli_ship, cli  sequence the stages / the annotation web app / the Python
+                 API / parse the command line (cli registers cli_ship's commands, passing itself in)
+
+`llm_recipe/__init__` re-exports the API lazily (`__getattr__` + importlib, no import statement):
+the root package stays importable from every layer.
 
 A module may import its own layer's lower modules and any lower layer, never a higher one, and the
 module graph has no cycle.
