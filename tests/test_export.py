@@ -240,3 +240,28 @@ def test_push_uploads_the_hub_folder_to_a_private_repo(chat_model, fake_hub, mon
     assert (store / "me" / "tiny-chat" / "model.safetensors").read_bytes() == (chat_model / "model.safetensors").read_bytes()
     assert "license: mit" in (store / "me" / "tiny-chat" / "README.md").read_text()
     assert "hf_test_token_not_real" not in "".join(p.read_text(errors="ignore") for p in (store / "me" / "tiny-chat").iterdir())
+
+
+def test_gguf_of_a_grouped_query_model_like_smollm2(tmp_path, tokenizer):
+    """SmolLM2's shape: fewer key/value heads than query heads (9 / 3), an explicit head_dim: the key
+    projection is permuted per key/value head, and the file reads back exactly (f32)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from llm_recipe.ship.gguf_export import check_gguf, write_gguf
+    from llm_recipe.tokenizer.chat_formats import FORMATS, apply_chat_format
+
+    tok = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    apply_chat_format(tok, FORMATS["chatml"])
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=72, num_hidden_layers=2, num_attention_heads=9,
+                      num_key_value_heads=3, head_dim=8, intermediate_size=96, rope_theta=100000.0,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0) if p.ndim > 1 else None
+    model.save_pretrained(tmp_path / "gqa")
+    tok.save_pretrained(tmp_path / "gqa")
+    write_gguf(tmp_path / "gqa", tmp_path / "gqa.gguf", "f32")
+    check = check_gguf(tmp_path / "gqa", tmp_path / "gqa.gguf", "f32")
+    assert check["max_logit_difference"] < 1e-4 and check["same_argmax"]

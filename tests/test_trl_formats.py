@@ -185,7 +185,7 @@ def test_models_saved_with_the_earlier_chatml_still_read_as_chatml(chat_tokenize
     conversation without tools exactly as the current one."""
     from llm_recipe.tokenizer.chat_formats import _CHATML_V1, ChatFormat, format_name_of, render
 
-    assert format_name_of(_CHATML_V1) == "chatml" and _CHATML_V1 != FORMATS["chatml"].template
+    assert format_name_of(_CHATML_V1) == "chatml" and FORMATS["chatml"].template != _CHATML_V1
     for records in (SFT_FORMATS["messages"], SFT_FORMATS["messages with tool turns"]):
         msgs = records[0]["messages"]
         assert render(ChatFormat("chatml", _CHATML_V1), msgs, chat_tokenizer) == render(FORMATS["chatml"], msgs,
