@@ -28,7 +28,10 @@ def _get(cfg, dotted):
 
 
 @pytest.mark.parametrize("trl,ours,value", TRL_NAMES, ids=[t for t, _, _ in TRL_NAMES])
-def test_trl_names_are_read_as_the_projects_with_a_note(trl, ours, value, capsys):
+def test_trl_names_are_read_as_the_projects_with_a_note(trl, ours, value, capsys, monkeypatch):
+    from llm_recipe.config import section
+
+    monkeypatch.setattr(section, "_SAID", set())  # each note is said once per process
     cfg = load_config(None, {trl: value})  # an override of a section the defaults lack opens it
     assert _get(cfg, ours) == value
     parent, name = trl.rsplit(".", 1)
