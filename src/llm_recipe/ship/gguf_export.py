@@ -29,8 +29,10 @@ import torch
 DTYPES = ("f16", "bf16", "q8_0", "f32")
 # Max |logit difference| of the GGUF loaded back, relative to the largest |logit| of the source
 # (at least 1): f32 is exact up to summation order; f16 / bf16 round every weight (bf16 keeps 8 bits
-# of mantissa); q8_0 keeps 8 bits per weight with a scale per 32.
-TOLERANCE = {"f32": 1e-4, "f16": 2e-2, "bf16": 1.5e-1, "q8_0": 1.5e-1}
+# of mantissa); q8_0 keeps 8 bits per weight with a scale per 32 (the tied embedding, used as the
+# output layer, included, as llama.cpp writes it). Measured on SmolLM2-135M-Instruct
+# (benchmarks/export_gguf.py): f32 0, f16 1.0e-3, bf16 7.0e-3, q8_0 5.4e-2; the limits leave ~2-10x.
+TOLERANCE = {"f32": 1e-4, "f16": 1e-2, "bf16": 5e-2, "q8_0": 1e-1}
 SUPPORTED = ("LlamaForCausalLM", "MistralForCausalLM")
 
 
