@@ -1,7 +1,7 @@
 """The reference DPO demo end to end: SFT model -> style set -> DPO -> held-out answers.
 
 A small SFT model is trained here (the `micro` preset on the bundled set's single-turn QA
-conversations) so the module stays within the test budget; `stage_dpo` is the same call the
+conversations) so the module stays within the test budget; the dpo STAGE is the same call the
 recipe makes.
 
 Why the fixture looks the way it does (measured while closing issue 8): with the session's

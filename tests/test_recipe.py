@@ -18,6 +18,12 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     card = (out / "sft" / "model" / "README.md").read_text()
     assert "## Evaluation (llm-recipe eval)" in card and "| sft | base |" in card
     assert "trained context length: 128 tokens" in card and "## Recipe section" in card
+    # the Hub's metadata: its eval row as model-index results (#31)
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard(card).data
+    assert meta.pipeline_tag == "text-generation" and meta.library_name == "transformers" and meta.model_name == "sft"
+    assert {r.metric_type for r in meta.eval_results} >= {"refusal_rate", "kl"}
     assert "trained context length: 64 tokens" in (out / "pretrain" / "model" / "README.md").read_text()
     # a checkpoint loads on its own: it holds the tokenizer too
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -26,6 +26,8 @@ from .config import (
     load_config,
     parse_overrides,
 )
+from .config.schema import choices
+from .config.stages import LabelConfig, PairPolicy
 from .console import is_main_process
 from .files import DiskFull, FolderInUse, set_max_record_bytes
 from .train.interrupt import StoppedEarly
@@ -62,7 +64,7 @@ def _hyper_options(cls, stage: str | None):
         Annotated[float | None, typer.Option("--epochs", help="passes over the data instead of --max-steps"
                                              + (f" (a released model: {released['epochs']:g})" if "epochs" in released else ""))],
         Annotated[int | None, typer.Option("--batch-size", help=f"micro-batch size per device ({shown('batch_size')})")],
-        Annotated[list[str] | None, typer.Option("--report-to", help="tracker: tensorboard | wandb | mlflow | trackio "
+        Annotated[list[str] | None, typer.Option("--report-to", help=f"tracker: {choices(cls, 'report_to')} "
                                                  "(repeatable)")],
     )
 
@@ -172,7 +174,8 @@ def generate(
     seed: SeedOpt = None,
     chat: Annotated[bool, typer.Option("--chat", help="answer as the assistant, in the model's saved chat format")] = False,
     system: Annotated[str | None, typer.Option("--system", help="system prompt (with --chat)")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="chat format other than the saved one (warns)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help=f"chat format other than the saved one (warns): "
+                                            f"{choices(SFTConfig, 'format')}")] = None,
 ) -> None:
     """Sample continuations of prompts from a model (or, with --chat, assistant answers)."""
     from .infer.generate import generate_chat, generate_texts
@@ -450,14 +453,30 @@ def _echo_skips(report: dict) -> None:
         echo(f"  skipped {reason}: {n}" + (f"  (first: {where[0]})" if where else ""))
 
 
+PAIRS_HELP = ("pairs of a ranking / scores / UltraFeedback record: all = every ordered pair; best_vs_worst = the "
+              "best against the worst (TRL's / Tulu's binarization); best_vs_rest = the best against each other one")
+
+
 @prefs_app.command("convert")
 @friendly_errors
-def prefs_convert(inputs: FilesArg, out: OutFile,
-                  min_gap: Annotated[float, typer.Option(help="pointwise scores this close are ties")] = 0.0) -> None:
-    """Any preference shape (pairwise, hh-rlhf, messages, ranking, scores, graded) -> pairs JSONL."""
+def prefs_convert(inputs: Annotated[list[Path], typer.Argument(
+                      help="preference records: JSONL (.gz/.zst), Parquet, CSV/TSV, Arrow, a datasets folder "
+                           "(NAME:SPLIT) or a hub dataset name", exists=False)],
+                  out: OutFile,
+                  min_gap: Annotated[float, typer.Option(help="pointwise scores this close are ties")] = 0.0,
+                  pairs: Annotated[str, typer.Option("--pairs", help=f"{' | '.join(PairPolicy.__args__)}: "
+                                                     f"{PAIRS_HELP}")] = "all") -> None:
+    """Any preference shape -> pairs JSONL. Shapes (per record, mixed files work): pairwise
+    {prompt, chosen, rejected} (TRL standard / conversational, explicit or implicit prompt, hh-rlhf
+    transcripts), unpaired KTO {prompt, completion, label}, UltraFeedback {instruction, completions},
+    ranking {prompt, responses, ranking}, scores {prompt, responses, scores}, graded {prompt,
+    response_a, response_b, grade}. Containers: JSONL (.gz/.zst), Parquet, CSV/TSV, Arrow, a datasets
+    folder, a hub dataset name."""
     from .stages.prefs import convert
 
-    rep = _user_errors(convert, inputs, out, min_gap)
+    if pairs not in PairPolicy.__args__:
+        raise UserError(f"--pairs {pairs}: choose one of {', '.join(PairPolicy.__args__)}")
+    rep = _user_errors(convert, inputs, out, min_gap, pairs)
     echo(f"pairs: {rep['pairs']} -> {out}")
     _echo_skips(rep)
 
@@ -480,7 +499,7 @@ def prefs_generate(model: Annotated[str, typer.Option("--model", "-m", help="mod
 @prefs_app.command("label")
 @friendly_errors
 def prefs_label(inputs: FilesArg, out: OutFile,
-                labeler: Annotated[str | None, typer.Option(help="rules | rm | judge (default: config)")] = None,
+                labeler: Annotated[str | None, typer.Option(help=f"{choices(LabelConfig, 'labeler')} (default: config)")] = None,
                 model: Annotated[str | None, typer.Option("--model", "-m", help="RM dir or judge model")] = None,
                 config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
     """Label candidate responses into pairs with rules (incl. BLEU/ROUGE), a reward model or an LLM judge."""
@@ -678,7 +697,8 @@ def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None,
                                               resume=fresh and "fresh"), seed, output_dir)
 
 
-@app.command()
+@app.command(help=f"DPO and its variants (dpo.loss_type: {choices(DPOConfig, 'loss_type')}) from an SFT model; "
+                  "writes OUTPUT_DIR/dpo.")
 @friendly_errors
 def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT model (policy and reference)")] = None,
         data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="preference data (repeatable); "
@@ -721,3 +741,9 @@ def online_dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="
     cfg = resolve(config, set_, seed, output_dir)
     cfg = cfg.model_copy(update={"online_dpo": cfg.online_dpo or OnlineDPOConfig()})
     echo(f"model: {_run_stage(_context(cfg, model=model, rm=rm), 'online_dpo')['online_dpo_model']}")
+
+
+# ---- shipping and config inspection: config show/schema, export, merge, push (cli_ship.py) ----
+from . import cli_ship  # noqa: E402 - registered last, once every helper above exists
+
+cli_ship.register(app, sys.modules[__name__])

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import console
+from .cell_literals import parse_cell
 from .files import BadLine, iter_jsonl, open_text_bytes
 from .web_records import is_web_file, iter_web
 
@@ -81,19 +81,34 @@ def _arrow(path: Path) -> Iterator[Record]:
         yield from _rows(str(path), reader)
 
 
-def _json_cell(value: str):
-    """CSV cells holding JSON (a `messages` list, a `ranking`) are parsed; other text stays text."""
-    v = value.strip()
-    if v[:1] in "[{":
-        try:
-            return json.loads(v)
-        except ValueError:
-            return value
-    return value
+def _note_cells(path: Path, parsed: dict[tuple[str, str], int]) -> None:
+    """One line per file that held list/dict cells as Python or NumPy text (how `datasets` / pandas
+    write list columns to CSV): how many were parsed back, per column, and how many stayed text."""
+    if not any(kind != "json" for _, kind in parsed):
+        return
+    by_kind: dict[str, list[str]] = {}
+    for (col, kind), n in sorted(parsed.items()):
+        by_kind.setdefault(kind, []).append(f"{col} {n}")
+    said = [f"{kind} text parsed: {', '.join(cols)}" for kind, cols in by_kind.items() if kind in ("python", "numpy")]
+    if "unparsed" in by_kind:
+        said.append(f"looked like a list/dict but is not one, kept as text: {', '.join(by_kind['unparsed'])}")
+    console.log(f"{path}: CSV cells holding lists/dicts ({'; '.join(said)})")
 
 
 def _csv(path: Path) -> Iterator[Record]:
+    """CSV / TSV rows; cells holding a list or dict (JSON, or the Python / NumPy text `datasets` writes)
+    are parsed back (`cell_literals`), counted per column and said once per file."""
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
+    parsed: dict[tuple[str, str], int] = {}
+
+    def cell(col: str, value):
+        if not isinstance(value, str):
+            return value
+        out, kind = parse_cell(value)
+        if kind is not None:
+            parsed[col, kind] = parsed.get((col, kind), 0) + 1
+        return out
+
     with open_text_bytes(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         reader = csv.DictReader(text, delimiter=delimiter)
@@ -102,12 +117,13 @@ def _csv(path: Path) -> Iterator[Record]:
                 if None in rec:  # more cells than header columns
                     yield f"{path}:{reader.line_num}", BadLine(str(path), reader.line_num, "bad_csv_row", "extra cells")
                     continue
-                yield f"{path}:{reader.line_num}", {k.strip(): _json_cell(v) if isinstance(v, str) else v
-                                                    for k, v in rec.items() if k is not None}
+                yield f"{path}:{reader.line_num}", {k.strip(): cell(k.strip(), v) for k, v in rec.items()
+                                                    if k is not None}
         except UnicodeDecodeError as e:  # the rest of the file cannot be split into rows reliably
             yield f"{path}:{reader.line_num + 1}", BadLine(str(path), reader.line_num + 1, "not_utf8", str(e))
         except csv.Error as e:
             yield f"{path}:{reader.line_num}", BadLine(str(path), reader.line_num, "bad_csv", str(e))
+    _note_cells(path, parsed)
 
 
 def _file(path: Path) -> Iterator[Record]:

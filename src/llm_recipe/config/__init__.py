@@ -76,6 +76,7 @@ from .stages import (
     SamplingConfig,
     SFTConfig,
     TokenizerConfig,
+    TrackingConfig,
     TrainConfig,
 )
 
@@ -140,6 +141,7 @@ __all__ = [
     "ShortLinesConfig",
     "StepConfig",
     "TokenizerConfig",
+    "TrackingConfig",
     "TrainConfig",
     "dump_config",
     "load_config",

@@ -27,15 +27,16 @@ from .records import InvalidRecord, SkipLog, check_prompt, iter_records
 
 
 def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None) -> list[dict]:
-    """Prompts from .txt (one per non-empty line) or JSONL ('prompt' as text or messages, optional
-    'reference'). Returns [{"prompt", "reference"?, "where"}]; bad lines are counted in `log`."""
+    """Prompts from .txt (one per non-empty line) or any record source (JSONL, Parquet, CSV, a
+    `datasets` folder, a hub name: 'prompt' as text or messages, optional 'reference'). Returns
+    [{"prompt", "reference"?, "where"}]; bad lines are counted in `log`."""
     log = log if log is not None else SkipLog()
     out = []
     for f in files:
         path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: prompt file not found")
         if path.name.removesuffix(".gz").removesuffix(".zst").endswith(".txt"):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: prompt file not found")
             with open_text_bytes(path) as fh:
                 for lineno, raw in enumerate(fh, start=1):
                     try:

@@ -48,9 +48,11 @@ def report_path(out: str | os.PathLike) -> Path:
 
 
 @distributed.main_process_only
-def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap: float = 0.0) -> dict:
-    """Any supported preference shape -> canonical pairs JSONL."""
-    pairs, log = read_preference_files(inputs, min_gap)
+def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap: float = 0.0,
+            pairs_from: str = "all") -> dict:
+    """Any supported preference shape -> canonical pairs JSONL (`pairs_from`: which pairs of a
+    ranking or scores: all, best_vs_worst, best_vs_rest)."""
+    pairs, log = read_preference_files(inputs, min_gap, pairs_from)
     write_pairs(out, pairs)
     report = {"pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)

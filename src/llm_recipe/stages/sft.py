@@ -104,6 +104,11 @@ def _before_and_after(ctx: RunContext, base_model_dir, model_dir: Path, out: Pat
     for p, b, a in zip(prompts, before, after, strict=True):
         console.log(f"sft sample: {p!r}\n    before: {b.text!r}\n    after:  {a.text!r}")
     held, langs, keys = held_out_prompts(dedupe_prompts(ctx.sft_split().held_out), 40)
+    if not held:  # plain-text records (TRL's `text`, string prompt/completion): no chat prompt to ask
+        why = "no single-turn chat prompt in the held-out split (plain-text or multi-turn records)"
+        write_json(out / "format_following.json", {"not_run": why})
+        console.log(f"sft: format following not measured: {why}")
+        return
     with autocast(compute, tuned.device):
         rep_before = format_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs,
                                       answer_keys=keys)

@@ -238,7 +238,7 @@ def _prepare(init, train_pairs, eval_pairs, cfg, out: Path, seed: int, read_log,
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     return Prepared(model, tokenizer, objective, train, evals or None, cfg, report, fitted=fitted,
                     lengths=[len(e) for e in train] if cfg.group_by_length else None, accelerator=accelerator,
-                    finalize=merge_lora)
+                    finalize=lambda m, out: merge_lora(m, out, cfg.lora.save if cfg.lora else "both", tokenizer))
 
 
 def _attach_reference(spec: LossSpec, model, objective, train, evals, cfg, out: Path, accelerator, init,

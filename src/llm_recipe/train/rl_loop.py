@@ -460,7 +460,7 @@ class RLTrainer(RunControl):
                                                    "iterations": len(self.state["history"])})
             if save:
                 if s.lora:  # merged in place (the run is over, no extra copy): the setup loses its reference
-                    s.policy, s.ref = merge_lora(s.policy, self.out), None
+                    s.policy, s.ref = merge_lora(s.policy, self.out, self.cfg.lora.save, s.tokenizer), None
 
                 def write(d: Path) -> None:
                     s.policy.save_pretrained(d, safe_serialization=True)

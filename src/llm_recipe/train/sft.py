@@ -161,7 +161,7 @@ def _prepare(init, tokenizer, cfg: SFTConfig, seed: int, records) -> Prepared:
     }
 
     def finalize(model, out: Path):
-        final = merge_lora(model, out)
+        final = merge_lora(model, out, cfg.lora.save if cfg.lora else "both", tokenizer)
         # Generation (ours or anyone's `model.generate`) stops at the end of an assistant turn.
         final.generation_config.eos_token_id = stop_token_ids(tokenizer, fmt)
         final.generation_config.pad_token_id = pad_id
