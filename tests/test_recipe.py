@@ -38,7 +38,7 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     assert {m for m in modes.values()} == {new_file_mode()}, {p: oct(m) for p, m in modes.items()
                                                              if m != new_file_mode()}
     # Every stage of the tiny recipe ran, in order, each into its own folder.
-    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "sft", "constitutional", "rm", "bon",
+    assert list(summary["seconds"]) == ["corpus", "tokenizer", "tokens", "pretrain", "sample", "sft", "constitutional", "rm", "bon",
                                         "dpo", "online_dpo", "ppo", "eval"]
     for name in ("sft_model", "reward_model", "dpo_model", "online_dpo_model", "ppo_model"):
         assert (Path(summary["artifacts"][name]) / "model.safetensors").exists(), name
@@ -98,7 +98,7 @@ def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(t
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["seconds"]) == ["corpus", "tokenizer", "pretrain", "sample", "eval"]
+    assert list(summary["seconds"]) == ["corpus", "tokenizer", "tokens", "pretrain", "sample", "eval"]
     steps = [json.loads(ln)["step"] for ln in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 8 and summary["results"]["pretrain"]["eval_loss_last"] > 0
     # The pretrained model has no chat template and the run no SFT model: what needs answers is

@@ -98,7 +98,7 @@ def test_tokenize_resumes_by_shard_and_names_a_changed_setting(tmp_path, corpus,
     for h in headers:
         ref = json.loads((tokens[0] / "data" / h.name).read_text())
         assert json.loads(h.read_text())["streams"] == ref["streams"]
-    with pytest.raises(ResumeMismatch, match=r"\(val_fraction\)"):  # the curate command's rule
+    with pytest.raises(ResumeMismatch, match=r"\(val_fraction 0\.1 -> 0\.2\)"):  # the curate command's rule
         tokenize_corpus(corpus, out, tokenizer, val_fraction=0.2, seed=3, batch_size=64)
     # a derived folder (the recipe's) is tokenized again instead
     redo = tokenize_corpus(corpus, out, tokenizer, val_fraction=0.2, seed=3, batch_size=64, redo_on_change=True)

@@ -697,7 +697,7 @@ def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None,
                                               resume=fresh and "fresh"), seed, output_dir)
 
 
-@app.command(help=f"DPO and its variants (dpo.loss_type: {choices(DPOConfig, 'loss_type')}) from an SFT model; "
+@app.command(help="DPO and its variants (dpo.loss_type; `llm-recipe config schema dpo.loss_type` lists them) from an SFT model; "
                   "writes OUTPUT_DIR/dpo.")
 @friendly_errors
 def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT model (policy and reference)")] = None,

@@ -48,6 +48,17 @@ def config_show(
     show()
 
 
+def _with_registry_choices(row):
+    """A field whose choices are a registry's keys (`dpo.loss_type`: `train.dpo.LOSSES`) shows them."""
+    if not row.choices_from:
+        return row
+    import dataclasses
+    import importlib
+
+    module, name = row.choices_from.split(":")
+    return dataclasses.replace(row, type=" | ".join(getattr(importlib.import_module(module), name)))
+
+
 @config_app.command("schema")
 def config_schema(section: Annotated[str | None, typer.Argument(
         help="a section or block (sft, dpo, sft.lora, curate.dedup.fuzzy ...); default: every field")] = None) -> None:
@@ -60,7 +71,7 @@ def config_schema(section: Annotated[str | None, typer.Argument(
 
     @cli.friendly_errors
     def schema() -> None:
-        rows = field_rows(RecipeConfig)
+        rows = [_with_registry_choices(r) for r in field_rows(RecipeConfig)]
         if section:
             rows = [r for r in rows if r.name == section or r.name.startswith(section + ".")]
             if not rows:

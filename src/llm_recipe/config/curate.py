@@ -176,7 +176,7 @@ class ExtractConfig(StepConfig):
     favor: Literal["precision", "balanced", "recall"] = Field("precision", description="trafilatura's trade-off")
     fallback: bool = Field(True, description="trafilatura compares its result with readability / jusText on "
                            "each page; false: its `fast` mode, ~40% less CPU (P/R 0.95/0.98 with favor: balanced)")
-    include_tables: bool = True
+    include_tables: bool = Field(True, description="keep tables' text (cells joined by spaces)")
     include_comments: bool = Field(False, description="keep a page's comment section")
     apply_to: Literal["web", "html"] = Field("web", description="web: records from the WARC/HTML readers; "
                                              "html: also text fields that look like HTML")
@@ -185,6 +185,8 @@ class ExtractConfig(StepConfig):
 
 
 class BBSCommentsConfig(StepConfig):
+    """Drop Japanese bulletin-board comment threads (2ch-style posts)."""
+
     enabled: bool = False
     max_line_share: float = Field(0.2, ge=0, le=1, description="drop when more lines than this carry a "
                                   "BBS marker (>>123, 名無しさん, ID:xxxx, post headers, 書き込み)")
@@ -192,6 +194,8 @@ class BBSCommentsConfig(StepConfig):
 
 
 class AdsConfig(StepConfig):
+    """Drop ad / affiliate pages (Japanese and English ad phrases per line)."""
+
     enabled: bool = False
     max_line_share: float = Field(0.3, ge=0, le=1, description="drop when more lines than this hold ad / "
                                   "affiliate phrases (【PR】, 楽天市場で見る, Sponsored, ...)")
@@ -201,14 +205,18 @@ class AdsConfig(StepConfig):
 
 
 class NGWordsConfig(StepConfig):
+    """Drop documents holding words from an NG-word list (adult, spam)."""
+
     enabled: bool = False
     bundled: bool = Field(True, description="the shipped JA/EN list (resources/web/ng_words.txt)")
     files: list[Path] = Field(default_factory=list, description="word lists: one word per line, # comments")
-    words: list[str] = Field(default_factory=list)
+    words: list[str] = Field(default_factory=list, description="more NG words, given inline")
     max_hits: int = Field(0, ge=0, description="drop a document with more NG-word hits than this")
 
 
 class SiteBoilerplateConfig(StepConfig):
+    """Remove a site's repeated header / footer lines (a global step over every page of a host)."""
+
     enabled: bool = False
     min_pages: int = Field(3, ge=2, description="a site (host) needs this many pages before lines are judged")
     min_share: float = Field(0.5, gt=0, le=1, description="a line on at least this share of a site's pages "
@@ -233,7 +241,8 @@ class DecontaminateConfig(StepConfig):
     files: list[Path] = Field(default_factory=list, description="benchmark files (JSONL/Parquet/CSV, any "
                               "record source); every text field named in text_keys is an item")
     text_keys: list[str] = Field(default_factory=lambda: ["prompt", "question", "belief_prompt", "text", "input",
-                                                          "instruction", "problem", "context", "messages"])
+                                                          "instruction", "problem", "context", "messages"],
+                                 description="the fields of a benchmark record that are items (messages: the user turns)")
     word_ngram: int = Field(13, ge=3, description="words per n-gram (space-separated text)")
     char_ngram: int = Field(50, ge=5, description="characters per n-gram (Japanese / CJK text)")
     min_words: int = Field(8, ge=1, description="shorter items are matched whole; below this they are ignored")
@@ -393,7 +402,7 @@ class AnnotateQualityConfig(Section):
     judge_model: Path | None = Field(None, description="local judge: a causal LM directory")
     rubric: Literal["auto", "en", "ja"] = Field("auto", description="auto: by each document's language")
     max_doc_chars: int = Field(2000, ge=100, description="characters of a document shown to the judge")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="documents per judge batch")
     embedder: str = Field("auto", description="auto: the packaged MiniLM if installed, else hashed n-grams; "
                           "hashed; packaged; or a sentence-transformers directory")
     alpha: float = Field(1.0, gt=0, description="ridge regularisation")

@@ -27,6 +27,12 @@ class FieldRow:
     type: str
     default: str
     description: str
+    choices_from: str = ""  # "module:REGISTRY": the choices live in a registry above this layer
+
+
+def _choices_from(field) -> str:
+    extra = field.json_schema_extra
+    return extra.get("choices_from", "") if isinstance(extra, dict) else ""
 
 
 def type_name(annotation) -> str:
@@ -99,7 +105,8 @@ def field_rows(cls: type[BaseModel], prefix: str = "") -> list[FieldRow]:
         dotted = f"{prefix}{name}"
         sub = _section_of(field.annotation)
         if sub is None:
-            rows.append(FieldRow(dotted, type_name(field.annotation), _default(field), description(cls, name)))
+            rows.append(FieldRow(dotted, type_name(field.annotation), _default(field), description(cls, name),
+                                 _choices_from(field)))
             continue
         optional = " | None" if type(None) in typing.get_args(field.annotation) else ""
         rows.append(FieldRow(dotted, f"block {sub.__name__}{optional}", _default(field),

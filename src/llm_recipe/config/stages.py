@@ -483,8 +483,9 @@ class DPOObjectiveConfig(TrainConfig):
     trust_remote_code: bool = Field(False, description="run the model's own code; off unless asked")
     chat_format: str | None = Field(None, description="None: the format saved with the model")
     loss_type: str = Field(
-        "sigmoid", description="the DPO-family loss: a name registered in `train.dpo.LOSSES` (reference-based, "
-        "reference-free or on unpaired thumbs-up/down data); `llm-recipe dpo --help` lists them")
+        "sigmoid", json_schema_extra={"choices_from": "llm_recipe.train.dpo:LOSSES"},
+        description="the DPO-family loss: a name registered in `train.dpo.LOSSES` (reference-based, "
+        "reference-free or on unpaired thumbs-up/down data); `llm-recipe config schema dpo.loss_type` lists them")
     beta: float = Field(
         0.1, gt=0, description="DPO's beta; SimPO's beta; ORPO's lambda (weight of the odds-ratio term)")
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin gamma")

@@ -6,8 +6,6 @@
                                                    process; resumes by shard; tokenized again when the
                                                    corpus or the tokenizer changed); else None (the
                                                    pretrain stage tokenizes its documents itself)
-    shards_tokenizer(token_data)                   the tokenizer a shard folder was written with (its
-                                                   headers name the folder; checked by sha256)
 """
 
 from __future__ import annotations
@@ -16,8 +14,8 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import RecipeConfig
-from ..data.token_shards import TokenShards
 from ..data.tokenize import tokenize_corpus
+from . import tokenizer as tokenizer_stage
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
 
@@ -33,8 +31,6 @@ def needs_tokens(cfg: RecipeConfig) -> bool:
 
 def key(ctx: RunContext) -> dict:
     from ..train.run_folder import tokenizer_hash
-    from . import tokenizer as tokenizer_stage
-
     cfg = ctx.cfg
     if cfg.pretrain.token_data:
         return stage_key(ctx, {"token_data": str(cfg.pretrain.token_data)})
@@ -45,8 +41,6 @@ def key(ctx: RunContext) -> dict:
 
 def run(ctx: RunContext) -> Artifacts:
     """`pretrain.token_data`, or the curated files tokenized into `<run>/curated/tokens`."""
-    from . import tokenizer as tokenizer_stage
-
     if ctx.cfg.pretrain.token_data:
         return {"token_data": str(ctx.cfg.pretrain.token_data)}
     files = [Path(f) for f in ctx.artifacts["corpus_files"]]
@@ -62,20 +56,6 @@ def _tokenize(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -> Pat
     console.log(f"tokenize: {total.get('tokens', 0):,} tokens in {len(stats['outputs'])} shards "
                 f"({total.get('tokens_per_char')} tokens per character) -> {token_dir}")
     return token_dir
-
-
-def shards_tokenizer(token_data: Path):
-    """Pretraining a preset model on given shards: their tokenizer, from the folder their headers name."""
-    from transformers import AutoTokenizer
-
-    shards = TokenShards(token_data)
-    where = Path(shards.meta.get("tokenizer") or "")
-    if not (where / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{shards.headers[0]}: its tokenizer {str(where)!r} is not a tokenizer folder here; "
-                                "set model.name_or_path to a model with that tokenizer")
-    tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
-    shards.require_tokenizer(tok)
-    return tok
 
 
 STAGE = Stage("tokens", run, key, needs_tokens)
