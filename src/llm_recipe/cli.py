@@ -27,7 +27,7 @@ from .config import (
     parse_overrides,
 )
 from .console import is_main_process
-from .files import DiskFull, FolderInUse, set_max_record_bytes
+from .files import FolderInUse, OutputUnwritable, output_unwritable, set_max_record_bytes
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -108,12 +108,18 @@ def friendly_errors(fn):
         hide_weight_io_bars()
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, UserError, FileNotFoundError, FolderInUse, DiskFull) as e:
+        except (ConfigError, UserError, FileNotFoundError, FolderInUse, OutputUnwritable) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
         except StoppedEarly as e:  # SIGTERM mid-training: the checkpoint is saved, not an error to debug
             typer.secho(f"stopped: {e}", fg="yellow", err=True)
             sys.exit(143)
+        except Exception as e:  # an OS-level write failure outside the atomic writers (a mkdir, a log line)
+            unwritable = output_unwritable(None, e)
+            if unwritable is None:
+                raise
+            typer.secho(f"error: {unwritable}", fg="red", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -570,7 +576,7 @@ def rm_score(rm: RmOpt, input_: Annotated[Path, typer.Option("--input", "-i", he
 
     if not input_.is_file():
         raise FileNotFoundError(f"{input_}: no such file")
-    outs, log, acc = _user_errors(score_file, load_scorer(_rm_refs(rm)), input_, out, not raw)
+    outs, log, acc = _user_errors(score_file, _user_errors(load_scorer, _rm_refs(rm)), input_, out, not raw)
     echo(f"scored {len(outs)} records -> {out}" + (f"  pairwise accuracy: {acc:.3f}" if acc is not None else ""))
     _echo_skips(log.to_json())
 

@@ -1,0 +1,245 @@
+"""OS-level write failures are one line (#32 items 3, 4): a full disk (torch's zip writer, safetensors,
+plain files), a read-only output folder, permission denied and a quota each exit 2 with one line
+naming the folder, the reason and what was kept, never a traceback; a checkpoint save that fails
+leaves the last complete checkpoint, and the same command resumes from it.
+
+The failures are real wherever the machine allows it: a small tmpfs filled up or remounted read-only
+(needs root, else skipped), a file size limit (RLIMIT_FSIZE: any user), capabilities dropped (root:
+`setpriv`) or chmod (any other user). Only the quota is injected: no quota can be set up here, so
+EDQUOT is raised at `tempfile.mkstemp`, the first write call of every atomic write."""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from llm_recipe.cli import app
+from llm_recipe.files import (
+    OutputUnwritable,
+    atomic_write,
+    is_complete,
+    write_complete,
+    write_error_code,
+)
+
+TINY = ["--set", "model.preset=micro", "--set", "corpus.docs_per_source=20", "--set", "tokenizer.vocab_size=400",
+        "--set", "pretrain.block_size=32", "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=1",
+        "--max-steps", "3"]
+PAIRS = '{"prompt": "q", "chosen": "good answer", "rejected": "bad answer"}\n'
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def error_line(res) -> str:
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and not isinstance(res.exception, (OSError, RuntimeError)), res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("error:")]
+    return line
+
+
+def _mount(path, options: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 64 MB tmpfs of its own (a disk that can really fill up or turn read-only)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if not _mount(mnt, "size=64m"):
+        pytest.skip("mounting a tmpfs needs root (tests/test_resume.py injects the full disk everywhere)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+FSIZE_PROBE = textwrap.dedent("""
+    import resource, signal, sys, torch
+    from safetensors.torch import save_file
+    from llm_recipe.files import write_error_code
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, not a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+    for save in (lambda: torch.save({"w": torch.zeros(10_000)}, sys.argv[1] + "/a.pt"),
+                 lambda: save_file({"w": torch.zeros(10_000)}, sys.argv[1] + "/b.safetensors"),
+                 lambda: open(sys.argv[1] + "/c.txt", "w").write("x" * 10_000)):
+        try:
+            save()
+        except Exception as e:
+            print(write_error_code(e), str(e).splitlines()[0])
+""")
+
+
+def test_every_writer_s_words_for_a_failed_write_are_recognised(tmp_path):
+    """torch's zip writer has no errno ('unexpected pos N vs M'), safetensors says '(os error N)', Python
+    an OSError: each a real failure under a file size limit, each recognised as one write error."""
+    out = subprocess.run([sys.executable, "-c", FSIZE_PROBE, str(tmp_path)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert len(out) == 3, out
+    torch_code, torch_msg = out[0].split(" ", 1)
+    assert "inline_container.cc" in torch_msg and torch_code == str(errno.ENOSPC)  # a short write: space ran out
+    assert out[1].startswith(f"{errno.EFBIG} ") and "os error 27" in out[1]
+    assert out[2].startswith(f"{errno.EFBIG} ")
+    # torch opening a file on a read-only file system, in the words torch 2.13 uses
+    ro = RuntimeError("[enforce fail at inline_container.cc:747] . open file failed with strerror: Read-only file system")
+    assert write_error_code(ro) == errno.EROFS
+    assert write_error_code(RuntimeError("CUDA out of memory")) is None
+    assert write_error_code(PermissionError(errno.EACCES, "Permission denied")) == errno.EACCES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["disk full", "read-only"])
+def test_a_checkpoint_save_that_fails_keeps_the_last_one_and_the_same_command_resumes(tmpfs, monkeypatch, kind):
+    """After the first checkpoint the disk fills up (room left for the next checkpoint's weights, not
+    its optimizer state: torch's zip writer hits the full disk) or the checkpoints folder turns
+    read-only."""
+    import torch
+
+    from llm_recipe.train import loop
+
+    run = tmpfs / "run"
+    real_prune, real_save, real_load = loop.prune_checkpoints, torch.save, loop.load_checkpoint
+    seen, loaded = [], []
+
+    def then_fail(run_dir, keep):
+        real_prune(run_dir, keep)
+        if seen:
+            return
+        seen.append("first checkpoint")
+        if kind == "read-only":  # the checkpoints folder turns read-only (a bind mount: files are open elsewhere)
+            ckpts = str(run_dir / "checkpoints")
+            subprocess.run(["mount", "--bind", ckpts, ckpts], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", ckpts], check=True)
+            return
+        first = run_dir / "checkpoints" / "step-0000001"
+        room = sum((first / n).stat().st_size for n in ("model.safetensors", "config.json", "generation_config.json"))
+        st = os.statvfs(tmpfs)
+        with open(tmpfs / "filler", "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize - room - (256 << 10))
+
+    def save(obj, f, *a, **kw):  # only watches: the failure is the real one
+        try:
+            return real_save(obj, f, *a, **kw)
+        except RuntimeError as e:
+            seen.append(str(e))
+            raise
+
+    monkeypatch.setattr(loop, "prune_checkpoints", then_fail)
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(loop, "load_checkpoint", lambda path, *a: loaded.append(path.name) or real_load(path, *a))
+    line = error_line(invoke("pretrain", "-o", run, *TINY))
+    ckpts = run / "pretrain" / "checkpoints"
+    assert line.startswith(f"error: {ckpts / 'step-0000002'}: cannot write: ")
+    assert "kept: the last complete checkpoint step-0000001 (the same command resumes from it)" in line
+    if kind == "disk full":
+        assert "no space left on device" in line and "free some space" in line
+        assert "unexpected pos" in seen[-1] or "file write failed" in seen[-1]  # torch's own words for it
+    else:
+        assert "read-only file system" in line
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000001"] and is_complete(ckpts / "step-0000001")
+    # space again / writable again: the same command resumes from the kept checkpoint and finishes
+    if kind == "read-only":
+        subprocess.run(["umount", str(ckpts)], check=True)
+    else:
+        (tmpfs / "filler").unlink()
+    res = invoke("pretrain", "-o", run, *TINY)
+    assert res.exit_code == 0, res.output
+    assert loaded == ["step-0000001"] and is_complete(run / "pretrain" / "model")
+    assert json.loads((run / "pretrain" / "model" / "complete.json").read_text())
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder this process cannot write: a read-only tmpfs (root), else chmod 555."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if _mount(folder, "ro,size=1m"):
+        yield folder, "read-only file system"
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+        return
+    if os.geteuid() == 0:
+        pytest.skip("root without mount: no folder it cannot write")
+    folder.chmod(0o555)
+    yield folder, "permission denied"
+    folder.chmod(0o755)
+
+
+def test_a_read_only_output_folder_is_one_line_for_every_kind_of_writer(tmp_path, read_only_folder):
+    folder, reason = read_only_folder
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(PAIRS * 3, encoding="utf-8")
+    line = error_line(invoke("prefs", "convert", pairs, "--out", folder / "out.jsonl"))  # atomic_write
+    assert line.startswith(f"error: {folder / 'out.jsonl'}: cannot write: {reason}; kept: nothing"), line
+    line = error_line(invoke("curate", "-c", "tiny", "-o", folder / "run", "--set", "corpus.docs_per_source=5",
+                             "--set", "curate.input.sample_noise_per_type=0"))
+    assert line.startswith(f"error: {folder / 'run'}") and reason in line, line  # a mkdir, before any work
+    with pytest.raises(OutputUnwritable, match=f"{folder / 'model'}: cannot write: {reason}; kept: nothing"):
+        write_complete(folder / "model", lambda d: (d / "w.safetensors").write_bytes(b"w"))
+
+
+def test_an_existing_folder_as_the_output_file_is_one_line(tmp_path):
+    (tmp_path / "out").mkdir()
+    match = "a folder of that name exists; nothing written; give a file name"
+    with pytest.raises(OutputUnwritable, match=match), atomic_write(tmp_path / "out") as f:
+        f.write("x")
+    assert list((tmp_path / "out").iterdir()) == [] and not list(tmp_path.glob(".out.*"))
+
+
+EACCES_RUN = textwrap.dedent("""
+    import sys
+    from llm_recipe.files import OutputUnwritable, write_jsonl
+    try:
+        write_jsonl(sys.argv[1], [{"a": 1}])
+    except OutputUnwritable as e:
+        sys.exit(str(e))
+""")
+
+
+def test_permission_denied_is_one_line(tmp_path):
+    """Root: the writer runs without the capabilities that let root write anywhere (setpriv), into a
+    folder owned by another user; any other user: a folder chmod 555. (The CLI prints OutputUnwritable
+    as it is: test_a_read_only_output_folder_is_one_line_for_every_kind_of_writer.)"""
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv: every folder is writable")
+        os.chown(folder, 65534, 65534)
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+    else:
+        folder.chmod(0o555)
+    res = subprocess.run([*prefix, sys.executable, "-c", EACCES_RUN, str(folder / "out.jsonl")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"{folder / 'out.jsonl'}: cannot write: permission denied; kept: nothing (out.jsonl was not written); "
+        "make the folder writable for this user or choose another one"]
+
+
+def test_a_quota_is_one_line_and_an_input_that_cannot_be_read_is_not_called_unwritable(tmp_path, monkeypatch):
+    import tempfile
+
+    def over_quota(suffix=None, prefix=None, dir=None, **kw):  # as os.open says it: the temp file's path
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), os.path.join(dir, f"{prefix}k3j2{suffix}"))
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(PAIRS * 3, encoding="utf-8")
+    (tmp_path / "out.jsonl").write_text("old\n")
+    monkeypatch.setattr(tempfile, "mkstemp", over_quota)  # injected: no quota can be set up in a test
+    line = error_line(invoke("prefs", "convert", pairs, "--out", tmp_path / "out.jsonl"))
+    assert line.startswith(f"error: {tmp_path / 'out.jsonl'}: cannot write: disk quota exceeded; kept: out.jsonl "
+                           "as it was;"), line
+    assert (tmp_path / "out.jsonl").read_text() == "old\n"
+    monkeypatch.undo()
+    # an OSError about another file inside a writer (reading an input) is that error, not "cannot write"
+    with pytest.raises(PermissionError), atomic_write(tmp_path / "x.txt"):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "input.jsonl"))
