@@ -516,11 +516,22 @@ DbOpt = Annotated[str, typer.Option("--db", help="SQLite file, or a SQLAlchemy U
 def annotate_serve(db: DbOpt = "annotations.sqlite",
                    host: Annotated[str, typer.Option(help="address to listen on (loopback unless you say otherwise)")] = "127.0.0.1",
                    port: Annotated[int, typer.Option(help="port")] = 8000,
-                   new_admin_token: Annotated[bool, typer.Option(help="replace the admin login token")] = False) -> None:
+                   new_admin_token: Annotated[bool, typer.Option(help="replace the admin login token")] = False,
+                   lease_minutes: Annotated[float, typer.Option(help="how long an item shown to an annotator stays "
+                                                                "reserved for them")] = 10.0,
+                   session_hours: Annotated[float, typer.Option(help="how long a login lasts")] = 12.0,
+                   secure_cookies: Annotated[bool, typer.Option(help="Secure cookies over plain HTTP too (TLS "
+                                                                "ends at a proxy)")] = False,
+                   trust_proxy: Annotated[str | None, typer.Option(help="the TLS proxy's addresses (comma-separated): "
+                                                                   "their X-Forwarded-Proto counts")] = None,
+                   ssl_certfile: Annotated[str | None, typer.Option(help="serve HTTPS with this certificate")] = None,
+                   ssl_keyfile: Annotated[str | None, typer.Option(help="its private key")] = None) -> None:
     """Serve the annotation app: projects, pairwise / ranking / 1-7 scale annotation, live agreement."""
     from .annotate.app import serve
 
-    _user_errors(serve, db, host, port, new_admin_token, say=echo)
+    _user_errors(serve, db, host, port, new_admin_token, say=echo, lease_minutes=lease_minutes,
+                 session_hours=session_hours, secure_cookies=secure_cookies, trust_proxy=trust_proxy,
+                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 
 @annotate_app.command("export")
