@@ -230,6 +230,9 @@ def test_an_answer_is_committed_before_the_page_advances(tmp_path):
     r = client.post("/annotate/answer", data={"csrf": csrf, "item": item, "choice": "1"})
     event.remove(s.engine, "commit", fail)
     assert r.status_code == 500 and s.rows() == []  # no commit: no answer, and no redirect to the next item
+    # one line on a page with the security headers (#32: a bare 500 without them), the traceback to the log
+    assert "could not handle this request (RuntimeError); nothing was stored" in r.text
+    assert "default-src 'none'" in r.headers["content-security-policy"] and "Traceback" not in r.text
     assert ITEM.search(client.get("/annotate").text).group(1) == item  # the same item again
     for choice in ("1", "1", "2"):  # a retry, a double click, a change of mind: still one stored answer
         assert client.post("/annotate/answer", data={"csrf": csrf, "item": item, "choice": choice}).status_code == 303

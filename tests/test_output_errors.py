@@ -19,14 +19,9 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
+from llm_recipe import files
 from llm_recipe.cli import app
-from llm_recipe.files import (
-    OutputUnwritable,
-    atomic_write,
-    is_complete,
-    write_complete,
-    write_error_code,
-)
+from llm_recipe.files import atomic_write, is_complete, write_complete
 
 TINY = ["--set", "model.preset=micro", "--set", "corpus.docs_per_source=20", "--set", "tokenizer.vocab_size=400",
         "--set", "pretrain.block_size=32", "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=1",
@@ -90,9 +85,9 @@ def test_every_writer_s_words_for_a_failed_write_are_recognised(tmp_path):
     assert out[2].startswith(f"{errno.EFBIG} ")
     # torch opening a file on a read-only file system, in the words torch 2.13 uses
     ro = RuntimeError("[enforce fail at inline_container.cc:747] . open file failed with strerror: Read-only file system")
-    assert write_error_code(ro) == errno.EROFS
-    assert write_error_code(RuntimeError("CUDA out of memory")) is None
-    assert write_error_code(PermissionError(errno.EACCES, "Permission denied")) == errno.EACCES
+    assert files.write_error_code(ro) == errno.EROFS
+    assert files.write_error_code(RuntimeError("CUDA out of memory")) is None
+    assert files.write_error_code(PermissionError(errno.EACCES, "Permission denied")) == errno.EACCES
 
 
 @pytest.mark.slow
@@ -181,14 +176,14 @@ def test_a_read_only_output_folder_is_one_line_for_every_kind_of_writer(tmp_path
     line = error_line(invoke("curate", "-c", "tiny", "-o", folder / "run", "--set", "corpus.docs_per_source=5",
                              "--set", "curate.input.sample_noise_per_type=0"))
     assert line.startswith(f"error: {folder / 'run'}") and reason in line, line  # a mkdir, before any work
-    with pytest.raises(OutputUnwritable, match=f"{folder / 'model'}: cannot write: {reason}; kept: nothing"):
+    with pytest.raises(files.OutputUnwritable, match=f"{folder / 'model'}: cannot write: {reason}; kept: nothing"):
         write_complete(folder / "model", lambda d: (d / "w.safetensors").write_bytes(b"w"))
 
 
 def test_an_existing_folder_as_the_output_file_is_one_line(tmp_path):
     (tmp_path / "out").mkdir()
     match = "a folder of that name exists; nothing written; give a file name"
-    with pytest.raises(OutputUnwritable, match=match), atomic_write(tmp_path / "out") as f:
+    with pytest.raises(files.OutputUnwritable, match=match), atomic_write(tmp_path / "out") as f:
         f.write("x")
     assert list((tmp_path / "out").iterdir()) == [] and not list(tmp_path.glob(".out.*"))
 

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import sessions, store
@@ -44,6 +45,37 @@ HEADERS = {
 }
 
 
+class Guard:
+    """ASGI middleware: the security headers on every response, and an unexpected error as a one-line
+    500 page (the traceback goes to the log) on a connection that stays open."""
+
+    def __init__(self, app, site: Site):
+        self.app, self.site = app, site
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def with_headers(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message).update(HEADERS)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception as e:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if started:  # the response is on its way: nothing better to send
+                raise
+            page = self.site.render("error.html", 500, status=500, user=None,
+                                    detail=f"the server could not handle this request ({type(e).__name__}); "
+                                           "nothing was stored: try again")
+            await page(scope, receive, with_headers)
+
+
 def create_app(db: str, lease_s: float = LEASE_MINUTES * 60, session_s: float = SESSION_HOURS * 3600,
                secure_cookies: bool = False) -> FastAPI:
     engine = open_db(db)
@@ -53,17 +85,7 @@ def create_app(db: str, lease_s: float = LEASE_MINUTES * 60, session_s: float = 
     app.include_router(annotator_router)
     app.include_router(admin_router)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        try:
-            response = await call_next(request)
-        except Exception as e:  # one line for the client (headers and connection kept), the traceback to the log
-            log.exception("%s %s failed", request.method, request.url.path)
-            response = site.render("error.html", 500, status=500, user=None,
-                                   detail=f"the server could not handle this request ({type(e).__name__}); "
-                                          "nothing was stored: try again")
-        response.headers.update(HEADERS)
-        return response
+    app.add_middleware(Guard, site=site)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
