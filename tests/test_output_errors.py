@@ -9,7 +9,6 @@ The failures are real wherever the machine allows it: a small tmpfs filled up or
 EDQUOT is raised at `tempfile.mkstemp`, the first write call of every atomic write."""
 
 import errno
-import json
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from llm_recipe.files import atomic_write, is_complete, write_complete
 
 TINY = ["--set", "model.preset=micro", "--set", "corpus.docs_per_source=20", "--set", "tokenizer.vocab_size=400",
         "--set", "pretrain.block_size=32", "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=1",
-        "--max-steps", "3"]
+        "--max-steps", "4"]
 PAIRS = '{"prompt": "q", "chosen": "good answer", "rejected": "bad answer"}\n'
 
 
@@ -91,64 +90,59 @@ def test_every_writer_s_words_for_a_failed_write_are_recognised(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["disk full", "read-only"])
-def test_a_checkpoint_save_that_fails_keeps_the_last_one_and_the_same_command_resumes(tmpfs, monkeypatch, kind):
-    """After the first checkpoint the disk fills up (room left for the next checkpoint's weights, not
-    its optimizer state: torch's zip writer hits the full disk) or the checkpoints folder turns
-    read-only."""
+def test_a_checkpoint_save_that_fails_keeps_the_last_one_and_the_same_command_resumes(tmpfs, monkeypatch):
+    """Run 1: after checkpoint 1 the disk fills up, leaving room for checkpoint 2's weights but not its
+    optimizer state (torch's zip writer hits the full disk). Run 2 (space again): resumes from 1; after
+    checkpoint 2 the checkpoints folder turns read-only. Run 3 (writable again): resumes from 2, ends."""
     import torch
 
     from llm_recipe.train import loop
 
     run = tmpfs / "run"
+    ckpts = run / "pretrain" / "checkpoints"
     real_prune, real_save, real_load = loop.prune_checkpoints, torch.save, loop.load_checkpoint
-    seen, loaded = [], []
+    done, torch_errors, loaded = set(), [], []
 
-    def then_fail(run_dir, keep):
+    def then_fail(run_dir, keep):  # after a checkpoint is saved: the disk fills up, or turns read-only
         real_prune(run_dir, keep)
-        if seen:
-            return
-        seen.append("first checkpoint")
-        if kind == "read-only":  # the checkpoints folder turns read-only (a bind mount: files are open elsewhere)
-            ckpts = str(run_dir / "checkpoints")
-            subprocess.run(["mount", "--bind", ckpts, ckpts], check=True)
-            subprocess.run(["mount", "-o", "remount,bind,ro", ckpts], check=True)
-            return
-        first = run_dir / "checkpoints" / "step-0000001"
-        room = sum((first / n).stat().st_size for n in ("model.safetensors", "config.json", "generation_config.json"))
-        st = os.statvfs(tmpfs)
-        with open(tmpfs / "filler", "wb") as f:
-            os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize - room - (256 << 10))
+        last = sorted(ckpts.iterdir())[-1].name
+        if last == "step-0000001" and "full" not in done:
+            done.add("full")
+            room = sum((ckpts / last / n).stat().st_size for n in ("model.safetensors", "config.json",
+                                                                     "generation_config.json"))
+            st = os.statvfs(tmpfs)
+            with open(tmpfs / "filler", "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize - room - (256 << 10))
+        elif last == "step-0000002" and "read-only" not in done:  # a bind mount: other files stay open
+            done.add("read-only")
+            subprocess.run(["mount", "--bind", str(ckpts), str(ckpts)], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(ckpts)], check=True)
 
     def save(obj, f, *a, **kw):  # only watches: the failure is the real one
         try:
             return real_save(obj, f, *a, **kw)
         except RuntimeError as e:
-            seen.append(str(e))
+            torch_errors.append(str(e))
             raise
 
     monkeypatch.setattr(loop, "prune_checkpoints", then_fail)
     monkeypatch.setattr(torch, "save", save)
     monkeypatch.setattr(loop, "load_checkpoint", lambda path, *a: loaded.append(path.name) or real_load(path, *a))
     line = error_line(invoke("pretrain", "-o", run, *TINY))
-    ckpts = run / "pretrain" / "checkpoints"
-    assert line.startswith(f"error: {ckpts / 'step-0000002'}: cannot write: ")
-    assert "kept: the last complete checkpoint step-0000001 (the same command resumes from it)" in line
-    if kind == "disk full":
-        assert "no space left on device" in line and "free some space" in line
-        assert "unexpected pos" in seen[-1] or "file write failed" in seen[-1]  # torch's own words for it
-    else:
-        assert "read-only file system" in line
-    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000001"] and is_complete(ckpts / "step-0000001")
-    # space again / writable again: the same command resumes from the kept checkpoint and finishes
-    if kind == "read-only":
-        subprocess.run(["umount", str(ckpts)], check=True)
-    else:
-        (tmpfs / "filler").unlink()
+    assert line.startswith(f"error: {ckpts / 'step-0000002'}: cannot write: no space left on device; kept: the last "
+                           "complete checkpoint step-0000001 (the same command resumes from it); free some space"), line
+    assert "unexpected pos" in torch_errors[-1] or "file write failed" in torch_errors[-1]  # torch's own words
+    assert [p.name for p in ckpts.iterdir()] == ["step-0000001"] and is_complete(ckpts / "step-0000001")
+    (tmpfs / "filler").unlink()
+    line = error_line(invoke("pretrain", "-o", run, *TINY))
+    assert loaded == ["step-0000001"]
+    assert line.startswith(f"error: {ckpts / 'step-0000003'}: cannot write: read-only file system; kept: the last "
+                           "complete checkpoint step-0000002 (the same command resumes from it); choose a writable"), line
+    assert is_complete(ckpts / "step-0000002") and not (ckpts / "step-0000003").exists()
+    subprocess.run(["umount", str(ckpts)], check=True)
     res = invoke("pretrain", "-o", run, *TINY)
     assert res.exit_code == 0, res.output
-    assert loaded == ["step-0000001"] and is_complete(run / "pretrain" / "model")
-    assert json.loads((run / "pretrain" / "model" / "complete.json").read_text())
+    assert loaded == ["step-0000001", "step-0000002"] and is_complete(run / "pretrain" / "model")
 
 
 @pytest.fixture
