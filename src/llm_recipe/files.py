@@ -181,6 +181,23 @@ def output_unwritable(where: str | os.PathLike | None, e: BaseException,
     return OutputUnwritable(code, f"{where}: cannot write: {reason}; {kept}; {advice}")
 
 
+@contextlib.contextmanager
+def unwritable_as(where: str | os.PathLike, kept: str | Callable[[], str]) -> Iterator[None]:
+    """An OS-level write failure of a file in `where` inside the block (a log line, a plot, a mkdir,
+    torch's writer) is the one-line OutputUnwritable naming `where` and what was `kept` (a callable:
+    what is kept at the moment of the failure). An OutputUnwritable from an inner writer already
+    names its folder and what it kept: it passes as it is; any other error too."""
+    try:
+        yield
+    except OutputUnwritable:
+        raise
+    except Exception as e:
+        unwritable = output_unwritable(where, e, kept() if callable(kept) else kept)
+        if unwritable is None:
+            raise
+        raise unwritable from None
+
+
 def write_complete(folder: str | os.PathLike, write: Callable[[Path], None], info: dict | None = None,
                    kept: str | None = None) -> Path:
     """Write a folder all or nothing: `write` fills `folder.tmp/`, the marker (with `info`) goes in
@@ -208,12 +225,25 @@ def write_complete(folder: str | os.PathLike, write: Callable[[Path], None], inf
     os.replace(tmp, folder)
     return folder
 
+
 def is_complete(folder: str | os.PathLike, info: dict | None = None) -> bool:
     """Whether `folder` was written completely (and, given `info`, with that info in its marker)."""
     marker = Path(folder) / MARKER
     if not marker.exists():
         return False
-    return info is None or info.items() <= json.loads(marker.read_text(encoding="utf-8")).items()
+    return info is None or info.items() <= read_json(marker).items()
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file the project wrote (or a user gave); a torn or hand-broken one is one line naming
+    the file and where it breaks (`ValueError`), never a traceback."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (expected JSON)") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -263,6 +293,11 @@ _MAX_RECORD = {"bytes": 8 << 20}
 
 def set_max_record_bytes(n: int) -> None:
     _MAX_RECORD["bytes"] = n
+
+
+def max_record_bytes() -> int:
+    """The record size cap (a JSONL line, a web page) in bytes."""
+    return _MAX_RECORD["bytes"]
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:
@@ -325,8 +360,9 @@ def lock_folder(folder: str | os.PathLike) -> IO:
     folder = Path(folder).resolve()
     if str(folder) in _LOCKS:
         return _LOCKS[str(folder)]
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's life
+    with unwritable_as(folder, "nothing written (the run did not start)"):
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's life
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
