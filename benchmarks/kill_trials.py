@@ -5,11 +5,12 @@ For every stage (curate, reward model, DPO, PPO, GRPO, online DPO) on tiny model
   2. `--trials` runs into fresh folders, each killed (SIGKILL to the whole process group, workers
      included) at a moment drawn with `--seed` between the first output the reference run wrote and
      its end;
-  3. after each kill, every folder that carries a completion marker (`complete.json`) is checked:
-     every safetensors file in it loads whole and every JSON file parses, i.e. nothing broken is
-     marked done; then the same command runs again and must finish;
+  3. after each kill, everything a completion marker vouches for is checked: every folder with a
+     `complete.json` and every artifact a stage marker (`<run>/stages/<stage>.json`) names: every
+     safetensors file loads whole, every JSON / JSONL file parses, every named artifact exists, i.e.
+     nothing broken is marked done; then the same command runs again and must finish;
   4. the final artifact must equal the reference: the final model's tensors bit for bit (every
-     training stage claims exact resume), for curate the curated and mixed files byte for byte.
+     training stage claims exact resume), for curate every curated file (kept and dropped) byte for byte.
 
     python benchmarks/kill_trials.py                                  # 3 trials of every stage
     python benchmarks/kill_trials.py --stages dpo ppo --trials 5 --seed 1 --work /tmp/kt
@@ -110,15 +111,37 @@ def first_output_time(argv: list[str], out: Path) -> tuple[float, float]:
     return (first if first is not None else end / 2), end
 
 
+def vouched_for(out: Path) -> tuple[list[Path], list[str]]:
+    """What a completion marker says is done: the folder of every `complete.json`, and every artifact
+    of every stage marker (`<run>/stages/<stage>.json`: the stage contract's); and the stage markers
+    that are themselves broken (or name an artifact that is not there)."""
+    paths, bad = [m.parent for m in out.rglob("complete.json")], []
+    for marker in sorted((out / "stages").glob("*.json")):
+        try:
+            artifacts = json.loads(marker.read_text(encoding="utf-8"))["artifacts"]
+        except Exception as e:  # noqa: BLE001 - a torn marker is the finding
+            bad.append(f"{marker.relative_to(out)}: {type(e).__name__}")
+            continue
+        for value in artifacts.values():
+            for rel in value if isinstance(value, list) else [value]:
+                path = out / rel if not Path(rel).is_absolute() else Path(rel)
+                if not path.is_relative_to(out):
+                    continue  # an input named by the marker (a model given with -m), not this run's
+                if not path.exists():
+                    bad.append(f"{marker.relative_to(out)}: names {rel}, which is missing")
+                paths.append(path)
+    return paths, bad
+
+
 def marked_but_broken(out: Path) -> list[str]:
-    """Folders with a completion marker holding a safetensors file that does not load whole, or a JSON
-    file that does not parse: a broken artifact a rerun would take as done."""
+    """Files a completion marker vouches for (`vouched_for`) that do not load: a safetensors file that
+    does not load whole, a JSON file that does not parse, a JSONL line that does not: a broken artifact
+    a rerun would take as done."""
     from safetensors import safe_open
 
-    bad = []
-    for marker in out.rglob("complete.json"):
-        folder = marker.parent
-        for f in folder.rglob("*"):
+    paths, bad = vouched_for(out)
+    for path in paths:
+        for f in [path] if path.is_file() else path.rglob("*"):
             try:
                 if f.suffix == ".safetensors":
                     with safe_open(str(f), "pt") as st:
@@ -126,9 +149,12 @@ def marked_but_broken(out: Path) -> list[str]:
                             st.get_tensor(k)
                 elif f.suffix == ".json":
                     json.loads(f.read_text(encoding="utf-8"))
+                elif f.suffix == ".jsonl":
+                    for line in f.read_text(encoding="utf-8").splitlines():
+                        json.loads(line)
             except Exception as e:  # noqa: BLE001 - any failure to read a marked file is the finding
                 bad.append(f"{f.relative_to(out)}: {type(e).__name__}")
-    return bad
+    return sorted(set(bad))
 
 
 def state_at_kill(out: Path, final: str) -> str:

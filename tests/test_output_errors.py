@@ -8,6 +8,7 @@ The failures are real wherever the machine allows it: a small tmpfs filled up or
 `setpriv`) or chmod (any other user). Only the quota is injected: no quota can be set up here, so
 EDQUOT is raised at `tempfile.mkstemp`, the first write call of every atomic write."""
 
+import contextlib
 import errno
 import os
 import shutil
@@ -20,7 +21,10 @@ from typer.testing import CliRunner
 
 from llm_recipe import files
 from llm_recipe.cli import app
+from llm_recipe.config import RecipeConfig
 from llm_recipe.files import atomic_write, is_complete, write_complete
+from llm_recipe.stages.context import RunContext
+from llm_recipe.stages.contract import Stage, run_stage
 
 TINY = ["--set", "model.preset=micro", "--set", "corpus.docs_per_source=20", "--set", "tokenizer.vocab_size=400",
         "--set", "pretrain.block_size=32", "--set", "pretrain.eval_every=10", "--set", "pretrain.save_every=1",
@@ -145,20 +149,30 @@ def test_a_checkpoint_save_that_fails_keeps_the_last_one_and_the_same_command_re
     assert loaded == ["step-0000001", "step-0000002"] and is_complete(run / "pretrain" / "model")
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A folder this process cannot write: a read-only tmpfs (root), else chmod 555."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
+@contextlib.contextmanager
+def made_read_only(folder):
+    """`folder` (made, empty) as a folder this process cannot write: a read-only tmpfs (root), else
+    chmod 555; yields the reason the error will give."""
+    folder.mkdir(parents=True, exist_ok=True)
     if _mount(folder, "ro,size=1m"):
-        yield folder, "read-only file system"
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+        try:
+            yield "read-only file system"
+        finally:  # a failed test too: a mount left behind keeps pytest from removing its folder
+            subprocess.run(["umount", "-l", str(folder)], check=False)
         return
     if os.geteuid() == 0:
         pytest.skip("root without mount: no folder it cannot write")
     folder.chmod(0o555)
-    yield folder, "permission denied"
-    folder.chmod(0o755)
+    try:
+        yield "permission denied"
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    with made_read_only(tmp_path / "ro") as reason:
+        yield tmp_path / "ro", reason
 
 
 def test_a_read_only_output_folder_is_one_line_for_every_kind_of_writer(tmp_path, read_only_folder):
@@ -232,3 +246,70 @@ def test_a_quota_is_one_line_and_an_input_that_cannot_be_read_is_not_called_unwr
     # an OSError about another file inside a writer (reading an input) is that error, not "cannot write"
     with pytest.raises(PermissionError), atomic_write(tmp_path / "x.txt"):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "input.jsonl"))
+
+
+# ---- the stage contract: every stage, whatever writes in it (#32 after #30) ------------------------------
+def _stage(name, run):
+    return Stage(name, run, lambda ctx: {"k": 1}, lambda cfg: True)
+
+
+def test_a_stage_that_cannot_write_is_one_line_and_the_stages_before_it_are_kept(tmp_path):
+    run = tmp_path / "run"
+    ctx = RunContext(RecipeConfig(output_dir=run))
+    run_stage(ctx, _stage("first", lambda ctx: {"first": str(atomic_file(ctx.out / "first.txt"))}))
+    with made_read_only(run / "second") as reason:
+        def second(ctx):  # a plain open(), as a log line or a plot writes: no atomic writer to say it
+            (ctx.out / "second" / "made.txt").write_text("x")
+            return {}
+
+        with pytest.raises(files.OutputUnwritable) as e:
+            run_stage(ctx, _stage("second", second))
+    assert str(e.value) == (f"{run}: cannot write: {reason}; kept: every stage finished before second (markers in "
+                            "stages/); second is not marked done, the same command runs it again; "
+                            f"{files.WRITE_ERRORS[e.value.errno][1]}")
+    assert (run / "stages" / "first.json").is_file() and not (run / "stages" / "second.json").exists()
+
+
+def test_a_stage_whose_marker_cannot_be_written_keeps_its_outputs_unmarked(tmp_path):
+    ctx = RunContext(RecipeConfig(output_dir=tmp_path))
+    with made_read_only(tmp_path / "stages") as reason, pytest.raises(files.OutputUnwritable) as e:
+        run_stage(ctx, _stage("thing", lambda ctx: {"thing": str(atomic_file(ctx.out / "thing.txt"))}))
+    assert str(e.value).startswith(f"{tmp_path / 'stages'}: cannot write: {reason}; kept: thing's outputs, not "
+                                   "marked done (the same command runs the stage again);"), str(e.value)
+    assert (tmp_path / "thing.txt").read_text() == "x" and not (tmp_path / "stages" / "thing.json").exists()
+
+
+def atomic_file(path):
+    with atomic_write(path) as f:
+        f.write("x")
+    return path
+
+
+@pytest.mark.slow
+def test_a_training_run_that_cannot_write_its_log_keeps_the_last_checkpoint(tmpfs, monkeypatch):
+    """The run folder turns read-only after checkpoint 2: the next metrics line (a plain append, no
+    atomic writer) fails; the line names the run folder and the checkpoint kept, and the same command,
+    writable again, resumes from it and finishes."""
+    from llm_recipe.train import loop
+
+    run = tmpfs / "run"
+    out, real_prune, real_load, loaded = run / "pretrain", loop.prune_checkpoints, loop.load_checkpoint, []
+
+    def then_read_only(run_dir, keep):
+        real_prune(run_dir, keep)
+        if sorted((out / "checkpoints").iterdir())[-1].name == "step-0000002" and not loaded:
+            subprocess.run(["mount", "--bind", str(out), str(out)], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(out)], check=True)
+
+    monkeypatch.setattr(loop, "prune_checkpoints", then_read_only)
+    monkeypatch.setattr(loop, "load_checkpoint", lambda path, *a: loaded.append(path.name) or real_load(path, *a))
+    try:
+        line = error_line(invoke("pretrain", "-o", run, *TINY, "--set", "pretrain.log_every=1"))
+    finally:
+        subprocess.run(["umount", str(out)], check=False)
+    assert line.startswith(f"error: {out}: cannot write: read-only file system; kept: the last complete checkpoint "
+                           "step-0000002 (the same command resumes from it); choose a writable"), line
+    assert not (run / "stages" / "pretrain.json").exists()
+    res = invoke("pretrain", "-o", run, *TINY, "--set", "pretrain.log_every=1")
+    assert res.exit_code == 0, res.output
+    assert loaded == ["step-0000002"] and is_complete(out / "model") and (run / "stages" / "pretrain.json").is_file()

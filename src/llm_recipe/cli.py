@@ -29,7 +29,13 @@ from .config import (
 from .config.schema import choices
 from .config.stages import LabelConfig, PairPolicy
 from .console import is_main_process
-from .files import FolderInUse, OutputUnwritable, output_unwritable, set_max_record_bytes
+from .files import (
+    FolderInUse,
+    OutputUnwritable,
+    lock_folder,
+    output_unwritable,
+    set_max_record_bytes,
+)
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -262,6 +268,7 @@ def report(run_dir: RunDirArg) -> None:
 
     if not (run_dir / "recipe.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no recipe.yaml)")
+    lock_folder(run_dir)  # not a report of a run still writing its files
     echo(f"report: {write_report(run_dir)}")
 
 
