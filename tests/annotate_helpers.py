@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -53,14 +54,15 @@ def free_port() -> int:
 
 
 class Server:
-    """`annotate.app.serve` (the function `llm-recipe annotate serve` runs) in its own process; with
-    `cli`, the command itself (slower to start: the CLI imports torch). `output` holds what it printed
-    before it was ready (the admin token line)."""
+    """`annotate.app.serve` (the function `llm-recipe annotate serve` runs) in its own process, with
+    `options` (serve's keyword arguments); with `cli`, the command itself (slower to start: the CLI
+    imports torch). `output` holds what it printed before it was ready (the admin token line)."""
 
-    def __init__(self, db: Path, port: int | None = None, cli: bool = False):
+    def __init__(self, db: Path, port: int | None = None, cli: bool = False, **options):
         self.db, self.port = db, port or free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        code = f"from llm_recipe.annotate.app import serve; serve({str(db)!r}, port={self.port})"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        self.base = f"{scheme}://127.0.0.1:{self.port}"
+        code = f"from llm_recipe.annotate.app import serve; serve({str(db)!r}, port={self.port}, **{options!r})"
         argv = (["-m", "llm_recipe", "annotate", "serve", "--db", str(db), "--port", str(self.port)] if cli
                 else ["-c", code])
         self.proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -71,7 +73,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
             try:
-                if httpx.get(self.base + "/login", timeout=2).status_code == 200:
+                if httpx.get(self.base + "/login", timeout=2, verify=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -91,8 +93,8 @@ class Server:
             self.proc.wait(timeout=30)
 
 
-def login(base: str, token: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=60)
+def login(base: str, token: str, **kw) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=60, **kw)
     csrf = CSRF.search(client.get("/login").text).group(1)
     r = client.post("/login", data={"token": token, "csrf": csrf})
     assert r.status_code == 303, r.text
@@ -139,6 +141,11 @@ def run_annotators(base: str, tokens: dict[str, str], per_annotator: int, seed: 
     for t in threads.values():
         t.start()
     return threads
+
+
+def labels_per_item(db: Path) -> Counter:
+    """How many labels (answers that are not skips) each item got."""
+    return Counter(item for item, _, value in stored_answers(db) if value is not None)
 
 
 def stored_answers(db: Path) -> list[tuple[int, int, str]]:

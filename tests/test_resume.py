@@ -109,8 +109,7 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays(tmp_path, monkeyp
     def save(obj, f, *a, **kw):  # the first checkpoint is written, then the disk is full
         calls.append(f)
         if len(calls) > 2:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
-                               "file data/0: file write failed")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")  # torch 2.13
         return real_save(obj, f, *a, **kw)
 
     monkeypatch.setattr(torch, "save", save)
@@ -118,6 +117,7 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays(tmp_path, monkeyp
     assert res.exit_code == 2, res.output
     line = next(x for x in res.output.splitlines() if x.startswith("error:"))
     assert "no space left on device" in line and "step-0000002" in line and "Traceback" not in res.output
+    assert "kept: the last complete checkpoint step-0000001 (the same command resumes from it)" in line
     ckpts = sorted(p.name for p in (tmp_path / "pretrain" / "checkpoints").iterdir())
     assert ckpts == ["step-0000001"] and is_complete(tmp_path / "pretrain" / "checkpoints" / "step-0000001")
     monkeypatch.setattr(torch, "save", real_save)  # space again: the same command resumes and finishes

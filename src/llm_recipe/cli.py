@@ -29,7 +29,13 @@ from .config import (
 from .config.schema import choices
 from .config.stages import LabelConfig, PairPolicy
 from .console import is_main_process
-from .files import DiskFull, FolderInUse, set_max_record_bytes
+from .files import (
+    FolderInUse,
+    OutputUnwritable,
+    lock_folder,
+    output_unwritable,
+    set_max_record_bytes,
+)
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -110,12 +116,18 @@ def friendly_errors(fn):
         hide_weight_io_bars()
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, UserError, FileNotFoundError, FolderInUse, DiskFull) as e:
+        except (ConfigError, UserError, FileNotFoundError, FolderInUse, OutputUnwritable) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
         except StoppedEarly as e:  # SIGTERM mid-training: the checkpoint is saved, not an error to debug
             typer.secho(f"stopped: {e}", fg="yellow", err=True)
             sys.exit(143)
+        except Exception as e:  # an OS-level write failure outside the atomic writers (a mkdir, a log line)
+            unwritable = output_unwritable(None, e)
+            if unwritable is None:
+                raise
+            typer.secho(f"error: {unwritable}", fg="red", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -256,6 +268,7 @@ def report(run_dir: RunDirArg) -> None:
 
     if not (run_dir / "recipe.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no recipe.yaml)")
+    lock_folder(run_dir)  # not a report of a run still writing its files
     echo(f"report: {write_report(run_dir)}")
 
 
@@ -570,11 +583,22 @@ DbOpt = Annotated[str, typer.Option("--db", help="SQLite file, or a SQLAlchemy U
 def annotate_serve(db: DbOpt = "annotations.sqlite",
                    host: Annotated[str, typer.Option(help="address to listen on (loopback unless you say otherwise)")] = "127.0.0.1",
                    port: Annotated[int, typer.Option(help="port")] = 8000,
-                   new_admin_token: Annotated[bool, typer.Option(help="replace the admin login token")] = False) -> None:
+                   new_admin_token: Annotated[bool, typer.Option(help="replace the admin login token")] = False,
+                   lease_minutes: Annotated[float, typer.Option(help="how long an item shown to an annotator stays "
+                                                                "reserved for them")] = 10.0,
+                   session_hours: Annotated[float, typer.Option(help="how long a login lasts")] = 12.0,
+                   secure_cookies: Annotated[bool, typer.Option(help="Secure cookies over plain HTTP too (TLS "
+                                                                "ends at a proxy)")] = False,
+                   trust_proxy: Annotated[str | None, typer.Option(help="the TLS proxy's addresses (comma-separated): "
+                                                                   "their X-Forwarded-Proto counts")] = None,
+                   ssl_certfile: Annotated[str | None, typer.Option(help="serve HTTPS with this certificate")] = None,
+                   ssl_keyfile: Annotated[str | None, typer.Option(help="its private key")] = None) -> None:
     """Serve the annotation app: projects, pairwise / ranking / 1-7 scale annotation, live agreement."""
     from .annotate.app import serve
 
-    _user_errors(serve, db, host, port, new_admin_token, say=echo)
+    _user_errors(serve, db, host, port, new_admin_token, say=echo, lease_minutes=lease_minutes,
+                 session_hours=session_hours, secure_cookies=secure_cookies, trust_proxy=trust_proxy,
+                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 
 @annotate_app.command("export")
@@ -626,7 +650,7 @@ def rm_score(rm: RmOpt, input_: Annotated[Path, typer.Option("--input", "-i", he
 
     if not input_.is_file():
         raise FileNotFoundError(f"{input_}: no such file")
-    outs, log, acc = _user_errors(score_file, load_scorer(_rm_refs(rm)), input_, out, not raw)
+    outs, log, acc = _user_errors(score_file, _user_errors(load_scorer, _rm_refs(rm)), input_, out, not raw)
     echo(f"scored {len(outs)} records -> {out}" + (f"  pairwise accuracy: {acc:.3f}" if acc is not None else ""))
     _echo_skips(log.to_json())
 

@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -44,21 +45,36 @@ def share_files(folder: str | os.PathLike) -> None:
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file next to `path`; rename it over `path` only if the block succeeds. The file
-    gets the mode `open()` would give it: a temp file is private (0600), the result should not be."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, new_file_mode())
+    gets the mode `open()` would give it: a temp file is private (0600), the result should not be.
+    An OS-level write failure (disk full, read-only, a folder named `path`) is an OutputUnwritable."""
+    path = output_file(path)
+    kept = f"kept: {path.name} as it was" if path.is_file() else f"kept: nothing ({path.name} was not written)"
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        unwritable = output_unwritable(path, e, kept)
+        if unwritable is None:
+            raise
+        raise unwritable from None
+
+
+def output_file(path: str | os.PathLike) -> Path:
+    """`path` as an output file; a folder of that name is an OutputUnwritable (check it before the work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise output_unwritable(path, IsADirectoryError(errno.EISDIR, "is a folder"), "nothing written")
+    return path
 
 
 def link_folder(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -83,37 +99,128 @@ def link_folder(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 MARKER = "complete.json"  # written last into a folder `write_complete` makes
 
 
-class DiskFull(OSError):
-    """A save ran out of space: one line naming the folder (what was there before is kept)."""
+# OS-level write failures, and what to do about each: one line naming the folder and what was kept,
+# whichever layer failed (a Python open/mkdir, safetensors' Rust writer, torch's zip writer).
+WRITE_ERRORS = {
+    errno.ENOSPC: ("no space left on device", "free some space and run the same command again"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space (or raise the quota) and run the same command again"),
+    errno.EFBIG: ("file too large for this process's file size limit", "raise it (ulimit -f) and run again"),
+    errno.EROFS: ("read-only file system", "choose a writable output folder (or remount it read-write)"),
+    errno.EACCES: ("permission denied", "make the folder writable for this user or choose another one"),
+    errno.EPERM: ("operation not permitted", "make the folder writable for this user or choose another one"),
+    errno.EISDIR: ("a folder of that name exists", "give a file name, not a folder"),
+}
 
 
-def disk_full(path: Path, e: BaseException) -> DiskFull | None:
-    """What a failed save becomes when the disk is full: one line naming the folder; else None."""
-    full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or \
-        (isinstance(e, RuntimeError) and "file write failed" in str(e))  # torch.save's words for ENOSPC
-    if not full:
+class OutputUnwritable(OSError):
+    """Writing an output failed at the OS level (disk full, quota, read-only, permissions): one line
+    naming the folder, the reason and what was kept. Every write is atomic, so nothing half-written
+    is left to be taken as done."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(code, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _strerror_code(text: str) -> int | None:
+    return next((code for code in WRITE_ERRORS if os.strerror(code) in text), None)
+
+
+def _within(path: Path, where: Path) -> bool:
+    """`path` is `where`, inside it, or inside a sibling temp of it (`.name.*.tmp`, `name.tmp/`)."""
+    path, where = path.absolute(), where.absolute()
+    return any(p == where or p.parent == where.parent and p.name.startswith((where.name, "." + where.name))
+               for p in (path, *path.parents))
+
+
+def write_error_code(e: BaseException) -> int | None:
+    """The errno of an OS-level write failure among WRITE_ERRORS, whatever layer raised it; else None.
+    safetensors (Rust) says `(os error 28)`; torch's zip writer says `open file failed with strerror:
+    ...`, or, when a write comes up short (a full disk, a quota), `unexpected pos N vs M` or `file
+    write failed`, with no errno at all."""
+    for err in (e, e.__cause__, e.__context__):
+        if err is None:
+            continue
+        if isinstance(err, OSError) and err.errno in WRITE_ERRORS:
+            return err.errno
+        text = str(err)
+        found = re.search(r"\(os error (\d+)\)", text)
+        if found and int(found.group(1)) in WRITE_ERRORS:
+            return int(found.group(1))
+        if "inline_container.cc" in text:  # torch.save's PytorchStreamWriter
+            if "strerror:" in text:
+                return _strerror_code(text)
+            if "unexpected pos" in text or "file write failed" in text:
+                return errno.ENOSPC
+    return None
+
+
+def _failed_path(e: BaseException) -> str:
+    """The file an error names: an OSError's filename, safetensors' `at path "..."`."""
+    if getattr(e, "filename", None):
+        return os.fsdecode(e.filename)
+    found = re.search(r'at path "([^"]+)"', str(e))
+    return found.group(1) if found else "the output folder"
+
+
+def output_unwritable(where: str | os.PathLike | None, e: BaseException,
+                      kept: str = "finished outputs are kept and nothing half-written is left") -> OutputUnwritable | None:
+    """`e` as the one-line OutputUnwritable naming `where` and what was `kept`, or None when `e` is
+    no OS-level write failure of `where` (an OSError about a file outside it: reading an input). An
+    OutputUnwritable of a file inside `where` is said again for `where` (the caller knows what was kept).
+    `where` None: the file the error names."""
+    where = _failed_path(e) if where is None else where
+    code = e.errno if isinstance(e, OutputUnwritable) else write_error_code(e)
+    name = getattr(e, "filename", None)
+    if code is None or (name and not _within(Path(os.fsdecode(name)), Path(where))):
         return None
-    return DiskFull(f"{path}: no space left on device while saving (free some space and run the "
-                    "same command again; the last complete checkpoint is kept)")
+    reason, advice = WRITE_ERRORS[code]
+    return OutputUnwritable(code, f"{where}: cannot write: {reason}; {kept}; {advice}")
 
 
-def write_complete(folder: str | os.PathLike, write: Callable[[Path], None], info: dict | None = None) -> Path:
+@contextlib.contextmanager
+def unwritable_as(where: str | os.PathLike, kept: str | Callable[[], str]) -> Iterator[None]:
+    """An OS-level write failure of a file in `where` inside the block (a log line, a plot, a mkdir,
+    torch's writer) is the one-line OutputUnwritable naming `where` and what was `kept` (a callable:
+    what is kept at the moment of the failure). An OutputUnwritable from an inner writer already
+    names its folder and what it kept: it passes as it is; any other error too."""
+    try:
+        yield
+    except OutputUnwritable:
+        raise
+    except Exception as e:
+        unwritable = output_unwritable(where, e, kept() if callable(kept) else kept)
+        if unwritable is None:
+            raise
+        raise unwritable from None
+
+
+def write_complete(folder: str | os.PathLike, write: Callable[[Path], None], info: dict | None = None,
+                   kept: str | None = None) -> Path:
     """Write a folder all or nothing: `write` fills `folder.tmp/`, the marker (with `info`) goes in
-    last, then the rename. A kill or a full disk at any point leaves no `folder` (a rerun redoes it)."""
+    last, then the rename. A kill or a full disk at any point leaves no `folder` (a rerun redoes it).
+    An OS-level write failure is an OutputUnwritable saying what was `kept` (default: the folder as it
+    was, or nothing)."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    if kept is None:
+        kept = (f"kept: the previous {folder.name}/ as it was" if is_complete(folder)
+                else f"kept: nothing ({folder.name}/ was not written)")
     try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         write(tmp)
         share_files(tmp)
         write_json(tmp / MARKER, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {})})
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
-        full = disk_full(folder, e)
-        if full is None:
+        unwritable = output_unwritable(folder, e, kept)
+        if unwritable is None:
             raise
-        raise full from None
+        raise unwritable from None
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
@@ -253,8 +360,9 @@ def lock_folder(folder: str | os.PathLike) -> IO:
     folder = Path(folder).resolve()
     if str(folder) in _LOCKS:
         return _LOCKS[str(folder)]
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's life
+    with unwritable_as(folder, "nothing written (the run did not start)"):
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's life
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from . import console, distributed
 from .config import RecipeConfig, dump_config
-from .files import atomic_write, write_json
+from .files import atomic_write, lock_folder, write_json
 from .report.headline import format_headline, headline_results
 from .report.html import write_report
 from .stages import (
@@ -75,7 +75,7 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> A
     ctx = RunContext(cfg)
     out = ctx.out
     if distributed.is_main():
-        out.mkdir(parents=True, exist_ok=True)
+        lock_folder(out)  # before recipe.yaml: a second run into a busy folder must not replace it
         with atomic_write(out / "recipe.yaml") as f:
             f.write(dump_config(cfg))
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """The admin's pages: projects (create from an uploaded candidates or pairs file), the dashboard
 (progress per annotator, live kappa and band, agreement per guidelines version, agreement with the
-majority, position bias, skips), guidelines, annotators, and the export downloads."""
+majority, position bias, skips), guidelines, annotators (add; revoke or reissue a login token: the
+old token and its sessions stop working at once), and the export downloads."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 
 from ..config import AgreementConfig
-from . import stats, store
+from . import sessions, stats, store
 from .export import FILES, export_project
 from .modes import MODES
-from .site import site_of
+from .site import MAX_ID, site_of
 
 router = APIRouter(prefix="/admin")
 Csrf = Annotated[str, Form(max_length=100)]
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]  # out of range or not a number: 404 (app.bad_form)
 
 
 def _project(site, project_id: int) -> dict:
@@ -76,12 +79,12 @@ def _dashboard(request: Request, project_id: int, new_token: tuple[str, str] | N
 
 
 @router.get("/projects/{project_id}")
-def dashboard(request: Request, project_id: int) -> Response:
+def dashboard(request: Request, project_id: Id) -> Response:
     return _dashboard(request, project_id)
 
 
 @router.post("/projects/{project_id}/guidelines")
-def guidelines(request: Request, project_id: int, csrf: Csrf,
+def guidelines(request: Request, project_id: Id, csrf: Csrf,
                text: Annotated[str, Form(max_length=50_000)] = "") -> Response:
     site = site_of(request)
     site.need_post(request, "admin", csrf)
@@ -90,7 +93,7 @@ def guidelines(request: Request, project_id: int, csrf: Csrf,
 
 
 @router.post("/projects/{project_id}/annotators")
-def add_annotator(request: Request, project_id: int, csrf: Csrf, name: Annotated[str, Form(max_length=100)]) -> Response:
+def add_annotator(request: Request, project_id: Id, csrf: Csrf, name: Annotated[str, Form(max_length=100)]) -> Response:
     """The new login token is shown on this one page and never again (only its hash is kept)."""
     site = site_of(request)
     site.need_post(request, "admin", csrf)
@@ -101,8 +104,33 @@ def add_annotator(request: Request, project_id: int, csrf: Csrf, name: Annotated
     return _dashboard(request, project_id, (name.strip(), token))
 
 
+def _annotator(request: Request, project_id: int, annotator_id: int, csrf: str) -> dict:
+    site = site_of(request)
+    site.need_post(request, "admin", csrf)
+    who = store.annotator(site.engine, _project(site, project_id)["id"], annotator_id)
+    if who is None:
+        raise HTTPException(404, f"no annotator {annotator_id} in project {project_id}")
+    return who
+
+
+@router.post("/projects/{project_id}/annotators/{annotator_id}/revoke")
+def revoke(request: Request, project_id: Id, annotator_id: Id, csrf: Csrf) -> Response:
+    """The annotator's token and every session of theirs stop working now; their answers stay."""
+    who = _annotator(request, project_id, annotator_id, csrf)
+    sessions.revoke_token(site_of(request).engine, who["id"])
+    return RedirectResponse(f"/admin/projects/{project_id}", status_code=303)
+
+
+@router.post("/projects/{project_id}/annotators/{annotator_id}/token")
+def reissue(request: Request, project_id: Id, annotator_id: Id, csrf: Csrf) -> Response:
+    """A new login token (shown on this page only); the old token and its sessions stop working."""
+    who = _annotator(request, project_id, annotator_id, csrf)
+    token = sessions.reissue_token(site_of(request).engine, who["id"])
+    return _dashboard(request, project_id, (who["name"], token))
+
+
 @router.get("/projects/{project_id}/export/{name}")
-def export(request: Request, project_id: int, name: str) -> Response:
+def export(request: Request, project_id: Id, name: str) -> Response:
     """One export file as a download, made fresh from the database."""
     site = site_of(request)
     site.need(request, "admin")

@@ -2,7 +2,8 @@
 order, keyboard shortcuts, progress), answering, skipping with a reason, editing the last answer.
 
 An annotator only ever sees items of their own project and their own answers; every answer is
-stored under the logged-in annotator, whatever the form says.
+stored under the logged-in annotator, whatever the form says. The next item comes with a reservation
+(`leases.py`): no more annotators are sent to an item than its overlap still needs.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from . import store
+from . import leases, store
 from .auth import display_order
 from .modes import MODES, InvalidChoice
-from .site import site_of
+from .site import MAX_ID, site_of
 
 router = APIRouter()
 Csrf = Annotated[str, Form(max_length=100)]
-ItemId = Annotated[int, Form(ge=1)]
+ItemId = Annotated[int, Form(ge=1, le=MAX_ID)]
 
 
 def _project_of(site, user: dict) -> dict:
@@ -45,7 +46,8 @@ def next_item(request: Request) -> Response:
     site = site_of(request)
     user = site.need(request, "annotator")
     project = _project_of(site, user)
-    return _page(request, user, project, store.next_item(site.engine, project, user["id"]))
+    item_id = leases.next_item(site.engine, project, user["id"], site.lease_s)
+    return _page(request, user, project, None if item_id is None else store.item(site.engine, project["id"], item_id))
 
 
 @router.get("/annotate/edit")
@@ -74,7 +76,10 @@ def _store(request: Request, csrf: str, item_id: int, value=None, choice: str | 
             value = MODES[project["mode"]].parse(choice, shown)
         except InvalidChoice as e:
             raise HTTPException(400, str(e)) from None
-    store.save_answer(site.engine, project, item["id"], user["id"], value, shown, skip_reason)
+    try:
+        leases.save_answer(site.engine, project, item["id"], user["id"], value, shown, skip_reason)
+    except leases.ItemFull as e:
+        raise HTTPException(409, str(e)) from None
     return RedirectResponse("/annotate", status_code=303)  # only after the commit
 
 

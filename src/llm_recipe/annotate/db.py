@@ -5,15 +5,23 @@
     users      the admin and each project's annotators; only a SHA-256 of their login token is kept
     labels     one row per (item, annotator): the canonical answer or a skip reason, the order the
                answers were shown in, and the guidelines version it was given under
+    leases     one reservation per annotator: the item they were given and until when it is theirs,
+               written in the transaction that picks it, so no item is handed to more annotators
+               than its overlap still needs (`leases.py`)
+    sessions   a browser's login: SHA-256 of a random session id, its user and expiry (`sessions.py`)
     settings   the server secret (CSRF tokens, display orders) so they survive a restart
 
 SQLite runs in WAL mode with synchronous=FULL: a label is on disk when its transaction commits, so
-an acknowledged submission survives kill -9 and power loss alike.
+an acknowledged submission survives kill -9 and power loss alike. A transaction that decides who
+gets an item (`write_locked`) takes the write lock when it begins (SQLite: BEGIN IMMEDIATE; any
+other database: the project's row, SELECT ... FOR UPDATE), so concurrent picks see each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import (
@@ -30,7 +38,7 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 metadata = MetaData()
@@ -86,6 +94,21 @@ labels = Table(
     UniqueConstraint("item_id", "annotator_id"),  # an answer is stored once; a resubmission edits it
 )
 
+leases = Table(
+    "leases", metadata,
+    Column("annotator_id", Integer, ForeignKey("users.id"), primary_key=True),  # one reservation each
+    Column("item_id", Integer, ForeignKey("items.id"), nullable=False, index=True),
+    Column("expires_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the cookie's random session id
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 settings = Table(
     "settings", metadata,
     Column("key", String(64), primary_key=True),
@@ -99,12 +122,38 @@ def database_url(db: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None  # transactions begin in `_sqlite_begin`, not at pysqlite's whim
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
     cur.execute("PRAGMA synchronous=FULL")  # committed = on disk
     cur.execute("PRAGMA busy_timeout=30000")  # writers queue instead of failing with 'database is locked'
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    """BEGIN IMMEDIATE for `write_locked` transactions: the write lock is taken before the first read,
+    so two picks cannot both read the same free slot (a deferred BEGIN would let them)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write_lock") else "BEGIN")
+
+
+@contextlib.contextmanager
+def write_locked(engine: Engine, project_id: int, durable: bool = True) -> Iterator[Connection]:
+    """A transaction that holds the write lock of `project_id`'s assignments from its start to its commit.
+    `durable=False` (a lease, which a power cut may lose harmlessly): SQLite commits it without an
+    fsync (synchronous=NORMAL; the next durable commit syncs it along)."""
+    with engine.connect().execution_options(write_lock=True) as conn:
+        fast = engine.dialect.name == "sqlite" and not durable
+        if fast:
+            conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with conn.begin():
+                if engine.dialect.name != "sqlite":
+                    conn.execute(select(projects.c.id).where(projects.c.id == project_id).with_for_update())
+                yield conn
+        finally:
+            if fast:
+                conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
 
 
 def open_db(db: str) -> Engine:
@@ -117,6 +166,7 @@ def open_db(db: str) -> Engine:
         engine = create_engine(url, pool_size=20, max_overflow=20, pool_timeout=60)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         metadata.create_all(engine)
         with engine.begin() as conn:
             if conn.execute(select(settings.c.value).where(settings.c.key == "secret")).first() is None:

@@ -12,7 +12,6 @@ import itertools
 import os
 
 from ..preference.converters import read_preference_files
-from ..preference.label import read_candidates
 from ..preference.records import SkipLog
 from ..record_sources import iter_source
 
@@ -25,6 +24,8 @@ def is_candidates(path: str | os.PathLike) -> bool:
 
 def read_items(path: str | os.PathLike, mode: str) -> tuple[list[dict], SkipLog]:
     """[{"ext_id", "prompt", "responses", "where"}] and the skip log."""
+    from ..preference.label import read_candidates  # imports torch: only on an upload
+
     log = SkipLog()
     out = []
     if is_candidates(path):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from scipy.stats import binomtest
-
 from ..preference.agreement import agreement_report, item_agreement
 from ..preference.human import AnnotatedItem, add_annotation
 from .modes import MODES
@@ -72,6 +70,8 @@ def majority_agreement(records: list[dict]) -> dict[str, dict]:
 
 def position_bias(project: dict, answers: list[dict]) -> dict:
     """Overall and per annotator: decisive answers, share of picks shown first, expected share, p-value."""
+    from scipy.stats import binomtest  # 2 s of imports: not at server start
+
     mode = MODES[project["mode"]]
     picks: dict[str, list[tuple[bool, float]]] = defaultdict(list)
     for a in answers:

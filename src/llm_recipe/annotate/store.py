@@ -7,9 +7,8 @@ import json
 import os
 import re
 import time
-from typing import Any
 
-from sqlalchemy import BigInteger, and_, cast, func, literal, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -17,6 +16,7 @@ from ..config import AgreementConfig
 from .auth import new_token, token_hash
 from .db import items, labels, projects, users
 from .modes import MODES
+from .sessions import is_revoked, set_token_hash
 from .sources import read_items
 
 NAME = re.compile(r"[\w][\w .@-]{0,63}")  # project and annotator names: no markup, no control characters
@@ -73,13 +73,17 @@ def _new_user(conn, project_id: int | None, name: str, role: str) -> str:
 
 
 def admin_token(engine: Engine, renew: bool = False) -> str | None:
-    """A new admin token when there is no admin yet (or `renew`: the old one stops working), else None."""
+    """A new admin token when there is no admin yet (or `renew`: the old one and the admin's sessions
+    stop working), else None."""
     with engine.begin() as conn:
         exists = conn.execute(select(users.c.id).where(users.c.role == "admin")).first()
         if exists and not renew:
             return None
-        conn.execute(users.delete().where(users.c.role == "admin"))
-        return _new_user(conn, None, "admin", "admin")
+        if not exists:
+            return _new_user(conn, None, "admin", "admin")
+        token = new_token()
+        set_token_hash(conn, exists[0], token_hash(token))
+        return token
 
 
 def add_annotator(engine: Engine, project_id: int, name: str) -> str:
@@ -118,9 +122,15 @@ def project_by_name(engine: Engine, name: str) -> dict:
 
 
 def annotators(engine: Engine, project_id: int) -> list[dict]:
+    """{"id", "name", "revoked"} of the project's annotators."""
     with engine.connect() as conn:
-        q = select(users.c.id, users.c.name).where(users.c.project_id == project_id).order_by(users.c.id)
-        return [dict(r) for r in conn.execute(q).mappings()]
+        q = select(users.c.id, users.c.name, users.c.token_hash).where(users.c.project_id == project_id
+                                                                        ).order_by(users.c.id)
+        return [{"id": r["id"], "name": r["name"], "revoked": is_revoked(r)} for r in conn.execute(q).mappings()]
+
+
+def annotator(engine: Engine, project_id: int, annotator_id: int) -> dict | None:
+    return next((a for a in annotators(engine, project_id) if a["id"] == annotator_id), None)
 
 
 def set_guidelines(engine: Engine, project_id: int, text: str) -> None:
@@ -143,60 +153,22 @@ def item(engine: Engine, project_id: int, item_id: int) -> dict | None:
     return _item(row) if row else None
 
 
-def _open_items(project: dict, annotator_id: int):
-    """Items this annotator has not answered or skipped whose labels are still short of the overlap."""
-    answered = select(labels.c.id).where(and_(labels.c.item_id == items.c.id, labels.c.annotator_id == annotator_id))
-    n_labels = (select(func.count(labels.c.id)).where(and_(labels.c.item_id == items.c.id,
-                                                           labels.c.value.is_not(None))).scalar_subquery())
-    return n_labels, and_(items.c.project_id == project["id"], ~answered.exists(), n_labels < project["overlap"])
-
-
-def _big(value: int):
-    """A 64-bit literal (PostgreSQL would bind a Python int as a 32-bit integer and overflow)."""
-    return literal(value, BigInteger)
-
-
-def next_item(engine: Engine, project: dict, annotator_id: int) -> dict | None:
-    """The next item for this annotator: items others have started come first (so items reach the
-    overlap and become measurable early), then a per-annotator rotation of the rest, so annotators
-    working at the same moment rarely get the same item (if they do, it just gets an extra label)."""
-    n_labels, where = _open_items(project, annotator_id)
-    spread = ((cast(items.c.id, BigInteger) * _big(2654435761) + _big(annotator_id * 40503 % 4294967291))
-              % _big(4294967291))
-    q = select(items).where(where).order_by(n_labels.desc(), spread).limit(1)
-    with engine.connect() as conn:
-        row = conn.execute(q).mappings().first()
-    return _item(row) if row else None
-
-
 def progress(engine: Engine, project: dict, annotator_id: int) -> dict:
-    n_labels, where = _open_items(project, annotator_id)
+    """{"done", "skipped", "left"}: left are items this annotator has not answered or skipped whose
+    labels are still short of the overlap (labels counted once per project, not per item)."""
+    counts = (select(labels.c.item_id, func.count().label("n"))
+              .where(and_(labels.c.project_id == project["id"], labels.c.value.is_not(None)))
+              .group_by(labels.c.item_id).subquery())
+    mine = select(labels.c.item_id).where(labels.c.annotator_id == annotator_id)
+    open_ = (select(func.count()).select_from(items.outerjoin(counts, counts.c.item_id == items.c.id))
+             .where(and_(items.c.project_id == project["id"], items.c.id.not_in(mine),
+                         func.coalesce(counts.c.n, 0) < project["overlap"])))
     with engine.connect() as conn:
-        left = conn.execute(select(func.count()).select_from(items).where(where)).scalar_one()
+        left = conn.execute(open_).scalar_one()
         rows = conn.execute(select(labels.c.value.is_(None), func.count()).where(labels.c.annotator_id == annotator_id)
                             .group_by(labels.c.value.is_(None))).all()
     counts = {bool(skipped): n for skipped, n in rows}
     return {"done": counts.get(False, 0), "skipped": counts.get(True, 0), "left": left}
-
-
-def save_answer(engine: Engine, project: dict, item_id: int, annotator_id: int, value: Any, shown: list[int],
-                skip_reason: str | None = None) -> None:
-    """Store (or edit) this annotator's answer to the item, committed before returning. One row per
-    (item, annotator): a repeated submission (a retry, a double click, an edit) updates it."""
-    now = time.time()
-    fields = {"value": None if value is None else json.dumps(value), "skip_reason": skip_reason,
-              "shown": json.dumps(shown), "guidelines_version": project["guidelines_version"], "updated_at": now}
-    mine = and_(labels.c.item_id == item_id, labels.c.annotator_id == annotator_id)
-    for _ in range(2):  # a concurrent first insert of the same answer makes ours an update
-        try:
-            with engine.begin() as conn:
-                if conn.execute(labels.update().where(mine).values(**fields)).rowcount == 0:
-                    conn.execute(labels.insert().values(project_id=project["id"], item_id=item_id,
-                                                        annotator_id=annotator_id, created_at=now, **fields))
-            return
-        except IntegrityError:
-            continue
-    raise RuntimeError("could not store the answer")
 
 
 def last_answer(engine: Engine, annotator_id: int) -> dict | None:

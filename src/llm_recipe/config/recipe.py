@@ -177,7 +177,11 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. pretrain.lr=1e-3")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({getattr(e, 'problem', e)}); "
+                              "quote it for a string: --set 'key=\"...\"'") from None
     return out
 
 
@@ -209,8 +213,9 @@ def load_config(
             mark = getattr(e, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""
             raise ConfigError(f"{source}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-        if loaded is None:
-            loaded = {}
+        if loaded is None:  # an empty file is a mistake (a truncated copy, a wrong path), not the defaults
+            raise ConfigError(f"{source}: the config file is empty (no settings); give a recipe, or leave out "
+                              "--config for the defaults")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{source}: top level must be a mapping, got {type(loaded).__name__}")
         tree = loaded

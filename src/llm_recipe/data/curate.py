@@ -33,6 +33,7 @@ from typing import Any
 from .. import console
 from ..config.curate import CurateConfig
 from ..files import write_json
+from ..record_sources import check_skips
 from ..run_keys import run_key
 from .decontam import Decontaminate
 from .dedup.steps import build_dedup_steps
@@ -124,6 +125,16 @@ def fingerprint(cfg: CurateConfig, shards: list[Path], steps: Sequence[Step], se
     return run_key(conf, seed=seed, inputs=shards, steps=steps_hash)
 
 
+def check_read(stats: dict) -> None:
+    """No usable input record at all (undecodable, not JSON, no text) is an error with the counts of
+    why, before any mixing is tried (`record_sources.check_skips`)."""
+    read = stats["steps"].get("read")
+    if read is None or read["docs_out"]:
+        return
+    first = [f"{b['where']} ({b['reason']})" for b in stats["bad_input"][:1]]
+    check_skips("curate input", 0, read["dropped"], first, 1.0, "")
+
+
 def curate(
     cfg: CurateConfig,
     out_dir: str | os.PathLike,
@@ -162,6 +173,7 @@ def curate(
     stats["seed"] = seed
     stats["inputs"] = [str(p) for p in shards]
     write_json(out / "stats.json", stats)
+    check_read(stats)
     files = [Path(p) for p in stats["outputs"]]
     mixture = None
     if cfg.tokenize is not None:  # token shards; a mixture is applied by sampling them, not copied

@@ -34,9 +34,15 @@ class ImportError_(ValueError):  # noqa: N801 - an error the user can fix (one l
     """The source cannot be imported; the message names the source and the reason."""
 
 
+def looks_like_a_path(src: str) -> bool:
+    """A .gguf name or a path (absolute, ./, ../, ~/): a local file, never a hub id or a package name."""
+    return src.endswith(GGUF_SUFFIX) or src.startswith(("/", "./", "../", "~"))
+
+
 def find_gguf(src: str | os.PathLike) -> Path | None:
     """The GGUF file `src` names: the file, the only one in a directory, or the only one shipped by
-    an installed distribution of that name. None when `src` is none of these (an HF dir / hub id)."""
+    an installed distribution of that name. None when `src` is none of these (an HF dir / hub id);
+    a path that does not exist (a .gguf name, /, ./, ../, ~) is a FileNotFoundError."""
     p = Path(src)
     if p.is_file():
         if p.suffix != GGUF_SUFFIX:
@@ -47,6 +53,8 @@ def find_gguf(src: str | os.PathLike) -> Path | None:
         if len(found) > 1:
             raise ImportError_(f"{p}: holds {len(found)} GGUF files; name one: {', '.join(f.name for f in found)}")
         return found[0] if found else None
+    if looks_like_a_path(str(src)):  # not tried as a hub id or a package name
+        raise FileNotFoundError(f"{src}: no such file or folder")
     try:
         dist = importlib.metadata.distribution(str(src))
     except importlib.metadata.PackageNotFoundError:

@@ -13,6 +13,9 @@ input artifacts wrote them: a retrained SFT model changes the key of everything 
 (its samples and format-following report, DPO, RL, Best-of-N, the evaluation). Training stages keep
 their own finer resume (`train.run_folder.prepare_run`: checkpoints, a finished model reused, a
 mismatch named); `SECTION.resume: fresh` and `ctx.force` skip the marker.
+
+An OS-level write failure anywhere in a stage (disk full, read-only, permissions: `files.OutputUnwritable`)
+is one line naming the run folder and what was kept: the stages finished before it, whose markers stand.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from typing import Any
 
 from .. import console, distributed
 from ..config import RecipeConfig
-from ..files import lock_folder, read_json, write_json
+from ..files import (
+    OutputUnwritable,
+    lock_folder,
+    output_unwritable,
+    read_json,
+    unwritable_as,
+    write_json,
+)
 from ..run_keys import differences, run_key
 from ..train.run_folder import RESUMABLE
 from .context import MARKERS, Artifacts, RunContext, exists, in_folder, relative_to_folder
@@ -82,6 +92,16 @@ def exists_all(artifacts: Artifacts) -> bool:
     return all(exists(v) for v in artifacts.values())
 
 
+def _write_marker(ctx: RunContext, stage: Stage, key: dict, made: Artifacts) -> None:
+    try:
+        write_json(_marker(ctx, stage), {"stage": stage.name, "key": key,
+                                         "artifacts": relative_to_folder(made, ctx.out),
+                                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    except OutputUnwritable as e:  # said for the stage: its outputs are there, only not marked done
+        raise output_unwritable(ctx.out / MARKERS, e, f"kept: {stage.name}'s outputs, not marked done (the "
+                                "same command runs the stage again)") from None
+
+
 def run_stage(ctx: RunContext, stage: Stage) -> Artifacts:
     """Run `stage` (or reuse its finished run, see the module docstring); its artifacts are added to
     `ctx` and returned."""
@@ -95,11 +115,11 @@ def run_stage(ctx: RunContext, stage: Stage) -> Artifacts:
         console.log(f"stage {stage.name}: done (same settings and inputs as its finished run)")
         made = done
     else:
-        made = stage.run(ctx)
+        with unwritable_as(ctx.out, f"kept: every stage finished before {stage.name} (markers in {MARKERS}/); "
+                                    f"{stage.name} is not marked done, the same command runs it again"):
+            made = stage.run(ctx)
         if distributed.is_main():
-            write_json(_marker(ctx, stage), {"stage": stage.name, "key": key,
-                                             "artifacts": relative_to_folder(made, ctx.out),
-                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            _write_marker(ctx, stage, key, made)
         distributed.barrier()
     ctx.add(made)
     ctx.timings[stage.name] = round(time.perf_counter() - t0, 1)

@@ -105,6 +105,8 @@ def agreement(inputs: Sequence[str | os.PathLike], report_out: str | os.PathLike
               pairs_out: str | os.PathLike | None = None) -> dict:
     """Agreement report of human annotation files; optionally the kept items as pairs."""
     items, log = read_annotations(inputs)
+    if not items:  # every record skipped: an error with the counts, not an empty report
+        log.check("annotations", 1.0, "")
     return write_agreement(items, log, report_out, cfg.agreement, pairs_out)
 
 

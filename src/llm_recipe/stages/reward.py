@@ -17,7 +17,7 @@ import numpy as np
 from .. import console
 from ..config import RMConfig
 from ..demo.style import fluency_pairs, style_preference_pairs
-from ..files import write_jsonl
+from ..files import output_file, write_jsonl
 from ..infer.reward import Scorer
 from ..preference.converters import read_preference_files, record_to_pairs
 from ..preference.records import (
@@ -99,6 +99,7 @@ def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, 
     """Score records of {"prompt", "response"} / {"prompt", "responses": [...]} / any pair shape
     (`preference.converters`: explicit or implicit prompt, text or conversational); writes each record with "reward(s)" added.
     Returns (records written, SkipLog); for pairs, the log's report includes pairwise accuracy."""
+    out = output_file(out)  # a folder named like the output: said before the scoring, not after
     log = SkipLog()
     items: list[tuple[dict, object, list[str], str]] = []  # (record, prompt, responses, key for the rewards)
     for where, rec in iter_records([path], log, "input"):
@@ -123,6 +124,8 @@ def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, 
             log.skip(e.reason, where, e.detail)
             continue
         items.append((rec, prompt, resp, key))
+    if not items:  # an empty or unreadable file is an error with the counts, not "scored 0 records"
+        log.check(f"rm score: {path}", 1.0, "")
     flat_p = [prompt for _, prompt, resp, _ in items for _ in resp]
     flat = scorer.score(flat_p, [r for _, _, resp, _ in items for r in resp], normalize) if flat_p else np.zeros(0)
     outs, i, correct, n_pairs = [], 0, 0, 0

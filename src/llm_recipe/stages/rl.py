@@ -21,6 +21,7 @@ from ..infer.reward import load_scorer
 from ..models.loading import load_causal_lm, load_tokenizer
 from ..models.placement import compute_device
 from ..preference.candidates import read_prompts
+from ..preference.records import SkipLog
 from ..preference.rules import RuleScorer
 from ..seeds import seed_for
 from ..train.defaults import fit_stage
@@ -106,8 +107,13 @@ def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
     different from the SFT set's). Held-out prompts are never trained on."""
     if cfg.prompts:
         # a conversation prompt is reduced to its last (user) turn: RL prompts are single-turn
+        log = SkipLog()
         prompts = [d["prompt"] if isinstance(d["prompt"], str) else d["prompt"][-1]["content"]
-                   for d in read_prompts(cfg.prompts)]
+                   for d in read_prompts(cfg.prompts, log)]
+        log.check(f"RL prompts ({', '.join(map(str, cfg.prompts))})", 1.0, "")  # none usable: the files and why
+        if len(prompts) < 2:
+            raise ValueError(f"RL prompts ({', '.join(map(str, cfg.prompts))}): {len(prompts)} usable prompt; "
+                             "at least 2 are needed (held-out evaluation and training)")
     else:
         prompts = [p for p, _ in single_turn_examples(4 * (cfg.n_prompts + cfg.eval_prompts),
                                                        seed=seed_for("bundled_prompts", seed))]

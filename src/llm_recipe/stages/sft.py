@@ -23,6 +23,7 @@ from ..files import write_json, write_jsonl
 from ..infer.generate import generate_chat
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
+from ..record_sources import check_skips
 from ..tokenizer.chat_formats import resolve_chat_format
 from ..train.interrupt import StoppedEarly
 from ..train.run_folder import prepare_run, run_key
@@ -125,6 +126,8 @@ def sft_stats(cfg: SFTConfig, tokenizer, seed: int = 0) -> dict:
     """Coverage per task category, skipped/modified records and padding waste of an SFT set."""
     fmt = resolve_chat_format(tokenizer, cfg.format)
     data = load_sft_data(cfg, tokenizer, fmt, seed, sft_records(cfg, seed))
+    if not data.stats.kept:  # nothing usable: an error with the reasons, not an empty table
+        check_skips("SFT data", 0, data.stats.skipped, data.stats.examples, 1.0, "")
     examples = data.train + data.eval
     rows = pack_examples(examples, cfg.max_length) if cfg.packing else None
     return {"format": fmt.name, "data": asdict(data.stats),

@@ -86,7 +86,7 @@ def save_checkpoint(out_dir: Path, model, optimizer, state: dict, *, is_main: bo
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
 
-    return write_complete(out_dir, write)
+    return write_complete(out_dir, write, kept=kept_note(out_dir.parent.parent))
 
 
 def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:
@@ -137,6 +137,14 @@ def unwrap(model):
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted((Path(run_dir) / "checkpoints").glob(f"{CKPT_PREFIX}[0-9]*[0-9]"))
     return ckpts[-1] if ckpts else None
+
+
+def kept_note(run_dir: Path) -> str:
+    """What a failed save leaves to resume from (`files.write_complete`'s message)."""
+    last = latest_checkpoint(run_dir)
+    if last is None:
+        return "kept: no checkpoint yet (the same command starts the run over)"
+    return f"kept: the last complete checkpoint {last.name} (the same command resumes from it)"
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

@@ -36,6 +36,7 @@ from ..files import lock_folder, write_complete
 from ..models.placement import use_threads
 from ..report.model_card import write_model_card
 from .checkpoint import (
+    kept_note,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
@@ -266,7 +267,7 @@ class Trainer(RunControl):
                     extra(d)
                 write_model_card(d, name=model_dir)
 
-            write_complete(model_dir, write)
+            write_complete(model_dir, write, kept=kept_note(self.output_dir))
         self.accelerator.wait_for_everyone()
         return model_dir
 

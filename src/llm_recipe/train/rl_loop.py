@@ -54,7 +54,13 @@ from ..report.model_card import write_model_card
 from ..report.plots import plot_metrics
 from ..seeds import seed_for
 from ..tokenizer.chat_formats import resolve_chat_format
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import (
+    kept_note,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from .loop import enable_gradient_checkpointing, make_accelerator
 from .metrics_log import MetricsLog
 from .optimizer import build_optimizer, set_lr
@@ -467,7 +473,7 @@ class RLTrainer(RunControl):
                     s.tokenizer.save_pretrained(d)
                     write_model_card(d, name=model_dir)
 
-                write_complete(model_dir, write)
+                write_complete(model_dir, write, kept=kept_note(self.out))
                 plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
                              title=self.objective.name, separate=True)  # one panel per series: scales differ
         self.accelerator.wait_for_everyone()

@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
+from ..files import is_complete, unwritable_as
 from ..provenance import write_run_manifest
+from .checkpoint import kept_note
 from .loop import StepCallback, Trainer
 
 
@@ -99,8 +101,24 @@ def _init_name(init) -> str | None:
 
 def run_training(p: Prepared, spec: RunSpec, output_dir: str | os.PathLike, *, seed: int = 0, resume: bool = True,
                  callbacks: Sequence[StepCallback] = (), full_config=None) -> TrainResult:
-    """Train `p.model` on `p.train` and save `output_dir/model` (see the module docstring)."""
+    """Train `p.model` on `p.train` and save `output_dir/model` (see the module docstring). An OS-level
+    write failure (a metrics line, run.json, a plot) is one line naming `output_dir` and what was kept
+    (`kept_in_run`); a checkpoint or the model that cannot be saved says so itself (`write_complete`)."""
     out = Path(output_dir)
+    with unwritable_as(out, lambda: kept_in_run(out)):
+        return _run_training(p, spec, out, seed=seed, resume=resume, callbacks=callbacks, full_config=full_config)
+
+
+def kept_in_run(out: Path) -> str:
+    """What a training run that failed to write leaves for the same command: its finished model, else
+    its last complete checkpoint (`checkpoint.kept_note`)."""
+    if is_complete(out / "model"):
+        return "kept: the finished model (model/; the same command reuses it)"
+    return kept_note(out)
+
+
+def _run_training(p: Prepared, spec: RunSpec, out: Path, *, seed: int, resume: bool,
+                  callbacks: Sequence[StepCallback], full_config) -> TrainResult:
     trainer = Trainer(p.model, p.objective, p.train, p.cfg, out, eval_data=p.eval or None, seed=seed,
                       callbacks=callbacks, group_by_length=p.lengths, accelerator=p.accelerator, tokenizer=p.tokenizer)
     resumed = resume and trainer.resume("latest")
