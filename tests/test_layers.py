@@ -2,7 +2,7 @@
 inside functions too: a lazy import is still a dependency).
 
     foundation   files, console, splits, provenance, distributed, config  (import only each other, downward)
-    components   tokenizer < models < data, infer < preference < train < eval; report
+    components   tokenizer < models < data, infer < preference < rewards < train < eval; report
     demo         generators of bundled data                      may import components
     stages       read config -> call components -> write          may import demo, components
     recipe, annotate, cli  sequence the stages / the annotation web app / parse the command line
@@ -24,10 +24,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "llm_recipe"
 # inside one package), never up.
 RANKS = {
     "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "record_sources": 1,
-    "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "train": 6, "eval": 7,
+    "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "rewards": 5.5, "train": 6, "eval": 7,
     "demo": 8, "stages": 9, "recipe": 10, "annotate": 10, "cli": 11, "__main__": 12, "__init__": 0,
 }
-COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "train", "eval", "report")
+COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "rewards", "train", "eval", "report")
 
 
 def module_name(path: Path, src: Path = SRC) -> str:

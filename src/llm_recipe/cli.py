@@ -21,6 +21,8 @@ from .config import (
     PPOConfig,
     PretrainConfig,
     RecipeConfig,
+    ReinforcePPConfig,
+    RLOOConfig,
     RMConfig,
     SFTConfig,
     load_config,
@@ -86,6 +88,8 @@ OdpoLr, OdpoSteps, _, OdpoBatch, _ = _hyper_options(OnlineDPOConfig, "dpo")
 RmLr, RmSteps, RmEpochs, RmBatch, _ = _hyper_options(RMConfig, "rm")
 PpoLr, PpoIters, _, _, _ = _hyper_options(PPOConfig, "ppo")
 GrpoLr, GrpoIters, _, _, _ = _hyper_options(GRPOConfig, "grpo")
+RlooLr, RlooIters, _, _, _ = _hyper_options(RLOOConfig, "rloo")
+RppLr, RppIters, _, _, _ = _hyper_options(ReinforcePPConfig, "reinforce_pp")
 
 
 def echo(msg: str = "") -> None:
@@ -603,19 +607,24 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
 
 
 def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output_dir) -> None:
-    from .config import GRPOConfig, PPOConfig
+    from .config import RL_SECTIONS
     from .train.rl_loop import RLStabilityError
 
     cfg = resolve(config, set_, seed, output_dir)
-    section = getattr(cfg, kind) or (PPOConfig() if kind == "ppo" else GRPOConfig())
+    section = getattr(cfg, kind) or RL_SECTIONS[kind]()
     policy = model or section.init_from or _start_model(cfg)[1]
     if not policy:
         raise UserError(f"{kind}: give --model (the SFT model), {kind}.init_from or model.name_or_path")
     cfg = cfg.model_copy(update={kind: section})
     if kind == "ppo":
         from .stages.rl import stage_ppo as stage
-    else:
+    elif kind == "grpo":
         from .stages.rl import stage_grpo as stage
+    else:
+        from .stages.rl import stage_rl
+
+        def stage(*a):
+            return stage_rl(a[0], kind, *a[1:])
     try:
         res = _user_errors(stage, cfg, policy, rm, cfg.output_dir)
     except (RLStabilityError, FloatingPointError) as e:
@@ -649,6 +658,26 @@ def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None,
     """GRPO (group-relative advantages, no value model); writes OUTPUT_DIR/grpo."""
     _rl("grpo", model, rm, config, _hyper_set(set_, "grpo", lr=lr, iterations=iterations, report_to=report_to,
                                               resume=fresh and "fresh"), seed, output_dir)
+
+
+@app.command()
+@friendly_errors
+def rloo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
+         seed: SeedOpt = None, output_dir: OutOpt = None, lr: RlooLr = None, iterations: RlooIters = None,
+         report_to: ReportTo = None, fresh: Fresh = False) -> None:
+    """RLOO (leave-one-out baseline, TRL's RLOOTrainer loss); writes OUTPUT_DIR/rloo."""
+    _rl("rloo", model, rm, config, _hyper_set(set_, "rloo", lr=lr, iterations=iterations, report_to=report_to,
+                                              resume=fresh and "fresh"), seed, output_dir)
+
+
+@app.command("reinforce-pp")
+@friendly_errors
+def reinforce_pp(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
+                 seed: SeedOpt = None, output_dir: OutOpt = None, lr: RppLr = None, iterations: RppIters = None,
+                 report_to: ReportTo = None, fresh: Fresh = False) -> None:
+    """REINFORCE++ (reinforce_pp.baseline=group: REINFORCE++-baseline); writes OUTPUT_DIR/reinforce_pp."""
+    _rl("reinforce_pp", model, rm, config, _hyper_set(set_, "reinforce_pp", lr=lr, iterations=iterations,
+                                                      report_to=report_to, resume=fresh and "fresh"), seed, output_dir)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from .stages.online_dpo import stage_online_dpo
 from .stages.prefs import stage_constitutional
 from .stages.pretrain import stage_pretrain, stage_sample
 from .stages.reward import stage_rm
-from .stages.rl import stage_grpo, stage_ppo
+from .stages.rl import stage_grpo, stage_ppo, stage_rl
 from .stages.sft import stage_sft
 from .stages.tokenizer import stage_tokenizer
 
@@ -58,6 +58,11 @@ def _alignment_stages(cfg: RecipeConfig, sft_dir: Path, out: Path, timed) -> dic
         res = timed("grpo", stage_grpo, cfg, sft_dir, rm_dir, out)
         arts["grpo_model"] = str(res.model_dir)
         _log_rl("grpo", res, cfg.grpo.success_prefix)
+    for kind in ("rloo", "reinforce_pp"):  # the other algorithms of train.rl_algorithms
+        if getattr(cfg, kind):
+            res = timed(kind, stage_rl, cfg, kind, sft_dir, rm_dir, out)
+            arts[f"{kind}_model"] = str(res.model_dir)
+            _log_rl(kind, res, getattr(cfg, kind).success_prefix)
     return arts
 
 

@@ -28,6 +28,8 @@ from .stages import (
     PPOConfig,
     PrefsConfig,
     PretrainConfig,
+    ReinforcePPConfig,
+    RLOOConfig,
     RMConfig,
     SampleCorpusConfig,
     SFTConfig,
@@ -36,7 +38,7 @@ from .stages import (
 
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
 COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
-                  "online_dpo", "eval")
+                  "online_dpo", "eval", "rloo", "reinforce_pp")
 
 
 class RecipeConfig(Section):
@@ -59,6 +61,8 @@ class RecipeConfig(Section):
     bon: BoNConfig | None = None
     ppo: PPOConfig | None = None
     grpo: GRPOConfig | None = None
+    rloo: RLOOConfig | None = Field(None, description="RLOO (leave-one-out baseline), after grpo")
+    reinforce_pp: ReinforcePPConfig | None = Field(None, description="REINFORCE++ (-baseline), after rloo")
     dpo: DPOConfig | None = None
     online_dpo: OnlineDPOConfig | None = Field(None, description="iterative on-policy DPO (after `dpo:`)")
     constitutional: ConstitutionalConfig | None = Field(

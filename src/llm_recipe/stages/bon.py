@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import BoNConfig, RecipeConfig, RMConfig
+from ..config.rewards import source_name
 from ..demo.style import STYLE_PREFIX, style_preference_pairs
 from ..files import write_json, write_jsonl
 from ..infer.best_of_n import best_of_n
@@ -22,6 +23,8 @@ from ..infer.reward import load_scorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.records import split_by_prompt
+from ..rewards.sources import build_rewards
+from ..rewards.tasks import rl_prompt_split
 from ..train.run_folder import model_key, run_key
 
 
@@ -44,13 +47,21 @@ def _best_of_n(cfg: RecipeConfig, policy_dir, rm_dir, run_dir: Path, key: dict) 
     bc, rc = cfg.bon or BoNConfig(), cfg.rm or RMConfig()
     compute = bc.compute
     refs = [(r.path, r.weight) for r in bc.reward_models] if bc.reward_models else [(str(rm_dir), 1.0)]
-    if refs[0][0] in ("None", ""):
-        raise ValueError("Best-of-N needs a reward model (bon.reward_models or the recipe's RM)")
+    if refs[0][0] in ("None", "") and not bc.rewards:
+        raise ValueError("Best-of-N needs a reward model (bon.reward_models or the recipe's RM) or bon.rewards")
     policy, tok = load_model(policy_dir, compute), load_tokenizer(policy_dir)
-    scorer = load_scorer(refs, dtype=compute.dtype, device=policy.device)
-    prompts = bon_prompts(bc, rc, cfg.seed)
+    scorer = (build_rewards(bc.rewards, rm_dir, dtype=compute.dtype, device=policy.device) if bc.rewards
+              else load_scorer(refs, dtype=compute.dtype, device=policy.device))
+    prompts, columns = bon_prompts(bc, rc, cfg.seed), None
+    if bc.task:  # a verifiable task: its held-out problems, with the columns its verifiers read
+        split = rl_prompt_split(bc.task, None, 0, bc.n_prompts)
+        prompts, columns = split.eval_prompts, [dict(zip(split.eval_columns, vals, strict=True))
+                                                for vals in zip(*split.eval_columns.values(), strict=True)]
+    if bc.rewards:  # the report names the sources
+        refs = [(source_name(s), s.weight) for s in bc.rewards]
     with autocast(compute, policy.device):
-        rep = best_of_n(policy, tok, prompts, scorer, bc.n, bc.sampling, seed=cfg.seed, chat_format=bc.chat_format)
+        rep = best_of_n(policy, tok, prompts, scorer, bc.n, bc.sampling, seed=cfg.seed, chat_format=bc.chat_format,
+                        columns=columns)
     summary = rep.summary()
     prefix = STYLE_PREFIX.strip()
     summary["style_rate_best"] = sum(it.best_text.lstrip().startswith(prefix) for it in rep.items) / len(rep.items)

@@ -39,6 +39,7 @@ from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample
 from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.sets import load_safety_set, load_sycophancy_set
+from ..eval.task_accuracy import paired_difference, run_task, split_answers, task_report
 from ..files import BadLine, atomic_write, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
@@ -80,7 +81,7 @@ def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunM
     policy = sft or base
     if "best_of_n_report" in artifacts and bon_n and policy:
         models.append(RunModel(f"best_of_{bon_n}", None, ref, best_of_n=bon_n, policy=policy))
-    for algo in ("dpo", "online_dpo", "ppo", "grpo"):
+    for algo in ("dpo", "online_dpo", "ppo", "grpo", "rloo", "reinforce_pp"):
         if path := artifacts.get(f"{algo}_model"):
             models.append(RunModel(algo, path, ref))
     return models
@@ -91,7 +92,7 @@ def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunM
 RUN_LAYOUT = {"pretrained_model": "pretrain/model", "sft_model": "sft/model", "reward_model": "reward_model/model",
               "best_of_n_report": "best_of_n/report.json", "dpo_model": "dpo/model",
               "online_dpo_model": "online_dpo/model", "ppo_model": "ppo/model",
-              "grpo_model": "grpo/model"}
+              "grpo_model": "grpo/model", "rloo_model": "rloo/model", "reinforce_pp_model": "reinforce_pp/model"}
 
 
 def run_artifacts(cfg: RecipeConfig, run_dir: str | os.PathLike) -> dict[str, str]:
@@ -177,6 +178,9 @@ class _Evaluator:
         self.answers: dict[str, Answers] = {}
         self.rows: dict[str, dict] = {}
         self._ref: tuple[str, object] | None = None  # (path, model) of the last reference loaded
+        self.task = run_task(cfg)  # (Task, answer length) of a run that trains a verifiable skill
+        self.task_answers: dict[str, list[dict]] = {}
+        self.task_correct: dict[str, list[float]] = {}
 
     def _format_of(self, model_dir) -> ChatFormat | None:
         if not model_dir:
@@ -230,6 +234,8 @@ class _Evaluator:
                 else:
                     ans = answer_all(model, tok, self.prompts, c.sampling, self.cfg.seed, chat_format=fmt.name)
                     self.answers[m.name] = ans
+                    if self.task is not None:
+                        row["task"] = self._task_row(m.name, model, tok, fmt.name)
                     if not self.prompts_raw:
                         row["diversity"] = row["kl"] = not_run(NO_PROMPTS)
                     else:
@@ -240,6 +246,13 @@ class _Evaluator:
             del model
         row["seconds"] = round(time.perf_counter() - t0, 1)
         self.rows[m.name] = row
+
+    def _task_row(self, name: str, model, tok, fmt_name: str) -> dict:
+        task, tokens = self.task
+        rep = task_report(model, tok, task, self.ecfg.task_problems, tokens, self.cfg.seed, self.ecfg.task_samples,
+                          self.ecfg.bootstrap, chat_format=fmt_name)
+        row, self.task_answers[name], self.task_correct[name] = split_answers(rep)
+        return row
 
     def _kl(self, m: RunModel, tok, samples) -> dict:
         if m.reference is None:
@@ -302,6 +315,9 @@ class _Evaluator:
             row, ans = self.rows[m.name], self.answers.get(m.name)
             if ans is None:
                 continue
+            if m.name in self.task_correct and m.reference in self.task_correct:  # paired over the same problems
+                row["task"]["vs_reference"] = paired_difference(self.task_correct[m.name], self.task_correct[m.reference],
+                                                                c.bootstrap, self.cfg.seed)
             row.update(own_metrics(ans, self.prompts))
             if scores.get(m.name):
                 row["mean_reward"] = sum(scores[m.name]) / len(scores[m.name])
@@ -366,6 +382,9 @@ def _evaluate(cfg: RecipeConfig, artifacts: dict[str, str], out: Path, run_dir: 
             write_model_card(m.path, (m.name, report["models"][m.name]))
     write_jsonl(run_dir / "answers.jsonl",
                 (r for name, a in ev.answers.items() for r in answer_records(name, ev.prompts, a)))
+    if ev.task_answers:
+        write_jsonl(run_dir / "task_answers.jsonl", ({"model": name, **r} for name, rs in ev.task_answers.items()
+                                                     for r in rs))
     write_json(run_dir / "report.json", report)
     with atomic_write(run_dir / "table.md") as f:
         f.write(markdown_table(report))

@@ -32,16 +32,21 @@ from ..models.placement import autocast, load_model
 from ..preference.candidates import generate_candidates, read_prompts, sample_seed
 from ..preference.converters import read_preference_files
 from ..preference.label import label_candidates, read_candidates
-from ..preference.records import SkipLog, split_by_prompt, write_pairs
+from ..preference.records import InvalidRecord, SkipLog, split_by_prompt, write_pairs
 from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
+from ..rewards.sources import label_rewards
 from ..train.dpo import run_dpo
 from ..train.interrupt import StoppedEarly
 from ..train.run_folder import model_key, prepare_run, run_key
 
 
 def _label_config(lc: LabelConfig, rm_dir: str | os.PathLike | None) -> LabelConfig:
-    """Labeler 'rm' without reward_models scores with the recipe's reward model."""
+    """Labeler 'rm' without reward_models scores with the recipe's reward model, as do `{kind: rm}`
+    reward sources without a path."""
+    if lc.labeler == "rewards" and rm_dir is not None and lc.rewards:
+        return lc.model_copy(update={"rewards": [s.model_copy(update={"path": str(rm_dir)})
+                                                 if s.kind == "rm" and s.path is None else s for s in lc.rewards]})
     if lc.labeler != "rm" or lc.reward_models:
         return lc
     if rm_dir is None:
@@ -63,7 +68,7 @@ def prompt_pool(cfg: RecipeConfig, ocfg: OnlineDPOConfig) -> tuple[list[dict], S
         items, log = sft_train_prompts(cfg.sft, cfg.seed)
     else:
         log = SkipLog()
-        items = read_prompts(ocfg.prompts, log)
+        items = read_prompts(ocfg.prompts, log, columns=True)
     if len(items) < 2:
         raise ValueError(f"online_dpo: {len(items)} usable prompt(s) ({log.summary()})")
     order = np.random.default_rng(_seed(cfg)).permutation(len(items))
@@ -93,8 +98,9 @@ def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: Labe
     log = SkipLog()
     cands = read_candidates([rdir / "candidates.jsonl"], log)
     log.kept = 0  # from here on, `kept` counts pairs
-    pairs, scores = label_candidates(cands, lc, ocfg.compute, log)
+    pairs, scores = label_candidates(cands, lc, ocfg.compute, log, rewards=label_rewards(lc, ocfg.compute))
     write_pairs(rdir / "pairs.jsonl", pairs)
+    scores = [s for s in scores or [] if not isinstance(s, InvalidRecord)]  # skipped records have no scores
     flat = np.concatenate([np.asarray(s, dtype=np.float64) for s in scores]) if scores else None
     report = {"policy": str(policy), "prompts": len(prompts), "candidates": sum(len(c["responses"]) for c in cands),
               "pairs": len(pairs), "labeler": lc.labeler, "label": log.to_json(),

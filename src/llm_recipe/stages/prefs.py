@@ -38,6 +38,7 @@ from ..preference.human import read_annotations
 from ..preference.judge import CausalLMJudge
 from ..preference.label import label_candidates, read_candidates
 from ..preference.records import SkipLog, write_pairs
+from ..rewards.sources import label_rewards
 from ..train.run_folder import differences, run_key
 
 
@@ -64,7 +65,7 @@ def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, 
     """k candidates per prompt; prompts from files, or held-out bundled prompts when none."""
     log = SkipLog()
     if prompt_files:
-        prompts = read_prompts(prompt_files, log)
+        prompts = read_prompts(prompt_files, log, columns=True)
     else:
         prompts = [{"prompt": p, "where": "bundled"} for p, _ in single_turn_examples(4 * n_bundled, seed=20_000 + seed)]
         prompts = prompts[:n_bundled]
@@ -88,7 +89,7 @@ def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: Pref
     log = SkipLog()
     cands = read_candidates(inputs, log)
     log.kept = 0  # from here on, `kept` counts pairs
-    pairs, _ = label_candidates(cands, lc, cfg.compute, log, model)
+    pairs, _ = label_candidates(cands, lc, cfg.compute, log, model, rewards=label_rewards(lc, cfg.compute))
     write_pairs(out, pairs)
     report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)

@@ -28,6 +28,7 @@ class GRPOObjective:
 
     def __init__(self, cfg: GRPOConfig):
         self.cfg = cfg
+        self.needs_reference = cfg.beta != 0  # beta 0: no reference pass (and no KL metric), as in TRL
 
     def value_module(self) -> None:
         return None
@@ -59,7 +60,7 @@ class GRPOObjective:
         loss, st = grpo_loss(cur["logp"], data["old_logp"][i], data["ref_logp"][i] if cfg.beta else None,
                              data["adv"][i], m, beta=cfg.beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
                              loss_type=cfg.loss_type, max_completion_length=cfg.sampling.max_new_tokens,
-                             num_items=data["n_items"] * len(i) / n_rows)
+                             num_items=data["n_items"] * len(i) / n_rows, importance_sampling=cfg.importance_sampling)
         ent = masked_mean(cur["entropy"], m)
         loss = loss - cfg.ent_coef * ent
         st.pop("kl", None)
@@ -67,6 +68,8 @@ class GRPOObjective:
 
     def end_iteration(self, loop: RLTrainer, data) -> dict[str, float]:
         mask = data["mask"]
+        if not self.needs_reference:
+            return {"kl": float("nan")}
         row_kl = (kl_estimate(data["old_logp"], data["ref_logp"], "k1") * mask).sum(1)[data["kept"]]
         return {"kl": float(row_kl.mean())}
 
