@@ -113,3 +113,37 @@ def test_columns_reach_functions_none_is_counted_and_truncation_masked(sft_dir, 
     assert res.counts["truncated_masked"] > 0  # 3 tokens cut most answers: masked, counted
     means = [h["rewards/checks_columns/mean"] for h in res.history]
     assert all(1.0 <= m <= 1.5 for m in means)  # 1 + 0.5 for the 'en' rows: the columns arrived
+
+
+def test_rlvr_recipe_short_version(sft_dir, tmp_path):
+    """recipes/smollm2_rlvr.yaml end to end, cut short and on the micro model instead of SmolLM2: the
+    GRPO stage trains on the task's train split with both reward sources logged apart, and the eval
+    stage reports every model's verifier accuracy on held-out problems, paired against its reference,
+    with pass@k and the answers it was computed from."""
+    from typer.testing import CliRunner
+
+    from llm_recipe.cli import app
+    from llm_recipe.rewards.tasks import load_task
+
+    out = tmp_path / "run"
+    short = ["--set", f"model.name_or_path={sft_dir}", "--set", "compute.mixed_precision=no",
+             "--set", "compute.num_threads=1", "--set", "grpo.iterations=2", "--set", "grpo.rollout_batch_size=8",
+             "--set", "grpo.minibatch_size=8", "--set", "grpo.group_size=4", "--set", "grpo.eval_prompts=4",
+             "--set", "grpo.sampling.max_new_tokens=8", "--set", "eval.task_problems=12",
+             "--set", "eval.task_samples=2", "--set", "eval.kl_max_new_tokens=4",
+             "--set", "eval.sampling.max_new_tokens=4"]
+    res = CliRunner().invoke(app, ["run", "-c", "smollm2_rlvr", "-o", str(out), *short])
+    assert res.exit_code == 0, res.output
+    log = [json.loads(x) for x in (out / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all("rewards/math_answer/mean" in r and "rewards/answer_last_line/std" in r for r in log)
+    rep = json.loads((out / "eval" / "report.json").read_text())
+    base, grpo = rep["models"]["base"]["task"], rep["models"]["grpo"]["task"]
+    assert base["n"] == grpo["n"] == 12 and base["task"]["name"] == "arith-v1" and base["verifier"] == "math_answer"
+    assert "pass@1" in grpo and "pass@2" in grpo and grpo["vs_reference"]["n"] == 12
+    answers = [json.loads(x) for x in (out / "eval" / "task_answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    test = load_task("arith-v1").test[:12]
+    for name in ("base", "grpo"):  # the accuracy is the verifier's on exactly these answers
+        mine = [a for a in answers if a["model"] == name]
+        assert [a["prompt"] for a in mine] == [t["prompt"] for t in test]
+        assert rep["models"][name]["task"]["accuracy"] == pytest.approx(np.mean([a["correct"] for a in mine]))
+    assert "task acc [95% CI]" in (out / "eval" / "table.md").read_text()

@@ -141,3 +141,39 @@ def test_overlong_penalty():
                                                                                              -1.0]
     with pytest.raises(ValueError):
         overlong_penalty(["x"], completion_ids=[[1]], max_tokens=4, cache_tokens=8)
+
+
+def test_bundled_task_is_the_generators_output(tmp_path):
+    """arith-v1 is what its generator writes (seeded), its splits share no problem, and every reference
+    answer is one number the math verifier accepts from a right answer and rejects from a wrong one."""
+    from llm_recipe.rewards.arithmetic import VERSIONS, write_bundled
+    from llm_recipe.rewards.tasks import TASKS_DIR, load_task
+
+    for name, args in VERSIONS.items():
+        write_bundled(tmp_path / name, **args)
+        for f in ("train.jsonl", "test.jsonl", "task.json"):
+            assert (tmp_path / name / f).read_bytes() == (TASKS_DIR / name / f).read_bytes(), f
+    task = load_task("arith-v1")
+    assert (len(task.train), len(task.test)) == (2000, 300) and task.verifier == "math_answer"
+    assert not {r["prompt"] for r in task.train} & {r["prompt"] for r in task.test}
+    assert {r["lang"] for r in task.test} == {"ja", "en"}
+    rows = task.test[:50]
+    right = ["答え：" + r["answer"] if r["lang"] == "ja" else "Answer: " + r["answer"] for r in rows]
+    wrong = [f"Answer: {int(r['answer']) + 1}" for r in rows]
+    assert math_answer(right, answer=[r["answer"] for r in rows]) == [1.0] * 50
+    assert math_answer(wrong, answer=[r["answer"] for r in rows]) == [0.0] * 50
+
+
+def test_task_folder_errors(tmp_path):
+    from llm_recipe.rewards.tasks import load_task
+
+    with pytest.raises(FileNotFoundError, match="not a bundled task"):
+        load_task(tmp_path / "none")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "train.jsonl").write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    (tmp_path / "t" / "test.jsonl").write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    with pytest.raises(ValueError, match="in both train and test"):
+        load_task(tmp_path / "t")
+    (tmp_path / "t" / "test.jsonl").write_text('{"answer": "2"}\n')
+    with pytest.raises(ValueError, match=r"test.jsonl:1: a prompt record needs"):
+        load_task(tmp_path / "t")

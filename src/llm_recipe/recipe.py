@@ -71,8 +71,10 @@ def _log_rl(name: str, res, prefix: str | None) -> None:
     if not a:
         return
     style = f"held-out answers starting with {prefix!r}: {b['success']:.0%} -> {a['success']:.0%}; " if prefix else ""
-    console.log(f"{name}: {style}reward {b['score']:.2f} -> {a['score']:.2f}; KL to the SFT model {a['kl']:.1f} nats "
-                f"({len(res.history)} iterations)")
+    sources = "".join(f"{k.split('/')[1]} {b[k]:.2f} -> {a[k]:.2f}; " for k in a
+                      if k.startswith("rewards/") and k.endswith("/mean") and k in b)  # each reward source
+    console.log(f"{name}: {style}{sources}reward {b['score']:.2f} -> {a['score']:.2f}; KL to the SFT model "
+                f"{a['kl']:.1f} nats ({len(res.history)} iterations)")
 
 
 def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> dict[str, str]:

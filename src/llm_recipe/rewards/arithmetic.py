@@ -74,9 +74,9 @@ def _two_step(s: Story, a: int, b: int) -> tuple[str, int]:
     en, ja, c = s.item
     k = (a + b) % 5 + 1
     if s.lang == "en":
-        return (f"{s.name} has {a} {en}, gets {b} more from {s.friend} and then eats {k}. "
+        return (f"{s.name} has {a} {en}, gets {b} more from {s.friend} and then gives {k} away. "
                 f"How many {en} does {s.name} have now?"), a + b - k
-    return (f"{s.name}さんは{ja}を{a}{c}持っていて、{s.friend}さんから{b}{c}もらい、そのあと{k}{c}使いました。"
+    return (f"{s.name}さんは{ja}を{a}{c}持っていて、{s.friend}さんから{b}{c}もらい、そのあと{k}{c}を妹にあげました。"
             f"{ja}は何{c}ありますか？"), a + b - k
 
 
@@ -114,12 +114,25 @@ def split_problems(problems: list[dict], n_test: int) -> tuple[list[dict], list[
     return train, test
 
 
+# Every bundled version and the arguments that made it (a new version, never an edited one).
+VERSIONS = {"arith-v1": {"n_train": 2000, "n_test": 300, "seed": 0, "max_number": 20}}
+
+
 def write_bundled(folder: str | Path, n_train: int, n_test: int, seed: int, **kw) -> tuple[Path, Path]:
-    """Write `train.jsonl` and `test.jsonl` of one version of the bundled task into `folder`."""
-    from ..files import write_jsonl
+    """Write `train.jsonl`, `test.jsonl` and `task.json` (its verifier and how it was made) into `folder`."""
+    from ..files import write_json, write_jsonl
 
     train, test = split_problems(arithmetic_problems(n_train + n_test, seed, **kw), n_test)
     folder = Path(folder)
     write_jsonl(folder / "train.jsonl", train)
     write_jsonl(folder / "test.jsonl", test)
+    write_json(folder / "task.json", {"verifier": "math_answer", "generator": "llm_recipe.rewards.arithmetic",
+                                      "arguments": {"n_train": n_train, "n_test": n_test, "seed": seed, **kw}})
     return folder / "train.jsonl", folder / "test.jsonl"
+
+
+if __name__ == "__main__":  # python -m llm_recipe.rewards.arithmetic: (re)write the bundled versions
+    from .tasks import TASKS_DIR
+
+    for name, args in VERSIONS.items():
+        print(name, *write_bundled(TASKS_DIR / name, **args))

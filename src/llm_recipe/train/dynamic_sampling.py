@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.placement import autocast
 from .rollout import Rollout, concat_rollouts, generate, rows_of
 
 
@@ -88,8 +89,9 @@ def _sample_groups(loop, n_groups: int, it: int, k: int):
     idx = np.repeat(rng.choice(len(s.train_ids), size=n_groups, replace=n_groups > len(s.train_ids)), G)
     policy = loop.accelerator.unwrap_model(loop.model).policy
     seed = int(np.random.SeedSequence([loop.seed, it, k, loop.rank]).generate_state(1)[0])
-    fr = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
-                  cfg.sampling, stop_ids=s.stop_ids, seed=seed)
+    with autocast(cfg.compute, loop.accelerator.device):
+        fr = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
+                      cfg.sampling, stop_ids=s.stop_ids, seed=seed)
     scored = loop._scores(fr, it, rows_of(s.train_columns, idx))
     if scored is None:
         return None

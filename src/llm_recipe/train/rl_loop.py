@@ -48,7 +48,7 @@ from ..config import LoRAConfig, RLConfig
 from ..files import lock_folder, write_complete, write_json
 from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
-from ..models.placement import use_threads
+from ..models.placement import autocast, use_threads
 from ..provenance import write_run_manifest
 from ..report.model_card import write_model_card
 from ..report.plots import plot_metrics
@@ -183,6 +183,11 @@ def evaluate_policy(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
     unbiased KL estimate only for tokens drawn from pi."""
     if not s.eval_ids:
         return {}
+    with autocast(cfg.compute, next(s.policy.parameters()).device):
+        return _evaluate(s, cfg, seed)
+
+
+def _evaluate(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
     temperature = cfg.sampling.temperature
     r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, cfg.sampling, stop_ids=s.stop_ids, seed=seed)
     logp = r.logp if r.logp is not None else token_logprobs(s.policy, r, temperature)["logp"]
@@ -402,17 +407,19 @@ class RLTrainer(RunControl):
         idx = self.objective.rollout_indices(len(s.train_ids), self.seed, it)[self.rank * self.rows:
                                                                                (self.rank + 1) * self.rows]
         policy = self.accelerator.unwrap_model(self.model).policy
-        r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
-                     cfg.sampling, stop_ids=s.stop_ids, seed=(self.seed * 1_000_003 + it) * self.world + self.rank)
+        with autocast(cfg.compute, self.accelerator.device):  # the precision the updates' forward passes use
+            r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
+                         cfg.sampling, stop_ids=s.stop_ids, seed=(self.seed * 1_000_003 + it) * self.world + self.rank)
         t_gen = time.perf_counter() - t0
         scored = self._scores(r, it, rows_of(s.train_columns, idx))
         if scored is None:
             return None
         scores, keep = scored
+        source_stats = s.scorer.stats() if hasattr(s.scorer, "stats") else {}  # each reward source, this rollout
         if getattr(cfg, "dynamic_sampling", "off") != "off":  # DAPO: groups with all-equal rewards
             r, scores, keep = apply_dynamic_sampling(self, r, scores, keep, it)
         device = self.accelerator.device
-        with torch.no_grad():
+        with torch.no_grad(), autocast(cfg.compute, device):
             if self.objective.value_kind == "head" or r.logp is None:
                 old = rl_forward(self.model, r, temperature, values=self.objective.value_kind != "none")
             else:  # log pi_old from the sampling pass: only the critic (if any) runs
@@ -432,8 +439,7 @@ class RLTrainer(RunControl):
         rec = {"reward_mean": float(scores[keep].mean()), "reward_std": float(scores[keep].std(unbiased=False)),
                "response_len": float(r.lengths[keep].mean()), "success": success_rate(kept, cfg.success_prefix),
                "rollout_tokens_per_s": n_tokens / max(t_gen, 1e-9), **self.objective.end_iteration(self, data),
-               **(s.scorer.stats() if hasattr(s.scorer, "stats") else {}),
-               **{k: float(np.mean(v)) for k, v in stats.items()}}
+               **source_stats, **{k: float(np.mean(v)) for k, v in stats.items()}}
         rec = self._mean_over_processes(rec)
         rec["rollout_tokens_per_s"] *= self.world
         rec["iteration_s"] = time.perf_counter() - t0
