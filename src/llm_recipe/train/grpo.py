@@ -13,30 +13,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..config import GRPOConfig
-from .rl_loop import RL_PLOT_KEYS, RLResult, RLSetup, RLTrainer, prompt_batch
+from .group_objective import GroupObjective
+from .rl_loop import RLResult, RLSetup, RLTrainer
 from .rl_math import group_advantages, grpo_loss, kl_estimate, masked_mean
 
 
-class GRPOObjective:
+class GRPOObjective(GroupObjective):
     name = "GRPO"
-    value_kind = "none"
-    plot_keys = RL_PLOT_KEYS
 
     def __init__(self, cfg: GRPOConfig):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.needs_reference = cfg.beta != 0  # beta 0: no reference pass (and no KL metric), as in TRL
-
-    def value_module(self) -> None:
-        return None
-
-    def rollout_indices(self, n_prompts: int, seed: int, it: int) -> np.ndarray:
-        # Prompt-major layout: rows [g*G, (g+1)*G) are the G samples of one prompt.
-        G = self.cfg.group_size
-        return np.repeat(prompt_batch(n_prompts, self.cfg.rollout_batch_size // G, seed, it), G)
 
     def prepare(self, loop: RLTrainer, r, scores, keep, old, ref_logp) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
@@ -72,12 +62,6 @@ class GRPOObjective:
             return {"kl": float("nan")}
         row_kl = (kl_estimate(data["old_logp"], data["ref_logp"], "k1") * mask).sum(1)[data["kept"]]
         return {"kl": float(row_kl.mean())}
-
-    def state(self) -> dict:
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        """GRPO keeps no state between iterations (no adaptive KL coefficient): nothing to restore."""
 
 
 def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: int = 0, *,

@@ -13,10 +13,9 @@ With `group_size: 1` it is plain REINFORCE++ (one sample per prompt).
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..config import ReinforcePPConfig
-from .rl_loop import RL_PLOT_KEYS, RLTrainer, prompt_batch
+from .group_objective import GroupObjective
+from .rl_loop import RLTrainer
 from .rl_math import (
     clipped_policy_loss,
     discounted_returns,
@@ -33,20 +32,9 @@ def group_baseline(scores, keep, group_size: int):
     return (s - mean).view(-1)
 
 
-class ReinforcePPObjective:
+class ReinforcePPObjective(GroupObjective):
     name = "REINFORCE++"
-    value_kind = "none"
-    plot_keys = RL_PLOT_KEYS
-
-    def __init__(self, cfg: ReinforcePPConfig):
-        self.cfg = cfg
-
-    def value_module(self) -> None:
-        return None
-
-    def rollout_indices(self, n_prompts: int, seed: int, it: int) -> np.ndarray:
-        G = self.cfg.group_size
-        return np.repeat(prompt_batch(n_prompts, self.cfg.rollout_batch_size // G, seed, it), G)
+    cfg: ReinforcePPConfig
 
     def prepare(self, loop: RLTrainer, r, scores, keep, old, ref_logp) -> dict:
         cfg = self.cfg
@@ -69,9 +57,3 @@ class ReinforcePPObjective:
     def end_iteration(self, loop: RLTrainer, data) -> dict[str, float]:
         row_kl = (data["kl"] * data["mask"]).sum(1)[data["kept"]]
         return {"kl": float(row_kl.mean()) if len(row_kl) else float("nan")}
-
-    def state(self) -> dict:
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        """REINFORCE++ keeps no state between iterations: nothing to restore."""

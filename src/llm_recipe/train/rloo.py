@@ -13,27 +13,15 @@ The loop (rollouts in groups, checks, evaluation, checkpoints) is `rl_loop.RLTra
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..config import RLOOConfig
-from .rl_loop import RL_PLOT_KEYS, RLTrainer, prompt_batch
+from .group_objective import GroupObjective
+from .rl_loop import RLTrainer
 from .rl_math import kl_estimate, leave_one_out_advantages, masked_mean, masked_sum, rloo_loss
 
 
-class RLOOObjective:
+class RLOOObjective(GroupObjective):
     name = "RLOO"
-    value_kind = "none"
-    plot_keys = RL_PLOT_KEYS
-
-    def __init__(self, cfg: RLOOConfig):
-        self.cfg = cfg
-
-    def value_module(self) -> None:
-        return None
-
-    def rollout_indices(self, n_prompts: int, seed: int, it: int) -> np.ndarray:
-        G = self.cfg.group_size
-        return np.repeat(prompt_batch(n_prompts, self.cfg.rollout_batch_size // G, seed, it), G)
+    cfg: RLOOConfig
 
     def prepare(self, loop: RLTrainer, r, scores, keep, old, ref_logp) -> dict:
         cfg = self.cfg
@@ -56,12 +44,6 @@ class RLOOObjective:
 
     def end_iteration(self, loop: RLTrainer, data) -> dict[str, float]:
         return {"kl": float(data["seq_kl"][data["kept"]].mean()) if data["kept"].any() else float("nan")}
-
-    def state(self) -> dict:
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        """RLOO keeps no state between iterations: nothing to restore."""
 
 
 def check_groups(trainer: RLTrainer, group_size: int, kind: str) -> None:
