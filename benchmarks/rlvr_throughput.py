@@ -56,7 +56,8 @@ def ours(model: str, steps: int) -> dict:
     tok, policy = load_tokenizer(model), load_causal_lm(model, "float32")
     prompts, answers = _data(tok)
     rewards = build_rewards([VerifierSource(kind="verifier", verifier="math_answer")])
-    s = RLSetup.build(policy, tok, rewards, prompts, [], train_columns={"answer": answers})
+    # beta 0: no reference copy in memory, as TRL keeps no reference model then
+    s = RLSetup.build(policy, tok, rewards, prompts, [], train_columns={"answer": answers}, reference=False)
     cfg = GRPOConfig(iterations=steps, rollout_batch_size=BATCH, minibatch_size=BATCH, epochs=1, group_size=GROUP,
                      beta=0.0, loss_type="dapo", lr=LR, warmup_steps=0, success_prefix=None, eval_prompts=1,
                      sampling=SamplingConfig(max_new_tokens=MAX_NEW, temperature=1.0),

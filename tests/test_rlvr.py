@@ -89,10 +89,12 @@ def test_rloo_learns_from_a_user_function_and_a_verifier(sft_dir, tmp_path, user
 
 def test_reinforce_pp_baseline_improves(sft_dir, tmp_path, user_rewards):
     rewards = build_rewards([FunctionSource(kind="function", function=f"{user_rewards}:explains")])
-    cfg = ReinforcePPConfig(**RL, iterations=10, lr=2e-3, group_size=4, baseline="group", kl_coef=0.01)
+    cfg = ReinforcePPConfig(**RL, iterations=10, lr=2e-3, group_size=4, baseline="group", kl_coef=0.01,
+                            dynamic_sampling="drop")
     res = run_rl("reinforce_pp", _setup(sft_dir, rewards, cfg), cfg, tmp_path / "rpp", seed=0, save=False)
     assert res.after["rewards/explains/mean"] > res.before["rewards/explains/mean"] + 0.3, (res.before, res.after)
     assert all(np.isfinite(h["kl"]) for h in res.history)
+    assert res.counts["zero_signal_groups"] > 0 and "resampled_groups" not in res.counts  # dropped, not replaced
 
 
 def test_columns_reach_functions_none_is_counted_and_truncation_masked(sft_dir, tmp_path, user_rewards):

@@ -97,10 +97,13 @@ class RLSetup:
     @classmethod
     def build(cls, policy, tokenizer, scorer, train_prompts: Sequence[str], eval_prompts: Sequence[str],
               chat_format: str | None = None, ref=None, lora: LoRAConfig | None = None,
-              train_columns: dict[str, list] | None = None, eval_columns: dict[str, list] | None = None) -> RLSetup:
+              train_columns: dict[str, list] | None = None, eval_columns: dict[str, list] | None = None,
+              reference: bool = True) -> RLSetup:
         """Render prompts with the policy's chat format. The reference is a frozen copy of the
         policy, or with `lora` the policy itself: LoRA adapters are added and trained, and the
-        reference log-probs are computed with the adapters disabled (no second copy in memory)."""
+        reference log-probs are computed with the adapters disabled (no second copy in memory).
+        `reference=False`: no copy (an objective that never reads it, GRPO with beta 0; the held-out
+        evaluation then reports no KL)."""
         if not train_prompts:
             raise ValueError("no training prompts for RL: nothing to roll out")
         fmt = resolve_chat_format(tokenizer, chat_format)
@@ -111,8 +114,9 @@ class RLSetup:
                 raise ValueError("with LoRA the reference is the policy with adapters disabled: pass no ref")
             policy = ref = with_lora(policy, lora)
         else:
-            ref = ref if ref is not None else copy.deepcopy(policy)
-            ref.eval().requires_grad_(False)
+            ref = ref if ref is not None else copy.deepcopy(policy) if reference else None
+            if ref is not None:
+                ref.eval().requires_grad_(False)
         return cls(policy, ref, tokenizer, scorer, list(train_prompts), list(eval_prompts),
                    chat_prompt_ids(tokenizer, fmt, list(train_prompts)),
                    chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], stops,
@@ -123,7 +127,8 @@ def reference_logprobs(s: RLSetup, r: Rollout, temperature: float) -> torch.Tens
     """Per-token log-probs [B, T] of the reference (no grad): the frozen copy, or with LoRA the
     policy with its adapters switched off, which computes exactly the untouched base model."""
     if s.ref is None:
-        raise RuntimeError("this RL setup's LoRA policy was merged into its weights: it has no reference any more")
+        raise RuntimeError("this RL setup has no reference (built with reference=False, or its LoRA policy was "
+                           "merged into its weights)")
     with torch.no_grad():
         if s.lora:
             with s.policy.disable_adapter():
@@ -191,8 +196,10 @@ def _evaluate(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
     temperature = cfg.sampling.temperature
     r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, cfg.sampling, stop_ids=s.stop_ids, seed=seed)
     logp = r.logp if r.logp is not None else token_logprobs(s.policy, r, temperature)["logp"]
-    ref_logp = reference_logprobs(s, r, temperature).to(logp.device)
-    kl = (kl_estimate(logp, ref_logp, "k1") * r.response_mask).sum(1)
+    kl = torch.full((len(r),), float("nan"))
+    if s.ref is not None:
+        ref_logp = reference_logprobs(s, r, temperature).to(logp.device)
+        kl = (kl_estimate(logp, ref_logp, "k1") * r.response_mask).sum(1)
     if cfg.eval_temperature is not None and cfg.eval_temperature != temperature:
         other = cfg.sampling.model_copy(update={"temperature": cfg.eval_temperature})
         r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, other, stop_ids=s.stop_ids, seed=seed)
