@@ -566,7 +566,8 @@ class EvalConfig(Section):
         None, description="a verifiable task whose test split every model answers (verifier accuracy); None: the "
         "task of the run's RL stage, if any")
     task_problems: int = Field(200, ge=1, description="test problems of the task answered (greedy), the first n")
-    task_samples: int = Field(0, ge=0, description="k > 0: also k samples per problem at temperature 1: pass@1, pass@k")
+    task_samples: int = Field(0, ge=0, description="k > 0: also k samples per problem: pass@1, pass@k")
+    task_temperature: float = Field(1.0, gt=0, description="temperature of the pass@k samples")
     task_max_new_tokens: int | None = Field(None, ge=1, description="answer length; None: the RL stage's")
     lm_harness: LMHarnessConfig | None = None
     compute: ComputeConfig = ComputeConfig()

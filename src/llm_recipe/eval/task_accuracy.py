@@ -5,7 +5,7 @@
         accuracy with a percentile bootstrap 95% interval over problems, by language, the share of
         answers written in the prompt's language (`rewards.text.text_language`) and in the asked
         form (`format.answer_last_line`); with `samples` = k > 0 also k answers per problem at
-        temperature 1: pass@1 and pass@k (the unbiased estimator of Chen et al. 2021)
+        `temperature`: pass@1 and pass@k (the unbiased estimator of Chen et al. 2021)
     paired_difference(a, b, n_boot, seed)
         mean of a - b over the same problems with its bootstrap 95% interval (resampling problems,
         so the interval is the paired one: the same problems answered by two models)
@@ -56,7 +56,7 @@ def _correct(task: Task, rows: list[dict], texts: Sequence[str]) -> list[float]:
 
 
 def task_report(model, tokenizer, task: Task, n: int, max_new_tokens: int, seed: int = 0, samples: int = 0,
-                n_boot: int = 1000, chat_format: str | None = None) -> dict:
+                n_boot: int = 1000, chat_format: str | None = None, temperature: float = 1.0) -> dict:
     rows = task.test[:n]
     if not rows:
         raise ValueError(f"task {task.name}: no test problems")
@@ -77,18 +77,18 @@ def task_report(model, tokenizer, task: Task, n: int, max_new_tokens: int, seed:
            "answers": [{"id": r.get("id"), "prompt": r["prompt"], "answer": t, "correct": o}
                        for r, t, o in zip(rows, texts, ok, strict=True)]}
     if samples:
-        out.update(_pass_at(model, tokenizer, task, rows, samples, max_new_tokens, seed, chat_format))
+        out.update(_pass_at(model, tokenizer, task, rows, samples, max_new_tokens, seed, chat_format, temperature))
     return out
 
 
 def _pass_at(model, tokenizer, task: Task, rows: list[dict], k: int, max_new_tokens: int, seed: int,
-             chat_format: str | None) -> dict:
-    sampling = SamplingConfig(temperature=1.0, max_new_tokens=max_new_tokens)
+             chat_format: str | None, temperature: float) -> dict:
+    sampling = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens)
     prompts = [r["prompt"] for r in rows for _ in range(k)]
     gens = generate_chat(model, tokenizer, prompts, sampling, seed, chat_format=chat_format)
     ok = np.asarray(_correct(task, [r for r in rows for _ in range(k)], [g.text for g in gens])).reshape(len(rows), k)
     c = ok.sum(1).astype(int)
-    return {"samples": k, "pass@1": float(np.mean([pass_at_k(k, int(x), 1) for x in c])),
+    return {"samples": k, "temperature": temperature, "pass@1": float(np.mean([pass_at_k(k, int(x), 1) for x in c])),
             f"pass@{k}": float(np.mean([pass_at_k(k, int(x), k) for x in c]))}
 
 

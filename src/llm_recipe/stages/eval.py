@@ -250,7 +250,7 @@ class _Evaluator:
     def _task_row(self, name: str, model, tok, fmt_name: str) -> dict:
         task, tokens = self.task
         rep = task_report(model, tok, task, self.ecfg.task_problems, tokens, self.cfg.seed, self.ecfg.task_samples,
-                          self.ecfg.bootstrap, chat_format=fmt_name)
+                          self.ecfg.bootstrap, chat_format=fmt_name, temperature=self.ecfg.task_temperature)
         row, self.task_answers[name], self.task_correct[name] = split_answers(rep)
         return row
 
