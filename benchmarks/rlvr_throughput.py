@@ -50,7 +50,7 @@ def ours(model: str, steps: int) -> dict:
     from llm_recipe.config.rewards import VerifierSource
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
     from llm_recipe.rewards.sources import build_rewards
-    from llm_recipe.train.rl_algorithms import run_rl
+    from llm_recipe.train.grpo import run_grpo
     from llm_recipe.train.rl_loop import RLSetup
 
     tok, policy = load_tokenizer(model), load_causal_lm(model, "float32")
@@ -64,7 +64,7 @@ def ours(model: str, steps: int) -> dict:
                      compute=ComputeConfig(mixed_precision="bf16", num_threads=THREADS))
     out = Path(os.environ["BENCH_WORK"]) / f"ours-{os.getpid()}"
     t0, c0 = time.perf_counter(), _cpu()
-    res = run_rl("grpo", s, cfg, out, seed=0, save=False)
+    res = run_grpo(s, cfg, out, seed=0, save=False)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
     tokens = sum(h["response_len"] * BATCH for h in res.history)
     return {"samples": BATCH * steps, "tokens": tokens, "wall_s": wall, "cpu_s": cpu}

@@ -22,7 +22,8 @@ from llm_recipe.config import (
 from llm_recipe.config.rewards import FunctionSource, VerifierSource
 from llm_recipe.rewards.sources import build_rewards
 from llm_recipe.stages.rl import style_prompts
-from llm_recipe.train.rl_algorithms import ALGORITHMS, run_rl
+from llm_recipe.train.grpo import run_grpo
+from llm_recipe.train.rl_algorithms import run_objective
 from llm_recipe.train.rl_loop import RLSetup
 
 PREFIX = "Let me explain."
@@ -63,9 +64,11 @@ def _setup(sft_dir, rewards, cfg, **kw) -> RLSetup:
 
 def test_registry_names_the_config_sections():
     from llm_recipe.config import RL_SECTIONS, RecipeConfig
+    from llm_recipe.recipe import BY_NAME
+    from llm_recipe.stages.rl import ALGORITHMS
 
     assert set(ALGORITHMS) == set(RL_SECTIONS) == {"ppo", "grpo", "rloo", "reinforce_pp"}
-    assert all(name in RecipeConfig.model_fields for name in RL_SECTIONS)
+    assert all(name in RecipeConfig.model_fields and name in BY_NAME for name in RL_SECTIONS)
 
 
 def test_rloo_learns_from_a_user_function_and_a_verifier(sft_dir, tmp_path, user_rewards):
@@ -74,7 +77,7 @@ def test_rloo_learns_from_a_user_function_and_a_verifier(sft_dir, tmp_path, user
                                             args={"pattern": r"\S{3,}.*\S{3,}"})])
     cfg = RLOOConfig(**RL, iterations=16, lr=2e-3, group_size=4, beta=0.02, dynamic_sampling="resample",
                      max_resample_rounds=1)
-    res = run_rl("rloo", _setup(sft_dir, rewards, cfg), cfg, tmp_path / "rloo", seed=0)
+    res = run_objective("rloo", _setup(sft_dir, rewards, cfg), cfg, tmp_path / "rloo", seed=0)
     assert res.before["rewards/explains/mean"] < 0.5
     # Measured (seed 0): explains 0.22 -> 0.94 on the 32 held-out prompts (greedy samples at T=1)
     assert res.after["rewards/explains/mean"] >= 0.8, (res.before, res.after)
@@ -91,7 +94,7 @@ def test_reinforce_pp_baseline_improves(sft_dir, tmp_path, user_rewards):
     rewards = build_rewards([FunctionSource(kind="function", function=f"{user_rewards}:explains")])
     cfg = ReinforcePPConfig(**RL, iterations=10, lr=2e-3, group_size=4, baseline="group", kl_coef=0.01,
                             dynamic_sampling="drop")
-    res = run_rl("reinforce_pp", _setup(sft_dir, rewards, cfg), cfg, tmp_path / "rpp", seed=0, save=False)
+    res = run_objective("reinforce_pp", _setup(sft_dir, rewards, cfg), cfg, tmp_path / "rpp", seed=0, save=False)
     assert res.after["rewards/explains/mean"] > res.before["rewards/explains/mean"] + 0.3, (res.before, res.after)
     assert all(np.isfinite(h["kl"]) for h in res.history)
     assert res.counts["zero_signal_groups"] > 0 and "resampled_groups" not in res.counts  # dropped, not replaced
@@ -101,7 +104,9 @@ def test_columns_reach_functions_none_is_counted_and_truncation_masked(sft_dir, 
     n = 8
     cols = {"answer": [None if i % 4 == 0 else str(i) for i in range(n)], "lang": ["en", "ja"] * (n // 2)}
     rewards = build_rewards([FunctionSource(kind="function", function=f"{user_rewards}:checks_columns")])
-    cfg = GRPOConfig(**{**RL, "eval_prompts": 2, "rollout_batch_size": 8, "minibatch_size": 8,
+    # 32 rows in groups of 4: every iteration draws all 8 prompts (without replacement), so the
+    # rows without an answer (prompts 0 and 4) and both languages are in every batch
+    cfg = GRPOConfig(**{**RL, "eval_prompts": 2, "rollout_batch_size": 32, "minibatch_size": 16,
                         "sampling": SamplingConfig(max_new_tokens=3)}, iterations=2, group_size=4,
                      mask_truncated=True)
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
@@ -109,7 +114,7 @@ def test_columns_reach_functions_none_is_counted_and_truncation_masked(sft_dir, 
     prompts = [f"question {i}?" for i in range(n)]
     s = RLSetup.build(load_causal_lm(sft_dir), load_tokenizer(sft_dir), rewards, prompts, prompts[:2],
                       train_columns=cols, eval_columns={k: v[:2] for k, v in cols.items()})
-    res = run_rl("grpo", s, cfg, tmp_path / "cols", seed=0, save=False)
+    res = run_grpo(s, cfg, tmp_path / "cols", seed=0, save=False)
     # rows of prompts 0 and 4 (answer None) have no reward: counted, never trained on
     assert res.counts["unscored"] > 0 and res.counts["dropped_groups"] > 0
     assert res.counts["truncated_masked"] > 0  # 3 tokens cut most answers: masked, counted
@@ -128,7 +133,7 @@ def test_rlvr_recipe_short_version(sft_dir, tmp_path):
     from llm_recipe.rewards.tasks import load_task
 
     out = tmp_path / "run"
-    short = ["--set", f"model.name_or_path={sft_dir}", "--set", "compute.mixed_precision=no",
+    short = ["--set", f"model.name_or_path={sft_dir}", "--set", "compute.mixed_precision='no'",
              "--set", "compute.num_threads=1", "--set", "grpo.iterations=2", "--set", "grpo.rollout_batch_size=8",
              "--set", "grpo.minibatch_size=8", "--set", "grpo.group_size=4", "--set", "grpo.eval_prompts=4",
              "--set", "grpo.sampling.max_new_tokens=8", "--set", "eval.task_problems=12",

@@ -60,6 +60,7 @@ from .stages import (
     GenerateConfig,
     GroupRLConfig,
     GRPOConfig,
+    HHConfig,
     LabelConfig,
     LMHarnessConfig,
     LoRAConfig,
@@ -79,6 +80,7 @@ from .stages import (
     SamplingConfig,
     SFTConfig,
     TokenizerConfig,
+    TrackingConfig,
     TrainConfig,
 )
 
@@ -107,6 +109,7 @@ __all__ = [
     "GenerateConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
+    "HHConfig",
     "HarmfulConfig",
     "HiraganaConfig",
     "LabelConfig",
@@ -146,6 +149,7 @@ __all__ = [
     "ShortLinesConfig",
     "StepConfig",
     "TokenizerConfig",
+    "TrackingConfig",
     "TrainConfig",
     "dump_config",
     "load_config",

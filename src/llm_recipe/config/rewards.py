@@ -49,7 +49,7 @@ class FunctionSource(_Source):
 
 class HTTPSource(_Source):
     kind: Literal["http"]
-    url: str
+    url: str = Field(description="the server's endpoint (POST, JSON batch in, {score_key: [...]} out)")
     timeout_s: float = Field(60.0, gt=0)
     retries: int = Field(3, ge=0, description="retries of a failed request (connection, timeout, 5xx)")
     label_key: str | None = Field("answer", description="dataset column sent as OpenRLHF's `labels`")
@@ -60,10 +60,11 @@ class HTTPSource(_Source):
 
 class RuleSource(_Source):
     kind: Literal["rule"]
-    rule: Literal["starts_with", "contains", "regex", "length", "bleu", "rouge1", "rouge2", "rougeL"]
-    value: str | None = None
-    min_chars: int | None = Field(None, ge=0)
-    max_chars: int | None = Field(None, ge=0)
+    rule: Literal["starts_with", "contains", "regex", "length", "bleu", "rouge1", "rouge2", "rougeL"] = Field(
+        description="a rule of the rule labeler (`preference.rules`)")
+    value: str | None = Field(None, description="the prefix / substring / pattern the rule looks for")
+    min_chars: int | None = Field(None, ge=0, description="rule 'length': fewest characters that score 1")
+    max_chars: int | None = Field(None, ge=0, description="rule 'length': most characters that score 1")
 
 
 RewardSourceConfig = Annotated[RMSource | VerifierSource | FunctionSource | HTTPSource | RuleSource,

@@ -9,6 +9,8 @@
     paired_difference(a, b, n_boot, seed)
         mean of a - b over the same problems with its bootstrap 95% interval (resampling problems,
         so the interval is the paired one: the same problems answered by two models)
+    run_task_spec(cfg) / run_task(cfg)
+        the task a recipe run is evaluated on (`eval.task`, else its RL section's) and the answer length
 
 Every answer is kept (`answers`), so a figure can be read back against the text it came from.
 """
@@ -92,12 +94,11 @@ def _pass_at(model, tokenizer, task: Task, rows: list[dict], k: int, max_new_tok
             f"pass@{k}": float(np.mean([pass_at_k(k, int(x), k) for x in c]))}
 
 
-def run_task(cfg) -> tuple[Task, int] | None:
+def run_task_spec(cfg) -> tuple[str, int] | None:
     """The verifiable task a recipe run trains on (`eval.task`, else the first RL section's `task`)
     and the answer length to evaluate it at (`eval.task_max_new_tokens`, else that section's
     sampling length); None when the run has none."""
     from ..config import RL_SECTIONS
-    from ..rewards.tasks import load_task
 
     ecfg = cfg.eval
     sections = [s for s in (getattr(cfg, k) for k in RL_SECTIONS) if s is not None and s.task]
@@ -107,7 +108,15 @@ def run_task(cfg) -> tuple[Task, int] | None:
     tokens = ecfg.task_max_new_tokens if ecfg is not None and ecfg.task_max_new_tokens else None
     if tokens is None:
         tokens = sections[0].sampling.max_new_tokens if sections else 64
-    return load_task(spec), tokens
+    return spec, tokens
+
+
+def run_task(cfg) -> tuple[Task, int] | None:
+    """`run_task_spec`'s task loaded, with its answer length; None when the run has none."""
+    from ..rewards.tasks import load_task
+
+    found = run_task_spec(cfg)
+    return None if found is None else (load_task(found[0]), found[1])
 
 
 def split_answers(report: dict) -> tuple[dict, list[dict], list[float]]:

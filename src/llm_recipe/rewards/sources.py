@@ -2,9 +2,12 @@
 and `prefs label` all score with a `Rewards` built from a `rewards:` list (`config.rewards`).
 
     build_rewards(sources, rm_dir=None, dtype=..., device=...)   -> Rewards
-    legacy_sources(reward_models, rules, rm_dir)                 the sources a section without
-                                                                 `rewards:` means (its reward models,
-                                                                 else the recipe's, else its rules)
+    legacy_sources(refs, rules)                                  the sources a section without
+                                                                 `rewards:` means (the reward models
+                                                                 it is given, else its rules)
+    source_files(sources) / source_models(sources, rm_dir)       the files of `file.py:function` sources
+                                                                 and the reward models the sources load
+                                                                 (what a run key hashes)
     Rewards.score(prompts, completions, columns=None, completion_ids=None) -> float array
         the weighted sum over the sources that rewarded each completion; NaN where none did
         (a completion with no reward: the consumer counts it and leaves it out)
@@ -186,16 +189,26 @@ def label_rewards(lc, compute, rm_dir: str | os.PathLike | None = None) -> Rewar
     return build_rewards(lc.rewards, rm_dir, dtype=compute.dtype, device=compute_device(compute))
 
 
-def legacy_sources(reward_models: Sequence | None, rules: Sequence, rm_dir: str | os.PathLike | None) -> list:
-    """What a section without `rewards:` means: its reward models, else the recipe's, else its rules."""
-    if reward_models:
-        return [RMSource(kind="rm", path=str(r.path), weight=r.weight) for r in reward_models]
-    if rm_dir is not None:
-        return [RMSource(kind="rm", path=str(rm_dir))]
+def legacy_sources(refs: Sequence, rules: Sequence) -> list:
+    """What a section without `rewards:` means: the reward models it is given (`RunContext.reward_model_refs`:
+    --rm, its reward_models, the run's reward model), else its rules."""
+    if refs:
+        return [RMSource(kind="rm", path=str(r.path), weight=r.weight) for r in refs]
     return [RuleSource(kind="rule", rule=r.kind, value=r.value, min_chars=r.min_chars, max_chars=r.max_chars,
                        weight=r.weight, name=f"rule:{r.kind}:{i}" if len(rules) > 1 else None)
             for i, r in enumerate(rules)]
 
 
+def source_files(sources: Sequence) -> list[str]:
+    """The Python files of `file.py:function` sources (a changed reward function is another run)."""
+    files = [s.function.rpartition(":")[0] for s in sources if s.kind == "function"]
+    return [f for f in files if f.endswith(".py") or "/" in f]
+
+
+def source_models(sources: Sequence, rm_dir: str | os.PathLike | None) -> list[str]:
+    """The reward models the `{kind: rm}` sources load (a source without a path: `rm_dir`)."""
+    return [str(s.path or rm_dir) for s in sources if s.kind == "rm" and (s.path or rm_dir)]
+
+
 __all__ = ["RewardBatch", "RewardFunctionError", "Rewards", "Source", "build_rewards", "check_rewards",
-           "legacy_sources"]
+           "legacy_sources", "source_files", "source_models"]

@@ -9,6 +9,7 @@
                                  record is an error naming its line (a task is curated data)
     rl_prompt_split(...)         RL prompts and their columns: a task's, or prompt files' (as
                                  `preference.candidates.read_prompts` reads them, bad lines counted)
+    task_files(spec)             the data files of a task (what a run key hashes), [] for None
     columns_of(rows)             {column: [value per row]} (what reward functions get as keyword
                                  arguments), the prompt left out
 
@@ -57,6 +58,14 @@ def task_folder(spec: str | os.PathLike) -> Path:
         return TASKS_DIR / str(spec)
     raise FileNotFoundError(f"task {spec}: not a bundled task ({', '.join(bundled_tasks()) or 'none'}) "
                             "nor a folder with train.jsonl and test.jsonl")
+
+
+def task_files(spec: str | os.PathLike | None) -> list[Path]:
+    """The files of task `spec` that decide its data (a run keyed on them reruns when they change)."""
+    if not spec:
+        return []
+    folder = task_folder(spec)
+    return [folder / f for f in ("train.jsonl", "test.jsonl", "task.json") if (folder / f).is_file()]
 
 
 def prompt_rows(files: Sequence[str | os.PathLike], what: str = "prompts") -> list[dict]:

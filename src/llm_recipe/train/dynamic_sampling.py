@@ -11,8 +11,9 @@ shrinks the gradient of the groups that do. `dynamic_sampling`:
              round keep their uninformative group, masked as in `drop`.
 
 Counted in the run's counts: `zero_signal_groups` (found), `resampled_groups` (replaced). The
-fresh prompts of round k of iteration `it` are a pure function of (seed, it, k), and the sampling
-seed of (seed, it, k, rank), so a resumed run resamples exactly what the uninterrupted one did.
+fresh prompts and the sampling seed of round k of iteration `it` on process `rank` are pure functions
+of (seed, it, k, rank) (seed streams `rl_resample_prompts`, `rl_resample_sampling`), so a resumed run
+resamples exactly what the uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ..models.placement import autocast
+from ..seeds import seed_for
 from .rollout import Rollout, concat_rollouts, generate, rows_of
 
 
@@ -85,10 +87,10 @@ def _fill(r, scores, keep, bad, spare, G, tokenizer):
 def _sample_groups(loop, n_groups: int, it: int, k: int):
     """`n_groups` groups of fresh prompts (round k of iteration `it`), scored; None if unusable."""
     s, cfg, G = loop.s, loop.cfg, loop.cfg.group_size
-    rng = np.random.default_rng([loop.seed, it, k, loop.rank])
+    rng = np.random.default_rng(seed_for("rl_resample_prompts", loop.seed, it, k, loop.rank))
     idx = np.repeat(rng.choice(len(s.train_ids), size=n_groups, replace=n_groups > len(s.train_ids)), G)
     policy = loop.accelerator.unwrap_model(loop.model).policy
-    seed = int(np.random.SeedSequence([loop.seed, it, k, loop.rank]).generate_state(1)[0])
+    seed = seed_for("rl_resample_sampling", loop.seed, it, k, loop.rank)
     with autocast(cfg.compute, loop.accelerator.device):
         fr = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
                       cfg.sampling, stop_ids=s.stop_ids, seed=seed)
