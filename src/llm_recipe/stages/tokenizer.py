@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import PretrainConfig, RecipeConfig
-from ..data.token_shards import tokenizer_sha256
+from ..data.token_shards import TokenShards, tokenizer_sha256
 from ..files import write_complete
 from ..models.loading import load_tokenizer
 from ..tokenizer.extend import extend_and_save
@@ -18,7 +18,6 @@ from ..tokenizer.train import train_and_save
 from ..train.pretrain import usable_documents
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
-from .tokens import shards_tokenizer
 
 
 def key(ctx: RunContext) -> dict:
@@ -46,6 +45,20 @@ def run(ctx: RunContext) -> Artifacts:
         return {"tokenizer": str(shards_tokenizer(cfg.pretrain.token_data).name_or_path)}
     distributed.on_main(_train, cfg, files, tok_dir)  # trained once, on the main process
     return {"tokenizer": str(tok_dir)}
+
+
+def shards_tokenizer(token_data: Path):
+    """Pretraining a preset model on given shards: their tokenizer, from the folder their headers name."""
+    from transformers import AutoTokenizer
+
+    shards = TokenShards(token_data)
+    where = Path(shards.meta.get("tokenizer") or "")
+    if not (where / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{shards.headers[0]}: its tokenizer {str(where)!r} is not a tokenizer folder here; "
+                                "set model.name_or_path to a model with that tokenizer")
+    tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
+    shards.require_tokenizer(tok)
+    return tok
 
 
 def load(ctx: RunContext):

@@ -6,8 +6,6 @@
                                                    process; resumes by shard; tokenized again when the
                                                    corpus or the tokenizer changed); else None (the
                                                    pretrain stage tokenizes its documents itself)
-    shards_tokenizer(token_data)                   the tokenizer a shard folder was written with (its
-                                                   headers name the folder; checked by sha256)
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import RecipeConfig
-from ..data.token_shards import TokenShards
 from ..data.tokenize import tokenize_corpus
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
@@ -62,20 +59,6 @@ def _tokenize(cfg: RecipeConfig, files: list[Path], tokenizer, out: Path) -> Pat
     console.log(f"tokenize: {total.get('tokens', 0):,} tokens in {len(stats['outputs'])} shards "
                 f"({total.get('tokens_per_char')} tokens per character) -> {token_dir}")
     return token_dir
-
-
-def shards_tokenizer(token_data: Path):
-    """Pretraining a preset model on given shards: their tokenizer, from the folder their headers name."""
-    from transformers import AutoTokenizer
-
-    shards = TokenShards(token_data)
-    where = Path(shards.meta.get("tokenizer") or "")
-    if not (where / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{shards.headers[0]}: its tokenizer {str(where)!r} is not a tokenizer folder here; "
-                                "set model.name_or_path to a model with that tokenizer")
-    tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
-    shards.require_tokenizer(tok)
-    return tok
 
 
 STAGE = Stage("tokens", run, key, needs_tokens)

@@ -11,12 +11,11 @@ tokens. The loop (rollout, reward checks, evaluation, checkpoints) is `rl_loop.R
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from ..config import GRPOConfig
-from .group_objective import GroupObjective
+from .group_objective import GroupObjective, run_group
 from .rl_loop import RLResult, RLSetup, RLTrainer
 from .rl_math import group_advantages, grpo_loss, kl_estimate, masked_mean
 
@@ -66,14 +65,5 @@ class GRPOObjective(GroupObjective):
 
 def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: int = 0, *,
              full_config=None, save: bool = True, callbacks=()) -> RLResult:
-    G = cfg.group_size
-    if cfg.rollout_batch_size % G:
-        raise ValueError(f"grpo.rollout_batch_size ({cfg.rollout_batch_size}) must be a multiple of "
-                         f"grpo.group_size ({G})")
-    torch.manual_seed(seed)
-    trainer = RLTrainer(s, GRPOObjective(cfg), cfg, Path(output_dir), seed, full_config=full_config,
-                        callbacks=callbacks)
-    if trainer.rows % G:
-        raise ValueError(f"grpo: each of the {trainer.world} processes samples {trainer.rows} responses, "
-                         f"not a multiple of group_size {G} (groups must stay whole)")
-    return trainer.fit(save)
+    return run_group("grpo", GRPOObjective(cfg), s, cfg, output_dir, seed, full_config=full_config, save=save,
+                     callbacks=callbacks)

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
-
-import torch
 
 from ..config import RLConfig
+from .group_objective import run_group
 from .reinforce_pp import ReinforcePPObjective
-from .rl_loop import RLResult, RLSetup, RLTrainer
-from .rloo import RLOOObjective, check_groups
+from .rl_loop import RLResult, RLSetup
+from .rloo import RLOOObjective
 
 OBJECTIVES: dict[str, Callable] = {"rloo": RLOOObjective, "reinforce_pp": ReinforcePPObjective}
 
@@ -29,12 +27,5 @@ OBJECTIVES: dict[str, Callable] = {"rloo": RLOOObjective, "reinforce_pp": Reinfo
 def run_objective(name: str, s: RLSetup, cfg: RLConfig, output_dir: str | os.PathLike, seed: int = 0, *,
                   full_config=None, save: bool = True, callbacks=()) -> RLResult:
     """Train `s.policy` with algorithm `name` of `OBJECTIVES` (resuming from the run's latest checkpoint)."""
-    group = cfg.group_size
-    if cfg.rollout_batch_size % group:
-        raise ValueError(f"{name}.rollout_batch_size ({cfg.rollout_batch_size}) must be a multiple of "
-                         f"{name}.group_size ({group})")
-    torch.manual_seed(seed)
-    trainer = RLTrainer(s, OBJECTIVES[name](cfg), cfg, Path(output_dir), seed, full_config=full_config,
-                        callbacks=callbacks)
-    check_groups(trainer, group, name)
-    return trainer.fit(save)
+    return run_group(name, OBJECTIVES[name](cfg), s, cfg, output_dir, seed, full_config=full_config, save=save,
+                     callbacks=callbacks)

@@ -45,8 +45,3 @@ class RLOOObjective(GroupObjective):
     def end_iteration(self, loop: RLTrainer, data) -> dict[str, float]:
         return {"kl": float(data["seq_kl"][data["kept"]].mean()) if data["kept"].any() else float("nan")}
 
-
-def check_groups(trainer: RLTrainer, group_size: int, kind: str) -> None:
-    if trainer.rows % group_size:
-        raise ValueError(f"{kind}: each of the {trainer.world} processes samples {trainer.rows} responses, "
-                         f"not a multiple of group_size {group_size} (groups must stay whole)")
