@@ -8,6 +8,9 @@
     python scripts/readme_figures.py runs/demo --hh runs/hh/seed-0 runs/hh/seed-1 --write README.md
         also the helpful-harmless block from the HH runs (`benchmarks/hh_recipe.py`), one row per
         seed and model, with the 95% intervals and the spread over seeds
+    python scripts/readme_figures.py --rlvr runs/rlvr-seed0 runs/rlvr-seed1 --write README.md
+        only the block of the SmolLM2 RLVR recipe (`recipes/smollm2_rlvr.yaml`), one row per
+        training seed, from each run's eval/report.json, summary.json and metrics
 
 Every figure is read from the run's own files (summary.json, eval/report.json, run.json), so the
 README says what this commit's demo produced, with the commit and the command that made it. In
@@ -135,6 +138,8 @@ def hh_block(runs: list[Path]) -> str:
         lines += ["", f"DPO over {len(dpo_ref)} seeds: refusal {_pct(min(dpo_ref))}–{_pct(max(dpo_ref))}, "
                       f"over-refusal {_pct(min(dpo_over))}–{_pct(max(dpo_over))}."]
     return "\n".join(lines) + "\n"
+
+
 def _benchmark_block(script: str, results: Path) -> str:
     """A benchmark's figures from its results JSON, in the words the benchmark prints them."""
     import importlib
@@ -149,6 +154,40 @@ def _benchmark_block(script: str, results: Path) -> str:
 
 def cpt_ja_block(results: Path) -> str:
     return _benchmark_block("cpt_ja", results)
+
+
+def _rl_section(run: Path) -> str:
+    arts = _read(run / "summary.json")["artifacts"]
+    return next(k.removesuffix("_model") for k in ("grpo_model", "rloo_model", "reinforce_pp_model", "ppo_model")
+                if k in arts)
+
+
+def rlvr_block(runs: list[Path]) -> str:
+    """One row per run (training seed) of the RLVR recipe: held-out verifier accuracy before (the
+    released model) and after RL with the paired 95% interval, pass@1 / pass@k, the share of
+    answers in the prompt's language, and the RL stage's wall time."""
+    lines = ["| seed | task (held-out problems) | accuracy before → after | Δ [95% CI] | pass@1 before → after | "
+             "pass@k before → after | answer in prompt's language | format | RL stage |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        rep = _read(run / "eval" / "report.json")
+        algo = _rl_section(run)
+        b, a = rep["models"]["base"]["task"], rep["models"][algo]["task"]
+        seed = (yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("seed", 0)
+        k = a.get("samples")
+        d = a["vs_reference"]
+        pk = (f"{_pct(b['pass@1'])} → {_pct(a['pass@1'])} | {_pct(b[f'pass@{k}'])} → {_pct(a[f'pass@{k}'])} (k={k})"
+              if k else "— | —")
+        secs = _read(run / "summary.json")["seconds"].get(algo)
+        lines.append(f"| {seed} | {a['task']['name']} ({a['n']}) | {_pct(b['accuracy'])} → {_pct(a['accuracy'])} | "
+                     f"{100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] pts | {pk} | "
+                     f"{_pct(b['answer_in_prompt_language'])} → {_pct(a['answer_in_prompt_language'])} | "
+                     f"{_pct(b['answer_format'])} → {_pct(a['answer_format'])} | "
+                     f"{algo} {secs / 60:.1f} min |")
+    head = (f"Runs of `recipes/smollm2_rlvr.yaml` (commit `{_commit(runs[0])}`; written by "
+            f"`python scripts/readme_figures.py --rlvr {' '.join(str(r) for r in runs)} --write README.md`; "
+            "greedy answers, intervals paired over the same problems):\n\n")
+    return head + "\n".join(lines) + "\n"
 
 
 def replace_blocks(text: str, blocks: dict[str, str]) -> str:
@@ -166,6 +205,7 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="replace the blocks in this README")
     ap.add_argument("--ppo-seeds", type=int, nargs="*", default=[])
     ap.add_argument("--hh", type=Path, nargs="*", default=[], help="HH run folders (one per seed)")
+    ap.add_argument("--rlvr", type=Path, nargs="*", default=[], help="runs of recipes/smollm2_rlvr.yaml (seeds)")
     ap.add_argument("--cpt-ja", type=Path, help="results.json of benchmarks/cpt_ja.py (the cpt-ja block)")
     ap.add_argument("--pretrain-data", type=Path, help="--out JSON of benchmarks/pretrain_data.py (its block)")
     a = ap.parse_args()
@@ -175,6 +215,8 @@ def main() -> None:
         blocks = {"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}
     if a.hh:
         blocks["hh-eval"] = hh_block(a.hh)
+    if a.rlvr:
+        blocks["rlvr"] = rlvr_block(a.rlvr)
     if a.cpt_ja:
         blocks["cpt-ja"] = cpt_ja_block(a.cpt_ja)
     if a.pretrain_data:

@@ -72,3 +72,32 @@ def browser():
         b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def sft_dir(tokenizer_dir, tmp_path_factory):
+    """A micro SFT model whose short answers start with "Let me explain." 40% of the time: the style
+    exists but is rare, so RL on a reward for it has something to find (test_ppo, test_rlvr)."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from llm_recipe.config import ComputeConfig, SFTConfig
+    from llm_recipe.demo.style import single_turn_examples
+    from llm_recipe.models.presets import build_preset_model
+    from llm_recipe.train.sft import run_sft
+
+    out = tmp_path_factory.mktemp("rl_sft")
+    rng = random.Random(0)
+    recs = []
+    for p, a in single_turn_examples(1500, seed=1)[:500]:
+        a = a[:24].rsplit(" ", 1)[0] if len(a) > 24 else a
+        recs.append({"messages": [{"role": "user", "content": p},
+                                  {"role": "assistant", "content": ("Let me explain. " + a) if rng.random() < 0.4 else a}]})
+    data = out / "sft.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cfg = SFTConfig(data=[data], max_steps=150, lr=3e-3, batch_size=16, eval_every=1000, warmup_steps=10,
+                    max_length=64, compute=ComputeConfig(num_threads=1))
+    return run_sft(init=build_preset_model("micro", tok, seed=0), tokenizer=tok, cfg=cfg,
+                   output_dir=out / "sft", seed=0, resume=False).model_dir

@@ -100,3 +100,33 @@ def test_stage_bon_and_cli(models, tmp_path):
     assert json.loads((tmp_path / "cli" / "best_of_n" / "report.json").read_text())["prompts"] == 1
     res = CliRunner().invoke(app, ["bon", "-m", str(pol_dir), "--rm", str(tmp_path / "nope"), "-p", "x"])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_stage_bon_with_reward_sources_on_a_task(models, tmp_path):
+    """bon.rewards + bon.task: the task's held-out problems with their columns, scored by a verifier
+    and the reward model together; the best answer is the argmax of the recomputed sum."""
+    from llm_recipe.config import RecipeConfig
+    from llm_recipe.config.rewards import RMSource, VerifierSource
+    from llm_recipe.rewards.sources import build_rewards
+    from llm_recipe.rewards.tasks import load_task
+
+    pol_dir, rm_dir = models
+    sources = [VerifierSource(kind="verifier", verifier="math_answer"),
+               VerifierSource(kind="verifier", verifier="answer_last_line", weight=0.5), RMSource(kind="rm", weight=0.1)]
+    cfg = RecipeConfig(seed=0, rm=rm_config().rm, bon=BoNConfig(n=3, n_prompts=4, task="arith-v1", rewards=sources,
+                                                                sampling=SamplingConfig(max_new_tokens=8, top_k=20)))
+    from run_helpers import call_stage
+
+    path = Path(call_stage(bon_stage.STAGE, cfg, tmp_path / "stage", sft_model=pol_dir,
+                           reward_model=rm_dir)["best_of_n_report"])
+    rep = json.loads(path.read_text())
+    assert rep["reward_models"] == ["math_answer", "answer_last_line", "rm"] and rep["prompts"] == 4
+    items = [json.loads(x) for x in (tmp_path / "stage" / "best_of_n" / "samples.jsonl").read_text().splitlines()]
+    test = load_task("arith-v1").test[:4]
+    assert [it["prompt"] for it in items] == [t["prompt"] for t in test]
+    rewards = build_rewards(sources, rm_dir)
+    for it, t in zip(items, test, strict=True):
+        texts = [s["text"] for s in it["samples"]]
+        fresh = rewards.score([it["prompt"]] * 3, texts, columns={"answer": [t["answer"]] * 3})
+        np.testing.assert_allclose(fresh, [s["reward"] for s in it["samples"]], atol=1e-4)
+        assert it["best_index"] == int(np.argmax(fresh))

@@ -41,14 +41,14 @@ def setup(tokenizer, tmp_path_factory):
                 completions=completions, out=tmp_path_factory.mktemp("trl_grpo"))
 
 
-def _trl_trainer(model, tokenizer, out, loss_type: str, beta: float):
+def _trl_trainer(model, tokenizer, out, loss_type: str, beta: float, importance: str = "token"):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     args = GRPOConfig(output_dir=str(out), beta=beta, loss_type=loss_type, num_generations=G,
                       per_device_train_batch_size=G, max_completion_length=T, report_to="none",
                       epsilon=0.2, temperature=1.0, use_cpu=True, logging_steps=1,
-                      bf16=False, use_bias_correction_kl=True)
+                      bf16=False, use_bias_correction_kl=True, importance_sampling_level=importance)
     ds = Dataset.from_dict({"prompt": ["a", "b"] * 4})
     trainer = GRPOTrainer(model=model, reward_funcs=lambda completions, **kw: [0.0] * len(completions),
                           args=args, train_dataset=ds, processing_class=tokenizer)
@@ -56,11 +56,15 @@ def _trl_trainer(model, tokenizer, out, loss_type: str, beta: float):
     return trainer
 
 
-@pytest.mark.parametrize("loss_type,beta", [("grpo", 0.04), ("bnpo", 0.0), ("dr_grpo", 0.1), ("dapo", 0.04)])
-def test_grpo_loss_equals_trl(setup, tokenizer, loss_type, beta):
+@pytest.mark.parametrize("loss_type,beta,importance", [("grpo", 0.04, "token"), ("bnpo", 0.0, "token"),
+                                                       ("dr_grpo", 0.1, "token"), ("dapo", 0.04, "token"),
+                                                       ("grpo", 0.04, "sequence"), ("dapo", 0.0, "sequence")])
+def test_grpo_loss_equals_trl(setup, tokenizer, loss_type, beta, importance):
+    """... and GSPO (importance_sampling 'sequence': one ratio per completion) equals TRL's
+    `importance_sampling_level='sequence'`."""
     s = setup
     adv = group_advantages(s["rewards"], G)
-    trainer = _trl_trainer(s["model"], tokenizer, s["out"] / loss_type, loss_type, beta)
+    trainer = _trl_trainer(s["model"], tokenizer, s["out"] / f"{loss_type}-{importance}", loss_type, beta, importance)
     model = trainer.model
     model.train()
     inputs = {"prompt_ids": s["prompts"], "prompt_mask": torch.ones_like(s["prompts"]),
@@ -72,12 +76,17 @@ def test_grpo_loss_equals_trl(setup, tokenizer, loss_type, beta):
 
     logp = token_logprobs(model, s["r"])["logp"]
     ours, stats = grpo_loss(logp, s["old"], s["ref"] if beta else None, adv, s["r"].response_mask, beta=beta,
-                            loss_type=loss_type, max_completion_length=T)
+                            loss_type=loss_type, max_completion_length=T, importance_sampling=importance)
     our_grads = torch.autograd.grad(ours, [p for p in model.parameters() if p.requires_grad])
     assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-5, abs=1e-7)
     for a, b in zip(our_grads, trl_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    assert 0 < stats["clipfrac"].item() < 1  # the clipping was exercised
+    if importance == "token":
+        assert 0 < stats["clipfrac"].item() < 1  # the clipping was exercised
+    else:  # one ratio per sequence: not the token-level loss
+        token, _ = grpo_loss(logp, s["old"], s["ref"] if beta else None, adv, s["r"].response_mask, beta=beta,
+                             loss_type=loss_type, max_completion_length=T)
+        assert abs(token.item() - ours.item()) > 1e-4
 
 
 def test_group_advantages_match_trl_formula(setup):

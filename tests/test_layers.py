@@ -3,7 +3,7 @@ inside functions too: a lazy import is still a dependency).
 
     foundation   files, console, splits, provenance, distributed, config, cell_literals, web_records < record_sources
                  (import only each other, downward)
-    components   tokenizer < models < data, infer < preference < train < eval; report
+    components   tokenizer < models < data, infer < preference < rewards < train < eval; report
     demo, ship   generators of bundled data; export / push of models   may import components
     stages       read config -> call components -> write          may import demo, ship, components
     recipe, annotate, api, cli_ship, cli  sequence the stages / the annotation web app / the Python
@@ -30,11 +30,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "llm_recipe"
 RANKS = {
     "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "web_records": 0.5,
     "record_sources": 1, "seeds": 0, "run_keys": 2,
-    "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "train": 6, "eval": 7,
-    "demo": 8, "ship": 8, "stages": 9, "recipe": 10, "annotate": 10, "api": 11, "cli_ship": 11, "cli": 12,
+    "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "rewards": 5.5, "train": 6,
+    "eval": 7, "demo": 8, "ship": 8, "stages": 9, "recipe": 10, "annotate": 10, "api": 11, "cli_ship": 11, "cli": 12,
     "__main__": 13, "__init__": 0, "cell_literals": 0,
 }
-COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "train", "eval", "report")
+COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "rewards", "train", "eval", "report")
 
 
 def module_name(path: Path, src: Path = SRC) -> str:

@@ -8,14 +8,13 @@ The SFT model is trained here (module fixture) on short answers of which 40% sta
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pytest
 import torch
 from scorers import LengthScorer, StartsWithScorer
 
-from llm_recipe.config import ComputeConfig, GRPOConfig, PPOConfig, SamplingConfig, SFTConfig
+from llm_recipe.config import ComputeConfig, GRPOConfig, PPOConfig, SamplingConfig
 from llm_recipe.stages.rl import style_prompts
 from llm_recipe.train.ppo import run_ppo
 from llm_recipe.train.rl_loop import RLSetup, RLStabilityError
@@ -34,30 +33,6 @@ def _restore_threads():
     n = torch.get_num_threads()  # runs set the process-wide thread count: give it back
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def sft_dir(tokenizer_dir, tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    from llm_recipe.demo.style import single_turn_examples
-    from llm_recipe.models.presets import build_preset_model
-    from llm_recipe.train.sft import run_sft
-
-    out = tmp_path_factory.mktemp("rl_sft")
-    rng = random.Random(0)
-    recs = []
-    for p, a in single_turn_examples(1500, seed=1)[:500]:
-        a = a[:24].rsplit(" ", 1)[0] if len(a) > 24 else a
-        recs.append({"messages": [{"role": "user", "content": p},
-                                  {"role": "assistant", "content": (PREFIX + " " + a) if rng.random() < 0.4 else a}]})
-    data = out / "sft.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = SFTConfig(data=[data], max_steps=150, lr=3e-3, batch_size=16, eval_every=1000, warmup_steps=10,
-                    max_length=64, compute=ComputeConfig(num_threads=1))
-    return run_sft(init=build_preset_model("micro", tok, seed=0), tokenizer=tok, cfg=cfg,
-                   output_dir=out / "sft", seed=0, resume=False).model_dir
 
 
 def _setup(sft_dir, scorer, cfg) -> RLSetup:

@@ -81,7 +81,8 @@ def test_streams_drawn_together_never_share_a_seed_and_all_are_stable():
     """Streams one stage draws from together (the RM's style and fluency pairs and the RL prompts;
     an RL run's held-out sampling, minibatch order and rollouts; an online-DPO round's sampling and
     its DPO) get different seeds for every run seed and index; every stream is deterministic."""
-    groups = [("style_pairs", "fluency_pairs", "bundled_prompts"), ("rl_heldout", "rl_minibatches", "rl_rollouts"),
+    groups = [("style_pairs", "fluency_pairs", "bundled_prompts"),
+              ("rl_heldout", "rl_minibatches", "rl_rollouts", "rl_resample_prompts", "rl_resample_sampling"),
               ("online_dpo_sampling", "online_dpo_round"), ("mixing_plan", "mixing_order"),
               ("constitutional_principles", "constitutional_judge")]
     for seed in range(40):

@@ -21,6 +21,8 @@ from .config import (
     PPOConfig,
     PretrainConfig,
     RecipeConfig,
+    ReinforcePPConfig,
+    RLOOConfig,
     RMConfig,
     SFTConfig,
     load_config,
@@ -94,6 +96,8 @@ OdpoLr, OdpoSteps, _, OdpoBatch, _ = _hyper_options(OnlineDPOConfig, "dpo")
 RmLr, RmSteps, RmEpochs, RmBatch, _ = _hyper_options(RMConfig, "rm")
 PpoLr, PpoIters, _, _, _ = _hyper_options(PPOConfig, "ppo")
 GrpoLr, GrpoIters, _, _, _ = _hyper_options(GRPOConfig, "grpo")
+RlooLr, RlooIters, _, _, _ = _hyper_options(RLOOConfig, "rloo")
+RppLr, RppIters, _, _, _ = _hyper_options(ReinforcePPConfig, "reinforce_pp")
 
 
 def echo(msg: str = "") -> None:
@@ -678,12 +682,12 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
 
 
 def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output_dir) -> None:
-    from .config import GRPOConfig, PPOConfig
+    from .config import RL_SECTIONS
     from .files import read_json
     from .train.rl_loop import RLStabilityError
 
     cfg = resolve(config, set_, seed, output_dir)
-    section = getattr(cfg, kind) or (PPOConfig() if kind == "ppo" else GRPOConfig())
+    section = getattr(cfg, kind) or RL_SECTIONS[kind]()
     cfg = cfg.model_copy(update={kind: section})
     try:
         model_dir = _run_stage(_context(cfg, model=model, rm=[rm] if rm else None), kind)[f"{kind}_model"]
@@ -719,6 +723,26 @@ def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None,
     """GRPO (group-relative advantages, no value model); writes OUTPUT_DIR/grpo."""
     _rl("grpo", model, rm, config, _hyper_set(set_, "grpo", lr=lr, iterations=iterations, report_to=report_to,
                                               resume=fresh and "fresh"), seed, output_dir)
+
+
+@app.command()
+@friendly_errors
+def rloo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
+         seed: SeedOpt = None, output_dir: OutOpt = None, lr: RlooLr = None, iterations: RlooIters = None,
+         report_to: ReportTo = None, fresh: Fresh = False) -> None:
+    """RLOO (leave-one-out baseline, TRL's RLOOTrainer loss); writes OUTPUT_DIR/rloo."""
+    _rl("rloo", model, rm, config, _hyper_set(set_, "rloo", lr=lr, iterations=iterations, report_to=report_to,
+                                              resume=fresh and "fresh"), seed, output_dir)
+
+
+@app.command("reinforce-pp")
+@friendly_errors
+def reinforce_pp(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None, set_: SetOpt = None,
+                 seed: SeedOpt = None, output_dir: OutOpt = None, lr: RppLr = None, iterations: RppIters = None,
+                 report_to: ReportTo = None, fresh: Fresh = False) -> None:
+    """REINFORCE++ (reinforce_pp.baseline=group: REINFORCE++-baseline); writes OUTPUT_DIR/reinforce_pp."""
+    _rl("reinforce_pp", model, rm, config, _hyper_set(set_, "reinforce_pp", lr=lr, iterations=iterations,
+                                                      report_to=report_to, resume=fresh and "fresh"), seed, output_dir)
 
 
 @app.command(help="DPO and its variants (dpo.loss_type; `llm-recipe config schema dpo.loss_type` lists them) from an SFT model; "

@@ -3,8 +3,8 @@ the stages a single command needs (`run_stages`).
 
 `STAGES` is the recipe's order: import (a GGUF `model.name_or_path`), then corpus (curated when the
 recipe has a `curate:` section) -> tokenizer -> tokens -> pretrain -> sample when it pretrains, then sft ->
-constitutional -> rm -> bon -> dpo -> online_dpo -> ppo -> grpo -> eval, each only when the recipe
-has its section, and last the run's report.html. Every stage is `run(ctx) -> Artifacts`, called
+constitutional -> rm -> bon -> dpo -> online_dpo -> ppo -> grpo -> rloo -> reinforce_pp -> eval, each
+only when the recipe has its section, and last the run's report.html. Every stage is `run(ctx) -> Artifacts`, called
 through `stages.contract.run_stage` (one lock, one completion marker keyed by settings and inputs);
 the model each starts from is `RunContext.start_model`'s one rule. Re-running an interrupted recipe
 continues where it stopped: finished stages are reused, training stages resume from their checkpoint.
@@ -40,7 +40,7 @@ from .stages.contract import Stage, run_stage
 
 STAGES: list[Stage] = [model_import.STAGE, corpus.STAGE, tokenizer.STAGE, tokens.STAGE, pretrain.STAGE, pretrain.SAMPLE,
                        sft.STAGE, prefs.CONSTITUTIONAL, reward.STAGE, bon.STAGE, dpo.STAGE, online_dpo.STAGE,
-                       rl.PPO, rl.GRPO, eval.STAGE]
+                       rl.PPO, rl.GRPO, rl.RLOO, rl.REINFORCE_PP, eval.STAGE]
 BY_NAME = {s.name: s for s in STAGES}
 # what a single command runs before its stage: the corpus and tokenizer for pretraining
 NEEDS = {"tokenizer": ("corpus",), "tokens": ("corpus", "tokenizer"), "pretrain": ("corpus", "tokenizer", "tokens"),

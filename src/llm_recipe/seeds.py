@@ -45,6 +45,10 @@ STREAMS: dict[str, tuple[Callable[..., int], str]] = {
     "rl_minibatches": (lambda s, it: s * 7 + it, "RL: the minibatch order of iteration it"),
     "rl_rollouts": (lambda s, it, world, rank: (s * 1_000_003 + it) * world + rank,
                     "RL: rollouts of iteration it on process rank of world"),
+    "rl_resample_prompts": (lambda s, it, k, rank: derive(s, 1, it, k, rank),
+                            "RL, DAPO dynamic sampling: the fresh prompts of resampling round k of iteration it"),
+    "rl_resample_sampling": (lambda s, it, k, rank: derive(s, 2, it, k, rank),
+                             "RL, DAPO dynamic sampling: the sampling of resampling round k of iteration it"),
 }
 
 

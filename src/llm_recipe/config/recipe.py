@@ -30,6 +30,8 @@ from .stages import (
     PPOConfig,
     PrefsConfig,
     PretrainConfig,
+    ReinforcePPConfig,
+    RLOOConfig,
     RMConfig,
     SampleCorpusConfig,
     SFTConfig,
@@ -38,10 +40,10 @@ from .stages import (
 )
 
 # the training sections: each takes the recipe's `tracking:` block (project, run name) as its default
-TRAINING_STAGES = ("pretrain", "sft", "rm", "ppo", "grpo", "dpo", "online_dpo")
+TRAINING_STAGES = ("pretrain", "sft", "rm", "ppo", "grpo", "dpo", "online_dpo", "rloo", "reinforce_pp")
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
 COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
-                  "online_dpo", "eval", "hh")
+                  "online_dpo", "eval", "hh", "rloo", "reinforce_pp")
 
 
 class RecipeConfig(Section):
@@ -66,6 +68,9 @@ class RecipeConfig(Section):
     bon: BoNConfig | None = None
     ppo: PPOConfig | None = Field(None, description="PPO against the reward model (None: not run)")
     grpo: GRPOConfig | None = Field(None, description="GRPO against the reward model or rules (None: not run)")
+    rloo: RLOOConfig | None = Field(None, description="RLOO (leave-one-out baseline), after grpo (None: not run)")
+    reinforce_pp: ReinforcePPConfig | None = Field(
+        None, description="REINFORCE++ (-baseline), after rloo (None: not run)")
     dpo: DPOConfig | None = None
     online_dpo: OnlineDPOConfig | None = Field(None, description="iterative on-policy DPO (after `dpo:`)")
     constitutional: ConstitutionalConfig | None = Field(

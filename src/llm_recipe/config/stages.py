@@ -13,7 +13,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .rewards import RewardSourceConfig
 from .section import Section
+
+REWARDS_HELP = ("reward sources combined with weights (verifiers, Python functions, reward servers, reward "
+                "models, rules; see config.rewards); None: the section's older reward settings")
 
 
 class SampleCorpusConfig(Section):
@@ -302,8 +306,10 @@ PairPolicy = Literal["all", "best_vs_worst", "best_vs_rest"]
 class LabelConfig(Section):
     """`prefs label`: turn candidate responses into preference pairs."""
 
-    labeler: Literal["rules", "rm", "judge"] = Field(
-        "rules", description="rules (incl. BLEU/ROUGE), a reward model, or an LLM judge")
+    labeler: Literal["rules", "rm", "judge", "rewards"] = Field(
+        "rules", description="rules (incl. BLEU/ROUGE), a reward model, an LLM judge, or rewards: the `rewards:` "
+        "sources (verifiers, functions, servers, RMs, rules)")
+    rewards: list[RewardSourceConfig] | None = Field(None, description=REWARDS_HELP)
     rules: list[RuleConfig] = Field(default_factory=lambda: [RuleConfig(kind="starts_with", value="Let me explain.")])
     pairs: Literal["best_worst", "all"] = Field("best_worst", description="pairs per prompt from scores")
     min_gap: float = Field(0.0, ge=0, description="score differences <= this are ties (dropped, counted)")
@@ -378,6 +384,9 @@ class BoNConfig(Section):
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=32)
     chat_format: str | None = Field(None, description="the policy's chat format (None: the one saved with it)")
     reward_models: list[RewardModelRef] | None = Field(None, description="None: the recipe's reward model")
+    rewards: list[RewardSourceConfig] | None = Field(None, description=REWARDS_HELP)
+    task: str | None = Field(None, description="a verifiable task (see RLConfig.task): the first n_prompts problems "
+                             "of its test split, their columns passed to the reward sources")
     compute: ComputeConfig = ComputeConfig()
 
 
@@ -396,6 +405,13 @@ class RLConfig(OptimConfig):
         default_factory=lambda: [RuleConfig(kind="starts_with", value="Let me explain.")],
         description="rule-based reward when no reward model is given")
     prompts: list[Path] | None = Field(None, description="JSONL 'prompt' / .txt files; None: the style set's prompts")
+    rewards: list[RewardSourceConfig] | None = Field(None, description=REWARDS_HELP)
+    task: str | None = Field(
+        None, description="a verifiable task: a bundled one ('arith-v1') or a folder with train.jsonl and test.jsonl; "
+        "prompts from its train split, the before/after evaluation on its test split, its columns (e.g. "
+        "'answer') passed to the reward sources")
+    mask_truncated: bool = Field(
+        False, description="completions cut by max_new_tokens get no loss (DAPO's overlong filtering), counted")
     n_prompts: int = Field(256, ge=1, description="training prompts drawn from the style set")
     eval_prompts: int = Field(32, ge=1, description="held-out prompts for the before/after evaluation")
     chat_format: str | None = Field(None, description="None: the format saved with the policy")
@@ -458,9 +474,19 @@ class PPOConfig(RLConfig):
         "head", description="value head on the policy, or a separate critic initialised from the reward model")
 
 
-class GRPOConfig(RLConfig):
-    aliases = {**RLConfig.aliases, "num_generations": "group_size", "num_iterations": "epochs", "epsilon": "eps_low",
-               "epsilon_high": "eps_high"}
+class GroupRLConfig(RLConfig):
+    """Critic-free algorithms that sample a group of completions per prompt (GRPO, RLOO, REINFORCE++)."""
+
+    aliases = {**RLConfig.aliases, "num_generations": "group_size", "num_iterations": "epochs"}
+    group_size: int = Field(8, ge=2, description="samples per prompt (G)")
+    dynamic_sampling: Literal["off", "drop", "resample"] = Field(
+        "off", description="DAPO's dynamic sampling: groups whose rewards are all equal (no signal) are dropped "
+        "from the update, or replaced by groups of fresh prompts (up to max_resample_rounds); counted")
+    max_resample_rounds: int = Field(3, ge=1, description="dynamic_sampling=resample: extra sampling rounds at most")
+
+
+class GRPOConfig(GroupRLConfig):
+    aliases = {**GroupRLConfig.aliases, "epsilon": "eps_low", "epsilon_high": "eps_high"}
     group_size: int = Field(8, ge=2, description="samples per prompt (G)")
     beta: float = Field(0.04, ge=0, description="weight of the k3 KL to the reference in the loss")
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = Field(
@@ -470,6 +496,34 @@ class GRPOConfig(RLConfig):
     eps_high: float = Field(0.2, gt=0, description="upper ratio clip (TRL's epsilon_high; DAPO's clip-higher)")
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group", description="divide advantages by the reward std of the group, of the batch, or not (Dr. GRPO)")
+    importance_sampling: Literal["token", "sequence"] = Field(
+        "token", description="sequence: GSPO's sequence-level ratio exp(mean_t log pi/pi_old), one per completion")
+
+
+class RLOOConfig(GroupRLConfig):
+    """RLOO (Ahmadian et al. 2024) as TRL's RLOOTrainer: leave-one-out baseline, the KL to the reference
+    (k1, summed over the sequence) subtracted from the reward, clipped sequence-level ratio."""
+
+    aliases = {**GroupRLConfig.aliases, "epsilon": "eps_low", "epsilon_high": "eps_high"}
+    group_size: int = Field(4, ge=2, description="samples per prompt (k)")
+    beta: float = Field(0.05, ge=0, description="KL penalty in the reward")
+    eps_low: float = Field(0.2, gt=0, description="lower ratio clip (TRL's epsilon)")
+    eps_high: float = Field(0.2, gt=0, description="upper ratio clip (TRL's epsilon_high)")
+    normalize_advantages: bool = Field(False, description="whiten the advantages over the batch")
+
+
+class ReinforcePPConfig(GroupRLConfig):
+    """REINFORCE++ (Hu 2025): no critic; per-token rewards -kl_coef * KL with the score at the last token,
+    returns, advantages whitened over the whole batch, PPO's clipped token-level loss. `baseline: group`
+    is REINFORCE++-baseline: the group's mean score subtracted first (for several samples per prompt)."""
+
+    group_size: int = Field(4, ge=1, description="samples per prompt (1: plain REINFORCE++)")
+    baseline: Literal["none", "group"] = Field(
+        "none", description="group: REINFORCE++-baseline (the group's mean score subtracted before whitening)")
+    kl_coef: float = Field(0.01, ge=0, description="weight of the per-token KL penalty in the reward")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k2", description="estimator of the per-token KL")
+    gamma: float = Field(1.0, ge=0, le=1, description="discount of the returns")
+    clip_eps: float = Field(0.2, gt=0, description="ratio clip of the token-level loss")
 
 
 class DPOObjectiveConfig(TrainConfig):
@@ -627,5 +681,18 @@ class EvalConfig(Section):
         None, description="held-out text files; None: the validation split of the run's pretraining corpus")
     perplexity_blocks: int = Field(32, ge=1, description="blocks of held-out text scored per model")
     bootstrap: int = Field(1000, ge=100, description="bootstrap resamples of the win-rate intervals")
+    task: str | None = Field(
+        None, description="a verifiable task whose test split every model answers (verifier accuracy); None: the "
+        "task of the run's RL stage, if any")
+    task_problems: int = Field(200, ge=1, description="test problems of the task answered (greedy), the first n")
+    task_samples: int = Field(0, ge=0, description="k > 0: also k samples per problem: pass@1, pass@k")
+    task_temperature: float = Field(1.0, gt=0, description="temperature of the pass@k samples")
+    task_max_new_tokens: int | None = Field(None, ge=1, description="answer length; None: the RL stage's")
     lm_harness: LMHarnessConfig | None = None
     compute: ComputeConfig = ComputeConfig()
+
+
+# The RL algorithms: recipe section -> its settings (`stages.rl.ALGORITHMS` has a row for each, under
+# the same names: stages/rl.py checks at import that both tables name the same algorithms).
+RL_SECTIONS: dict[str, type[RLConfig]] = {"ppo": PPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig,
+                                          "reinforce_pp": ReinforcePPConfig}

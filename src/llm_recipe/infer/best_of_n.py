@@ -28,7 +28,7 @@ from .reward import Scorer
 @dataclass
 class BoNSample:
     text: str
-    reward: float
+    reward: float | None  # None: no reward source rewarded it
     tokens: int  # generated tokens, the stop token included
     latency_s: float  # decoding start -> this sample's last token
     finish_reason: str
@@ -39,7 +39,7 @@ class BoNItem:
     prompt: str | list[dict]
     best_index: int
     best_text: str
-    best_reward: float
+    best_reward: float | None
     samples: list[BoNSample]
     generate_s: float  # wall time of decoding all N (= the max sample latency, plus overhead)
     score_s: float
@@ -59,10 +59,11 @@ class BoNReport:
         return {
             "n": self.n,
             "prompts": len(its),
-            "mean_best_reward": float(np.mean([it.best_reward for it in its])),
+            "mean_best_reward": _mean([it.best_reward for it in its]),
             # What N=1 would have returned (sample 0, same seed): the baseline Best-of-N must beat.
-            "mean_first_sample_reward": float(np.mean([it.samples[0].reward for it in its])),
-            "mean_sample_reward": float(np.mean([s.reward for it in its for s in it.samples])),
+            "mean_first_sample_reward": _mean([it.samples[0].reward for it in its]),
+            "mean_sample_reward": _mean([s.reward for it in its for s in it.samples]),
+            "unscored_samples": sum(s.reward is None for it in its for s in it.samples),
             "tokens_generated": tokens,
             "tokens_first_sample": first_tokens,
             "token_cost_ratio": tokens / max(first_tokens, 1),
@@ -78,14 +79,22 @@ class BoNReport:
         return [asdict(it) for it in self.items]
 
 
+def _mean(values) -> float | None:
+    """Mean over the rewarded samples (None: none had a reward)."""
+    got = [v for v in values if v is not None]
+    return float(np.mean(got)) if got else None
+
+
 def prompt_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def best_of_n(policy, tokenizer, prompts: Sequence[str | list[dict]], scorer: Scorer, n: int, sampling: SamplingConfig,
-              seed: int = 0, chat_format: str | None = None) -> BoNReport:
+              seed: int = 0, chat_format: str | None = None, columns: Sequence[dict] | None = None) -> BoNReport:
     """Sample `n` answers per prompt from `policy`, score each with `scorer` (normalized rewards),
-    keep the best. `chat_format=None` uses the policy's saved format."""
+    keep the best. `chat_format=None` uses the policy's saved format. `columns`: each prompt's
+    dataset columns (e.g. a reference answer), for a scorer of reward sources (`rewards.Rewards`);
+    an answer no source rewarded (NaN) is never the best unless no answer of the prompt has a reward."""
     if n < 1:
         raise ValueError(f"n must be >= 1 (got {n})")
     fmt_name = reward_format(tokenizer, chat_format).name  # the policy's format (Alpaca if none saved)
@@ -100,15 +109,19 @@ def best_of_n(policy, tokenizer, prompts: Sequence[str | list[dict]], scorer: Sc
                                  chat_format=fmt_name)
             gen_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            rewards = scorer.score([prompt] * n, [g.text for g in gens])
+            cols = {k: [v] * n for k, v in columns[i].items()} if columns is not None else None
+            rewards = (scorer.score([prompt] * n, [g.text for g in gens], columns=cols) if cols is not None
+                       else scorer.score([prompt] * n, [g.text for g in gens]))
             score_s = time.perf_counter() - t1
             samples = []
             for g, r in zip(gens, rewards, strict=True):
                 steps = len(g.token_ids) + (g.finish_reason == "stop_token")
                 lat = stamps[min(steps, len(stamps)) - 1] - t0 if stamps and steps else 0.0
-                samples.append(BoNSample(g.text, float(r), steps, lat, g.finish_reason))
-            best = int(np.argmax(rewards))  # first of equal maxima: deterministic
-            report.items.append(BoNItem(prompt, best, gens[best].text, float(rewards[best]), samples, gen_s, score_s))
+                samples.append(BoNSample(g.text, float(r) if np.isfinite(r) else None, steps, lat, g.finish_reason))
+            rewards = np.asarray(rewards, dtype=np.float64)
+            # first of equal maxima: deterministic; NaN (no reward) never beats a reward
+            best = int(np.nanargmax(rewards)) if not np.isnan(rewards).all() else 0
+            report.items.append(BoNItem(prompt, best, gens[best].text, samples[best].reward, samples, gen_s, score_s))
     finally:
         hook.remove()
     return report

@@ -26,10 +26,11 @@ from ..seeds import seed_for
 from .records import InvalidRecord, SkipLog, check_prompt, iter_records
 
 
-def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None) -> list[dict]:
+def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None, columns: bool = False) -> list[dict]:
     """Prompts from .txt (one per non-empty line) or any record source (JSONL, Parquet, CSV, a
     `datasets` folder, a hub name: 'prompt' as text or messages, optional 'reference'). Returns
-    [{"prompt", "reference"?, "where"}]; bad lines are counted in `log`."""
+    [{"prompt", "reference"?, "where"}]; bad lines are counted in `log`. `columns`: every other
+    field of a record too, under "columns" (what reward functions read)."""
     log = log if log is not None else SkipLog()
     out = []
     for f in files:
@@ -59,6 +60,8 @@ def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None)
                 continue
             if isinstance(rec.get("reference"), str):
                 item["reference"] = rec["reference"]
+            if columns:
+                item["columns"] = {k: v for k, v in rec.items() if k != "prompt"}
             out.append(item)
             log.kept += 1
     return out
@@ -79,5 +82,7 @@ def generate_candidates(model, tokenizer, prompts: Sequence[dict], cfg: Candidat
                "finish_reasons": [col[i].finish_reason for col in columns]}
         if "reference" in p:
             rec["reference"] = p["reference"]
+        for k, v in p.get("columns", {}).items():  # the prompt's dataset columns, for reward sources
+            rec.setdefault(k, v)
         out.append(rec)
     return out

@@ -47,7 +47,8 @@ def read_candidates(files: Sequence[str | os.PathLike], log: SkipLog) -> list[di
         if len(set(kept)) < 2:
             log.skip("too_few_responses", where, f"{len(set(kept))} distinct non-empty response(s)")
             continue
-        item = {"prompt": prompt, "responses": kept, "where": where}
+        item = {"prompt": prompt, "responses": kept, "where": where,
+                "columns": {k: v for k, v in rec.items() if k not in ("prompt", "responses")}}
         if isinstance(rec.get("reference"), str):
             item["reference"] = rec["reference"]
         out.append(item)
@@ -124,6 +125,30 @@ def scorer_fn(scorer) -> ScoreFn:
     return fn
 
 
+def rewards_fn(rewards) -> ScoreFn:
+    """Reward sources (`rewards.Rewards`) -> score function: one batched call, each record's columns
+    (e.g. a reference answer) repeated for its responses. A record with a response no source
+    rewarded is skipped (`unscored_response`): a pair needs two scores."""
+
+    def fn(cands: Sequence[dict]) -> list:
+        sizes = [len(c["responses"]) for c in cands]
+        keys = sorted({k for c in cands for k in c.get("columns", {})})
+        cols = {k: [c.get("columns", {}).get(k) for c, n in zip(cands, sizes, strict=True) for _ in range(n)]
+                for k in keys}
+        flat = rewards.score([c["prompt"] for c, n in zip(cands, sizes, strict=True) for _ in range(n)],
+                             [r for c in cands for r in c["responses"]], columns=cols)
+        bounds = np.cumsum([0, *sizes])
+        out: list = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            part = flat[a:b]
+            bad = int(np.isnan(part).sum())
+            out.append(InvalidRecord("unscored_response", f"{bad} of {b - a} responses got no reward") if bad
+                       else part)
+        return out
+
+    return fn
+
+
 def rules_fn(rule_scorer) -> ScoreFn:
     def one(c: dict) -> np.ndarray | InvalidRecord:
         n = len(c["responses"])
@@ -135,11 +160,12 @@ def rules_fn(rule_scorer) -> ScoreFn:
     return lambda cands: [one(c) for c in cands]
 
 
-def label_candidates(cands: Sequence[dict], lc, compute, log: SkipLog, model: str | None = None
-                     ) -> tuple[list[PreferencePair], list | None]:
+def label_candidates(cands: Sequence[dict], lc, compute, log: SkipLog, model: str | None = None,
+                     rewards=None) -> tuple[list[PreferencePair], list | None]:
     """Candidates -> pairs with the labeler of `lc` (a config.LabelConfig; `model` overrides the
     judge / reward model path). Also returns every candidate's score (scoring labelers; the judge
-    gives none), for figures such as the mean reward of a policy's samples."""
+    gives none), for figures such as the mean reward of a policy's samples. Labeler 'rewards'
+    scores with `rewards`, the reward sources of `lc.rewards` the caller built (`rewards.sources`)."""
     scores: list = []
 
     def recorded(fn: ScoreFn) -> ScoreFn:
@@ -150,6 +176,10 @@ def label_candidates(cands: Sequence[dict], lc, compute, log: SkipLog, model: st
 
         return score
 
+    if lc.labeler == "rewards":
+        if rewards is None:
+            raise ValueError("labeler 'rewards' needs prefs.label.rewards (a list of reward sources)")
+        return label_by_scores(cands, recorded(rewards_fn(rewards)), "rewards", lc.pairs, lc.min_gap, log), scores
     if lc.labeler == "rules":
         return label_by_scores(cands, recorded(rules_fn(RuleScorer(lc.rules))), "rules", lc.pairs, lc.min_gap,
                                log), scores

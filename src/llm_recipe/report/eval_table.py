@@ -73,6 +73,16 @@ COLUMNS = [
     ("ppl corpus", "perplexity.corpus.ppl", lambda v: _num(v, 1)),
     ("ppl SFT answers", "perplexity.sft_answers.ppl", lambda v: _num(v, 1)),
 ]
+# shown only when some model has the figure (a run that trains a verifiable skill: eval/task_accuracy)
+TASK_COLUMNS = [
+    ("task acc [95% CI]", "task", lambda v: f"{_pct(v['accuracy'])} [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}]"),
+    ("task Δ vs ref [95% CI]", "task.vs_reference",
+     lambda v: f"{100 * v['delta']:+.0f} [{100 * v['ci95'][0]:+.0f}, {100 * v['ci95'][1]:+.0f}] pts"),
+    ("pass@1 / pass@k", "task",
+     lambda v: f"{_pct(v['pass@1'])} / {_pct(v['pass@' + str(v['samples'])])} (k={v['samples']})"
+     if v.get("samples") else "—"),
+    ("task: prompt's language", "task.answer_in_prompt_language", _pct),
+]
 
 
 def table_rows(report: dict) -> tuple[list[str], list[list[str]], list[str]]:
@@ -84,10 +94,11 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]], list[str]]:
         return f"not run [{notes.index(reason) + 1}]"
 
     rows = []
+    columns = COLUMNS + (TASK_COLUMNS if any("task" in report["models"][n] for n in report["order"]) else [])
     for name in report["order"]:
         row, cells = report["models"][name], [name]
         gen = row.get("generation")  # set when nothing could be generated (no chat template)
-        for _, path, fmt in COLUMNS:
+        for _, path, fmt in columns:
             v = _get(row, path)
             if isinstance(v, dict) and "not_run" in v:
                 cells.append(not_run(v["not_run"]))
@@ -96,7 +107,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]], list[str]]:
             else:
                 cells.append(fmt(v))
         rows.append(cells)
-    return ["model", *(h for h, _, _ in COLUMNS)], rows, [f"[{i}] not run: {n}" for i, n in enumerate(notes, 1)]
+    return ["model", *(h for h, _, _ in columns)], rows, [f"[{i}] not run: {n}" for i, n in enumerate(notes, 1)]
 
 
 def markdown_table(report: dict) -> str:

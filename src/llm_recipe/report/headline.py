@@ -46,7 +46,7 @@ def headline_results(run_dir: str | Path) -> dict[str, dict]:
                       "content_overlap": dpo["overlap_mean"], "held_out_prompts": dpo["prompts"]}
         if dpo.get("still_correct") is not None:  # of the prompts the SFT model answered right
             res["dpo"]["still_correct"] = dpo["still_correct"]
-    for algo in ("ppo", "grpo"):
+    for algo in ("ppo", "grpo", "rloo", "reinforce_pp"):
         if rl := _read(out / algo / "summary.json"):
             b, a = rl["before"], rl["after"]
             res[algo] = {"success_before": b.get("success"), "success_after": a.get("success"),

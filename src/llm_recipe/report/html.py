@@ -40,10 +40,13 @@ CURVES = {"pretrain": ("pretraining", [("loss", "eval_loss")]), "sft": ("SFT", [
           "online_dpo": ("online DPO, by round", [("mean_score", "mean_score_chosen", "mean_score_rejected"),
                                                   ("eval_reward_accuracy",)]),
           "ppo": ("PPO", [("reward_mean",), ("kl",), ("response_len",)]),
-          "grpo": ("GRPO", [("reward_mean",), ("kl",), ("response_len",)])}
+          "grpo": ("GRPO", [("reward_mean",), ("kl",), ("response_len",)]),
+          "rloo": ("RLOO", [("reward_mean",), ("kl",), ("response_len",)]),
+          "reinforce_pp": ("REINFORCE++", [("reward_mean",), ("kl",), ("response_len",)])}
 STAGE_SECTIONS = {"corpus": "curate", "tokenizer": "tokenizer", "pretrain": "pretrain", "sample": "generate",
                   "sft": "sft", "rm": "rm", "bon": "bon", "dpo": "dpo", "online_dpo": "online_dpo",
-                  "constitutional": "constitutional", "ppo": "ppo", "grpo": "grpo", "eval": "eval",
+                  "constitutional": "constitutional", "ppo": "ppo", "grpo": "grpo", "rloo": "rloo",
+                  "reinforce_pp": "reinforce_pp", "eval": "eval",
                   "import": "model"}
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;

@@ -21,7 +21,8 @@ from ..files import atomic_write, read_json
 from .eval_table import markdown_table
 
 SECTION_OF_STAGE = {"pretrain": "pretrain", "sft": "sft", "reward_model": "rm", "dpo": "dpo",
-                    "online_dpo": "online_dpo", "ppo": "ppo", "grpo": "grpo"}
+                    "online_dpo": "online_dpo", "ppo": "ppo", "grpo": "grpo",
+                    "rloo": "rloo", "reinforce_pp": "reinforce_pp"}
 
 
 def _read(path: Path) -> dict:

@@ -1,4 +1,6 @@
-"""Stage 5b: Best-of-N from the policy against the reward model(s).
+"""Stage 5b: Best-of-N from the policy against the reward model(s), or the `bon.rewards` sources
+(verifiers, functions, reward servers, reward models: `rewards.sources`), on a verifiable `bon.task`'s
+held-out problems when it names one.
 
     STAGE                                     <run>/best_of_n/report.json (+ samples.jsonl): mean
                                               reward of the returned answers vs. the N=1 answer,
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from .. import console, distributed
 from ..config import BoNConfig, RecipeConfig, RMConfig
+from ..config.rewards import source_name
 from ..demo.style import STYLE_PREFIX, style_preference_pairs
 from ..files import write_json, write_jsonl
 from ..infer.best_of_n import best_of_n
@@ -19,23 +22,36 @@ from ..infer.reward import load_scorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.records import split_by_prompt
+from ..rewards.sources import build_rewards, source_files, source_models
+from ..rewards.tasks import rl_prompt_split, task_files
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
 
 
 def _refs(ctx: RunContext) -> list[tuple[str, float]]:
+    """The weighted reward models; with `bon.rewards`, the reward models its `{kind: rm}` sources load."""
+    bc = ctx.cfg.bon or BoNConfig()
+    if bc.rewards:
+        return [(p, 1.0) for p in source_models(bc.rewards, _rm_dir(ctx))]
     refs = [(r.path, r.weight) for r in ctx.reward_model_refs(ctx.cfg.bon)]
     if not refs:
-        raise ValueError("Best-of-N needs a reward model (--rm, bon.reward_models or the recipe's rm: stage)")
+        raise ValueError("Best-of-N needs a reward model (--rm, bon.reward_models or the recipe's rm: stage) "
+                         "or bon.rewards")
     return refs
+
+
+def _rm_dir(ctx: RunContext) -> str | None:
+    """What a `{kind: rm}` source without a path scores with: the command line's reward model, else the run's."""
+    return next((str(r.path) for r in ctx.reward_model_refs()), None)
 
 
 def key(ctx: RunContext) -> dict:
     bc = ctx.cfg.bon or BoNConfig()
     models = {"policy": ctx.start_model("bon", bc), **{f"rm{i}": p for i, (p, _) in enumerate(_refs(ctx))}}
+    inputs = [*task_files(bc.task), *source_files(bc.rewards or [])]
     return stage_key(ctx, {"bon": bc.model_dump(mode="json"), "weights": [w for _, w in _refs(ctx)],
                            "rm": (ctx.cfg.rm or RMConfig()).model_dump(mode="json") if not bc.prompts else None},
-                     models=models)
+                     inputs=inputs, models=models)
 
 
 def run(ctx: RunContext) -> Artifacts:
@@ -44,17 +60,26 @@ def run(ctx: RunContext) -> Artifacts:
     cost and latency into <run>/best_of_n."""
     run_dir = ctx.out / "best_of_n"
     return {"best_of_n_report": str(distributed.on_main(_best_of_n, ctx.cfg, ctx.start_model("bon", ctx.cfg.bon),
-                                                        _refs(ctx), run_dir))}
+                                                        _refs(ctx), _rm_dir(ctx), run_dir))}
 
 
-def _best_of_n(cfg: RecipeConfig, policy_dir, refs: list[tuple[str, float]], run_dir: Path) -> Path:
+def _best_of_n(cfg: RecipeConfig, policy_dir, refs: list[tuple[str, float]], rm_dir: str | None,
+               run_dir: Path) -> Path:
     bc, rc = cfg.bon or BoNConfig(), cfg.rm or RMConfig()
     compute = bc.compute
     policy, tok = load_model(policy_dir, compute), load_tokenizer(policy_dir)
-    scorer = load_scorer(refs, dtype=compute.dtype, device=policy.device)
-    prompts = bon_prompts(bc, rc, cfg.seed)
+    scorer = (build_rewards(bc.rewards, rm_dir, dtype=compute.dtype, device=policy.device) if bc.rewards
+              else load_scorer(refs, dtype=compute.dtype, device=policy.device))
+    prompts, columns = bon_prompts(bc, rc, cfg.seed), None
+    if bc.task:  # a verifiable task: its held-out problems, with the columns its verifiers read
+        split = rl_prompt_split(bc.task, None, 0, bc.n_prompts)
+        prompts, columns = split.eval_prompts, [dict(zip(split.eval_columns, vals, strict=True))
+                                                for vals in zip(*split.eval_columns.values(), strict=True)]
+    if bc.rewards:  # the report names the sources
+        refs = [(source_name(s), s.weight) for s in bc.rewards]
     with autocast(compute, policy.device):
-        rep = best_of_n(policy, tok, prompts, scorer, bc.n, bc.sampling, seed=cfg.seed, chat_format=bc.chat_format)
+        rep = best_of_n(policy, tok, prompts, scorer, bc.n, bc.sampling, seed=cfg.seed, chat_format=bc.chat_format,
+                        columns=columns)
     summary = rep.summary()
     prefix = STYLE_PREFIX.strip()
     summary["style_rate_best"] = sum(it.best_text.lstrip().startswith(prefix) for it in rep.items) / len(rep.items)

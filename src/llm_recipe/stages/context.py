@@ -38,6 +38,7 @@ ARTIFACTS = {
     "sft_model": "sft/model", "sft_samples": "sft/samples.jsonl", "constitutional": "constitutional",
     "reward_model": "reward_model/model", "best_of_n_report": "best_of_n/report.json", "dpo_model": "dpo/model",
     "online_dpo_model": "online_dpo/model", "ppo_model": "ppo/model", "grpo_model": "grpo/model",
+    "rloo_model": "rloo/model", "reinforce_pp_model": "reinforce_pp/model",
     "eval_report": "eval/report.json", "report": "report.html",
 }
 # the model a stage starts from when neither -m nor init_from says: the first of these the run has

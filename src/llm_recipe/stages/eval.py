@@ -38,6 +38,13 @@ from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.refusal import detector_info
 from ..eval.sets import load_safety_set, load_sycophancy_set, named_or_path
+from ..eval.task_accuracy import (
+    paired_difference,
+    run_task,
+    run_task_spec,
+    split_answers,
+    task_report,
+)
 from ..files import BadLine, atomic_write, read_json, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
@@ -47,6 +54,7 @@ from ..provenance import write_run_manifest
 from ..record_sources import check_source, is_hub_name, iter_source
 from ..report.eval_table import markdown_table
 from ..report.model_card import write_model_card
+from ..rewards.tasks import task_files
 from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
 from ..train.pretrain import document_texts, held_out_blocks
 from ..train.sft_data import DataStats, tokenize_examples
@@ -78,7 +86,7 @@ def run_models(artifacts: dict[str, str], bon_n: int | None = None, compare_to: 
     policy = sft or base
     if "best_of_n_report" in artifacts and bon_n and policy:
         models.append(RunModel(f"best_of_{bon_n}", None, ref, best_of_n=bon_n, policy=policy))
-    for algo in ("dpo", "online_dpo", "ppo", "grpo"):
+    for algo in ("dpo", "online_dpo", "ppo", "grpo", "rloo", "reinforce_pp"):
         if path := artifacts.get(f"{algo}_model"):
             models.append(RunModel(algo, path, ref))
     if only is not None:
@@ -157,6 +165,9 @@ class _Evaluator:
         self.answers: dict[str, Answers] = {}
         self.rows: dict[str, dict] = {}
         self._ref: tuple[str, object] | None = None  # (path, model) of the last reference loaded
+        self.task = run_task(cfg)  # (Task, answer length) of a run that trains a verifiable skill
+        self.task_answers: dict[str, list[dict]] = {}
+        self.task_correct: dict[str, list[float]] = {}
 
     def _format_of(self, model_dir) -> ChatFormat | None:
         if not model_dir:
@@ -217,6 +228,8 @@ class _Evaluator:
                 else:
                     ans = answer_all(model, tok, self.prompts, c.sampling, self.cfg.seed, chat_format=fmt.name)
                     self.answers[m.name] = ans
+                    if self.task is not None:
+                        row["task"] = self._task_row(m.name, model, tok, fmt.name)
                     if not self.prompts_raw:
                         row["diversity"] = row["kl"] = not_run(NO_PROMPTS)
                     else:
@@ -227,6 +240,13 @@ class _Evaluator:
             del model
         row["seconds"] = round(time.perf_counter() - t0, 1)
         self.rows[m.name] = row
+
+    def _task_row(self, name: str, model, tok, fmt_name: str) -> dict:
+        task, tokens = self.task
+        rep = task_report(model, tok, task, self.ecfg.task_problems, tokens, self.cfg.seed, self.ecfg.task_samples,
+                          self.ecfg.bootstrap, chat_format=fmt_name, temperature=self.ecfg.task_temperature)
+        row, self.task_answers[name], self.task_correct[name] = split_answers(rep)
+        return row
 
     def _kl(self, m: RunModel, tok, samples) -> dict:
         if m.reference is None:
@@ -289,6 +309,9 @@ class _Evaluator:
             row, ans = self.rows[m.name], self.answers.get(m.name)
             if ans is None:
                 continue
+            if m.name in self.task_correct and m.reference in self.task_correct:  # paired over the same problems
+                row["task"]["vs_reference"] = paired_difference(self.task_correct[m.name], self.task_correct[m.reference],
+                                                                c.bootstrap, self.cfg.seed)
             row.update(own_metrics(ans, self.prompts, c.refusal_detector))
             if scores.get(m.name):
                 row["mean_reward"] = sum(scores[m.name]) / len(scores[m.name])
@@ -349,11 +372,13 @@ def key(ctx: RunContext) -> dict:
     judge = _judge_path(ctx.artifacts, ecfg.judge_model)
     sets = [named_or_path(p) for p in (ecfg.safety_set, ecfg.sycophancy_set, *(ecfg.prompts or []),
                                        *(ecfg.perplexity_data or [])) if p]
+    task = run_task_spec(ctx.cfg)  # the verifiable task every model answers, and at which length
     return stage_key(ctx, {"eval": ecfg.model_dump(mode="json"),
                            "sft": ctx.cfg.sft.model_dump(mode="json") if ctx.cfg.sft else None,
                            "bon": ctx.cfg.bon.model_dump(mode="json") if ctx.cfg.bon else None,
-                           "pretrain_val": ctx.cfg.pretrain.val_fraction if ctx.cfg.pretrain else None},
-                     inputs=[*sets, *(ctx.artifacts.get("corpus_files") or [])],
+                           "pretrain_val": ctx.cfg.pretrain.val_fraction if ctx.cfg.pretrain else None,
+                           **({"task": list(task)} if task else {})},
+                     inputs=[*sets, *(ctx.artifacts.get("corpus_files") or []), *task_files(task and task[0])],
                      models={**models, "reward_model": ctx.reward_model(), "judge": judge})
 
 
@@ -382,6 +407,9 @@ def _evaluate(ctx: RunContext) -> Path:
     write_jsonl(run_dir / "answers.jsonl",
                 (r for name, a in ev.answers.items()
                  for r in answer_records(name, ev.prompts, a, ev.ecfg.refusal_detector)))
+    if ev.task_answers:
+        write_jsonl(run_dir / "task_answers.jsonl", ({"model": name, **r} for name, rs in ev.task_answers.items()
+                                                     for r in rs))
     write_json(run_dir / "report.json", report)
     with atomic_write(run_dir / "table.md") as f:
         f.write(markdown_table(report))

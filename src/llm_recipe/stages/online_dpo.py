@@ -30,9 +30,10 @@ from ..models.placement import autocast, load_model
 from ..preference.candidates import generate_candidates, read_prompts
 from ..preference.converters import read_preference_files
 from ..preference.label import label_candidates, read_candidates
-from ..preference.records import SkipLog, split_by_prompt, write_pairs
+from ..preference.records import InvalidRecord, SkipLog, split_by_prompt, write_pairs
 from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
+from ..rewards.sources import label_rewards, source_files, source_models
 from ..seeds import seed_for
 from ..train.dpo import run_dpo
 from ..train.interrupt import StoppedEarly
@@ -43,7 +44,11 @@ from .contract import Stage, stage_key
 
 
 def _label_config(lc: LabelConfig, rm_dir: str | os.PathLike | None) -> LabelConfig:
-    """Labeler 'rm' without reward_models scores with the recipe's reward model."""
+    """Labeler 'rm' without reward_models scores with the recipe's reward model, as do `{kind: rm}`
+    reward sources without a path."""
+    if lc.labeler == "rewards" and rm_dir is not None and lc.rewards:
+        return lc.model_copy(update={"rewards": [s.model_copy(update={"path": str(rm_dir)})
+                                                 if s.kind == "rm" and s.path is None else s for s in lc.rewards]})
     if lc.labeler != "rm" or lc.reward_models:
         return lc
     if rm_dir is None:
@@ -66,7 +71,7 @@ def prompt_pool(ctx: RunContext, ocfg: OnlineDPOConfig) -> tuple[list[dict], Ski
         items, log = sft_train_prompts(ctx.sft_split())
     else:
         log = SkipLog()
-        items = read_prompts(ocfg.prompts, log)
+        items = read_prompts(ocfg.prompts, log, columns=True)
     if len(items) < 2:
         raise ValueError(f"online_dpo: {len(items)} usable prompt(s) ({log.summary()})")
     order = np.random.default_rng(_seed(cfg)).permutation(len(items))
@@ -96,8 +101,9 @@ def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: Labe
     log = SkipLog()
     cands = read_candidates([rdir / "candidates.jsonl"], log)
     log.kept = 0  # from here on, `kept` counts pairs
-    pairs, scores = label_candidates(cands, lc, ocfg.compute, log)
+    pairs, scores = label_candidates(cands, lc, ocfg.compute, log, rewards=label_rewards(lc, ocfg.compute))
     write_pairs(rdir / "pairs.jsonl", pairs)
+    scores = [s for s in scores or [] if not isinstance(s, InvalidRecord)]  # skipped records have no scores
     flat = np.concatenate([np.asarray(s, dtype=np.float64) for s in scores]) if scores else None
     report = {"policy": str(policy), "prompts": len(prompts), "candidates": sum(len(c["responses"]) for c in cands),
               "pairs": len(pairs), "labeler": lc.labeler, "label": log.to_json(),
@@ -135,8 +141,11 @@ def _init(ctx: RunContext) -> str:
 
 def _labeler(ctx: RunContext) -> LabelConfig:
     """The section's labeler; --rm on the command line makes it the reward-model labeler with those
-    models; labeler 'rm' without reward_models scores with the run's reward model."""
+    models (labeler 'rewards': the model of its `{kind: rm}` sources without a path); labeler 'rm'
+    without reward_models scores with the run's reward model."""
     lc = ctx.cfg.online_dpo.label
+    if lc.labeler == "rewards":
+        return _label_config(lc, next((str(r.path) for r in ctx.reward_model_refs()), None))
     if ctx.reward_models:
         lc = lc.model_copy(update={"labeler": "rm", "reward_models": list(ctx.reward_models)})
     return _label_config(lc, ctx.reward_model())
@@ -144,10 +153,12 @@ def _labeler(ctx: RunContext) -> LabelConfig:
 
 def key(ctx: RunContext) -> dict:
     ocfg, lc = ctx.cfg.online_dpo, _labeler(ctx)
-    models = {"init": _init(ctx), **{f"rm{i}": m.path for i, m in enumerate(lc.reward_models)}}
+    rms = source_models(lc.rewards, None) if lc.labeler == "rewards" else [m.path for m in lc.reward_models]
+    models = {"init": _init(ctx), **{f"rm{i}": p for i, p in enumerate(rms)}}
     return stage_key(ctx, {"online_dpo": ocfg.model_copy(update={"label": lc}).model_dump(mode="json"),
                            "sft": ctx.cfg.sft.model_dump(mode="json") if ocfg.prompts == "sft" and ctx.cfg.sft else None},
-                     inputs=[] if ocfg.prompts == "sft" else ocfg.prompts, models=models,
+                     inputs=[*([] if ocfg.prompts == "sft" else ocfg.prompts),
+                             *(source_files(lc.rewards) if lc.labeler == "rewards" else [])], models=models,
                      stage_seed=_seed(ctx.cfg))
 
 

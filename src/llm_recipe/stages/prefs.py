@@ -3,7 +3,7 @@ output atomically plus a JSON report (counts, skips by reason with file:line), r
 
     convert     any supported preference shape -> canonical pairs JSONL
     generate    k sampled candidates per prompt from a (SFT) model
-    label       candidates -> pairs by rules, reward model(s) or an LLM judge
+    label       candidates -> pairs by rules, reward model(s), an LLM judge or reward sources
     agreement   inter-annotator agreement of human annotations, low-agreement items filtered
     constitutional  Constitutional AI on a red-team set: critique -> revision, SFT records, pairs,
                 and AI-labelled (RLAIF) pairs
@@ -37,6 +37,7 @@ from ..preference.human import read_annotations
 from ..preference.judge import CausalLMJudge
 from ..preference.label import label_candidates, read_candidates
 from ..preference.records import SkipLog, write_pairs
+from ..rewards.sources import label_rewards
 from ..seeds import seed_for
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
@@ -67,7 +68,7 @@ def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, 
     """k candidates per prompt; prompts from files, or held-out bundled prompts when none."""
     log = SkipLog()
     if prompt_files:
-        prompts = read_prompts(prompt_files, log)
+        prompts = read_prompts(prompt_files, log, columns=True)
     else:
         prompts = [{"prompt": p, "where": "bundled"} for p, _ in single_turn_examples(4 * n_bundled, seed=seed_for("bundled_prompts", seed))]
         prompts = prompts[:n_bundled]
@@ -91,7 +92,7 @@ def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: Pref
     log = SkipLog()
     cands = read_candidates(inputs, log)
     log.kept = 0  # from here on, `kept` counts pairs
-    pairs, _ = label_candidates(cands, lc, cfg.compute, log, model)
+    pairs, _ = label_candidates(cands, lc, cfg.compute, log, model, rewards=label_rewards(lc, cfg.compute, model))
     write_pairs(out, pairs)
     report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)

@@ -47,6 +47,20 @@ def run(ctx: RunContext) -> Artifacts:
     return {"tokenizer": str(tok_dir)}
 
 
+def shards_tokenizer(token_data: Path):
+    """Pretraining a preset model on given shards: their tokenizer, from the folder their headers name."""
+    from transformers import AutoTokenizer
+
+    shards = TokenShards(token_data)
+    where = Path(shards.meta.get("tokenizer") or "")
+    if not (where / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{shards.headers[0]}: its tokenizer {str(where)!r} is not a tokenizer folder here; "
+                                "set model.name_or_path to a model with that tokenizer")
+    tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
+    shards.require_tokenizer(tok)
+    return tok
+
+
 def load(ctx: RunContext):
     """The run's tokenizer (trained, extended, the shards' or the starting model's)."""
     return load_tokenizer(ctx.artifacts["tokenizer"], ctx.cfg.model.trust_remote_code)

@@ -26,10 +26,12 @@ RELEASED = {
     "dpo": {"lr": 1e-6, "epochs": 3.0, "max_length": 1024, "warmup_steps": 0},
     "ppo": {"lr": 1e-6},
     "grpo": {"lr": 1e-6},
+    "rloo": {"lr": 1e-6},
+    "reinforce_pp": {"lr": 1e-6},
 }
-LORA_LR = {"sft": 2e-4, "rm": 1e-4, "dpo": 5e-6, "ppo": 1e-5, "grpo": 1e-5}
+LORA_LR = {"sft": 2e-4, "rm": 1e-4, "dpo": 5e-6, "ppo": 1e-5, "grpo": 1e-5, "rloo": 1e-5, "reinforce_pp": 1e-5}
 # Full fine-tuning above these rates moves a released model far from what it was (warned).
-MAX_SAFE_LR = {"sft": 1e-4, "rm": 1e-4, "dpo": 1e-5, "ppo": 1e-5, "grpo": 1e-5}
+MAX_SAFE_LR = {"sft": 1e-4, "rm": 1e-4, "dpo": 1e-5, "ppo": 1e-5, "grpo": 1e-5, "rloo": 1e-5, "reinforce_pp": 1e-5}
 
 
 def is_released(n_params: int) -> bool:

@@ -11,31 +11,21 @@ tokens. The loop (rollout, reward checks, evaluation, checkpoints) is `rl_loop.R
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..config import GRPOConfig
-from .rl_loop import RL_PLOT_KEYS, RLResult, RLSetup, RLTrainer, prompt_batch
+from .group_objective import GroupObjective, run_group
+from .rl_loop import RLResult, RLSetup, RLTrainer
 from .rl_math import group_advantages, grpo_loss, kl_estimate, masked_mean
 
 
-class GRPOObjective:
+class GRPOObjective(GroupObjective):
     name = "GRPO"
-    value_kind = "none"
-    plot_keys = RL_PLOT_KEYS
 
     def __init__(self, cfg: GRPOConfig):
-        self.cfg = cfg
-
-    def value_module(self) -> None:
-        return None
-
-    def rollout_indices(self, n_prompts: int, seed: int, it: int) -> np.ndarray:
-        # Prompt-major layout: rows [g*G, (g+1)*G) are the G samples of one prompt.
-        G = self.cfg.group_size
-        return np.repeat(prompt_batch(n_prompts, self.cfg.rollout_batch_size // G, seed, it), G)
+        super().__init__(cfg)
+        self.needs_reference = cfg.beta != 0  # beta 0: no reference pass (and no KL metric), as in TRL
 
     def prepare(self, loop: RLTrainer, r, scores, keep, old, ref_logp) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
@@ -59,7 +49,7 @@ class GRPOObjective:
         loss, st = grpo_loss(cur["logp"], data["old_logp"][i], data["ref_logp"][i] if cfg.beta else None,
                              data["adv"][i], m, beta=cfg.beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
                              loss_type=cfg.loss_type, max_completion_length=cfg.sampling.max_new_tokens,
-                             num_items=data["n_items"] * len(i) / n_rows)
+                             num_items=data["n_items"] * len(i) / n_rows, importance_sampling=cfg.importance_sampling)
         ent = masked_mean(cur["entropy"], m)
         loss = loss - cfg.ent_coef * ent
         st.pop("kl", None)
@@ -67,26 +57,13 @@ class GRPOObjective:
 
     def end_iteration(self, loop: RLTrainer, data) -> dict[str, float]:
         mask = data["mask"]
+        if not self.needs_reference:
+            return {"kl": float("nan")}
         row_kl = (kl_estimate(data["old_logp"], data["ref_logp"], "k1") * mask).sum(1)[data["kept"]]
         return {"kl": float(row_kl.mean())}
-
-    def state(self) -> dict:
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        """GRPO keeps no state between iterations (no adaptive KL coefficient): nothing to restore."""
 
 
 def run_grpo(s: RLSetup, cfg: GRPOConfig, output_dir: str | os.PathLike, seed: int = 0, *,
              full_config=None, save: bool = True, callbacks=()) -> RLResult:
-    G = cfg.group_size
-    if cfg.rollout_batch_size % G:
-        raise ValueError(f"grpo.rollout_batch_size ({cfg.rollout_batch_size}) must be a multiple of "
-                         f"grpo.group_size ({G})")
-    torch.manual_seed(seed)
-    trainer = RLTrainer(s, GRPOObjective(cfg), cfg, Path(output_dir), seed, full_config=full_config,
-                        callbacks=callbacks)
-    if trainer.rows % G:
-        raise ValueError(f"grpo: each of the {trainer.world} processes samples {trainer.rows} responses, "
-                         f"not a multiple of group_size {G} (groups must stay whole)")
-    return trainer.fit(save)
+    return run_group("grpo", GRPOObjective(cfg), s, cfg, output_dir, seed, full_config=full_config, save=save,
+                     callbacks=callbacks)

@@ -48,7 +48,7 @@ from ..config import LoRAConfig, RLConfig
 from ..files import lock_folder, write_complete, write_json
 from ..infer.generate import chat_prompt_ids, chat_stop_ids
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
-from ..models.placement import use_threads
+from ..models.placement import autocast, use_threads
 from ..provenance import write_run_manifest
 from ..report.model_card import write_model_card
 from ..report.plots import plot_metrics
@@ -61,11 +61,12 @@ from .checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from .dynamic_sampling import apply_dynamic_sampling
 from .loop import enable_gradient_checkpointing, make_accelerator
 from .metrics_log import MetricsLog
 from .optimizer import build_optimizer, set_lr
 from .rl_math import kl_estimate
-from .rollout import Rollout, generate, score_responses, token_logprobs
+from .rollout import Rollout, generate, rows_of, score_rollout, token_logprobs
 from .rollout_forward import response_states
 from .run_control import RunControl
 from .schedule import scheduled_lr
@@ -92,6 +93,9 @@ class RLSetup:
     train_ids: list[list[int]] = field(default_factory=list)
     eval_ids: list[list[int]] = field(default_factory=list)
     stop_ids: list[int] = field(default_factory=list)
+    # the prompts' dataset columns (e.g. a reference answer), one list per column, for reward sources
+    train_columns: dict[str, list] = field(default_factory=dict)
+    eval_columns: dict[str, list] = field(default_factory=dict)
 
     @property
     def lora(self) -> bool:
@@ -99,10 +103,14 @@ class RLSetup:
 
     @classmethod
     def build(cls, policy, tokenizer, scorer, train_prompts: Sequence[str], eval_prompts: Sequence[str],
-              chat_format: str | None = None, ref=None, lora: LoRAConfig | None = None) -> RLSetup:
+              chat_format: str | None = None, ref=None, lora: LoRAConfig | None = None,
+              train_columns: dict[str, list] | None = None, eval_columns: dict[str, list] | None = None,
+              reference: bool = True) -> RLSetup:
         """Render prompts with the policy's chat format. The reference is a frozen copy of the
         policy, or with `lora` the policy itself: LoRA adapters are added and trained, and the
-        reference log-probs are computed with the adapters disabled (no second copy in memory)."""
+        reference log-probs are computed with the adapters disabled (no second copy in memory).
+        `reference=False`: no copy (an objective that never reads it, GRPO with beta 0; the held-out
+        evaluation then reports no KL)."""
         if not train_prompts:
             raise ValueError("no training prompts for RL: nothing to roll out")
         fmt = resolve_chat_format(tokenizer, chat_format)
@@ -113,18 +121,21 @@ class RLSetup:
                 raise ValueError("with LoRA the reference is the policy with adapters disabled: pass no ref")
             policy = ref = with_lora(policy, lora)
         else:
-            ref = ref if ref is not None else copy.deepcopy(policy)
-            ref.eval().requires_grad_(False)
+            ref = ref if ref is not None else copy.deepcopy(policy) if reference else None
+            if ref is not None:
+                ref.eval().requires_grad_(False)
         return cls(policy, ref, tokenizer, scorer, list(train_prompts), list(eval_prompts),
                    chat_prompt_ids(tokenizer, fmt, list(train_prompts)),
-                   chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], stops)
+                   chat_prompt_ids(tokenizer, fmt, list(eval_prompts)) if eval_prompts else [], stops,
+                   dict(train_columns or {}), dict(eval_columns or {}))
 
 
 def reference_logprobs(s: RLSetup, r: Rollout, temperature: float) -> torch.Tensor:
     """Per-token log-probs [B, T] of the reference (no grad): the frozen copy, or with LoRA the
     policy with its adapters switched off, which computes exactly the untouched base model."""
     if s.ref is None:
-        raise RuntimeError("this RL setup's LoRA policy was merged into its weights: it has no reference any more")
+        raise RuntimeError("this RL setup has no reference (built with reference=False, or its LoRA policy was "
+                           "merged into its weights)")
     with torch.no_grad():
         if s.lora:
             with s.policy.disable_adapter():
@@ -184,17 +195,26 @@ def evaluate_policy(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
     unbiased KL estimate only for tokens drawn from pi."""
     if not s.eval_ids:
         return {}
+    with autocast(cfg.compute, next(s.policy.parameters()).device):
+        return _evaluate(s, cfg, seed)
+
+
+def _evaluate(s: RLSetup, cfg: RLConfig, seed: int) -> dict:
     temperature = cfg.sampling.temperature
     r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, cfg.sampling, stop_ids=s.stop_ids, seed=seed)
     logp = r.logp if r.logp is not None else token_logprobs(s.policy, r, temperature)["logp"]
-    ref_logp = reference_logprobs(s, r, temperature).to(logp.device)
-    kl = (kl_estimate(logp, ref_logp, "k1") * r.response_mask).sum(1)
+    kl = torch.full((len(r),), float("nan"))
+    if s.ref is not None:
+        ref_logp = reference_logprobs(s, r, temperature).to(logp.device)
+        kl = (kl_estimate(logp, ref_logp, "k1") * r.response_mask).sum(1)
     if cfg.eval_temperature is not None and cfg.eval_temperature != temperature:
         other = cfg.sampling.model_copy(update={"temperature": cfg.eval_temperature})
         r = generate(s.policy, s.tokenizer, s.eval_prompts, s.eval_ids, other, stop_ids=s.stop_ids, seed=seed)
-    scores = np.asarray(s.scorer.score(r.prompts, r.texts), dtype=np.float64)
-    return {"score": float(np.mean(scores)), "success": success_rate(r.texts, cfg.success_prefix),
-            "response_len": float(r.lengths.mean()), "kl": float(kl.mean()), "samples": r.texts[:8]}
+    scores, _ = score_rollout(s.scorer, r, s.eval_columns or None)
+    return {"score": float(np.nanmean(scores)) if not np.isnan(scores).all() else float("nan"),
+            "success": success_rate(r.texts, cfg.success_prefix),
+            "response_len": float(r.lengths.mean()), "kl": float(kl.mean()), "samples": r.texts[:8],
+            **(s.scorer.stats() if hasattr(s.scorer, "stats") else {})}
 
 
 # ---- what an algorithm supplies -------------------------------------------------------------
@@ -319,15 +339,19 @@ class RLTrainer(RunControl):
         return True
 
     # ---- one iteration -------------------------------------------------------------------
-    def _scores(self, r: Rollout, it: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _scores(self, r: Rollout, it: int, columns: dict | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(scores, rows to keep) of this process's rollout, or None to skip the iteration on every
         process. Bad rewards / empty batches stop (with the reason) or are masked out and counted,
         per `on_bad_reward`; never trained on."""
         cfg, counts = self.cfg, self.state["counts"]
         empty = all(not t.strip() for t in r.texts)
-        scores = np.zeros(len(r)) if empty else score_responses(self.s.scorer, r, missing_eos_penalty=cfg.missing_eos_penalty,
-                                                                  length_penalty=cfg.length_penalty)
-        finite = np.isfinite(scores) & (not empty)
+        scores, unscored = (np.zeros(len(r)), np.zeros(len(r), dtype=bool)) if empty else score_rollout(
+            self.s.scorer, r, columns, missing_eos_penalty=cfg.missing_eos_penalty, length_penalty=cfg.length_penalty)
+        n_unscored = int(self.sum(torch.tensor(float(unscored.sum()))).item())
+        if n_unscored:  # no source rewarded them (every source said None): left out, counted
+            counts["unscored"] = counts.get("unscored", 0) + n_unscored
+        scores = np.where(unscored, 0.0, scores)
+        finite = np.isfinite(scores) & (not empty) & ~unscored
         flags = self.sum(torch.tensor([float(empty), float((~np.isfinite(scores)).sum()) * (not empty),
                                        float(finite.any())]))
         n_empty, n_bad, n_usable = (int(x) for x in flags.tolist())
@@ -345,6 +369,16 @@ class RLTrainer(RunControl):
             counts["skipped_iterations"] = counts.get("skipped_iterations", 0) + 1
             return None
         return torch.as_tensor(np.where(finite, scores, 0.0), dtype=torch.float32), torch.from_numpy(finite)
+
+    def _mask_truncated(self, r: Rollout, data: dict) -> None:
+        """Completions the length limit cut keep their place in the batch statistics but get no
+        loss (DAPO's overlong filtering, TRL's `mask_truncated_completions`); counted."""
+        cut = ~r.stopped.to(data["mask"].device)
+        n_cut = int(self.sum(torch.tensor(float((cut & (data["mask"].sum(1) > 0)).sum()))).item())
+        if n_cut:
+            counts = self.state["counts"]
+            counts["truncated_masked"] = counts.get("truncated_masked", 0) + n_cut
+        data["mask"] = data["mask"] * (~cut)[:, None]
 
     def _update(self, r: Rollout, data: dict, it: int) -> dict[str, list[float]]:
         cfg, temperature = self.cfg, self.cfg.sampling.temperature
@@ -387,23 +421,32 @@ class RLTrainer(RunControl):
         idx = self.objective.rollout_indices(len(s.train_ids), self.seed, it)[self.rank * self.rows:
                                                                                (self.rank + 1) * self.rows]
         policy = self.accelerator.unwrap_model(self.model).policy
-        r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
-                     cfg.sampling, stop_ids=s.stop_ids, seed=seed_for("rl_rollouts", self.seed, it, self.world, self.rank))
+        with autocast(cfg.compute, self.accelerator.device):  # the precision the updates' forward passes use
+            r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
+                         cfg.sampling, stop_ids=s.stop_ids,
+                         seed=seed_for("rl_rollouts", self.seed, it, self.world, self.rank))
         t_gen = time.perf_counter() - t0
-        scored = self._scores(r, it)
+        scored = self._scores(r, it, rows_of(s.train_columns, idx))
         if scored is None:
             return None
         scores, keep = scored
+        source_stats = s.scorer.stats() if hasattr(s.scorer, "stats") else {}  # each reward source, this rollout
+        if getattr(cfg, "dynamic_sampling", "off") != "off":  # DAPO: groups with all-equal rewards
+            r, scores, keep = apply_dynamic_sampling(self, r, scores, keep, it)
         device = self.accelerator.device
-        with torch.no_grad():
+        with torch.no_grad(), autocast(cfg.compute, device):
             if self.objective.value_kind == "head" or r.logp is None:
                 old = rl_forward(self.model, r, temperature, values=self.objective.value_kind != "none")
             else:  # log pi_old from the sampling pass: only the critic (if any) runs
                 old = {"logp": r.logp.to(device)}
                 if self.objective.value_kind == "critic":
                     old["values"] = rl_forward(self.model, r, temperature, values=True, logp=False)["values"]
-            ref_logp = reference_logprobs(s, r, temperature).to(device)
+            # an objective that never reads the reference (GRPO with beta 0, as TRL skips its ref model) saves the pass
+            ref_logp = (reference_logprobs(s, r, temperature).to(device) if getattr(self.objective, "needs_reference", True)
+                        else torch.zeros_like(old["logp"]))
             data = self.objective.prepare(self, r, scores.to(device), keep.to(device), old, ref_logp)
+            if getattr(cfg, "mask_truncated", False):  # DAPO's overlong filtering: cut completions carry no loss
+                self._mask_truncated(r, data)
         stats = self._update(r, data, it)
         mask = data["mask"]
         n_tokens = float(mask.sum())
@@ -411,7 +454,7 @@ class RLTrainer(RunControl):
         rec = {"reward_mean": float(scores[keep].mean()), "reward_std": float(scores[keep].std(unbiased=False)),
                "response_len": float(r.lengths[keep].mean()), "success": success_rate(kept, cfg.success_prefix),
                "rollout_tokens_per_s": n_tokens / max(t_gen, 1e-9), **self.objective.end_iteration(self, data),
-               **{k: float(np.mean(v)) for k, v in stats.items()}}
+               **source_stats, **{k: float(np.mean(v)) for k, v in stats.items()}}
         rec = self._mean_over_processes(rec)
         rec["rollout_tokens_per_s"] *= self.world
         rec["iteration_s"] = time.perf_counter() - t0
@@ -474,7 +517,8 @@ class RLTrainer(RunControl):
                     write_model_card(d, name=model_dir)
 
                 write_complete(model_dir, write, kept=kept_note(self.out))
-                plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
+                plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys + tuple(
+                    s.scorer.plot_keys() if hasattr(s.scorer, "plot_keys") else ()),
                              title=self.objective.name, separate=True)  # one panel per series: scales differ
         self.accelerator.wait_for_everyone()
         return RLResult(model_dir, self.state["before"], after, self.state["history"], self.state["counts"])

@@ -184,21 +184,36 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: Literal["gro
 
 
 GRPOLossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
+ImportanceLevel = Literal["token", "sequence"]
+
+
+def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
+                     level: ImportanceLevel = "token") -> torch.Tensor:
+    """pi / pi_old per token [B, T], or GSPO's per sequence [B, 1]: exp(mean_t log pi/pi_old)."""
+    log_ratio = logp - old_logp
+    if level == "token":
+        return torch.exp(log_ratio)
+    if level == "sequence":
+        return torch.exp(masked_sum(log_ratio, mask, 1) / mask.sum(1).clamp(min=1))[:, None]
+    raise ValueError(f"unknown importance sampling level {level!r} (token, sequence)")
 
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor,
               mask: torch.Tensor, *, beta: float = 0.0, eps_low: float = 0.2, eps_high: float = 0.2,
               loss_type: GRPOLossType = "grpo", max_completion_length: int | None = None,
               num_items: float | None = None, kl_is_correction: bool = True,
+              importance_sampling: ImportanceLevel = "token",
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GRPO loss with the aggregation of TRL's GRPOTrainer (`_compute_loss`, token-level ratios).
 
     `num_items` (dapo): response tokens of the whole rollout batch, so that minibatches of one
     rollout sum to a token mean over the rollout; default: this batch's tokens.
     `kl_is_correction` (TRL's `use_bias_correction_kl`, on by default in TRL 1.16): the k3 term is
-    weighted by the ratio pi/pi_old, since the tokens were sampled from pi_old, not pi."""
+    weighted by the ratio pi/pi_old, since the tokens were sampled from pi_old, not pi.
+    `importance_sampling="sequence"` is GSPO (Zheng et al. 2025; TRL's `importance_sampling_level`): one
+    ratio per completion, exp of the mean per-token log-ratio, clipped as a whole."""
     adv = adv.unsqueeze(1) if adv.dim() == 1 else adv
-    ratio = torch.exp(logp - old_logp)
+    ratio = importance_ratio(logp, old_logp, mask, importance_sampling)
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
     per_token = -torch.min(ratio * adv, clipped * adv)
     kl = None
@@ -227,6 +242,52 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
                  "approx_kl": masked_mean(torch.expm1(logp - old_logp) - (logp - old_logp), mask),
                  "kl": masked_mean(kl, mask) if kl is not None else torch.zeros((), device=logp.device)}
     return loss, stats
+
+
+def leave_one_out_advantages(rewards: torch.Tensor, keep: torch.Tensor, group_size: int,
+                             normalize: bool = False) -> torch.Tensor:
+    """RLOO: r_i minus the mean reward of the other scored samples of its group (TRL's RLOOTrainer:
+    rows not kept are left out of their siblings' baselines and get advantage 0; a group with one
+    scored sample gives it 0). `normalize`: whitened over the kept rows of the batch (std + 1e-4)."""
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards is not a multiple of the group size {group_size}")
+    r = torch.where(keep, rewards, torch.zeros_like(rewards)).view(-1, group_size)
+    k = keep.view(-1, group_size).to(rewards.dtype)
+    n_other = (k.sum(1, keepdim=True) - k).clamp(min=0)
+    baseline = (r.sum(1, keepdim=True) - r) / n_other.clamp(min=1)
+    ok = keep.view(-1, group_size) & (n_other > 0)
+    adv = torch.where(ok, r - baseline, torch.zeros_like(r)).view(-1)
+    if normalize and ok.any():
+        sel = adv[ok.view(-1)]
+        std = sel.std() if sel.numel() > 1 else torch.zeros((), dtype=adv.dtype, device=adv.device)
+        adv = torch.where(ok.view(-1), (adv - sel.mean()) / (std + 1e-4), torch.zeros_like(adv))
+    return adv
+
+
+def rloo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, *,
+              eps_low: float = 0.2, eps_high: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """RLOO's loss as TRL's RLOOTrainer: the sequence log-ratio (summed over tokens), clipped
+    surrogate per sequence, mean over sequences."""
+    log_ratio = masked_sum(logp, mask, 1) - masked_sum(old_logp, mask, 1)
+    ratio = torch.exp(log_ratio)
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
+    loss = -torch.min(ratio * adv, clipped * adv).mean()
+    with torch.no_grad():
+        rows = mask.sum(1) > 0
+        clip = (((ratio < 1 - eps_low) & (adv < 0)) | ((ratio > 1 + eps_high) & (adv > 0))).float()
+        stats = {"clipfrac": clip[rows].mean() if rows.any() else torch.zeros((), device=logp.device),
+                 "approx_kl": masked_mean(torch.expm1(logp - old_logp) - (logp - old_logp), mask)}
+    return loss, stats
+
+
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """REINFORCE returns G_t = sum_{s >= t} gamma^(s-t) r_s over each row's response tokens (0 on padding)."""
+    out = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
+    for t in reversed(range(rewards.shape[1])):
+        running = (rewards[:, t] + gamma * running) * mask[:, t]
+        out[:, t] = running
+    return out
 
 
 @dataclass

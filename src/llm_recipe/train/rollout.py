@@ -136,3 +136,49 @@ def score_responses(scorer, r: Rollout, *, missing_eos_penalty: float | None = N
     return scores
 
 
+def rows_of(columns: dict[str, list] | None, idx) -> dict[str, list] | None:
+    """The dataset columns of rows `idx` (None when the prompts have no columns)."""
+    if not columns:
+        return None
+    il = [int(i) for i in idx]
+    return {k: [v[i] for i in il] for k, v in columns.items()}
+
+
+def score_rollout(scorer, r: Rollout, columns: dict[str, list] | None = None, *,
+                  missing_eos_penalty: float | None = None, length_penalty: float = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(rewards, unscored) of a rollout. A scorer that takes the dataset's columns (reward sources:
+    `rewards.Rewards`) gets them and the completions' token ids; NaN from it is a completion no
+    source rewarded (`unscored`), which the loop masks and counts. Penalties as `score_responses`."""
+    if not hasattr(scorer, "batch"):
+        return score_responses(scorer, r, missing_eos_penalty=missing_eos_penalty,
+                               length_penalty=length_penalty), np.zeros(len(r), dtype=bool)
+    ids = [row[: int(n)].tolist() for row, n in zip(r.response_ids, r.lengths, strict=True)]
+    scores = np.asarray(scorer.batch(r.prompts, r.texts, columns, ids).total, dtype=np.float64).copy()
+    unscored = np.isnan(scores)
+    if length_penalty:
+        scores -= length_penalty * r.lengths.numpy()
+    if missing_eos_penalty is not None:
+        scores -= missing_eos_penalty * (~r.stopped).numpy()
+    return scores, unscored
+
+
+def _pad_to(t: torch.Tensor, width: int, value, left: bool) -> torch.Tensor:
+    extra = width - t.shape[1]
+    if extra <= 0:
+        return t
+    pad = torch.full((t.shape[0], extra), value, dtype=t.dtype)
+    return torch.cat([pad, t] if left else [t, pad], 1)
+
+
+def concat_rollouts(rs: Sequence[Rollout], pad_id: int) -> Rollout:
+    """Rows of several rollouts as one (prompts re-left-padded, responses re-right-padded)."""
+    P = max(r.query_ids.shape[1] for r in rs)
+    T = max(r.response_ids.shape[1] for r in rs)
+    logp = None if any(r.logp is None for r in rs) else torch.cat([_pad_to(r.logp, T, 0.0, False) for r in rs])
+    return Rollout([p for r in rs for p in r.prompts],
+                   torch.cat([_pad_to(r.query_ids, P, pad_id, True) for r in rs]),
+                   torch.cat([_pad_to(r.query_mask, P, 0, True) for r in rs]),
+                   torch.cat([_pad_to(r.response_ids, T, pad_id, False) for r in rs]),
+                   torch.cat([_pad_to(r.response_mask, T, 0.0, False) for r in rs]),
+                   torch.cat([r.stopped for r in rs]), [t for r in rs for t in r.texts], logp)
