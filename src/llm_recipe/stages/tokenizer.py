@@ -88,18 +88,4 @@ def _extend(cfg: RecipeConfig, files: list[Path], base, tok_dir: Path) -> None:
                 f"{info['trained_on_chars']:,} characters; {info['used_on_corpus']} occur in the encoded corpus)")
 
 
-def shards_tokenizer(token_data: Path):
-    """Pretraining a preset model on given shards: their tokenizer, from the folder their headers name."""
-    from transformers import AutoTokenizer
-
-    shards = TokenShards(token_data)
-    where = Path(shards.meta.get("tokenizer") or "")
-    if not (where / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{shards.headers[0]}: its tokenizer {str(where)!r} is not a tokenizer folder here; "
-                                "set model.name_or_path to a model with that tokenizer")
-    tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
-    shards.require_tokenizer(tok)
-    return tok
-
-
 STAGE = Stage("tokenizer", run, key, lambda cfg: cfg.pretrain is not None)
