@@ -5,7 +5,8 @@ inside functions too: a lazy import is still a dependency).
     components   tokenizer < models < data, infer < preference < train < eval; report
     demo         generators of bundled data                      may import components
     stages       read config -> call components -> write          may import demo, components
-    recipe, annotate, cli  sequence the stages / the annotation web app / parse the command line
+    recipe, annotate, serve, cli  sequence the stages / the annotation web app / the OpenAI-compatible
+                 server / parse the command line
 
 A module may import its own layer's lower modules and any lower layer, never a higher one, and the
 module graph has no cycle.
@@ -25,7 +26,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "llm_recipe"
 RANKS = {
     "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "record_sources": 1,
     "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "train": 6, "eval": 7,
-    "demo": 8, "stages": 9, "recipe": 10, "annotate": 10, "cli": 11, "__main__": 12, "__init__": 0,
+    "demo": 8, "stages": 9, "recipe": 10, "annotate": 10, "serve": 10, "cli": 11, "__main__": 12, "__init__": 0,
 }
 COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "train", "eval", "report")
 

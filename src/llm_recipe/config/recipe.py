@@ -30,13 +30,14 @@ from .stages import (
     PretrainConfig,
     RMConfig,
     SampleCorpusConfig,
+    ServeConfig,
     SFTConfig,
     TokenizerConfig,
 )
 
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
 COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
-                  "online_dpo", "eval")
+                  "online_dpo", "eval", "serve")
 
 
 class RecipeConfig(Section):
@@ -64,6 +65,7 @@ class RecipeConfig(Section):
     constitutional: ConstitutionalConfig | None = Field(
         None, description="Constitutional AI data from the SFT model (after SFT; writes constitutional/)")
     eval: EvalConfig | None = Field(None, description="the evaluation of every model of the run")
+    serve: ServeConfig = Field(ServeConfig(), description="`llm-recipe serve`: sampling defaults, batching, limits")
 
     @model_validator(mode="before")
     @classmethod
@@ -99,7 +101,8 @@ def _format_error(source: str, err: ValidationError) -> str:
         msg = f"{source}: '{where}{e['ctx']['old']}' moved to '{new[1:] if new.startswith('/') else where + new}'"
     else:
         got = e.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        secret = bool(e["loc"]) and str(e["loc"][-1]).startswith("api_key")  # a pasted key is never echoed
+        shown = "" if isinstance(got, (dict, list)) or secret else f" (got {got!r})"
         msg = f"{source}: {loc}: {e['msg'].removeprefix('Value error, ')}{shown}"
     more = len(err.errors()) - 1
     return msg + (f" [+{more} more errors]" if more else "")

@@ -19,11 +19,12 @@ from pathlib import Path
 import yaml
 
 from ..files import atomic_write
-from .eval_table import table_rows
+from .eval_table import judge_rows, mt_bench_rows, table_rows
 from .figures import (
     data_uri,
     funnel_figure,
     helpful_harmless_figure,
+    mt_bench_figure,
     reward_kl_figure,
     win_rate_figure,
 )
@@ -173,7 +174,27 @@ def _evaluation(run: Path) -> str:
     for fig, what in ((reward_kl_figure(report), "reward vs KL"), (helpful_harmless_figure(report), "helpful / harmless"),
                       (win_rate_figure(report), "win rates")):
         parts.append(_img(fig, what) if fig is not None else _not_run(f"{what}: no model has these figures"))
+    parts.append(_mt_bench(report))
+    if judges := judge_rows(report):
+        parts.append("<h3>Judges: who produced each judge figure, and how biased it was</h3><p>First-position picks: "
+                     "the share of the both-order judgements that picked the answer shown first (50% = no position "
+                     "bias). Self-judged: models whose weights are the judge's own. Length correlation: Spearman "
+                     "correlation of its verdicts / grades with answer length.</p>" + _table(*judges))
     return "".join(parts)
+
+
+def _mt_bench(report: dict) -> str:
+    mt = report.get("mt_bench")
+    if mt is None:
+        return _not_run("MT-Bench: not asked (eval.mt_bench: true runs the bundled two-turn question set)")
+    if "not_run" in mt:
+        return _not_run(f"MT-Bench: {mt['not_run']}")
+    header, rows = mt_bench_rows(report)
+    s = mt["set"]
+    return (f"<h3>MT-Bench: {len(s['categories'])} categories, {s['items']} two-turn questions "
+            f"({', '.join(s['languages'])}; {_esc(s['name'])}), graded 1-10 by {_esc(mt['judge'])}</h3>"
+            + _img(mt_bench_figure(report), "MT-Bench mean grade by category") + f"<div class=wide>{_table(header, rows)}</div>"
+            + "".join(_not_run(f"MT-Bench for {m}: {why}") for m, why in mt.get("not_answered", {}).items()))
 
 
 def _agreement(run: Path) -> str:
