@@ -37,10 +37,12 @@ def build(tmp: Path, n_pairs: int, seed: int, model: str | None = None):
     its tokenizer, and the style pairs (train, held out)."""
     from llm_recipe.config import DPOConfig, SFTConfig
     from llm_recipe.demo.sample_corpus import generate_sample_corpus, sample_corpus_files
-    from llm_recipe.demo.style import style_pairs_from_sft
+    from llm_recipe.demo.sft_set import sft_records
     from llm_recipe.models.presets import build_preset_model
     from llm_recipe.tokenizer.chat_formats import apply_chat_format, get_chat_format
     from llm_recipe.tokenizer.train import train_and_save
+    from llm_recipe.train.sft_data import split_sft_data
+    from llm_recipe.train.style_data import style_pairs_from_sft
 
     if model:
         from llm_recipe.models.loading import load_causal_lm, load_tokenizer
@@ -60,8 +62,9 @@ def build(tmp: Path, n_pairs: int, seed: int, model: str | None = None):
     model_dir = tmp / "init"
     model.save_pretrained(model_dir, safe_serialization=True)
     tok.save_pretrained(model_dir)
-    data = style_pairs_from_sft(SFTConfig(bundled_examples=4 * n_pairs), DPOConfig(style_pairs=n_pairs,
-                                                                                   eval_fraction=0.15), seed)
+    sft_cfg = SFTConfig(bundled_examples=4 * n_pairs)
+    data = style_pairs_from_sft(split_sft_data(sft_cfg, seed, sft_records(sft_cfg, seed)),
+                                DPOConfig(style_pairs=n_pairs, eval_fraction=0.15), seed)
     return model_dir, tok, data.train, data.eval
 
 

@@ -164,5 +164,7 @@ def test_eval_with_a_judge_endpoint_that_is_down_stops_at_once_in_one_line(tiny_
                                        "--set", "eval.judge.model=judge-x", "--set", "eval.judge.max_retries=1",
                                        "--set", "eval.judge.backoff=0.05"])
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert res.exit_code == 2 and len(lines) == 1 and "cannot connect" in lines[0], res.output
+    errors = [ln for ln in lines if ln.startswith("error:")]  # after the stage contract's "stage eval ..." line
+    assert res.exit_code == 2 and errors == lines[-1:] and "cannot connect" in errors[0], res.output
+    assert "Traceback" not in res.output
     assert (run / "eval" / "report.json").read_bytes() == before and not (run / "eval" / "judge_cache.jsonl").exists()

@@ -58,6 +58,7 @@ from .stages import (
     EvalConfig,
     GenerateConfig,
     GRPOConfig,
+    HHConfig,
     JudgeEndpointConfig,
     LabelConfig,
     LMHarnessConfig,
@@ -78,6 +79,7 @@ from .stages import (
     ServeConfig,
     SFTConfig,
     TokenizerConfig,
+    TrackingConfig,
     TrainConfig,
 )
 
@@ -106,6 +108,7 @@ __all__ = [
     "GenerateConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
+    "HHConfig",
     "HarmfulConfig",
     "HiraganaConfig",
     "JudgeEndpointConfig",
@@ -144,6 +147,7 @@ __all__ = [
     "ShortLinesConfig",
     "StepConfig",
     "TokenizerConfig",
+    "TrackingConfig",
     "TrainConfig",
     "dump_config",
     "load_config",

@@ -3,9 +3,9 @@ token by token and stoppable one by one.
 
     DecodeRow(prompt_ids, params, seed, stop_ids, tokenizer)   one sequence to generate: its own
         temperature / top-k / top-p / repetition penalty / length / stop strings and generator
-    decode(model, rows, pad_id, on_step)   generates every row of the batch together (left padded,
-        KV cache, the shared prefill of `sampling.prefill`), calling `on_step()` after every token;
-        a row that finishes (stop token, stop string, length) or is cancelled from another thread
+    decode(model, rows, pad_id, on_step)   generates every row of the batch together through the
+        project's one decoding loop (`sampling.decode`), calling `on_step()` after every token; a row
+        that finishes (stop token, stop string, length) or is cancelled from another thread
         (`row.cancel()`: its client went away) idles on padding, and the loop ends when all have
 
 The same per-row logic as `sampling.sample` (a prompt's sample depends on its seed, not on the
@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..config import SamplingConfig
-from .sampling import choose_tokens, prefill, row_generators
+from .sampling import choose_tokens, left_pad, row_generators
+from .sampling import decode as sampling_decode
 
 
 class DecodeRow:
@@ -72,32 +73,32 @@ class DecodeRow:
         return out
 
 
-@torch.no_grad()
 def decode(model, rows: Sequence[DecodeRow], pad_id: int, on_step: Callable[[], None] = lambda: None) -> None:
-    """Generate every row to its end (see the module doc); the model must be in eval mode."""
-    device = next(model.parameters()).device
-    width = max(len(r.prompt_ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
-        attn[i, width - len(r.prompt_ids):] = 1
-    ids, attn = ids.to(device), attn.to(device)
-    seq, past, step_ids = ids, None, ids
-    while any(r.finish is None for r in rows):
-        if past is None:
-            logits, past = prefill(model, ids, attn)
-        else:
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, -1:]
-            out = model(input_ids=step_ids, attention_mask=attn, position_ids=pos, past_key_values=past,
-                        use_cache=True, logits_to_keep=1)
-            past, logits = out.past_key_values, out.logits[:, -1, :]
-        nxt = torch.full((len(rows),), pad_id, dtype=torch.long, device=device)
-        for i, r in enumerate(rows):
-            if r.finish is None:
-                nxt[i] = choose_tokens(logits[i: i + 1], seq[i: i + 1], r.params, [r.generator])[0]
-                r.push(int(nxt[i]))
-        on_step()
-        seq = torch.cat([seq, nxt[:, None]], dim=1)
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
-        step_ids = nxt[:, None]
+    """Generate every row to its end with the project's one decoding loop (`sampling.decode`: left
+    padding, shared prefill, KV cache): each row chooses its token with its own settings and
+    generator, and its `push` decides when it ends (its stop tokens, stop strings, length, or a
+    `cancel()` from another thread); `on_step()` runs once every row has its token of the step.
+    The model must be in eval mode."""
+    live = list(range(len(rows)))  # the rows the loop has not ended yet, in its order
+    last: list[int] = []  # the last live row of the current step: on_step after it
+
+    def choose(raw: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+        out = torch.full((len(rows),), pad_id, dtype=torch.long, device=raw.device)
+        for i in live:
+            if rows[i].finish is None:  # a cancelled row waits for the loop to end it
+                out[i] = choose_tokens(raw[i: i + 1], seq[i: i + 1], rows[i].params, [rows[i].generator])[0]
+        last[:] = live[-1:]
+        return out
+
+    def ended(i: int, tokens: list[int]) -> bool:
+        rows[i].push(tokens[-1])
+        done = rows[i].finish is not None
+        if done:
+            live.remove(i)
+        if last and i == last[0]:
+            on_step()
+        return done
+
+    query, qmask = left_pad([r.prompt_ids for r in rows], pad_id)
+    sampling_decode(model, query, qmask, max(r.params.max_new_tokens for r in rows), choose, stop_ids=[],
+                    pad_id=pad_id, stop_string=ended)
