@@ -232,18 +232,20 @@ def test_constitutional_critic_and_judge_behind_an_endpoint(tmp_path, tokenizer_
     assert len(ai) == 2 and all(p["meta"]["revision_preferred"] for p in ai)
 
 
-def test_online_dpo_rounds_labelled_by_an_endpoint_judge(tiny_run, tmp_path):
+def test_online_dpo_rounds_labelled_by_an_endpoint_judge(tmp_path, tokenizer_dir):
     from run_helpers import FAST_ALIGN
 
+    policy = chat_model_dir(tmp_path / "policy", tokenizer_dir)  # a chat model folder: no recipe run needed
     with FakeEndpoint(prefer_longer=True) as fe:
-        res = CliRunner().invoke(app, ["online-dpo", "-c", "tiny", "--model", str(tiny_run / "sft" / "model"),
-                                       "-o", str(tmp_path), *FAST_ALIGN, "--rounds", "1",
+        res = CliRunner().invoke(app, ["online-dpo", "-c", "tiny", "--model", str(policy),
+                                       "-o", str(tmp_path / "run"), *FAST_ALIGN, "--rounds", "1",
                                        "--set", "online_dpo.label.labeler=judge",
                                        "--set", f"online_dpo.label.judge.base_url={fe.base}",
                                        "--set", "online_dpo.label.judge.model=judge-x"])
         assert res.exit_code == 0, res.output
-    data = json.loads((tmp_path / "online_dpo" / "round-1" / "data_round.json").read_text())
+    run = tmp_path / "run"
+    data = json.loads((run / "online_dpo" / "round-1" / "data_round.json").read_text())
     assert data["labeler"] == "judge" and data["judge"]["usage"]["calls"] == fe.chat_requests == 12
-    pairs = [json.loads(x) for x in (tmp_path / "online_dpo" / "round-1" / "pairs.jsonl").read_text().splitlines()]
+    pairs = [json.loads(x) for x in (run / "online_dpo" / "round-1" / "pairs.jsonl").read_text().splitlines()]
     assert len(pairs) == data["pairs"] >= 2 and all(len(p["chosen"]) > len(p["rejected"]) for p in pairs)
-    assert (tmp_path / "online_dpo" / "judge_cache.jsonl").is_file()
+    assert (run / "online_dpo" / "judge_cache.jsonl").is_file()
