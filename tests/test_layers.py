@@ -6,8 +6,9 @@ inside functions too: a lazy import is still a dependency).
     components   tokenizer < models < data, infer < preference < rewards < train < eval; report
     demo, ship   generators of bundled data; export / push of models   may import components
     stages       read config -> call components -> write          may import demo, ship, components
-    recipe, annotate, api, cli_ship, cli  sequence the stages / the annotation web app / the Python
-                 API / parse the command line (cli registers cli_ship's commands, passing itself in)
+    recipe, annotate, serve, api, cli_ship, cli  sequence the stages / the annotation web app / the
+                 OpenAI-compatible server / the Python API / parse the command line (cli registers
+                 cli_ship's commands, passing itself in)
 
 `llm_recipe/__init__` re-exports the API lazily (`__getattr__` + importlib, no import statement):
 the root package stays importable from every layer.
@@ -31,7 +32,7 @@ RANKS = {
     "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "web_records": 0.5,
     "record_sources": 1, "seeds": 0, "run_keys": 2,
     "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "rewards": 5.5, "train": 6,
-    "eval": 7, "demo": 8, "ship": 8, "stages": 9, "recipe": 10, "annotate": 10, "api": 11, "cli_ship": 11, "cli": 12,
+    "eval": 7, "demo": 8, "ship": 8, "stages": 9, "recipe": 10, "annotate": 10, "serve": 10, "api": 11, "cli_ship": 11, "cli": 12,
     "__main__": 13, "__init__": 0, "cell_literals": 0,
 }
 COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "rewards", "train", "eval", "report")

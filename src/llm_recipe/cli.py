@@ -38,6 +38,7 @@ from .files import (
     output_unwritable,
     set_max_record_bytes,
 )
+from .preference.endpoint import EndpointError
 from .train.interrupt import StoppedEarly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -120,7 +121,7 @@ def friendly_errors(fn):
         hide_weight_io_bars()
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, UserError, FileNotFoundError, FolderInUse, OutputUnwritable) as e:
+        except (ConfigError, UserError, FileNotFoundError, FolderInUse, OutputUnwritable, EndpointError) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
         except StoppedEarly as e:  # SIGTERM mid-training: the checkpoint is saved, not an error to debug
@@ -575,6 +576,25 @@ def prefs_agreement(inputs: FilesArg,
                f"raw agreement: {raw}  disagreements: {len(rep['disagreements'])}  "
                f"kept: {len(rep['kept_items'])}")
     _echo_skips(rep["read"])
+
+
+@app.command("serve")
+@friendly_errors
+def serve_(model_dir: Annotated[str, typer.Argument(help="a model folder (any the recipe writes or imports) or hub id")],
+           host: Annotated[str, typer.Option(help="address to listen on (loopback unless you say otherwise)")] = "127.0.0.1",
+           port: Annotated[int, typer.Option(help="port")] = 8000,
+           model_name: Annotated[str | None, typer.Option(help="the name clients ask for (default: the folder's name)")] = None,
+           api_key_env: Annotated[str | None, typer.Option(help="environment variable holding the API key clients "
+                                                            "must send (never printed)")] = None,
+           seed: Annotated[int | None, typer.Option("--seed", help="seeds of requests that bring none, as a "
+                                                    "reproducible sequence (default: random)")] = None,
+           config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models);
+    requests that arrive together are batched; `serve.sampling` gives the default sampling settings."""
+    from .serve.app import serve
+
+    cfg = resolve(config, set_, None, None)
+    _user_errors(serve, model_dir, cfg.serve, host, port, model_name, api_key_env, seed, say=echo)
 
 
 annotate_app = typer.Typer(no_args_is_help=True, help="Human preference collection: a web annotation app.")

@@ -34,6 +34,7 @@ from .stages import (
     RLOOConfig,
     RMConfig,
     SampleCorpusConfig,
+    ServeConfig,
     SFTConfig,
     TokenizerConfig,
     TrackingConfig,
@@ -43,7 +44,7 @@ from .stages import (
 TRAINING_STAGES = ("pretrain", "sft", "rm", "ppo", "grpo", "dpo", "online_dpo", "rloo", "reinforce_pp")
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
 COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
-                  "online_dpo", "eval", "hh", "rloo", "reinforce_pp")
+                  "online_dpo", "eval", "hh", "rloo", "reinforce_pp", "serve")
 
 
 class RecipeConfig(Section):
@@ -76,6 +77,7 @@ class RecipeConfig(Section):
     constitutional: ConstitutionalConfig | None = Field(
         None, description="Constitutional AI data from the SFT model (after SFT; writes constitutional/)")
     eval: EvalConfig | None = Field(None, description="the evaluation of every model of the run")
+    serve: ServeConfig = Field(ServeConfig(), description="`llm-recipe serve`: sampling defaults, batching, limits")
     hh: HHConfig | None = Field(None, description="the helpful-harmless set of `sft.data: hh` / `dpo.data: hh` "
                                 "(None: its defaults)")
     tracking: TrackingConfig | None = Field(
@@ -131,7 +133,8 @@ def _format_error(source: str, err: ValidationError) -> str:
         msg = f"{source}: '{where}{e['ctx']['old']}' moved to '{new[1:] if new.startswith('/') else where + new}'"
     else:
         got = e.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        secret = bool(e["loc"]) and str(e["loc"][-1]).startswith("api_key")  # a pasted key is never echoed
+        shown = "" if isinstance(got, (dict, list)) or secret else f" (got {got!r})"
         msg = f"{source}: {loc}: {e['msg'].removeprefix('Value error, ')}{shown}"
     more = len(err.errors()) - 1
     return msg + (f" [+{more} more errors]" if more else "")

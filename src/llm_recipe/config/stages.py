@@ -8,10 +8,11 @@ temperature, top-k, top-p, repetition penalty, length, stop strings) with its ow
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .rewards import RewardSourceConfig
 from .section import Section
@@ -182,6 +183,39 @@ class SamplingConfig(Section):
     stop: list[str] = Field(default_factory=list, description="stop strings (cut from the output)")
 
 
+class JudgeEndpointConfig(Section):
+    """Any OpenAI-compatible chat endpoint (vLLM, SGLang, llama.cpp server, `llm-recipe serve`, a hosted
+    API) as a judge, critic or labeler. The API key is read from the environment variable named by
+    `api_key_env` when the client starts: it is never part of a config, a run folder, a cache or a log."""
+
+    base_url: str = Field(description="the API root, e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(min_length=1, description="the model name the endpoint serves")
+    api_key_env: str | None = Field(
+        None,
+        description="name of the environment variable holding the API key (never the key itself)")
+    max_tokens: int = Field(512, ge=1, description="tokens per judgement (reasoning + verdict)")
+    temperature: float = Field(0.0, ge=0, description="0: greedy (a judgement should be reproducible)")
+    seed: int | None = Field(0, description="sent with every request (endpoints that support it sample reproducibly)")
+    timeout: float = Field(120.0, gt=0, description="seconds per request before it is retried")
+    max_retries: int = Field(4, ge=0, description="retries of a failed request (connection errors, 429, 5xx, timeouts)")
+    backoff: float = Field(1.0, ge=0, description="seconds before the first retry, doubled each retry (with jitter)")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    cache: Path | None = Field(
+        None, description="JSONL cache of answered requests (None: the stage's own, e.g. eval/judge_cache.jsonl)")
+    template: str | None = Field(
+        None, description="pairwise prompt ({prompt}, {a}, {b}) replacing the stage's judge_template")
+    system: str | None = Field(None, description="system message sent before every judge prompt")
+    check_model: bool = Field(True, description="ask GET /models first: the model must be served there")
+
+    @model_validator(mode="after")
+    def _url(self) -> JudgeEndpointConfig:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError("api_key_env is the NAME of an environment variable (letters, digits, _), not the key")
+        return self
+
+
 _SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "stop")
 
 
@@ -323,6 +357,8 @@ class LabelConfig(Section):
     judge_choices: tuple[str, str] = Field(
         ("A", "B"), description="the judge's two answer tokens, for response A and B")
     chat_format: str | None = Field(None, description="the judge's chat format (None: the one saved with it)")
+    judge: JudgeEndpointConfig | None = Field(
+        None, description="labeler 'judge': an OpenAI-compatible endpoint instead of a local judge_model")
 
 
 class AgreementConfig(Section):
@@ -611,8 +647,11 @@ class ConstitutionalConfig(Section):
     constitution: Path | None = Field(None, description="constitution YAML; None: the bundled constitution-v1")
     prompts: list[Path] | None = Field(None, description="red-team prompts; None: the bundled red-team-v1 set")
     rounds: int = Field(1, ge=1, description="critique -> revision rounds per prompt")
-    critic: str | None = Field(None, description="writes critiques and revisions; None: the policy itself")
-    judge: str | None = Field(None, description="labels (initial, revision) under a principle; None: the critic")
+    critic: str | JudgeEndpointConfig | None = Field(
+        None, description="writes critiques and revisions: a local model, or an endpoint {base_url, model, "
+        "api_key_env}; None: the policy itself")
+    judge: str | JudgeEndpointConfig | None = Field(
+        None, description="labels (initial, revision) under a principle: a local model or an endpoint; None: the critic")
     sampling: SamplingConfig = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95, max_new_tokens=64)
     chat_format: str | None = Field(None, description="None: the format saved with each model")
     compute: ComputeConfig = ComputeConfig()
@@ -646,6 +685,24 @@ class LMHarnessConfig(Section):
     batch_size: int = Field(8, ge=1, description="lm-eval batch size")
 
 
+class MTBenchConfig(Section):
+    """The two-turn question set of the eval stage (`eval.mt_bench: true` takes these defaults): every
+    model answers both turns (the second with its own first answer in the context), the judge grades
+    each answer 1-10 (single mode, with the reference answer where a question has one right answer)
+    and compares each model with its reference (both orders)."""
+
+    questions: Path | None = Field(None, description="None: the bundled resources/eval/mt-bench-v1.jsonl")
+    per_category: int | None = Field(
+        None, ge=1, description="the first n questions of each (category, language); None: all")
+    languages: list[Literal["en", "ja"]] = Field(
+        default_factory=lambda: ["en", "ja"], description="the languages of the set to run (en, ja)")
+    max_new_tokens: int = Field(256, ge=1, description="answer length per turn (greedy)")
+    judge_max_new_tokens: int = Field(
+        256, ge=1, description="a local judge's judgement length (an endpoint judge: eval.judge.max_tokens)")
+    pairwise: bool = Field(True, description="also each model vs its reference, both orders")
+    regrade: int = Field(32, ge=0, description="answers graded a second time: the judge's own consistency")
+
+
 class EvalConfig(Section):
     """Stage 7: every model of the run against its reference on held-out prompts (`llm_recipe.eval`)."""
 
@@ -677,6 +734,10 @@ class EvalConfig(Section):
     judge_template: str = Field(LabelConfig().judge_template, description="the judge's prompt ({prompt}, {a}, {b})")
     judge_choices: tuple[str, str] = Field(
         ("A", "B"), description="the judge's two answer tokens, for response A and B")
+    judge: JudgeEndpointConfig | None = Field(
+        None, description="an OpenAI-compatible endpoint as the judge (win rates, MT-Bench); replaces judge_model")
+    mt_bench: MTBenchConfig | None = Field(
+        None, description="true: every model answers the bundled two-turn question set, graded 1-10 by the judge")
     perplexity_data: list[Path] | None = Field(
         None, description="held-out text files; None: the validation split of the run's pretraining corpus")
     perplexity_blocks: int = Field(32, ge=1, description="blocks of held-out text scored per model")
@@ -691,6 +752,26 @@ class EvalConfig(Section):
     lm_harness: LMHarnessConfig | None = None
     compute: ComputeConfig = ComputeConfig()
 
+    @field_validator("mt_bench", mode="before")
+    @classmethod
+    def _mt_bench_switch(cls, v):
+        """`mt_bench: true` = the defaults, `false` = off."""
+        return ({} if v else None) if isinstance(v, bool) else v
+
+
+class ServeConfig(Section):
+    """`llm-recipe serve MODEL_DIR`: an OpenAI-compatible server. `sampling:` holds the defaults a
+    request's own fields (temperature, top_p, max_tokens, stop, seed) override."""
+
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=256, temperature=1.0)
+    chat_format: str | None = Field(None, description="None: the format saved with the model")
+    max_batch_size: int = Field(8, ge=1, description="sequences generated together (n choices count each)")
+    batch_wait_ms: float = Field(10.0, ge=0, description="after a request arrives, wait this long for others "
+                                 "to batch with it")
+    max_body_kb: int = Field(1024, ge=1, description="larger request bodies are refused (413)")
+    max_tokens_limit: int = Field(2048, ge=1, description="the most tokens one request may ask for")
+    max_n: int = Field(8, ge=1, description="the most choices one request may ask for")
+    compute: ComputeConfig = ComputeConfig()
 
 # The RL algorithms: recipe section -> its settings (`stages.rl.ALGORITHMS` has a row for each, under
 # the same names: stages/rl.py checks at import that both tables name the same algorithms).

@@ -25,6 +25,7 @@ from ..infer.generate import generate_chat
 from ..infer.sampling import Generation
 from ..preference.records import user_text
 from .format_following import follows_format
+from .judge_bias import length_correlation
 from .length_bias import mean_length
 from .refusal import refusal_labels, safety_rates
 from .sets import EvalSet
@@ -133,9 +134,11 @@ def rm_comparison(scores: Sequence[float], ref_scores: Sequence[float], ans: Ans
 def judge_comparison(judge, prompts: Sequence, ans: Answers, ref: Answers, n_boot: int, seed: int) -> dict:
     """Win rate by an LLM judge asked in both orders; ties (the orders disagree) count half."""
     verdicts = judge.compare(list(zip(prompts, ans.held_out, ref.held_out, strict=True)))
-    out = win_rate_report(outcomes_from_verdicts(verdicts), [len(t) for t in ans.held_out],
-                          [len(t) for t in ref.held_out], n_boot, seed)
-    return {**out, **position_bias(verdicts)}
+    outcomes = outcomes_from_verdicts(verdicts)
+    out = win_rate_report(outcomes, [len(t) for t in ans.held_out], [len(t) for t in ref.held_out], n_boot, seed)
+    length = length_correlation(list(outcomes), [len(a) - len(r) for a, r in zip(ans.held_out, ref.held_out, strict=True)])
+    return {**out, **position_bias(verdicts), "length_correlation": length["spearman"],
+            "unparseable": sum(None in v.labels for v in verdicts if v.labels)}
 
 
 def answer_records(name: str, prompts: EvalPrompts, ans: Answers, refusal_method: str = "classifier") -> list[dict]:

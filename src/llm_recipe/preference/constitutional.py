@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 from ..seeds import seed_for
 from .constitution import Constitution, Principle
+from .judge import undecided_reason
 from .records import PreferencePair, SkipLog
 
 # conversations (each ending in a user turn) -> one assistant reply each
@@ -112,7 +113,7 @@ def judge_pairs(records: Sequence[dict], make_judge: Callable[[str], object], co
         verdicts = make_judge(template).compare([(r["prompt"], r["final"], r["initial"]) for r, _ in members])
         for (r, p), v in zip(members, verdicts, strict=True):
             if v.winner == 0:
-                log.skip("judge_position_disagreement", r["id"])
+                log.skip(undecided_reason(v), r["id"])
                 continue
             chosen, rejected = (r["final"], r["initial"]) if v.winner > 0 else (r["initial"], r["final"])
             pairs.append(PreferencePair(r["prompt"], chosen, rejected, meta={

@@ -26,16 +26,31 @@ class Verdict:
     winner: int  # +1: first response better, -1: second better, 0: tie (orders disagree)
     margin_ab: float  # logit(A) - logit(B) with the first response shown as A
     margin_ba: float  # the same with the responses swapped
+    labels: tuple[str | None, str | None] | None = None  # a written verdict's reading per order (TextJudge)
 
     @property
     def debiased(self) -> float:
         return (self.margin_ab - self.margin_ba) / 2
 
 
+UNDECIDED = ("judge_position_disagreement", "judge_tie", "judge_unparseable")
+
+
+def undecided_reason(v: Verdict) -> str:
+    """Why a verdict picked no winner: a written verdict that could not be read, a tie both ways,
+    or (the usual case) the two orders disagree."""
+    if v.labels and None in v.labels:
+        return "judge_unparseable"
+    if v.labels and v.labels == ("tie", "tie"):
+        return "judge_tie"
+    return "judge_position_disagreement"
+
+
 class CausalLMJudge:
     def __init__(self, model, tokenizer, template: str, choices: tuple[str, str] = ("A", "B"),
-                 chat_format: str | None = None, batch_size: int = 16):
+                 chat_format: str | None = None, batch_size: int = 16, name: str | None = None):
         self.model, self.tokenizer, self.template = model, tokenizer, template
+        self.name = name or str(getattr(tokenizer, "name_or_path", "") or "local model")
         self.fmt = reward_format(tokenizer, chat_format)
         ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
         if not all(ids) or ids[0][0] == ids[1][0]:
@@ -64,3 +79,9 @@ class CausalLMJudge:
             second_wins = m1 < 0 and m2 > 0
             verdicts.append(Verdict(1 if first_wins else -1 if second_wins else 0, float(m1), float(m2)))
         return verdicts
+
+    def describe(self) -> dict:
+        return {"kind": "local", "model": self.name, "mode": "pairwise (next-token logits of the two choices, both orders)"}
+
+    def identity(self) -> dict:
+        return {"path": self.name, "weights": None}

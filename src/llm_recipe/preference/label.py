@@ -18,9 +18,10 @@ from ..infer.reward import load_scorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, compute_device, load_model
 from .converters import scores_to_pairs
-from .judge import CausalLMJudge
+from .judge import CausalLMJudge, undecided_reason
 from .records import InvalidRecord, PreferencePair, SkipLog, check_prompt, iter_records
 from .rules import RuleScorer
+from .text_judge import pairwise_judge
 
 
 def read_candidates(files: Sequence[str | os.PathLike], log: SkipLog) -> list[dict]:
@@ -103,12 +104,13 @@ def label_by_judge(candidates: Sequence[dict], judge, log: SkipLog | None = None
     pairs = []
     for (prompt, a, b), c, v in zip(triples, owners, judge.compare(triples), strict=True):
         if v.winner == 0:
-            log.skip("judge_position_disagreement", c["where"])
+            log.skip(undecided_reason(v), c["where"])
             continue
         chosen, rejected = (a, b) if v.winner > 0 else (b, a)
         pairs.append(PreferencePair(prompt, chosen, rejected, meta={
             "labeler": "judge", "source": c["where"], "judge_margin": abs(v.debiased),
-            "margin_ab": v.margin_ab, "margin_ba": v.margin_ba}))
+            "margin_ab": v.margin_ab, "margin_ba": v.margin_ba,
+            **({"verdicts": list(v.labels)} if v.labels else {})}))
         log.kept += 1
     return pairs
 
@@ -161,11 +163,15 @@ def rules_fn(rule_scorer) -> ScoreFn:
 
 
 def label_candidates(cands: Sequence[dict], lc, compute, log: SkipLog, model: str | None = None,
-                     rewards=None) -> tuple[list[PreferencePair], list | None]:
+                     rewards=None, cache_path: str | os.PathLike | None = None, stats: dict | None = None
+                     ) -> tuple[list[PreferencePair], list | None]:
     """Candidates -> pairs with the labeler of `lc` (a config.LabelConfig; `model` overrides the
     judge / reward model path). Also returns every candidate's score (scoring labelers; the judge
     gives none), for figures such as the mean reward of a policy's samples. Labeler 'rewards'
-    scores with `rewards`, the reward sources of `lc.rewards` the caller built (`rewards.sources`)."""
+    scores with `rewards`, the reward sources of `lc.rewards` the caller built (`rewards.sources`).
+    An endpoint judge (`lc.judge`) caches its answers in `cache_path` (unless its config names a
+    cache); `stats`, when given, receives what the judge did (calls, tokens, cache hits, unparseable
+    verdicts)."""
     scores: list = []
 
     def recorded(fn: ScoreFn) -> ScoreFn:
@@ -189,10 +195,19 @@ def label_candidates(cands: Sequence[dict], lc, compute, log: SkipLog, model: st
             raise ValueError("labeler 'rm' needs prefs.label.reward_models or --model")
         scorer = load_scorer(refs, dtype=compute.dtype, device=compute_device(compute))
         return label_by_scores(cands, recorded(scorer_fn(scorer)), "rm", lc.pairs, lc.min_gap, log), scores
+    if lc.judge is not None and model is None:  # an OpenAI-compatible endpoint
+        judge = pairwise_judge(lc.judge, lc.judge_template, compute, cache_path=cache_path)
+        try:
+            return label_by_judge(cands, judge, log), None
+        finally:
+            if stats is not None:
+                stats.update(judge.describe())
     path = model or lc.judge_model
     if not path:
-        raise ValueError("labeler 'judge' needs prefs.label.judge_model or --model")
+        raise ValueError("labeler 'judge' needs prefs.label.judge_model, prefs.label.judge (an endpoint) or --model")
     judge = CausalLMJudge(load_model(path, compute), load_tokenizer(path), lc.judge_template, lc.judge_choices,
-                          lc.chat_format)
+                          lc.chat_format, name=str(path))
+    if stats is not None:
+        stats.update(judge.describe())
     with autocast(compute, judge.model.device):
         return label_by_judge(cands, judge, log), None

@@ -3,6 +3,8 @@
     table_rows(report)       (header, rows of cell strings, notes): a figure that was not run is
                              shown as "not run [k]" with its reason in note k
     markdown_table(report)   the same as Markdown (eval/table.md, the console)
+    mt_bench_rows(report)    MT-Bench: (header, rows) of the mean grade per model, overall and per category
+    judge_rows(report)       (header, rows): every judge figure, the judge that produced it and its biases
 """
 
 from __future__ import annotations
@@ -110,8 +112,53 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]], list[str]]:
     return ["model", *(h for h, _, _ in columns)], rows, [f"[{i}] not run: {n}" for i, n in enumerate(notes, 1)]
 
 
+def mt_bench_rows(report: dict) -> tuple[list[str], list[list[str]]] | None:
+    mt = report.get("mt_bench")
+    if not isinstance(mt, dict) or "not_run" in mt:
+        return None
+    cats = mt["set"]["categories"]
+    header = ["model", "score", "turn 1", "turn 2", *cats, "vs reference (pairwise)", "graded / unreadable"]
+    rows = []
+    for name in report["order"]:
+        m = mt["models"].get(name)
+        if m is None:
+            continue
+        pw = mt["pairwise"].get(name)
+        rows.append([name, _num(m["score"]), _num(m["by_turn"].get("1")), _num(m["by_turn"].get("2")),
+                     *(_num(m["by_category"].get(c), 1) for c in cats),
+                     f"{_win(pw)} vs {pw['reference']}" if pw else "—", f"{m['graded']} / {m['unparseable']}"])
+    return header, rows
+
+
+def judge_rows(report: dict) -> tuple[list[str], list[list[str]]] | None:
+    judges = report.get("judges")
+    if not judges:
+        return None
+    header = ["figure", "judge", "1st-position picks", "self-judged", "length corr. (Spearman)", "unreadable",
+              "consistency", "calls / cache hits", "tokens in / out"]
+    rows = []
+    for j in judges:
+        usage = (j.get("info") or {}).get("usage") or {}
+        cons = j.get("consistency") or {}
+        agree = j.get("agreement_with_grades")
+        rows.append([j["figure"], str(j["judge"]), _pct(j.get("first_position_rate")),
+                     ", ".join(j["self_judged"]) + " (judges itself)" if j["self_judged"] else "no",
+                     _num(j.get("length_correlation")), str(j.get("unparseable", 0)),
+                     (f"same grade twice {_pct(cons.get('same_score'))} of {cons.get('both_readable')}" if cons else
+                      f"agrees with grades {_pct(agree)}" if agree is not None else "—"),
+                     f"{usage.get('calls', '—')} / {usage.get('cache_hits', '—')}" if usage else "—",
+                     f"{usage.get('prompt_tokens', '—')} / {usage.get('completion_tokens', '—')}" if usage else "—"])
+    return header, rows
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def markdown_table(report: dict) -> str:
     header, rows, notes = table_rows(report)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    lines = _markdown(header, rows) + ([""] + notes if notes else [])
+    for title, part in (("MT-Bench (mean grade 1-10)", mt_bench_rows(report)), ("Judges", judge_rows(report))):
+        if part is not None:
+            lines += ["", title, "", *_markdown(*part)]
+    return "\n".join(lines) + "\n"

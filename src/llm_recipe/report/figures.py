@@ -9,6 +9,7 @@
                                   and look-alikes refused, as bars with their 95% intervals
     safety_category_rows(rep)     the same as table rows (category, then k/n per model)
     win_rate_figure(report)       win rates against the reference with their 95% intervals, raw and LC
+    mt_bench_figure(report)       MT-Bench: mean grade (1-10) per category, one bar per model
 """
 
 from __future__ import annotations
@@ -170,5 +171,30 @@ def win_rate_figure(report: dict):
     ax.axvline(0.5, color="k", lw=0.8, ls="--")
     ax.set_xlim(0, 1)
     ax.set_xlabel("win rate against the reference (ties count half), 95% bootstrap interval")
+    fig.tight_layout()
+    return fig
+
+
+def mt_bench_figure(report: dict):
+    """Grouped bars: the judge's mean grade per category, one bar per model (None: no grades)."""
+    mt = report.get("mt_bench")
+    if not isinstance(mt, dict) or "not_run" in mt or not mt.get("models"):
+        return None
+    models = [m for m in report["order"] if m in mt["models"]]
+    cats = [c for c in mt["set"]["categories"] if any(mt["models"][m]["by_category"].get(c) is not None for m in models)]
+    if not cats:
+        return None
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.9 * len(cats) + 2), 3.8), dpi=100)
+    width = 0.8 / len(models)
+    for k, m in enumerate(models):
+        vals = [mt["models"][m]["by_category"].get(c) or 0.0 for c in cats]
+        ax.bar([i + (k - (len(models) - 1) / 2) * width for i in range(len(cats))], vals, width, label=m)
+    ax.set_xticks(range(len(cats)))
+    ax.set_xticklabels(cats, rotation=20)
+    ax.set_ylim(0, 10)
+    ax.set_ylabel("mean grade (1-10)")
+    ax.set_title(f"MT-Bench by category (judge: {mt['judge']})", fontsize=9)
+    ax.legend(fontsize=8, ncol=min(len(models), 4))
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

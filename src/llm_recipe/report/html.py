@@ -19,11 +19,12 @@ from pathlib import Path
 import yaml
 
 from ..files import atomic_write, read_json
-from .eval_table import table_rows
+from .eval_table import judge_rows, mt_bench_rows, table_rows
 from .figures import (
     data_uri,
     funnel_figure,
     helpful_harmless_figure,
+    mt_bench_figure,
     reward_kl_figure,
     safety_category_figure,
     safety_category_rows,
@@ -198,7 +199,27 @@ def _evaluation(run: Path) -> str:
         det = report.get("refusal_detector", {})
         parts.append(f"<h3>Where each model still fails, by category (refusals found by: "
                      f"{_esc(det.get('method', 'rules'))})</h3>" + _table(header, rows))
+    parts.append(_mt_bench(report))
+    if judges := judge_rows(report):
+        parts.append("<h3>Judges: who produced each judge figure, and how biased it was</h3><p>First-position picks: "
+                     "the share of the both-order judgements that picked the answer shown first (50% = no position "
+                     "bias). Self-judged: models whose weights are the judge's own. Length correlation: Spearman "
+                     "correlation of its verdicts / grades with answer length.</p>" + _table(*judges))
     return "".join(parts)
+
+
+def _mt_bench(report: dict) -> str:
+    mt = report.get("mt_bench")
+    if mt is None:
+        return _not_run("MT-Bench: not asked (eval.mt_bench: true runs the bundled two-turn question set)")
+    if "not_run" in mt:
+        return _not_run(f"MT-Bench: {mt['not_run']}")
+    header, rows = mt_bench_rows(report)
+    s = mt["set"]
+    return (f"<h3>MT-Bench: {len(s['categories'])} categories, {s['items']} two-turn questions "
+            f"({', '.join(s['languages'])}; {_esc(s['name'])}), graded 1-10 by {_esc(mt['judge'])}</h3>"
+            + _img(mt_bench_figure(report), "MT-Bench mean grade by category") + f"<div class=wide>{_table(header, rows)}</div>"
+            + "".join(_not_run(f"MT-Bench for {m}: {why}") for m, why in mt.get("not_answered", {}).items()))
 
 
 def _agreement(run: Path) -> str:

@@ -33,8 +33,11 @@ from ..eval.compare import (
 )
 from ..eval.diversity import diversity
 from ..eval.format_following import dedupe_prompts, held_out_prompts
+from ..eval.judge_bias import judge_figures, self_judged
 from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample_responses
 from ..eval.length_bias import length_vs_reference, reward_length_correlation
+from ..eval.mt_bench import BUNDLED as MT_BENCH_BUNDLED
+from ..eval.mt_bench import MTBench, load_mt_bench
 from ..eval.perplexity import answer_perplexity, text_perplexity
 from ..eval.refusal import detector_info
 from ..eval.sets import load_safety_set, load_sycophancy_set, named_or_path
@@ -50,6 +53,7 @@ from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.judge import CausalLMJudge
+from ..preference.text_judge import LocalChat, TextJudge, chat_backend, judge_autocast
 from ..provenance import write_run_manifest
 from ..record_sources import check_source, is_hub_name, iter_source
 from ..report.eval_table import markdown_table
@@ -168,6 +172,12 @@ class _Evaluator:
         self.task = run_task(cfg)  # (Task, answer length) of a run that trains a verifiable skill
         self.task_answers: dict[str, list[dict]] = {}
         self.task_correct: dict[str, list[float]] = {}
+        mt = self.ecfg.mt_bench
+        self.mt = MTBench(load_mt_bench(mt.questions, mt.per_category, mt.languages)) if mt else None
+        # an endpoint judge is checked first: one that is down or serves another model stops the stage
+        # before any answer is generated (its answers are cached in eval/judge_cache.jsonl)
+        self.endpoint = (chat_backend(self.ecfg.judge, self.ecfg.compute, ctx.out / "eval" / "judge_cache.jsonl")
+                         if self.ecfg.judge is not None else None)
 
     def _format_of(self, model_dir) -> ChatFormat | None:
         if not model_dir:
@@ -230,6 +240,9 @@ class _Evaluator:
                     self.answers[m.name] = ans
                     if self.task is not None:
                         row["task"] = self._task_row(m.name, model, tok, fmt.name)
+                    if self.mt is not None:  # both turns, greedy, the second with the model's own first answer
+                        self.mt.answer(m.name, model, tok, c.sampling.model_copy(
+                            update={"max_new_tokens": c.mt_bench.max_new_tokens}), self.cfg.seed, fmt.name)
                     if not self.prompts_raw:
                         row["diversity"] = row["kl"] = not_run(NO_PROMPTS)
                     else:
@@ -284,6 +297,11 @@ class _Evaluator:
     def load_judge(self) -> None:
         spec = self.ecfg.judge_model
         self.judge, self.no_judge, self.judge_name = None, "no judge model (eval.judge_model)", None
+        if self.endpoint is not None:
+            j = self.ecfg.judge
+            self.judge, self.judge_name = TextJudge(self.endpoint, j.template or self.ecfg.judge_template, j.system), \
+                self.endpoint.name
+            return
         if spec is None:
             return
         path = _judge_path(self.artifacts, spec)
@@ -292,7 +310,8 @@ class _Evaluator:
             return
         try:
             model = load_model(path, self.ecfg.compute)
-            self.judge = CausalLMJudge(model, load_tokenizer(path), self.ecfg.judge_template, self.ecfg.judge_choices)
+            self.judge = CausalLMJudge(model, load_tokenizer(path), self.ecfg.judge_template, self.ecfg.judge_choices,
+                                       name=str(path))
             self.judge_name = spec
         except (OSError, ValueError) as e:
             self.no_judge = f"judge {path}: {str(e).splitlines()[0]}"
@@ -330,12 +349,39 @@ class _Evaluator:
             if self.judge is None:
                 row["win_rate_judge"] = not_run(self.no_judge)
             else:
-                with autocast(c.compute, self.judge.model.device):
+                with judge_autocast(self.judge, c.compute):
                     row["win_rate_judge"] = {**judge_comparison(self.judge, self.prompts_raw, ans, ref, c.bootstrap,
-                                                                self.cfg.seed), "judge": self.judge_name}
+                                                                self.cfg.seed), "judge": self.judge_name,
+                                             "self_judged": self_judged(self.judge.identity(), {
+                                                 m.name: m.path, m.reference: self._path_of(m.reference)})}
         pooled = [(s, t) for name, ss in scores.items() for s, t in zip(ss, self.answers[name].held_out, strict=True)]
         self.reward_length = (reward_length_correlation([s for s, _ in pooled], [t for _, t in pooled]) if pooled
                               else not_run(self.no_scorer if self.scorer is None else NO_PROMPTS))
+
+    def _path_of(self, name: str) -> str | None:
+        return next((m.path for m in self.models if m.name == name), None)
+
+    def mt_bench(self) -> dict:
+        """Every model's two-turn answers graded (and compared with its reference) by the judge:
+        the endpoint, else the local judge model writing its judgement."""
+        c = self.ecfg
+        backend = self.endpoint
+        if backend is None:  # the win rates' local judge model, writing its judgement
+            if not isinstance(self.judge, CausalLMJudge):
+                return not_run(self.no_judge)
+            backend = LocalChat(self.judge.model, self.judge.tokenizer, self.judge.name, c.mt_bench.judge_max_new_tokens,
+                                seed=self.cfg.seed)
+        console.log(f"eval: MT-Bench ({len(self.mt.questions)} questions x 2 turns x {len(self.mt.answers)} models), "
+                    f"judge {backend.name} ...")
+        with judge_autocast(backend, c.compute):
+            out = self.mt.judge(backend, [(m.name, m.reference) for m in self.models if m.reference],
+                                identity=backend.identity(), paths={m.name: m.path for m in self.models},
+                                regrade=c.mt_bench.regrade, pairwise=c.mt_bench.pairwise, n_boot=c.bootstrap,
+                                seed=self.cfg.seed)
+        out["not_answered"] = {m.name: self.rows[m.name].get("generation", {}).get("not_run") or
+                               "a sampling procedure over another model (Best-of-N): not run on the two-turn set"
+                               for m in self.models if m.name not in self.mt.answers}
+        return out
 
     def run(self, models: list[RunModel]) -> dict:
         self.models = models
@@ -345,7 +391,10 @@ class _Evaluator:
             self.measure(m)
         self.load_judge()
         self.compare()
-        return {"models": self.rows, "order": [m.name for m in models],
+        extra = {"mt_bench": self.mt_bench()} if self.mt is not None else {}
+        extra["judges"] = judge_figures(self.rows, self.judge.describe() if self.judge is not None else None,
+                                        extra.get("mt_bench"))
+        return {**extra, "models": self.rows, "order": [m.name for m in models],
                 "prompts": {"held_out": len(self.prompts_raw), "source": [str(p) for p in self.ecfg.prompts]
                             if self.ecfg.prompts else "sft held-out split"},
                 "sets": {"safety": self.prompts.safety.describe(), "sycophancy": self.prompts.sycophancy.describe()},
@@ -369,10 +418,12 @@ def _eval_config(ctx: RunContext) -> EvalConfig:
 def key(ctx: RunContext) -> dict:
     ecfg = _eval_config(ctx)
     models = {m.name: m.path or m.policy for m in _models(ctx, ecfg)}
-    judge = _judge_path(ctx.artifacts, ecfg.judge_model)
+    judge = None if ecfg.judge is not None else _judge_path(ctx.artifacts, ecfg.judge_model)  # an endpoint: by its settings
     sets = [named_or_path(p) for p in (ecfg.safety_set, ecfg.sycophancy_set, *(ecfg.prompts or []),
                                        *(ecfg.perplexity_data or [])) if p]
     task = run_task_spec(ctx.cfg)  # the verifiable task every model answers, and at which length
+    if ecfg.mt_bench is not None:
+        sets.append(ecfg.mt_bench.questions or MT_BENCH_BUNDLED)
     return stage_key(ctx, {"eval": ecfg.model_dump(mode="json"),
                            "sft": ctx.cfg.sft.model_dump(mode="json") if ctx.cfg.sft else None,
                            "bon": ctx.cfg.bon.model_dump(mode="json") if ctx.cfg.bon else None,
@@ -410,6 +461,9 @@ def _evaluate(ctx: RunContext) -> Path:
     if ev.task_answers:
         write_jsonl(run_dir / "task_answers.jsonl", ({"model": name, **r} for name, rs in ev.task_answers.items()
                                                      for r in rs))
+    if ev.mt is not None:
+        write_jsonl(run_dir / "mt_bench_answers.jsonl", ev.mt.answer_records())
+        write_jsonl(run_dir / "mt_bench_judgements.jsonl", ev.mt.records)
     write_json(run_dir / "report.json", report)
     with atomic_write(run_dir / "table.md") as f:
         f.write(markdown_table(report))

@@ -101,7 +101,9 @@ def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: Labe
     log = SkipLog()
     cands = read_candidates([rdir / "candidates.jsonl"], log)
     log.kept = 0  # from here on, `kept` counts pairs
-    pairs, scores = label_candidates(cands, lc, ocfg.compute, log, rewards=label_rewards(lc, ocfg.compute))
+    judge: dict = {}  # an endpoint judge: its answers cached across rounds and reruns
+    pairs, scores = label_candidates(cands, lc, ocfg.compute, log, rewards=label_rewards(lc, ocfg.compute),
+                                     cache_path=rdir.parent / "judge_cache.jsonl", stats=judge)
     write_pairs(rdir / "pairs.jsonl", pairs)
     scores = [s for s in scores or [] if not isinstance(s, InvalidRecord)]  # skipped records have no scores
     flat = np.concatenate([np.asarray(s, dtype=np.float64) for s in scores]) if scores else None
@@ -109,7 +111,8 @@ def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: Labe
               "pairs": len(pairs), "labeler": lc.labeler, "label": log.to_json(),
               "mean_score": None if flat is None or not flat.size else float(flat.mean()),
               "mean_score_chosen": _mean(p.meta.get("score_chosen") for p in pairs),
-              "mean_score_rejected": _mean(p.meta.get("score_rejected") for p in pairs), "key": key}
+              "mean_score_rejected": _mean(p.meta.get("score_rejected") for p in pairs), "key": key,
+              **({"judge": judge} if judge else {})}
     write_json(report_file, report)
     return report
 

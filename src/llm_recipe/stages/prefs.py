@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import console, distributed
-from ..config import ConstitutionalConfig, PrefsConfig
+from ..config import ConstitutionalConfig, JudgeEndpointConfig, PrefsConfig
 from ..demo.style import single_turn_examples
 from ..files import lock_folder, write_json, write_jsonl
-from ..infer.generate import generate_chat
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.agreement import write_agreement
@@ -34,9 +33,10 @@ from ..preference.constitutional import (
 )
 from ..preference.converters import read_preference_files
 from ..preference.human import read_annotations
-from ..preference.judge import CausalLMJudge
+from ..preference.judge import UNDECIDED
 from ..preference.label import label_candidates, read_candidates
 from ..preference.records import SkipLog, write_pairs
+from ..preference.text_judge import ChatModels
 from ..rewards.sources import label_rewards
 from ..seeds import seed_for
 from .context import Artifacts, RunContext
@@ -92,9 +92,13 @@ def label(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: Pref
     log = SkipLog()
     cands = read_candidates(inputs, log)
     log.kept = 0  # from here on, `kept` counts pairs
-    pairs, _ = label_candidates(cands, lc, cfg.compute, log, model, rewards=label_rewards(lc, cfg.compute, model))
+    judge: dict = {}
+    pairs, _ = label_candidates(cands, lc, cfg.compute, log, model, rewards=label_rewards(lc, cfg.compute, model),
+                                cache_path=report_path(out).with_name(
+                                    report_path(out).name.replace(".report.json", ".judge_cache.jsonl")), stats=judge)
     write_pairs(out, pairs)
-    report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json()}
+    report = {"labeler": lc.labeler, "candidates": len(cands), "pairs": len(pairs), **log.to_json(),
+              **({"judge": judge} if judge else {})}
     write_json(report_path(out), report)
     if not pairs:
         raise ValueError(f"no preference pairs labelled ({log.summary()}); report: {report_path(out)}")
@@ -121,43 +125,35 @@ def constitutional(model_path: str, out_dir: str | os.PathLike, cfg: Constitutio
     items = read_red_team(cfg.prompts)
     if not items:
         raise ValueError("constitutional: no red-team prompts")
-    models: dict[str, tuple] = {}  # one copy of each distinct model (policy, critic and judge may coincide)
-
-    def loaded(path: str):
-        if path not in models:
-            models[path] = (load_model(path, cfg.compute), load_tokenizer(path))
-        return models[path]
-
+    chats = ChatModels(cfg.compute, out / "endpoint_cache.jsonl", cfg.chat_format)  # each model loaded once
     calls = itertools.count()  # a fresh sampling seed for every generation call
 
-    def responder(path: str):
-        model, tok = loaded(path)
-        return lambda convs: [g.text for g in generate_chat(model, tok, convs, cfg.sampling,
-                                                            seed=seed_for("candidate_sampling", seed, next(calls)),
-                                                            chat_format=cfg.chat_format)]
+    def next_seed() -> int:
+        return seed_for("candidate_sampling", seed, next(calls))
 
     critic_path = cfg.critic or model_path
     judge_path = cfg.judge or critic_path
     log = SkipLog()
-    policy_model = loaded(model_path)[0]
+    policy_model = chats.loaded(model_path)[0]
     with autocast(cfg.compute, policy_model.device):
-        records = critique_and_revise(items, responder(model_path), responder(critic_path), constitution,
+        records = critique_and_revise(items, chats.responder(model_path, cfg.sampling, next_seed),
+                                      chats.responder(critic_path, cfg.sampling, next_seed), constitution,
                                       cfg.rounds, seed, log)
         sft = sft_records(records, log)
         pairs = revision_pairs(records, log)
         judge_log = SkipLog()
-        judge_model, judge_tok = loaded(judge_path)
-        ai_pairs = judge_pairs(records, lambda t: CausalLMJudge(judge_model, judge_tok, t, chat_format=cfg.chat_format),
-                               constitution, seed, judge_log)
+        ai_pairs = judge_pairs(records, chats.judge_factory(judge_path), constitution, seed, judge_log)
     write_jsonl(out / "records.jsonl", records)
     write_jsonl(out / "sft.jsonl", sft)
     write_pairs(out / "pairs.jsonl", pairs)
     write_pairs(out / "ai_pairs.jsonl", ai_pairs)
-    judged = len(ai_pairs) + judge_log.skipped.get("judge_position_disagreement", 0)
+    judged = len(ai_pairs) + sum(judge_log.skipped.get(r, 0) for r in UNDECIDED)
     report = {"constitution": {"name": constitution.name, "path": constitution.path,
                                "principles": [p.id for p in constitution.principles]},
-              "prompts": len(items), "rounds": cfg.rounds, "policy": str(model_path), "critic": str(critic_path),
-              "judge": str(judge_path), "sft_records": len(sft), "revision_pairs": len(pairs),
+              "prompts": len(items), "rounds": cfg.rounds, "policy": str(model_path),
+              "critic": chats.name(critic_path), "judge": chats.name(judge_path),
+              **({"endpoints": [e.describe() for e in chats.endpoints.values()]} if chats.endpoints else {}),
+              "sft_records": len(sft), "revision_pairs": len(pairs),
               "ai_pairs": len(ai_pairs), "judged": judged,
               "ai_prefers_revision": (sum(p.meta["revision_preferred"] for p in ai_pairs) / len(ai_pairs)
                                       if ai_pairs else None),
@@ -171,7 +167,8 @@ def constitutional_key(ctx: RunContext) -> dict:
     cc: ConstitutionalConfig = ctx.cfg.constitutional
     policy = ctx.start_model("constitutional", cc)
     return stage_key(ctx, cc, inputs=[*(cc.prompts or []), *([cc.constitution] if cc.constitution else [])],
-                     models={"policy": policy, "critic": cc.critic, "judge": cc.judge})
+                     models={"policy": policy, **{role: m for role, m in (("critic", cc.critic), ("judge", cc.judge))
+                                                  if not isinstance(m, JudgeEndpointConfig)}})  # an endpoint: in cc
 
 
 def run_constitutional(ctx: RunContext) -> Artifacts:
