@@ -99,6 +99,15 @@ def replace_blocks(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
+def write_or_print(blocks: dict[str, str], readme: Path | None) -> None:
+    """Replace the blocks in `readme`, or print them with their markers."""
+    if readme:
+        readme.write_text(replace_blocks(readme.read_text(encoding="utf-8"), blocks), encoding="utf-8")
+    else:
+        for name, body in blocks.items():
+            print(f"<!-- figures:{name} -->\n{body}<!-- /figures:{name} -->")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -106,12 +115,7 @@ def main() -> None:
     ap.add_argument("--ppo-seeds", type=int, nargs="*", default=[])
     a = ap.parse_args()
     spread = ppo_spread(a.run, a.ppo_seeds) if a.ppo_seeds else []
-    blocks = {"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}
-    if a.write:
-        a.write.write_text(replace_blocks(a.write.read_text(encoding="utf-8"), blocks), encoding="utf-8")
-    else:
-        for name, body in blocks.items():
-            print(f"<!-- figures:{name} -->\n{body}<!-- /figures:{name} -->")
+    write_or_print({"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}, a.write)
 
 
 if __name__ == "__main__":

@@ -440,6 +440,10 @@ class DPOConfig(DPOObjectiveConfig):
     init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
     eval_prompts: int = Field(40, ge=1, description="held-out prompts for the style success rate")
     max_new_tokens: int = Field(48, ge=1, description="greedy answer length for the style check")
+    preset: Literal["small-data"] | None = Field(
+        None, description="small-data: values for a released model and a few hundred pairs or fewer, for the "
+        "fields not set (`train.defaults.PRESETS`: LoRA, higher lr, NLL term; chosen by "
+        "benchmarks/small_data_defaults.py)")
 
 
 class OnlineDPOConfig(DPOObjectiveConfig):

@@ -204,6 +204,7 @@ def run_dpo(
         "train_pairs": len(train),
         "eval_pairs": len(evals),
         "dropped_pairs_per_epoch": trainer.dropped_per_epoch,
+        "run_length_warnings": trainer.warnings,
         "format": fmt.name,
         "loss_type": cfg.loss_type,
         "reference": ref_report,

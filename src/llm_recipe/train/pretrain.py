@@ -113,7 +113,8 @@ class CausalLMObjective:
     """Plain next-token cross-entropy over packed blocks (labels = inputs; the model shifts)."""
 
     def collate(self, blocks: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.from_numpy(np.stack(blocks)).long()}
+        ids = torch.from_numpy(np.stack(blocks)).long()
+        return {"input_ids": ids, "loss_tokens": ids[:, 1:].numel()}  # the loss is a mean over these
 
     def loss(self, model, batch):
         ids = batch["input_ids"]
@@ -177,6 +178,7 @@ def run_pretrain(
         "val_documents": len(val_texts),
         "parameters": count_parameters(model),
         "dropped_blocks_per_epoch": trainer.dropped_per_epoch,
+        "run_length_warnings": trainer.warnings,
         "resumed_from_step": trainer.state.step if resumed else None,
     }
     if trainer.is_main:

@@ -280,6 +280,7 @@ def run_reward_model(
         "train_pairs": len(train),
         "eval_pairs": len(evals),
         "dropped_pairs_per_epoch": trainer.dropped_per_epoch,
+        "run_length_warnings": trainer.warnings,
         "format": fmt.name,
         "resumed_from_step": trainer.state.step if resumed else None,
         "defaults_for_model": fitted, "max_steps": trainer.cfg.max_steps,

@@ -380,8 +380,9 @@ class RLTrainer(RunControl):
         idx = self.objective.rollout_indices(len(s.train_ids), self.seed, it)[self.rank * self.rows:
                                                                                (self.rank + 1) * self.rows]
         policy = self.accelerator.unwrap_model(self.model).policy
-        r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
-                     cfg.sampling, stop_ids=s.stop_ids, seed=(self.seed * 1_000_003 + it) * self.world + self.rank)
+        with self.accelerator.autocast():  # the policy's precision (`compute`), as in its training forward
+            r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
+                         cfg.sampling, stop_ids=s.stop_ids, seed=(self.seed * 1_000_003 + it) * self.world + self.rank)
         t_gen = time.perf_counter() - t0
         scored = self._scores(r, it)
         if scored is None:
@@ -389,13 +390,17 @@ class RLTrainer(RunControl):
         scores, keep = scored
         device = self.accelerator.device
         with torch.no_grad():
-            if self.objective.value_kind == "head" or r.logp is None:
+            # The sampling pass's log-probs are log pi_old only in fp32: in bf16 its incremental (KV
+            # cache) forward rounds differently from the full forward the update runs, so pi_old is recomputed.
+            exact = self.cfg.compute.mixed_precision == "no" and self.cfg.compute.dtype == "float32"
+            if self.objective.value_kind == "head" or r.logp is None or not exact:
                 old = rl_forward(self.model, r, temperature, values=self.objective.value_kind != "none")
             else:  # log pi_old from the sampling pass: only the critic (if any) runs
                 old = {"logp": r.logp.to(device)}
                 if self.objective.value_kind == "critic":
                     old["values"] = rl_forward(self.model, r, temperature, values=True, logp=False)["values"]
-            ref_logp = reference_logprobs(s, r, temperature).to(device)
+            with self.accelerator.autocast():  # the reference at the precision of the policy's forward
+                ref_logp = reference_logprobs(s, r, temperature).to(device)
             data = self.objective.prepare(self, r, scores.to(device), keep.to(device), old, ref_logp)
         stats = self._update(r, data, it)
         mask = data["mask"]

@@ -177,6 +177,7 @@ def run_sft(
         "eval_examples": len(data.eval),
         "train_rows": len(train_rows),
         "dropped_rows_per_epoch": trainer.dropped_per_epoch,
+        "run_length_warnings": trainer.warnings,
         "parameters": count_parameters(model),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "resumed_from_step": trainer.state.step if resumed else None,
