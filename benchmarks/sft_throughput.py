@@ -12,6 +12,9 @@ Grid (`benchmarks/harness.py` runs it: own process per run, interleaved repeats,
         padded | packing (BFD, padding-free) | padding_free without packing; its defaults are bf16
         autocast, checkpointing on, padded. use_liger_kernel: liger-kernel installs from PyPI, but its
         Triton kernels need a GPU: not on this CPU.
+  compile  at bf16 autocast: ours with `compute.compile` (torch.compile), and TRL's best setting of
+        round 1 with `torch_compile=True`; the compilation falls in the --warmup steps (untimed: the
+        throughput of a long run; each run's first-steps time is in its JSON).
 
     python benchmarks/sft_throughput.py [--model tiny|HF-DIR] [--steps 20] [--batch 8] [--max-length 256]
     SmolLM2-135M-Instruct: benchmarks/real_model.py (this grid on it)
@@ -37,9 +40,16 @@ LAYOUTS = {"padded": {}, "packing": {"packing": True}, "padding_free": {"padding
 
 
 def contenders() -> list[Contender]:
-    return harness.grid("TRL", {"gradient_checkpointing": (True, False), "layout": tuple(LAYOUTS)},
+    grid = harness.grid("TRL", {"gradient_checkpointing": (True, False), "layout": tuple(LAYOUTS)},
                         {"precision": "bf16-autocast", "gradient_checkpointing": True, "layout": "padded"},
                         lambda prec, kw: f"{harness.gc(kw['gradient_checkpointing'])} {kw['layout']}")
+    return [*grid, Contender("ours bf16-autocast compile", "ours", "bf16-autocast", {"compile": True})]
+
+
+def with_compile(best: list[Contender]) -> list[Contender]:
+    """torch.compile on both sides at bf16 autocast: TRL's (`torch_compile=True`) on its best setting of round 1."""
+    return [Contender(f"{c.name} torch_compile", "peer", c.precision, {**c.settings, "torch_compile": True})
+            for c in best if c.precision == "bf16-autocast"]
 
 
 def load_setup(args):
@@ -110,14 +120,16 @@ def bench_ours(args, tok, model, examples, c: Contender, clock) -> dict:
     cfg = SFTConfig(max_steps=args.warmup + args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=2,
                     log_every=10**6, eval_every=10**6, save_every=None, packing=True,
                     compute=ComputeConfig(mixed_precision="bf16" if c.precision == "bf16-autocast" else "no",
-                                          dtype=DTYPE[c.precision]))
+                                          dtype=DTYPE[c.precision], compile=c.settings.get("compile", False)))
 
     def tick(tr):
         if tr.state.step in (args.warmup, args.warmup + args.steps):
             clock.mark("start" if tr.state.step == args.warmup else "end", tr.state.tokens)
 
     with tempfile.TemporaryDirectory() as d:
-        Trainer(model, SFTObjective(tok.pad_token_id), rows, cfg, d, seed=0, callbacks=[tick]).fit()
+        trainer = Trainer(model, SFTObjective(tok.pad_token_id), rows, cfg, d, seed=0, callbacks=[tick])
+        clock.mark("begin", 0)
+        trainer.fit()
     return {"rows": len(rows)}
 
 
@@ -136,7 +148,8 @@ def bench_trl(args, tok, model, convs, c: Contender, clock) -> dict:
             if state.global_step in (args.warmup, args.warmup + args.steps):
                 clock.mark("start" if state.global_step == args.warmup else "end", counted["tokens"])
 
-    kw = {"gradient_checkpointing": c.settings["gradient_checkpointing"], **LAYOUTS[c.settings["layout"]]}
+    kw = {"gradient_checkpointing": c.settings["gradient_checkpointing"], **LAYOUTS[c.settings["layout"]],
+          "torch_compile": c.settings.get("torch_compile", False)}
     with tempfile.TemporaryDirectory() as d:
         targs = TRLConfig(output_dir=d, max_length=None if kw.get("padding_free") and not kw.get("packing")
                           else args.max_length, per_device_train_batch_size=args.batch, learning_rate=args.lr,
@@ -153,6 +166,7 @@ def bench_trl(args, tok, model, convs, c: Contender, clock) -> dict:
             return inner(examples)
 
         trainer.data_collator = counting
+        clock.mark("begin", 0)
         trainer.train()
     return {}
 
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     trained = setup["trained_tokens"] / setup["tokens"] if setup else 1.0
     tokens = args.batch * args.max_length
     harness.main(name=args.name, title=f"SFT ({args.model}, batch {args.batch} x {args.max_length})", unit="tokens/s",
-                 script=__file__, args=args, argv=argv, contenders=contenders(), work=work, setup=setup,
+                 script=__file__, args=args, argv=argv, contenders=contenders(), work=work, setup=setup, derive=with_compile,
                  flops_per_unit=fpt, roof_shapes=setup and setup["shapes"], roof_tokens=(tokens, int(tokens * trained)),
                  flops_formula="3 x forward per real token, dataset mean: 2*P_linear + attention 4*L*h*d*(causal "
                                "positions) + LM head 2*D*V at assistant (trained) tokens (benchmarks/roof.py)")

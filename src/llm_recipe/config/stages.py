@@ -39,6 +39,8 @@ class ComputeConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights as loaded")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="autocast (training and inference)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (training)")
+    compile: bool = Field(False, description="torch.compile the model for training (the shared loop): fuses the "
+                          "elementwise work between matmuls; the first steps pay the compilation")
     fsdp: bool = Field(
         False, description="several processes: shard parameters, gradients and optimizer state (torch FSDP2) "
         "instead of a full replica per process (DDP)")

@@ -169,6 +169,8 @@ class Trainer(RunControl):
         self.warnings = self._run_length_warnings(model)
         if compute.gradient_checkpointing:
             enable_gradient_checkpointing(model)
+        if compute.compile:  # in place: the module, its parameter names and checkpoints stay as they are
+            model.compile()
         if compute.fsdp and self.world > 1:
             if hasattr(model, "peft_config"):
                 raise ValueError("compute.fsdp with LoRA is not supported: adapters are small, use DDP (fsdp: false)")

@@ -40,7 +40,7 @@ from .checkpoint import latest_checkpoint
 KEY_FILE = "run_key.json"
 # Where and how often a run reports and checkpoints, and where it computes: not what it computes.
 RESUMABLE = {"resume", "max_bad_records", "save_every", "log_every", "eval_every", "eval_batches", "report_to", "compute.device",
-             "compute.num_threads", "compute.gradient_checkpointing", "compute.fsdp"}
+             "compute.num_threads", "compute.gradient_checkpointing", "compute.fsdp", "compute.compile"}
 
 
 def _flat(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
