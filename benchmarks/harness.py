@@ -202,9 +202,14 @@ def machine() -> dict:
 
 
 def commit() -> dict:
+    """The checkout's commit and whether src/ or benchmarks/ differ from it; a copy without .git
+    (`git archive` of a commit, so that edits during a long run cannot leak into it) names its
+    commit in BENCH_COMMIT."""
     def git(*a):
         return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
 
+    if not (ROOT / ".git").exists() and os.environ.get("BENCH_COMMIT"):
+        return {"commit": os.environ["BENCH_COMMIT"], "dirty": False}
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "src", "benchmarks"))}
 
 
@@ -314,7 +319,7 @@ def main(*, name: str, title: str, unit: str, script: str, args: argparse.Namesp
     if args.only:
         contenders = [c for c in contenders if c.name in args.only.split(",")]
     argv = _without(argv, "--json")
-    started, load_start = time.strftime("%Y-%m-%dT%H:%M:%S"), os.getloadavg()
+    started, load_start, code = time.strftime("%Y-%m-%dT%H:%M:%S"), os.getloadavg(), commit()
     roof = measure_roof(roof_shapes, *roof_tokens, args.threads) if roof_shapes and roof_tokens else None
     print(f"{title}: {len(contenders)} contenders, {args.repeats} runs each after pruning (keep {args.keep} per "
           f"precision), {args.threads} threads, load average {load_start[0]:.2f}", flush=True)
@@ -324,7 +329,7 @@ def main(*, name: str, title: str, unit: str, script: str, args: argparse.Namesp
     runs = run_grid(Path(script), contenders, argv, args.threads, args.repeats, args.keep,
                     say=lambda s: print(s, flush=True), derive=derive)
     rows = [summarize(c, runs[c.name], args.repeats, flops_per_unit, roof) for c in contenders]
-    result = {"benchmark": name, "title": title, "unit": unit, **commit(), "command": " ".join(
+    result = {"benchmark": name, "title": title, "unit": unit, **code, "command": " ".join(
         ["python", f"benchmarks/{Path(script).name}", *argv]), "machine": machine(), "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_start": load_start, "load_end": os.getloadavg(),
         "threads": args.threads, "repeats": args.repeats, "keep": args.keep, "setup": setup or {}, "roof": roof,
