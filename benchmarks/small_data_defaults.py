@@ -55,18 +55,21 @@ def seed_data(model_dir: str, args, seed: int, compute) -> dict:
     from llm_recipe.infer.generate import generate_chat
     from llm_recipe.models.loading import load_tokenizer
     from llm_recipe.models.placement import autocast, load_model
-    from llm_recipe.preference.records import split_by_prompt
 
-    dcfg = DPOConfig(style_pairs=args.pairs + 8, eval_fraction=args.eval_fraction, eval_prompts=args.eval_prompts)
-    data = style_pairs_from_sft(SFTConfig(bundled_examples=800), dcfg, seed)
+    n_eval = max(4, round(args.pairs * args.eval_fraction))
+    dcfg = DPOConfig(style_pairs=4 * args.pairs, eval_fraction=args.eval_fraction, eval_prompts=args.eval_prompts)
+    data = style_pairs_from_sft(SFTConfig(bundled_examples=800), dcfg, seed)  # split by prompt hash
     model, tok = load_model(model_dir, compute), load_tokenizer(model_dir)
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens)
-    pairs = (data.train + data.eval)[: args.pairs + 8]
+    sides = {"train": data.train[: args.pairs - n_eval + 4], "eval": data.eval[: n_eval + 2]}
     with autocast(compute, model.device):
-        answers = [g.text for g in generate_chat(model, tok, [p.prompt for p in pairs], greedy, seed=0)]
+        answers = {k: [g.text for g in generate_chat(model, tok, [p.prompt for p in v], greedy, seed=0)]
+                   for k, v in sides.items()}
         base = style_check(model, tok, data.held_out_prompts, dcfg.style_prefix, args.max_new_tokens, seed)
-    restyled = restyle_with_answers(pairs, answers, dcfg.style_prefix, data.log)[: args.pairs]
-    train, evals = split_by_prompt(restyled, args.eval_fraction, seed)
+    train = restyle_with_answers(sides["train"], answers["train"], dcfg.style_prefix, data.log)[: args.pairs - n_eval]
+    evals = restyle_with_answers(sides["eval"], answers["eval"], dcfg.style_prefix, data.log)[:n_eval]
+    if not evals:
+        raise SystemExit(f"seed {seed}: no held-out pairs: raise --pairs or --eval-fraction")
     return {"train": train, "eval": evals, "prompts": data.held_out_prompts, "keys": data.held_out_keys,
             "base": base["answers"], "base_rate": base["rate"], "prefix": dcfg.style_prefix}
 
@@ -110,15 +113,19 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
         mine = [r for r in rows if r["variant"] == name]
         if not mine:
             continue
-        out[name] = {k: statistics.mean(r[k] for r in mine if r[k] is not None) for k in
+        out[name] = {k: statistics.mean(v) if (v := [r[k] for r in mine if r[k] is not None]) else None for k in
                      ("style", "reward_accuracy", "rouge_l", "unchanged", "correct", "steps")}
         out[name].update({f"{k}_per_seed": [r[k] for r in mine] for k in ("style", "reward_accuracy", "rouge_l")})
     return out
 
 
 def winner(summary: dict[str, dict]) -> str:
-    ok = [n for n, s in summary.items() if s["rouge_l"] >= MIN_OVERLAP and s["correct"] >= MIN_CORRECT]
+    ok = [n for n, s in summary.items() if s["rouge_l"] >= MIN_OVERLAP and (s["correct"] or 0) >= MIN_CORRECT]
     return max(ok or summary, key=lambda n: (round(summary[n]["style"], 2), summary[n]["rouge_l"]))
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
 
 
 def main() -> None:
@@ -128,7 +135,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="runs/smollm2/model", help="an HF model folder (imported if missing)")
     ap.add_argument("--pairs", type=int, default=40, help="style pairs per seed (train + held out)")
-    ap.add_argument("--eval-fraction", type=float, default=0.2)
+    ap.add_argument("--eval-fraction", type=float, default=0.25)
     ap.add_argument("--eval-prompts", type=int, default=30)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -156,16 +163,16 @@ def main() -> None:
                 rows.append(run_variant(a.model, name, data, a, seed, Path(d) / f"{seed}-{len(rows)}", compute))
                 r = rows[-1]
                 print(f"  {name:<42} {r['steps']:>3} steps  style {r['style']:.0%}  reward acc "
-                      f"{r['reward_accuracy']:.2f}  ROUGE-L {r['rouge_l']:.2f}  unchanged {r['unchanged']:.0%}  correct "
-                      f"{r['correct'] if r['correct'] is None else format(r['correct'], '.0%')}", flush=True)
+                      f"{_fmt(r['reward_accuracy'], '.2f')}  ROUGE-L {r['rouge_l']:.2f}  unchanged {r['unchanged']:.0%}  "
+                      f"correct {_fmt(r['correct'], '.0%')}", flush=True)
     summary = summarize(rows)
     best = winner(summary)
     preset = PRESETS["small-data"]["dpo"]
     print(f"\n{'variant':<42}{'steps':>6}{'style':>8}{'reward acc':>11}{'ROUGE-L':>9}{'unchanged':>10}{'correct':>8}"
           f"   (mean over seeds {a.seeds})")
     for n, s in summary.items():
-        print(f"{n:<42}{s['steps']:>6.0f}{s['style']:>8.0%}{s['reward_accuracy']:>11.2f}{s['rouge_l']:>9.2f}"
-              f"{s['unchanged']:>10.0%}{s['correct']:>8.0%}{'   <- winner' if n == best else ''}")
+        print(f"{n:<42}{s['steps']:>6.0f}{s['style']:>8.0%}{_fmt(s['reward_accuracy'], '.2f'):>11}{s['rouge_l']:>9.2f}"
+              f"{s['unchanged']:>10.0%}{_fmt(s['correct'], '.0%'):>8}{'   <- winner' if n == best else ''}")
     holds = best == "small-data preset"
     print(f"winner: {best}; PRESETS['small-data']['dpo'] = {preset}: "
           + ("the preset is the winner" if holds else "the preset is NOT the winner: update train/defaults.py"))
