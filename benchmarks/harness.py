@@ -177,6 +177,9 @@ def summarize(c: Contender, runs: list[dict], repeats: int, flops_per_unit: floa
     out = {**asdict(c), "runs": runs, "n": len(runs), "pruned": len(runs) < repeats, "median": med,
            "min": min(vals), "max": max(vals),
            "cpu_median": statistics.median(cpu_rate), "rss_gb": max(r["rss_gb"] for r in runs)}
+    standard = {"units", "wall_s", "cpu_s", "warmup_s", "rss_gb", "process_cpu_s", "load_before", "value"}
+    extras = {k for k, v in runs[0].items() if k not in standard and isinstance(v, (int, float))}
+    out["extras"] = {k: statistics.median(r[k] for r in runs) for k in sorted(extras)}  # e.g. held-out loss
     if flops_per_unit and roof:
         peak = roof[ROOF_OF[c.precision]]
         out["mfu"] = med * flops_per_unit / peak
@@ -258,8 +261,9 @@ def render(result: dict) -> list[str]:
         mfu = f"{r['mfu']:.0%}" if "mfu" in r else "—"
         tag = " (defaults)" if r["default"] else " (pruned)" if r["pruned"] else ""
         spread = f"[{r['min']:.2f}–{r['max']:.2f}]"
+        extra = "  " + " ".join(f"{k} {v:.4g}" for k, v in r.get("extras", {}).items())
         lines.append(f"{r['name'] + tag:<46}{r['precision']:<14}{r['n']:>2} {r['median']:9.2f} {spread:>18} "
-                     f"{r['cpu_median']:8.2f} {r['rss_gb']:7.2f} {mfu:>6}")
+                     f"{r['cpu_median']:8.2f} {r['rss_gb']:7.2f} {mfu:>6}{extra.rstrip()}")
     for c in result["comparisons"]:
         s = (f"{c['precision']}: {c['ours']} / peer best ({c['peer_best']}) = {c['vs_best']:.2f}x wall, "
              f"{c['vs_best_cpu']:.2f}x CPU")

@@ -93,6 +93,14 @@ def perf_block(results: list[dict]) -> str:
     ]
     for res in results:
         lines += rows_of(res)
+    for res in results:  # a quality check beside the speed (DPO: the held-out loss every run reached)
+        by_name = {r["name"]: r for r in res["contenders"]}
+        for c in res["comparisons"]:
+            o, b = by_name[c["ours"]], by_name[c["peer_best"]]
+            if "heldout_loss" in o.get("extras", {}) and "heldout_loss" in b.get("extras", {}):
+                lines.append(f"\n{res['title']}, {PREC[c['precision']]}: held-out DPO loss after training (same pairs, "
+                             f"order and reference) ours {o['extras']['heldout_loss']:.4f}, peer best "
+                             f"{b['extras']['heldout_loss']:.4f}.")
     roofs = [(r["title"], r["roof"]) for r in results if r.get("roof")]
     if roofs:
         lines += ["", "Matmul roofs measured with each benchmark (GFLOP/s at the step's GEMM mix, fp32 / bf16): "
