@@ -51,9 +51,11 @@ def contenders() -> list[Contender]:
 # ---- the fixture (parent, once): init model + tokenizer, pairs in our batch order, reference ----
 def build_fixture(args, work: Path) -> dict:
     from llm_recipe.config import DPOConfig, SFTConfig
-    from llm_recipe.demo.style import style_pairs_from_sft
+    from llm_recipe.demo.sft_set import sft_records
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
     from llm_recipe.tokenizer.chat_formats import apply_chat_format, get_chat_format
+    from llm_recipe.train.sft_data import split_sft_data
+    from llm_recipe.train.style_data import style_pairs_from_sft
 
     if args.model == "tiny":
         from llm_recipe.demo.sample_corpus import generate_sample_corpus, sample_corpus_files
@@ -75,8 +77,9 @@ def build_fixture(args, work: Path) -> dict:
     model.save_pretrained(work / "init", safe_serialization=True)
     tok.save_pretrained(work / "init")
     n = args.steps * args.batch
-    data = style_pairs_from_sft(SFTConfig(bundled_examples=8 * n), DPOConfig(style_pairs=int(n / 0.85) + 2,
-                                                                            eval_fraction=0.15), args.seed)
+    sft_cfg = SFTConfig(bundled_examples=8 * n)
+    data = style_pairs_from_sft(split_sft_data(sft_cfg, args.seed, sft_records(sft_cfg, args.seed)),
+                                DPOConfig(style_pairs=int(n / 0.85) + 2, eval_fraction=0.15), args.seed)
     train = data.train[:n]
     if len(train) < n:
         raise SystemExit(f"only {len(train)} training pairs for {n}")

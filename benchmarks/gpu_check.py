@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from llm_recipe.config import ComputeConfig, DPOConfig, GRPOConfig, SamplingConfig, SFTConfig  # noqa: E402
 from llm_recipe.demo.sample_corpus import iter_sample_docs  # noqa: E402
 from llm_recipe.demo.sft_set import sft_records  # noqa: E402
-from llm_recipe.demo.style import single_turn_examples, style_pairs_from_sft  # noqa: E402
+from llm_recipe.demo.style import single_turn_examples  # noqa: E402
 from llm_recipe.tokenizer.chat_formats import apply_chat_format, get_chat_format  # noqa: E402
 from llm_recipe.tokenizer.train import train_bpe_tokenizer  # noqa: E402
 from llm_recipe.train.dpo import DPOObjective  # noqa: E402
@@ -42,7 +42,11 @@ from llm_recipe.train.grpo import run_grpo  # noqa: E402
 from llm_recipe.train.loop import Trainer  # noqa: E402
 from llm_recipe.train.rl_loop import RLSetup  # noqa: E402
 from llm_recipe.train.sft import SFTObjective, load_sft_data  # noqa: E402
-from llm_recipe.train.sft_data import pack_examples  # noqa: E402
+from llm_recipe.train.sft_data import (
+    pack_examples,  # noqa: E402
+    split_sft_data,  # noqa: E402
+)
+from llm_recipe.train.style_data import style_pairs_from_sft  # noqa: E402
 
 # Peak dense bf16 tensor FLOP/s (no sparsity) by device name.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12,
@@ -165,7 +169,7 @@ def main() -> list[dict]:
         cfg = DPOConfig(style_pairs=n_examples // 4, batch_size=args.dpo_batch, max_length=512, lr=1e-5,
                         warmup_steps=0, eval_every=10**6, log_every=10**6, compute=compute)
         sft_cfg = SFTConfig(bundled_examples=n_examples)
-        pairs = style_pairs_from_sft(sft_cfg, cfg, 0)
+        pairs = style_pairs_from_sft(split_sft_data(sft_cfg, 0, sft_records(sft_cfg, 0)), cfg, 0)
         examples = tokenize_dpo_pairs(pairs.train, tok, fmt, cfg.max_length)
         for e in examples:  # reference log-probs as if precomputed (their values do not change the cost)
             e.ref_chosen, e.ref_rejected = -50.0, -50.0

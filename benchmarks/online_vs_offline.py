@@ -29,8 +29,10 @@ from llm_recipe.config import load_config
 from llm_recipe.eval.winrate import outcomes_from_scores, win_rate_report
 from llm_recipe.files import write_json
 from llm_recipe.infer.reward import load_scorer
-from llm_recipe.stages.eval import stage_eval
-from llm_recipe.stages.online_dpo import stage_online_dpo
+from llm_recipe.stages import eval as eval_stage
+from llm_recipe.stages import online_dpo
+from llm_recipe.stages.context import RunContext
+from llm_recipe.stages.contract import run_stage
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -55,11 +57,12 @@ def one_seed(run: Path, out: Path, seed: int, rounds: int, per_round: int, steps
     models = {}
     for name, section in (("online", online), ("offline", offline)):
         cfg = load_config(run / "recipe.yaml", {"output_dir": str(out / name), "online_dpo": {**section, "seed": seed}})
-        models[name] = stage_online_dpo(cfg, sft, rm, out / name)
+        ctx = RunContext(cfg, artifacts={"sft_model": str(sft), "reward_model": str(rm)})
+        models[name] = run_stage(ctx, online_dpo.STAGE)["online_dpo_model"]
     ecfg = load_config(run / "recipe.yaml", {"output_dir": str(out), "eval.judge_model": None})
-    report = json.loads(stage_eval(ecfg, {"sft_model": str(sft), "reward_model": str(rm),
-                                          "dpo_model": str(models["offline"]),
-                                          "online_dpo_model": str(models["online"])}, out).read_text())
+    ctx = RunContext(ecfg, artifacts={"sft_model": str(sft), "reward_model": str(rm), "dpo_model": models["offline"],
+                                      "online_dpo_model": models["online"]})
+    report = json.loads(Path(run_stage(ctx, eval_stage.STAGE)["eval_report"]).read_text())
     rows = report["models"]
     prompts, on = held_out_answers(out / "eval", "online_dpo")
     _, off = held_out_answers(out / "eval", "dpo")

@@ -3,7 +3,7 @@
 `train/defaults.py` (PRESETS["small-data"]["dpo"]) is the winner of this benchmark.
 
 The data: the "Let me explain." style pairs over the model's own greedy answers (chosen = prefix +
-answer, rejected = answer; `demo.style`), --pairs of them per seed, split by prompt into train and
+answer, rejected = answer; `train.style_data`), --pairs of them per seed, split by prompt into train and
 held-out pairs, and --eval-prompts further held-out prompts (in neither the SFT nor the DPO data).
 Each variant trains DPO from the model on the train pairs (`train.dpo.run_dpo`, as `llm-recipe dpo`
 runs it: the released-model defaults apply to every field a variant leaves unset), then answers the
@@ -50,15 +50,18 @@ MIN_OVERLAP, MIN_CORRECT = 0.5, 0.8
 def seed_data(model_dir: str, args, seed: int, compute) -> dict:
     """Train / held-out pairs over the model's own answers, held-out prompts and the base answers."""
     from llm_recipe.config import DPOConfig, SamplingConfig, SFTConfig
-    from llm_recipe.demo.style import restyle_with_answers, style_pairs_from_sft
+    from llm_recipe.demo.sft_set import sft_records
     from llm_recipe.eval.style import style_check
     from llm_recipe.infer.generate import generate_chat
     from llm_recipe.models.loading import load_tokenizer
     from llm_recipe.models.placement import autocast, load_model
+    from llm_recipe.train.sft_data import split_sft_data
+    from llm_recipe.train.style_data import restyle_with_answers, style_pairs_from_sft
 
     n_eval = max(4, round(args.pairs * args.eval_fraction))
     dcfg = DPOConfig(style_pairs=4 * args.pairs, eval_fraction=args.eval_fraction, eval_prompts=args.eval_prompts)
-    data = style_pairs_from_sft(SFTConfig(bundled_examples=800), dcfg, seed)  # split by prompt hash
+    sft_cfg = SFTConfig(bundled_examples=800)
+    data = style_pairs_from_sft(split_sft_data(sft_cfg, seed, sft_records(sft_cfg, seed)), dcfg, seed)  # by prompt
     model, tok = load_model(model_dir, compute), load_tokenizer(model_dir)
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens)
     sides = {"train": data.train[: args.pairs - n_eval + 4], "eval": data.eval[: n_eval + 2]}

@@ -5,6 +5,9 @@
     python scripts/readme_figures.py runs/demo --ppo-seeds 1 2 --write README.md
         also rerun the PPO stage from the run's SFT model and reward model with those seeds
         (runs/demo/ppo-seeds/seed-N) and give the spread: RL on a 3M-parameter model is noisy
+    python scripts/readme_figures.py runs/demo --hh runs/hh/seed-0 runs/hh/seed-1 --write README.md
+        also the helpful-harmless block from the HH runs (`benchmarks/hh_recipe.py`), one row per
+        seed and model, with the 95% intervals and the spread over seeds
 
 Every figure is read from the run's own files (summary.json, eval/report.json, run.json), so the
 README says what this commit's demo produced, with the commit and the command that made it. In
@@ -42,13 +45,18 @@ def _commit(run: Path) -> str:
 def ppo_spread(run: Path, seeds: list[int]) -> list[dict]:
     """The demo's PPO stage again with other seeds, from the same SFT model and reward model."""
     from llm_recipe.config import load_config
-    from llm_recipe.stages.rl import stage_ppo
+    from llm_recipe.stages import rl
+    from llm_recipe.stages.context import RunContext
+    from llm_recipe.stages.contract import run_stage
 
     rows = []
     for s in seeds:
         cfg = load_config(run / "recipe.yaml", {"seed": s, "output_dir": str(run / "ppo-seeds" / f"seed-{s}")})
-        res = stage_ppo(cfg, run / "sft" / "model", run / "reward_model" / "model", cfg.output_dir)
-        rows.append({"seed": s, "before": res.before["success"], "after": res.after["success"], "kl": res.after["kl"]})
+        ctx = RunContext(cfg, artifacts={"sft_model": str(run / "sft" / "model"),
+                                         "reward_model": str(run / "reward_model" / "model")})
+        sm = _read(Path(run_stage(ctx, rl.PPO)["ppo_model"]).parent / "summary.json")
+        rows.append({"seed": s, "before": sm["before"]["success"], "after": sm["after"]["success"],
+                     "kl": sm["after"]["kl"]})
     return rows
 
 
@@ -90,6 +98,59 @@ def eval_block(run: Path) -> str:
             + markdown_table(_read(run / "eval" / "report.json")))
 
 
+def _ci(r: dict | None) -> str:
+    if not r or r.get("rate") is None:
+        return "—"
+    return f"{_pct(r['rate'])} [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]"
+
+
+def hh_block(runs: list[Path]) -> str:
+    """The HH recipe over seeds: safety-v2 refusal / over-refusal with intervals, the judge's win rate
+    against the released model and its position bias, the time; every figure from the runs' files."""
+    lines = [f"HH runs (`python benchmarks/hh_recipe.py`, commit `{_commit(runs[0])}`; safety-v2: 112 harmful requests, "
+             "110 benign look-alikes; judge: the released model, asked in both orders):", "",
+             "| seed | model | refusal (harmful) [95% CI] | EN / JA | over-refusal (benign) [95% CI] | "
+             "judge win vs base [95% CI] (1st-pos picks) | same answer as base | minutes |",
+             "|---|---|---|---|---|---|---|---|"]
+    dpo_ref, dpo_over = [], []
+    for run in runs:
+        rep = _read(run / "eval" / "report.json")
+        seed = (yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("seed", 0)
+        minutes = _read(run / "summary.json")["total_seconds"] / 60
+        for name in rep["order"]:
+            m = rep["models"][name]
+            s = m.get("safety", {})
+            langs = " / ".join(_pct(s["by_lang"][lg]["refusal_rate"]) if lg in s.get("by_lang", {}) else "—"
+                               for lg in ("en", "ja"))
+            j = m.get("win_rate_judge", {})
+            judge = (f"{_pct(j['win_rate'])} [{_pct(j['ci95'][0])}, {_pct(j['ci95'][1])}] "
+                     f"({_pct(j['first_position_rate'])})" if "win_rate" in j else "—")
+            same = m.get("identical_to_reference")
+            lines.append(f"| {seed} | {name} | {_ci(s.get('refusal'))} | {langs} | {_ci(s.get('over_refusal'))} | "
+                         f"{judge} | {'—' if same is None else _pct(same)} | {minutes:.1f} |")
+            if name == "dpo":
+                dpo_ref.append(s["refusal"]["rate"])
+                dpo_over.append(s["over_refusal"]["rate"])
+    if dpo_ref:
+        lines += ["", f"DPO over {len(dpo_ref)} seeds: refusal {_pct(min(dpo_ref))}–{_pct(max(dpo_ref))}, "
+                      f"over-refusal {_pct(min(dpo_over))}–{_pct(max(dpo_over))}."]
+    return "\n".join(lines) + "\n"
+def _benchmark_block(script: str, results: Path) -> str:
+    """A benchmark's figures from its results JSON, in the words the benchmark prints them."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    text = importlib.import_module(script).figures_text(_read(results))
+    flag = script.replace("_", "-") if script != "cpt_ja" else "cpt-ja"
+    return (f"Last run (`python benchmarks/{script}.py`, results `{results}`; block written by "
+            f"`python scripts/readme_figures.py --{flag} {results} --write README.md`):\n" + text)
+
+
+def cpt_ja_block(results: Path) -> str:
+    return _benchmark_block("cpt_ja", results)
+
+
 def replace_blocks(text: str, blocks: dict[str, str]) -> str:
     for name, body in blocks.items():
         pat = re.compile(rf"(<!-- figures:{name} -->\n).*?(<!-- /figures:{name} -->)", re.S)
@@ -110,12 +171,24 @@ def write_or_print(blocks: dict[str, str], readme: Path | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path)
+    ap.add_argument("run", type=Path, nargs="?", help="the demo run (its blocks: demo-headline, demo-eval)")
     ap.add_argument("--write", type=Path, help="replace the blocks in this README")
     ap.add_argument("--ppo-seeds", type=int, nargs="*", default=[])
+    ap.add_argument("--hh", type=Path, nargs="*", default=[], help="HH run folders (one per seed)")
+    ap.add_argument("--cpt-ja", type=Path, help="results.json of benchmarks/cpt_ja.py (the cpt-ja block)")
+    ap.add_argument("--pretrain-data", type=Path, help="--out JSON of benchmarks/pretrain_data.py (its block)")
     a = ap.parse_args()
-    spread = ppo_spread(a.run, a.ppo_seeds) if a.ppo_seeds else []
-    write_or_print({"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}, a.write)
+    blocks = {}
+    if a.run:
+        spread = ppo_spread(a.run, a.ppo_seeds) if a.ppo_seeds else []
+        blocks = {"demo-headline": headline_block(a.run, spread), "demo-eval": eval_block(a.run)}
+    if a.hh:
+        blocks["hh-eval"] = hh_block(a.hh)
+    if a.cpt_ja:
+        blocks["cpt-ja"] = cpt_ja_block(a.cpt_ja)
+    if a.pretrain_data:
+        blocks["pretrain-data"] = _benchmark_block("pretrain_data", a.pretrain_data)
+    write_or_print(blocks, a.write)
 
 
 if __name__ == "__main__":

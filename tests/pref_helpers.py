@@ -2,7 +2,7 @@
 
 Training happens once per test session (cached per base temp dir): a micro policy that starts
 about half of its answers with the style prefix, and a reward model trained from it (through
-the recipe's own `stage_rm`) on the generated style preference set.
+the recipe's own rm stage) on the generated style preference set.
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ def rm_config(**kw) -> RecipeConfig:
 @functools.cache
 def reward_model_dir(root: str, tokenizer_dir: str) -> Path:
     """The reward model trained by the recipe stage on the style set, from the policy."""
-    from llm_recipe.stages.reward import stage_rm
+    from run_helpers import call_stage
+
+    from llm_recipe.stages.reward import STAGE
 
     policy = policy_dir(root, tokenizer_dir)
     with one_thread():
-        return stage_rm(rm_config(), policy, Path(root) / "pref_rm")
+        return Path(call_stage(STAGE, rm_config(), Path(root) / "pref_rm", sft_model=policy)["reward_model"])

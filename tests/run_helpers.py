@@ -19,7 +19,21 @@ FAST_ALIGN = [f"--set={kv}" for kv in (
     "online_dpo.candidates.sampling.max_new_tokens=6", "online_dpo.max_steps=2", "online_dpo.batch_size=4",
     "online_dpo.eval_every=2", "online_dpo.eval_batches=1", "online_dpo.warmup_steps=0",
     "constitutional.rounds=1", "constitutional.sampling.max_new_tokens=4")]
-# The evaluation stage on a handful of prompts: the wiring and every figure, not their values.
+# The evaluation stage on a handful of prompts: the wiring and every figure, not their values (the
+# small v1 sets: the default v2 sets are 222 safety prompts and 66 x 3 sycophancy turns per model).
 FAST_EVAL = [f"--set={kv}" for kv in (
     "eval.n_prompts=4", "eval.sampling.max_new_tokens=8", "eval.kl_max_new_tokens=6", "eval.bootstrap=100",
-    "eval.perplexity_blocks=2")]
+    "eval.perplexity_blocks=2", "eval.safety_set=safety-v1", "eval.sycophancy_set=sycophancy-v1")]
+
+
+def call_stage(stage, cfg, out=None, **artifacts):
+    """Run one recipe stage (`stages.contract.run_stage`) into `out` with the given artifacts
+    (sft_model=..., reward_model=...); returns the artifacts it made."""
+    from pathlib import Path
+
+    from llm_recipe.stages.context import RunContext
+    from llm_recipe.stages.contract import run_stage
+
+    if out is not None:
+        cfg = cfg.model_copy(update={"output_dir": Path(out)})
+    return run_stage(RunContext(cfg, artifacts={k: str(v) for k, v in artifacts.items()}), stage)

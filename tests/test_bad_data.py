@@ -41,7 +41,7 @@ def test_data_without_text_trains_no_tokenizer_and_good_data_then_does(tmp_path)
     good = lines(tmp_path / "good.jsonl", [{"text": f"document number {i} says hello world " * 8} for i in range(40)])
     res = pretrain(tmp_path / "run", good)
     assert res.exit_code == 0, res.output
-    marker = json.loads((tmp_path / "run" / "tokenizer" / "complete.json").read_text())
+    marker = json.loads((tmp_path / "run" / "stages" / "tokenizer.json").read_text())  # the stage's completion marker
     assert list(marker["key"]["inputs"]) == [str(good)]
 
 

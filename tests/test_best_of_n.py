@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from llm_recipe.demo.style import STYLE_PREFIX
 from llm_recipe.infer.best_of_n import best_of_n
 from llm_recipe.infer.reward import RewardScorer
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
-from llm_recipe.stages.bon import bon_prompts, stage_bon
+from llm_recipe.stages import bon as bon_stage
+from llm_recipe.stages.bon import bon_prompts
 
 GEN = SamplingConfig(max_new_tokens=12, temperature=0.9, top_k=20, top_p=None, repetition_penalty=1.0)
 
@@ -82,7 +84,10 @@ def test_stage_bon_and_cli(models, tmp_path):
     from llm_recipe.config import RecipeConfig
 
     cfg = RecipeConfig(seed=0, rm=rm_config().rm, bon=BoNConfig(n=3, n_prompts=4, sampling=SamplingConfig(max_new_tokens=8, top_k=20)))
-    path = stage_bon(cfg, pol_dir, rm_dir, tmp_path / "stage")
+    from run_helpers import call_stage
+
+    path = Path(call_stage(bon_stage.STAGE, cfg, tmp_path / "stage", sft_model=pol_dir,
+                           reward_model=rm_dir)["best_of_n_report"])
     rep = json.loads(path.read_text())
     assert rep["n"] == 3 and rep["prompts"] == 4 and rep["mean_best_reward"] >= rep["mean_first_sample_reward"]
     assert 0 <= rep["style_rate_first_sample"] <= rep["style_rate_best"] <= 1

@@ -184,16 +184,20 @@ def test_cli_with_own_prompts_constitution_and_rounds(tiny_run, tmp_path):
 def test_stage_is_skipped_with_the_same_settings_and_redone_with_others(tiny_run, tmp_path):
     import shutil
 
+    from run_helpers import call_stage
+
     from llm_recipe.config import load_config
-    from llm_recipe.stages.prefs import stage_constitutional
+    from llm_recipe.stages.prefs import CONSTITUTIONAL
 
     shutil.copytree(tiny_run / "constitutional", tmp_path / "constitutional")
+    (tmp_path / "stages").mkdir()
+    shutil.copy(tiny_run / "stages" / "constitutional.json", tmp_path / "stages")
     report = tmp_path / "constitutional" / "report.json"
     before = report.stat().st_mtime_ns
     cfg = load_config(tiny_run / "recipe.yaml")
-    stage_constitutional(cfg, tiny_run / "sft" / "model", tmp_path)
+    call_stage(CONSTITUTIONAL, cfg, tmp_path, sft_model=tiny_run / "sft" / "model")
     assert report.stat().st_mtime_ns == before  # same settings and model: skipped
     changed = load_config(tiny_run / "recipe.yaml", {"constitutional.rounds": 2})
-    stage_constitutional(changed, tiny_run / "sft" / "model", tmp_path)
+    call_stage(CONSTITUTIONAL, changed, tmp_path, sft_model=tiny_run / "sft" / "model")
     recs = [json.loads(x) for x in (tmp_path / "constitutional" / "records.jsonl").read_text().splitlines()]
     assert all(len(r["rounds"]) == 2 for r in recs) and json.loads(report.read_text())["rounds"] == 2

@@ -190,18 +190,18 @@ def test_resume_skips_finished_shards(tmp_path):
     shards = _write_shards(tmp_path)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_local(shards, [CrashOn("b1")], out, workers=1, fingerprint="f1", progress=False)
+        run_local(shards, [CrashOn("b1")], out, workers=1, fingerprint={"run": "f1"}, progress=False)
     marker = out / ".state" / "seg-0" / "done" / "00000-a.json"
     assert marker.exists() and not (out / ".state" / "seg-0" / "done" / "00001-b.json").exists()
     first_mtime = marker.stat().st_mtime_ns
     # same fingerprint: the crash is "fixed" (b1 no longer matches), shard a is not recomputed
-    stats = run_local(shards, [CrashOn("nope", name="crash_on")], out, workers=1, fingerprint="f1",
+    stats = run_local(shards, [CrashOn("nope", name="crash_on")], out, workers=1, fingerprint={"run": "f1"},
                       progress=False)
     assert marker.stat().st_mtime_ns == first_mtime
     assert stats["docs_out"] == 12 and stats["steps"]["crash_on"]["docs_in"] == 12
-    with pytest.raises(ResumeMismatch, match="different config"):
-        run_local(shards, [CrashOn("nope")], out, workers=1, fingerprint="f2", progress=False)
-    stats = run_local(shards, [DropOdd()], out, workers=1, fingerprint="f2", resume=False, progress=False)
+    with pytest.raises(ResumeMismatch, match=r"other settings \(run 'f1' -> 'f2'\)"):
+        run_local(shards, [CrashOn("nope")], out, workers=1, fingerprint={"run": "f2"}, progress=False)
+    stats = run_local(shards, [DropOdd()], out, workers=1, fingerprint={"run": "f2"}, resume=False, progress=False)
     assert stats["docs_out"] == 6
 
 
@@ -211,7 +211,7 @@ def test_resume_mismatch_names_the_changed_config_fields(tmp_path):
     run_local(shards, [DropOdd()], tmp_path / "out", workers=1, fingerprint=fingerprint(cfg, shards, [DropOdd()]),
               progress=False)
     changed = CurateConfig.model_validate({"min_length": {"min_chars": 5}, "dedup": {"fuzzy": {"threshold": 0.7}}})
-    with pytest.raises(ResumeMismatch, match=r"\(dedup\.fuzzy\.threshold, min_length\.min_chars\)"):
+    with pytest.raises(ResumeMismatch, match=r"\(dedup\.fuzzy\.threshold 0\.8 -> 0\.7, min_length\.min_chars 0 -> 5\)"):
         run_local(shards, [DropOdd()], tmp_path / "out", workers=1,
                   fingerprint=fingerprint(changed, shards, [DropOdd()]), progress=False)
 
@@ -219,8 +219,8 @@ def test_resume_mismatch_names_the_changed_config_fields(tmp_path):
 def test_rerun_after_completion_with_global_step_recomputes_nothing(tmp_path):
     shards = _write_shards(tmp_path)
     steps = [DropOdd(), ExactDedup(), Upper()]
-    first = run_local(shards, steps, tmp_path / "out", workers=1, fingerprint="g", progress=False)
+    first = run_local(shards, steps, tmp_path / "out", workers=1, fingerprint={"run": "g"}, progress=False)
     assert not (tmp_path / "out" / ".state" / "seg-0" / "data").exists()  # intermediates cleaned
     again = run_local(shards, [DropOdd(), ExactDedup(), Upper()], tmp_path / "out", workers=1,
-                      fingerprint="g", progress=False)  # fresh, unfitted global step: no fit needed
+                      fingerprint={"run": "g"}, progress=False)  # fresh, unfitted global step: no fit needed
     assert again == first

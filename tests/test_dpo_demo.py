@@ -1,7 +1,7 @@
 """The reference DPO demo end to end: SFT model -> style set -> DPO -> held-out answers.
 
 A small SFT model is trained here (the `micro` preset on the bundled set's single-turn QA
-conversations) so the module stays within the test budget; `stage_dpo` is the same call the
+conversations) so the module stays within the test budget; the dpo STAGE is the same call the
 recipe makes.
 
 Why the fixture looks the way it does (measured while closing issue 8): with the session's
@@ -17,6 +17,7 @@ and DPO long enough to learn the 8-token prefix keeps those templates after it (
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,17 +25,18 @@ from typer.testing import CliRunner
 
 from llm_recipe.config import DPOConfig, RecipeConfig, SFTConfig
 from llm_recipe.demo.sft_set import generate_bundled_sft
-from llm_recipe.demo.style import style_pairs_from_sft
 from llm_recipe.eval.style import strip_prefix
 from llm_recipe.files import write_jsonl
 from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.models.presets import build_preset_model
 from llm_recipe.preference.text_metrics import rouge_l
-from llm_recipe.stages.dpo import stage_dpo
+from llm_recipe.stages import dpo as dpo_stage
 from llm_recipe.tokenizer.train import train_and_save
 from llm_recipe.train.dpo import preference_loss, sequence_logps
 from llm_recipe.train.dpo_data import collate_shared, tokenize_dpo_pairs
 from llm_recipe.train.sft import run_sft
+from llm_recipe.train.sft_data import split_sft_data
+from llm_recipe.train.style_data import style_pairs_from_sft
 
 PREFIX = "Let me explain."
 STEPS = 120
@@ -56,7 +58,9 @@ def demo(tmp_path_factory, corpus_texts):
     cfg = RecipeConfig(output_dir=out, sft=sft_cfg,
                        dpo=DPOConfig(max_steps=STEPS, style_pairs=200, batch_size=16, lr=3e-3, sft_alpha=1.0,
                                      eval_every=40, log_every=10, eval_prompts=30, max_new_tokens=24))
-    model_dir = stage_dpo(cfg, sft.model_dir, out)
+    from run_helpers import call_stage
+
+    model_dir = Path(call_stage(dpo_stage.STAGE, cfg, sft_model=sft.model_dir)["dpo_model"])
     return {"out": out, "cfg": cfg, "sft_dir": sft.model_dir, "model_dir": model_dir,
             "report": json.loads((out / "dpo" / "style_report.json").read_text()),
             "metrics": [json.loads(ln) for ln in (out / "dpo" / "metrics.jsonl").read_text().splitlines()]}
@@ -111,7 +115,7 @@ def test_step0_loss_is_log2_and_metrics_every_logging_step(demo):
 def test_reported_reward_accuracy_matches_an_independent_recount(demo):
     """The logged final eval accuracy/margin equal a recount from the saved models' log-probs."""
     cfg = demo["cfg"]
-    data = style_pairs_from_sft(cfg.sft, cfg.dpo, cfg.seed)
+    data = style_pairs_from_sft(split_sft_data(cfg.sft, cfg.seed), cfg.dpo, cfg.seed)
     tok = load_tokenizer(demo["sft_dir"])
     from llm_recipe.tokenizer.chat_formats import resolve_chat_format
 
@@ -130,7 +134,9 @@ def test_stage_is_skipped_when_done_and_cli_errors_are_one_line(demo, tmp_path):
     from llm_recipe.cli import app
 
     before = (demo["model_dir"] / "model.safetensors").stat().st_mtime_ns
-    assert stage_dpo(demo["cfg"], demo["sft_dir"], demo["out"]) == demo["model_dir"]
+    from run_helpers import call_stage
+
+    assert call_stage(dpo_stage.STAGE, demo["cfg"], sft_model=demo["sft_dir"])["dpo_model"] == str(demo["model_dir"])
     assert (demo["model_dir"] / "model.safetensors").stat().st_mtime_ns == before
     res = CliRunner().invoke(app, ["dpo", "--model", str(tmp_path / "missing"), "-o", str(tmp_path)])
     assert res.exit_code == 2 and "no such model directory" in res.output

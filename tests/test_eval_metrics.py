@@ -12,26 +12,46 @@ from llm_recipe.eval.kl import best_of_n_kl_bound, kl_of_samples, sample_respons
 from llm_recipe.eval.length_bias import length_vs_reference, reward_length_correlation
 from llm_recipe.eval.perplexity import answer_perplexity, text_perplexity
 from llm_recipe.eval.refusal import is_refusal, safety_rates
-from llm_recipe.eval.sets import BUNDLED, load_safety_set, load_sycophancy_set
+from llm_recipe.eval.sets import BUNDLED, bundled_sets, load_safety_set, load_sycophancy_set
 from llm_recipe.eval.sycophancy import sycophancy_rates
 from llm_recipe.eval.winrate import outcomes_from_scores, position_bias, win_rate_report
 from llm_recipe.preference.judge import Verdict
 
 
 def test_bundled_sets_are_bilingual_paired_and_versioned():
-    safety = load_safety_set()
+    # v1 stays loadable by name
+    safety = load_safety_set("safety-v1")
     kinds = [(it.kind, it.lang) for it in safety.items]
     for kind in ("harmful", "benign"):
         assert kinds.count((kind, "en")) == kinds.count((kind, "ja")) == 8
     assert safety.name == "safety-v1" and len(safety.sha256) == 64
     # every benign prompt is the look-alike of one harmful prompt
-    recs = [json.loads(ln) for ln in BUNDLED["safety"].read_text(encoding="utf-8").splitlines()]
+    recs = [json.loads(ln) for ln in bundled_sets()["safety-v1"].read_text(encoding="utf-8").splitlines()]
     harmful_ids = {r["id"] for r in recs if r["kind"] == "harmful"}
     assert {r["look_alike_of"] for r in recs if r["kind"] == "benign"} == harmful_ids
-    syc = load_sycophancy_set()
-    assert {it.lang for it in syc.items} == {"en", "ja"}
-    for it in syc.items:  # the belief prompt asserts the wrong answer and still asks the question
-        assert any(w in it.belief_prompt for w in it.wrong) and not any(c in it.belief_prompt for c in it.correct)
+    syc = load_sycophancy_set("sycophancy-v1")
+    assert {it.lang for it in syc.items} == {"en", "ja"} and all(it.pushback is None for it in syc.items)
+    # v2, the default: >= 100 of each kind, both languages, every item categorised
+    v2 = load_safety_set()
+    assert v2.name == "safety-v2" and BUNDLED["safety"] == bundled_sets()["safety-v2"]
+    for kind, cats in (("harmful", {"weapons", "drugs", "cyber", "self-harm", "privacy", "hate", "fraud"}),
+                       ("benign", {"homonym", "safe_context", "history", "fiction", "figurative"})):
+        its = [it for it in v2.items if it.kind == kind]
+        assert len(its) >= 100 and {it.lang for it in its} == {"en", "ja"}
+        assert {it.category for it in its} == cats
+        for c in cats:  # every category in both languages, big enough to read a rate
+            assert min(sum(it.category == c and it.lang == lg for it in its) for lg in ("en", "ja")) >= 8
+    assert all(it.domain for it in v2.items if it.kind == "benign")
+    assert len({it.prompt for it in v2.items}) == len(v2.items)
+    syc2 = load_sycophancy_set()
+    assert syc2.name == "sycophancy-v2" and len(syc2.items) >= 60
+    assert {it.category for it in syc2.items} == {"fact", "math", "opinion"}
+    for it in [*syc.items, *syc2.items]:  # the belief prompt asserts the wrong answer and still asks the question
+        if it.category in ("", "fact"):  # (math and opinion keys are phrasings of an answer, e.g. "is 25")
+            assert any(w.casefold() in it.belief_prompt.casefold() for w in it.wrong)
+        assert not any(c.casefold() in it.belief_prompt.casefold() for c in it.correct)
+        assert it.question in it.belief_prompt
+    assert all(it.pushback for it in syc2.items)
 
 
 def test_user_sets_with_bad_lines_are_errors_that_name_file_and_line(tmp_path):
@@ -65,17 +85,63 @@ def test_refusal_detector_english_and_japanese(text, refused):
     assert is_refusal(text) is refused
 
 
-def test_safety_rates_place_a_model_on_the_helpful_harmless_plane():
-    items = load_safety_set().items
+@pytest.mark.parametrize("method", ["rules", "classifier", "combined"])
+def test_safety_rates_place_a_model_on_the_helpful_harmless_plane(method):
+    items = load_safety_set("safety-v1").items
     careful = ["I'm sorry, but I can't help with that." if it.kind == "harmful" else "Sure, here is how." for it in items]
-    r = safety_rates(items, careful)
+    r = safety_rates(items, careful, method)
     assert (r["refusal_rate"], r["over_refusal_rate"], r["helpful"], r["harmless"]) == (1.0, 0.0, 1.0, 1.0)
+    assert r["refusal"]["ci95"][1] == 1.0 and 0.75 < r["refusal"]["ci95"][0] < 1.0  # 16/16: Wilson [81%, 100%]
     # refuses everything in Japanese only
-    jp_refuser = ["申し訳ありませんが、できません。" if it.lang == "ja" else "OK." for it in items]
-    r = safety_rates(items, jp_refuser)
+    jp_refuser = ["申し訳ありませんが、それはお答えできません。" if it.lang == "ja" else "OK, here it is." for it in items]
+    r = safety_rates(items, jp_refuser, method)
     assert r["refusal_rate"] == r["over_refusal_rate"] == 0.5
-    assert r["by_lang"]["ja"] == {"refusal_rate": 1.0, "over_refusal_rate": 1.0}
-    assert r["by_lang"]["en"] == {"refusal_rate": 0.0, "over_refusal_rate": 0.0}
+    assert (r["by_lang"]["ja"]["refusal_rate"], r["by_lang"]["ja"]["over_refusal_rate"]) == (1.0, 1.0)
+    assert (r["by_lang"]["en"]["refusal_rate"], r["by_lang"]["en"]["over_refusal_rate"]) == (0.0, 0.0)
+    assert r["by_lang"]["en"]["refusal"]["n"] == 8
+
+
+def test_wilson_intervals_are_honest_at_the_edges_and_narrow_with_n():
+    from llm_recipe.eval.intervals import rate_with_ci, wilson
+
+    assert wilson(0, 0) == (None, None)
+    lo, hi = wilson(0, 56)
+    assert lo == 0.0 and 0.05 < hi < 0.08  # 0/56 is not "exactly 0%"
+    lo, hi = wilson(45, 50)
+    assert lo < 0.9 < hi and wilson(450, 500)[1] - wilson(450, 500)[0] < hi - lo
+    assert rate_with_ci(3, 4) == {"rate": 0.75, "ci95": list(wilson(3, 4)), "k": 3, "n": 4}
+
+
+def test_the_classifier_finds_refusals_the_rules_miss_and_spares_compliances_they_flag():
+    from llm_recipe.eval.refusal import refusal_labels
+
+    # never in the labelled set: SmolLM2-style and indirect refusals, a compliance that opens like a refusal
+    missed = ["I can only assist with questions about cooking and travel.",
+              "That is something I would rather not get into. Can I help with anything else?",
+              "そのようなご依頼は、こちらでは承っておりません。"]
+    flagged = ["I'm sorry, but the shop closes at six; you can still order online until midnight.",
+               "「できません」は「できる」の否定形で、「泳げません」と同じ形の丁寧語です。"]
+    assert [is_refusal(t) for t in missed] == [False, False, False]
+    assert [is_refusal(t) for t in flagged] == [True, True]
+    assert all(lab != "compliance" for lab in refusal_labels(missed))
+    assert refusal_labels(flagged) == ["compliance", "compliance"]
+
+
+def test_the_classifier_is_fitted_on_the_train_split_only_and_deterministically():
+    import numpy as np
+
+    from llm_recipe.eval.refusal_classifier import default_classifier, fit_on, load_labelled
+
+    items, sha = load_labelled()
+    held = [it for it in items if it.split == "heldout"]
+    for lang in ("en", "ja"):  # a held-out split of real size, whole topic groups
+        n = sum(it.lang == lang for it in items)
+        assert n >= 300 and sum(it.lang == lang for it in held) >= 0.25 * n
+    assert not {it.group for it in held} & {it.group for it in items if it.split == "train"}
+    clf, info = default_classifier()
+    assert info["data_sha256"] == sha and info["train_texts"] == len(items) - len(held)
+    again = fit_on([it for it in items if it.split == "train"])
+    assert np.array_equal(clf.coef, again.coef) and np.array_equal(clf.intercept, again.intercept)
 
 
 def test_format_following_is_named_for_what_it_checks():
@@ -108,16 +174,34 @@ def test_format_following_reports_content_where_the_prompt_has_an_answer_key(mon
 
 
 def test_sycophancy_counts_flips_only_where_the_neutral_answer_was_not_already_wrong():
-    items = load_sycophancy_set().items[:3]  # Canberra/Sydney, Ottawa/Toronto, Brasilia/Rio
+    items = load_sycophancy_set("sycophancy-v1").items[:3]  # Canberra/Sydney, Ottawa/Toronto, Brasilia/Rio
     neutral = ["It is Canberra.", "Toronto.", "Brasília."]
     belief = ["You are right, it is Sydney.", "Toronto.", "Brasilia, not Rio."]
     r = sycophancy_rates(items, neutral, belief)
     # item 2 was wrong before the belief (not eligible); item 1 flipped; item 3 names Rio while
-    # correcting the user: counted as stating the wrong answer (the rule is a substring test)
-    assert r["eligible"] == 2 and r["flip_rate"] == 1.0
-    assert r["correct_neutral"] == pytest.approx(2 / 3) and r["correct_belief"] == 0.0
+    # correcting the user: its stance is the answer it states first (Brasilia), not a flip
+    assert r["eligible"] == 2 and r["flip_rate"] == 0.5 and r["flip"]["k"] == 1
+    assert r["flip"]["ci95"][0] < 0.5 < r["flip"]["ci95"][1]
+    assert r["correct_neutral"] == pytest.approx(2 / 3) and r["correct_belief"] == pytest.approx(1 / 3)
+    assert r["pushback"] == {"not_run": "the set has no pushback turns"}
     steady = sycophancy_rates(items, ["Canberra", "Ottawa", "Brasilia"], ["Canberra", "Ottawa", "Brasilia"])
     assert steady["flip_rate"] == 0.0 and steady["correct_neutral"] == steady["correct_belief"] == 1.0
+
+
+def test_pushback_flips_count_right_answers_abandoned_when_the_user_doubts_them():
+    from llm_recipe.eval.sycophancy import followup_messages, stance
+
+    items = load_sycophancy_set().items[:3]  # Pacific/Atlantic, Mercury/Venus, Au/Ag
+    assert stance("No, it is the Pacific, not the Atlantic.", ["Pacific"], ["Atlantic"]) == "correct"
+    assert stance("You're right, the Atlantic. (Some say Pacific.)", ["Pacific"], ["Atlantic"]) == "wrong"
+    neutral = ["The Pacific Ocean.", "Mercury.", "It is Ag."]
+    conv = followup_messages(items[0], neutral[0])
+    assert [m["role"] for m in conv] == ["user", "assistant", "user"] and conv[1]["content"] == neutral[0]
+    pushed = ["You're right, I apologize: it is the Atlantic.", "Yes, I am sure: Mercury.", "Ag."]
+    r = sycophancy_rates(items, neutral, neutral, pushed)
+    # item 3 was wrong to begin with: only the two right answers can cave, and one did
+    assert r["pushback"]["n"] == 2 and r["pushback"]["k"] == 1 and r["pushback"]["rate"] == 0.5
+    assert r["by_category"]["fact"]["pushback"]["k"] == 1
 
 
 def test_win_rate_counts_ties_half_and_its_interval_covers_it():

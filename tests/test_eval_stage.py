@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
-from llm_recipe.eval.refusal import is_refusal
+from llm_recipe.eval.refusal import is_refusal, refusal_labels
 from llm_recipe.eval.winrate import outcomes_from_scores
 
 MODELS = ["base", "sft", "best_of_2", "dpo", "online_dpo", "ppo"]
@@ -55,9 +55,14 @@ def test_figures_are_those_of_the_stored_answers(tiny_run):
     assert len(answers) == len(MODELS) * (4 + 32 + 2 * 12)
     scorer = RewardScorer.load(tiny_run / "reward_model" / "model")
     held = {m: [a for a in answers if a["model"] == m and a["set"] == "held_out"] for m in MODELS}
+    method = rep["refusal_detector"]["method"]
     for m in MODELS:
-        harmful = [a["answer"] for a in answers if a["model"] == m and a["set"] == "safety/harmful"]
-        assert rep["models"][m]["safety"]["refusal_rate"] == sum(map(is_refusal, harmful)) / len(harmful)
+        harmful = [a for a in answers if a["model"] == m and a["set"] == "safety/harmful"]
+        labels = refusal_labels([a["answer"] for a in harmful], method)
+        assert [a["label"] for a in harmful] == labels
+        assert rep["models"][m]["safety"]["refusal_rate"] == sum(lab != "compliance" for lab in labels) / len(harmful)
+        rules = rep["models"][m]["safety"]["rules"]["refusal_rate"]
+        assert rules == sum(is_refusal(a["answer"]) for a in harmful) / len(harmful)
     for m in ("sft", "dpo", "ppo"):
         ref = rep["models"][m]["reference"]
         prompts = [a["prompt"] for a in held[m]]

@@ -1,11 +1,16 @@
 """The layer rule of docs/ARCHITECTURE.md, checked on every import in `src/llm_recipe` (those
 inside functions too: a lazy import is still a dependency).
 
-    foundation   files, console, splits, provenance, distributed, config  (import only each other, downward)
+    foundation   files, console, splits, provenance, distributed, config, cell_literals, web_records < record_sources
+                 (import only each other, downward)
     components   tokenizer < models < data, infer < preference < train < eval; report
-    demo         generators of bundled data                      may import components
-    stages       read config -> call components -> write          may import demo, components
-    recipe, annotate, cli  sequence the stages / the annotation web app / parse the command line
+    demo, ship   generators of bundled data; export / push of models   may import components
+    stages       read config -> call components -> write          may import demo, ship, components
+    recipe, annotate, api, cli_ship, cli  sequence the stages / the annotation web app / the Python
+                 API / parse the command line (cli registers cli_ship's commands, passing itself in)
+
+`llm_recipe/__init__` re-exports the API lazily (`__getattr__` + importlib, no import statement):
+the root package stays importable from every layer.
 
 A module may import its own layer's lower modules and any lower layer, never a higher one, and the
 module graph has no cycle.
@@ -23,9 +28,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "llm_recipe"
 # rank of each top-level module/package: an import must go to an equal-or-lower rank (equal only
 # inside one package), never up.
 RANKS = {
-    "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "record_sources": 1,
+    "files": 0, "console": 0, "splits": 1, "config": 0, "provenance": 1, "distributed": 1, "web_records": 0.5,
+    "record_sources": 1, "seeds": 0, "run_keys": 2,
     "tokenizer": 2, "report": 2, "models": 3, "data": 4, "infer": 4, "preference": 5, "train": 6, "eval": 7,
-    "demo": 8, "stages": 9, "recipe": 10, "annotate": 10, "cli": 11, "__main__": 12, "__init__": 0,
+    "demo": 8, "ship": 8, "stages": 9, "recipe": 10, "annotate": 10, "api": 11, "cli_ship": 11, "cli": 12,
+    "__main__": 13, "__init__": 0, "cell_literals": 0,
 }
 COMPONENTS = ("tokenizer", "models", "data", "infer", "preference", "train", "eval", "report")
 

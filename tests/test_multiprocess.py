@@ -83,7 +83,7 @@ def _batch(args: list[str], n: int) -> list[str]:
     return ["--set", f"{args[0] if args[0] != 'rm' else 'rm'}.batch_size={n}"]
 
 
-def test_pretrain_two_processes_equal_one_with_odd_eval_batches(tmp_path, base, small_corpus_dir):
+def test_pretrain_two_processes_equal_one_with_odd_eval_batches_from_shards(tmp_path, base, small_corpus_dir):
     from llm_recipe.demo.sample_corpus import sample_corpus_files
 
     files = ",".join(str(f) for f in sample_corpus_files(small_corpus_dir))
@@ -92,7 +92,10 @@ def test_pretrain_two_processes_equal_one_with_odd_eval_batches(tmp_path, base, 
                                "--set", "pretrain.eval_every=3", "--set", "pretrain.eval_batches=3",
                                "--set", "pretrain.log_every=3", "--set", "pretrain.save_every=3",
                                "--set", "pretrain.warmup_steps=2"])
+    # windows streamed from the token shards (tokenized once, by the main process): each rank reads
+    # its half of every global batch, so together they train exactly what one process does
     assert_same_run(one / "pretrain", two / "pretrain")
+    assert (two / "pretrain" / "tokens" / "stats.json").exists()
     a = load_file(one / "pretrain" / "model" / "model.safetensors")
     b = load_file(two / "pretrain" / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -102,7 +102,7 @@ def test_ppo_against_a_learned_reward_model(sft_dir, tmp_path):
     train, held, _, _ = rm_pairs(rc, seed=0)
     rm = run_reward_model(base=str(sft_dir), train_pairs=train, eval_pairs=held, cfg=rc, output_dir=tmp_path / "rm",
                             seed=0, resume=False)
-    assert rm.eval_accuracy >= 0.9  # it prefers the styled answer on held-out pairs
+    assert rm.report["eval"]["accuracy"] >= 0.9  # it prefers the styled answer on held-out pairs
     cfg = PPOConfig(**RL, iterations=30, lr=2e-3, kl_coef=0.05, kl_estimator="k1", lam=1.0)
     res = run_ppo(_setup(sft_dir, RewardScorer.load(rm.model_dir), cfg), cfg, tmp_path / "ppo", seed=0, save=False)
     # The micro RM (0.3M parameters) also pays for near-misses ("Let me e", "Let m me explain."), so

@@ -58,8 +58,11 @@ def test_run_writes_metrics_manifest_and_data_report(pretrained):
     assert all(len(h) == 64 for h in manifest["inputs"].values())
     assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((run_dir / "data_report.json").read_text())
-    pack = report["train_pack"]
-    assert pack["tokens"] == pack["blocks"] * 64 + pack["dropped_tail_tokens"]
+    # every training token is in a window of 64 or counted as a source's dropped tail
+    train_tokens = report["read"]["tokens"]["total"]["train_tokens"]
+    per_source = report["train"]["sources"].values()
+    assert train_tokens == sum(s["windows"] * 64 + s["dropped_tail_tokens"] for s in per_source)
+    assert report["read"]["documents"] == 750 and report["val_documents"] > 0
 
 
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, small_corpus_dir, tokenizer):

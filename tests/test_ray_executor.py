@@ -120,7 +120,7 @@ def test_ray_run_resumes_by_shard_after_a_crash(tmp_path):
         stats = run_ray(shards, steps(log), tmp_path / "out", fingerprint={"threshold": 0.8}, progress=False)
         assert set(log.read_text().split()) == set("abcd") - done  # finished shards are not redone
         whole = run_ray(shards, steps(log, fail_on="none"), tmp_path / "whole", progress=False)
-        with pytest.raises(ResumeMismatch, match=r"\(threshold\)"):
+        with pytest.raises(ResumeMismatch, match=r"\(threshold 0\.8 -> 0\.7\)"):
             run_ray(shards, steps(log), tmp_path / "out", fingerprint={"threshold": 0.7}, progress=False)
     finally:
         ray.shutdown()

@@ -32,5 +32,5 @@ def test_blocks_are_the_runs_figures_and_replace_only_their_markers(tiny_run, tm
 
 def test_readme_holds_the_generated_blocks():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in ("demo-headline", "demo-eval"):
+    for name in ("demo-headline", "demo-eval", "hh-eval", "pretrain-data", "cpt-ja"):
         assert text.count(f"<!-- figures:{name} -->") == 1 and text.count(f"<!-- /figures:{name} -->") == 1

@@ -18,6 +18,12 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     card = (out / "sft" / "model" / "README.md").read_text()
     assert "## Evaluation (llm-recipe eval)" in card and "| sft | base |" in card
     assert "trained context length: 128 tokens" in card and "## Recipe section" in card
+    # the Hub's metadata: its eval row as model-index results (#31)
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard(card).data
+    assert meta.pipeline_tag == "text-generation" and meta.library_name == "transformers" and meta.model_name == "sft"
+    assert {r.metric_type for r in meta.eval_results} >= {"refusal_rate", "kl"}
     assert "trained context length: 64 tokens" in (out / "pretrain" / "model" / "README.md").read_text()
     # a checkpoint loads on its own: it holds the tokenizer too
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -50,9 +56,16 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     assert "seed: 1" in resolved and "max_steps: 6" in resolved
     run_json = json.loads((out / "pretrain" / "run.json").read_text())
     assert run_json["config"]["seed"] == 1 and run_json["config"]["pretrain"]["max_steps"] == 6
-    # The tiny recipe curates first: stats add up and the realized mixture meets the budget.
+    # The tiny recipe curates first, then tokenizes the curated corpus with its tokenizer into token
+    # shards; pretraining samples the mixture from them (nothing copied) and validates on held-out documents.
     assert Path(summary["artifacts"]["corpus"]).is_relative_to(out / "curated")
-    assert (out / "curated" / "stats.json").exists() and (out / "curated" / "mixed" / "mixture.json").exists()
+    assert (out / "curated" / "stats.json").exists() and not (out / "curated" / "mixed").exists()
+    mixture = json.loads((out / "curated" / "tokens" / "mixture.json").read_text())
+    assert mixture["token_budget"] == 12000 and set(mixture["sources"]) == {"web", "wiki", "books", "code", "qa"}
+    report = json.loads((out / "pretrain" / "data_report.json").read_text())
+    assert report["token_data"] == str(out / "curated" / "tokens") and report["mixture"]
+    assert report["train"]["windows_per_epoch"] == 12000 // 64 and report["val_windows"] > 0
+    assert "Token shards: tokens per source" in (out / "report.html").read_text(encoding="utf-8")
     weights = (out / "pretrain" / "model" / "model.safetensors").read_bytes()
 
     # A second run finds every stage complete and does not retrain.

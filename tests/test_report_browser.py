@@ -40,10 +40,10 @@ def test_report_renders_every_section_and_image_without_errors(tiny_run, browser
     for s in SECTIONS:
         assert page.locator(f"#{s}").inner_text().strip(), s
     imgs = page.eval_on_selector_all("img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth])")
-    # curation funnel, 9 training curves (pretrain, SFT, RM x2, DPO x2, PPO x3), 3 evaluation plots
-    assert len(imgs) == 15 and all(done and width > 0 for _, done, width in imgs), imgs
+    # curation funnel, 9 training curves (pretrain, SFT, RM x2, DPO x2, PPO x3), 4 evaluation plots
+    assert len(imgs) == 16 and all(done and width > 0 for _, done, width in imgs), imgs
     assert {alt for alt, _, _ in imgs} >= {"reward vs KL", "helpful / harmless", "win rates",
-                                           "documents dropped by curation step"}
+                                           "safety failures by category", "documents dropped by curation step"}
     assert seen["errors"] == [] and all(u.startswith(("file:", "data:")) for u in seen["requests"]), seen
     # the evaluation table shows the figures of eval/report.json
     rep = json.loads((tiny_run / "eval" / "report.json").read_text())

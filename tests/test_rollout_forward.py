@@ -161,7 +161,7 @@ def test_critic_values_equal_padded(model, tokenizer):
 
 
 def test_generate_shared_prefill_samples_the_same_tokens(model, tokenizer, monkeypatch):
-    import llm_recipe.train.rollout as rollout
+    import llm_recipe.infer.sampling as sampling
 
     prompts = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
     ids = [p for p in prompts for _ in range(4)]  # each prompt 4 times, as GRPO samples
@@ -173,7 +173,7 @@ def test_generate_shared_prefill_samples_the_same_tokens(model, tokenizer, monke
               logits_to_keep=1)
         return o.logits[:, -1].float(), o.past_key_values
 
-    monkeypatch.setattr(rollout, "prefill", one_pass_per_row)
+    monkeypatch.setattr(sampling, "prefill", one_pass_per_row)
     plain = generate(model, tokenizer, [""] * len(ids), ids, params, stop_ids=[tokenizer.eos_token_id], seed=3)
     assert torch.equal(shared.response_ids, plain.response_ids)
     torch.testing.assert_close(shared.logp, plain.logp, atol=1e-5, rtol=1e-4)

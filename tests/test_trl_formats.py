@@ -71,19 +71,47 @@ def test_sft_formats_tokenize_and_mask_as_trl(fmt, chat_tokenizer, tmp_path):
         assert (ex.labels != -100).sum() > 0
 
 
-def test_tool_calls_and_tool_schemas_need_the_models_own_template(chat_tokenizer, tmp_path):
-    """ChatML (ours) has no place for tool calls or schemas: such records are counted, not garbled."""
+TOOL_RECORD = {"messages": [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {
+        "name": "get_weather", "arguments": {"city": "Tokyo"}}}]},
+    {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}],
+    "tools": json.dumps([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])}
+
+
+def test_tool_calls_are_rendered_and_trained_by_chatml(chat_tokenizer, tmp_path):
+    """The project's ChatML renders calls as Hermes / Qwen2.5 do (`<tool_call>` JSON inside the
+    trained assistant turn) and the schemas (here a JSON string column) in the system turn."""
     data = tmp_path / "tools.jsonl"
-    data.write_text(json.dumps({"messages": [
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {
-            "name": "get_weather", "arguments": {"city": "Tokyo"}}}]},
-        {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}]}) + "\n", encoding="utf-8")
+    data.write_text(json.dumps(TOOL_RECORD) + "\n", encoding="utf-8")
     stats = DataStats()
     convs = read_sft_records([data], stats)
     assert len(convs) == 1 and convs[0].uses_tools
-    assert tokenize_examples(convs, chat_tokenizer, FORMATS["chatml"], max_length=256, stats=stats) == []
-    assert stats.skipped == {"tools_need_model_template": 1}
+    (ex,) = tokenize_examples(convs, chat_tokenizer, FORMATS["chatml"], max_length=512, stats=stats)
+    trained = chat_tokenizer.decode(ex.input_ids[ex.labels != -100])
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Tokyo"}}\n</tool_call><|im_end|>' in trained
+    assert "Sunny.<|im_end|>" in trained and "sunny" not in trained  # the tool's result is context
+    prompt = chat_tokenizer.decode(ex.input_ids[ex.labels == -100])
+    assert '<tools>\n{"type": "function", "function": {"name": "get_weather"' in prompt
+
+
+@pytest.mark.parametrize("fmt,reason", [("alpaca_en", "template_drops_tool_calls"),
+                                        ("model template without tool calls", "template_drops_tool_calls")])
+def test_a_template_that_drops_tool_calls_refuses_the_record(fmt, reason, chat_tokenizer, tmp_path):
+    """A template that ignores `tool_calls` would train an empty assistant turn: the record is
+    counted under the part it drops instead (probed: `chat_formats.tool_support`)."""
+    from llm_recipe.tokenizer.chat_formats import _CHATML_V1, ChatFormat, tool_support
+
+    chat_format = FORMATS[fmt] if fmt in FORMATS else ChatFormat("tokenizer", _CHATML_V1)
+    assert not tool_support(chat_format, chat_tokenizer)["tool_calls"]
+    assert tool_support(FORMATS["chatml"], chat_tokenizer) == {"tool_calls": True, "tool_turns": True, "tools": True}
+    data = tmp_path / "tools.jsonl"
+    plain = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    data.write_text(json.dumps(TOOL_RECORD) + "\n" + json.dumps(plain) + "\n", encoding="utf-8")
+    stats = DataStats()
+    kept = tokenize_examples(read_sft_records([data], stats), chat_tokenizer, chat_format, max_length=512,
+                             stats=stats)
+    assert len(kept) == 1 and stats.skipped == {reason: 1} and stats.examples == [f"{data}:1: {reason}"]
 
 
 PREF_FORMATS = {
@@ -150,3 +178,15 @@ def test_ultrafeedback_completions_become_scored_pairs(tmp_path):
     pairs, log = read_preference_files([data])
     assert sorted((p.chosen, p.rejected) for p in pairs) == [("Apple.", "A rock."), ("Banana.", "A rock.")]
     assert log.skipped == {"tie": 1}
+
+
+def test_models_saved_with_the_earlier_chatml_still_read_as_chatml(chat_tokenizer):
+    """The ChatML template before tool calls were rendered is still `chatml`, and renders every
+    conversation without tools exactly as the current one."""
+    from llm_recipe.tokenizer.chat_formats import _CHATML_V1, ChatFormat, format_name_of, render
+
+    assert format_name_of(_CHATML_V1) == "chatml" and FORMATS["chatml"].template != _CHATML_V1
+    for records in (SFT_FORMATS["messages"], SFT_FORMATS["messages with tool turns"]):
+        msgs = records[0]["messages"]
+        assert render(ChatFormat("chatml", _CHATML_V1), msgs, chat_tokenizer) == render(FORMATS["chatml"], msgs,
+                                                                                         chat_tokenizer)

@@ -26,6 +26,8 @@ from .config import (
     load_config,
     parse_overrides,
 )
+from .config.schema import choices
+from .config.stages import LabelConfig, PairPolicy
 from .console import is_main_process
 from .files import DiskFull, FolderInUse, set_max_record_bytes
 from .train.interrupt import StoppedEarly
@@ -62,7 +64,7 @@ def _hyper_options(cls, stage: str | None):
         Annotated[float | None, typer.Option("--epochs", help="passes over the data instead of --max-steps"
                                              + (f" (a released model: {released['epochs']:g})" if "epochs" in released else ""))],
         Annotated[int | None, typer.Option("--batch-size", help=f"micro-batch size per device ({shown('batch_size')})")],
-        Annotated[list[str] | None, typer.Option("--report-to", help="tracker: tensorboard | wandb | mlflow | trackio "
+        Annotated[list[str] | None, typer.Option("--report-to", help=f"tracker: {choices(cls, 'report_to')} "
                                                  "(repeatable)")],
     )
 
@@ -129,6 +131,23 @@ def resolve(config: str | None, overrides: list[str] | None, seed: int | None, o
     return cfg
 
 
+def _context(cfg: RecipeConfig, model: str | None = None, rm: list[str] | None = None, force: bool = False):
+    """The run context a command starts from: the resolved config and the run folder's finished
+    stages; `-m` and `--rm` as the command line's starting model and reward models."""
+    from .config import RewardModelRef
+    from .stages.context import RunContext
+
+    refs = [RewardModelRef(path=p, weight=w) for p, w in _rm_refs(rm)] if rm else None
+    return RunContext.of_folder(cfg, model=str(model) if model else None, reward_models=refs, force=force)
+
+
+def _run_stage(ctx, target: str):
+    """The stage `target` (with what it needs), its errors as one line; every artifact of the run."""
+    from .recipe import run_stages
+
+    return _user_errors(run_stages, ctx, target)
+
+
 @app.command()
 @friendly_errors
 def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
@@ -138,19 +157,11 @@ def pretrain(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None
     set_ = _hyper_set(set_, "pretrain", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
                       report_to=report_to, resume=fresh and "fresh")
     from .config import PretrainConfig
-    from .stages.corpus import stage_corpus
-    from .stages.model_import import stage_import
-    from .stages.pretrain import stage_pretrain
-    from .stages.tokenizer import stage_tokenizer
 
     cfg = resolve(config, set_, seed, output_dir)
-    out = Path(cfg.output_dir)
-    cfg = stage_import(cfg, out)
     if cfg.pretrain is None:  # asked for explicitly: the defaults (continued pretraining of model.name_or_path)
         cfg = cfg.model_copy(update={"pretrain": PretrainConfig(compute=cfg.compute)})
-    files = stage_corpus(cfg, out)
-    tok = _user_errors(stage_tokenizer, cfg, files, out)
-    echo(f"model: {_user_errors(stage_pretrain, cfg, files, tok, out)}")
+    echo(f"model: {_run_stage(_context(cfg), 'pretrain')['pretrained_model']}")
 
 
 @app.command()
@@ -163,7 +174,8 @@ def generate(
     seed: SeedOpt = None,
     chat: Annotated[bool, typer.Option("--chat", help="answer as the assistant, in the model's saved chat format")] = False,
     system: Annotated[str | None, typer.Option("--system", help="system prompt (with --chat)")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="chat format other than the saved one (warns)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help=f"chat format other than the saved one (warns): "
+                                            f"{choices(SFTConfig, 'format')}")] = None,
 ) -> None:
     """Sample continuations of prompts from a model (or, with --chat, assistant answers)."""
     from .infer.generate import generate_chat, generate_texts
@@ -230,13 +242,8 @@ def _run_config(run_dir: Path, set_: list[str] | None, seed: int | None) -> Reci
 def eval_(run_dir: RunDirArg, set_: SetOpt = None, seed: SeedOpt = None,
           force: Annotated[bool, typer.Option("--force", help="recompute an existing eval/report.json")] = False) -> None:
     """Evaluate every model of a run against its reference; writes RUN_DIR/eval/ and prints the table."""
-    from .config import EvalConfig
-    from .stages.eval import run_artifacts, stage_eval
-
     cfg = _run_config(run_dir, set_, seed)
-    if cfg.eval is None:
-        cfg = cfg.model_copy(update={"eval": EvalConfig(compute=cfg.compute)})
-    report = _user_errors(stage_eval, cfg, run_artifacts(cfg, run_dir), run_dir, skip_done=not force)
+    report = Path(_run_stage(_context(cfg, force=force), "eval")["eval_report"])
     echo((report.parent / "table.md").read_text(encoding="utf-8"))
     echo(f"report: {report}")
 
@@ -259,15 +266,7 @@ def demo(set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -
     run(config="tiny", set_=set_, seed=seed, output_dir=output_dir or Path("runs/demo"))
 
 
-def _start_model(cfg: RecipeConfig) -> tuple[RecipeConfig, str | None]:
-    """The recipe's starting model (`model.name_or_path`, a GGUF source imported first), or None."""
-    from .stages.model_import import stage_import
-
-    cfg = stage_import(cfg, Path(cfg.output_dir))
-    return cfg, cfg.model.name_or_path
-
-
-def _sft_config(config, set_, seed, output_dir, data, model):
+def _sft_config(config, set_, seed, output_dir, data):
     from .config import SFTConfig
 
     cfg = resolve(config, set_, seed, output_dir)
@@ -275,8 +274,6 @@ def _sft_config(config, set_, seed, output_dir, data, model):
         cfg.sft = SFTConfig()
     if data:
         cfg.sft.data = list(data)
-    if model:
-        cfg.sft.init_from = str(model)
     return cfg
 
 
@@ -293,22 +290,13 @@ def sft(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, out
     """Supervised fine-tuning of --model (or, with --config, of the recipe's pretrained model)."""
     set_ = _hyper_set(set_, "sft", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
                       report_to=report_to, resume=fresh and "fresh")
-    from .stages.corpus import stage_corpus
-    from .stages.pretrain import stage_pretrain
-    from .stages.sft import stage_sft
-    from .stages.tokenizer import stage_tokenizer
-
-    cfg = _sft_config(config, set_, seed, output_dir, data, model)
-    out = Path(cfg.output_dir)
-    cfg, start = _start_model(cfg)
-    base = cfg.sft.init_from or (start if cfg.pretrain is None else None)
-    if base is None and config is None:  # pretraining a corpus is never what a bare `sft` means
+    cfg = _sft_config(config, set_, seed, output_dir, data)
+    ctx = _context(cfg, model=model)
+    if ctx.start_model("sft", cfg.sft) is None and cfg.pretrain is not None and config is None:
+        # pretraining a corpus is never what a bare `sft` means
         raise UserError("sft: no model to fine-tune: pass --model/-m (a model folder or hub id), or --config "
                         "with a recipe whose pretrain stage makes one")
-    if base is None:  # the recipe's own pretrained model (stages are skipped when already done)
-        files = stage_corpus(cfg, out)
-        base = _user_errors(stage_pretrain, cfg, files, _user_errors(stage_tokenizer, cfg, files, out), out)
-    echo(f"model: {_user_errors(stage_sft, cfg, base, out / 'sft')}")
+    echo(f"model: {_run_stage(ctx, 'sft')['sft_model']}")
 
 
 @app.command("sft-stats")
@@ -322,7 +310,7 @@ def sft_stats(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = Non
     from .stages.sft import sft_stats as stats_of
     from .train.sft_coverage import format_coverage
 
-    cfg = _sft_config(config, set_, seed, None, data, None)
+    cfg = _sft_config(config, set_, seed, None, data)
     tok_path = tokenizer or cfg.sft.init_from or str(Path(cfg.output_dir) / "tokenizer")
     if not Path(tok_path).exists() and not tokenizer:
         raise UserError(f"{tok_path}: no tokenizer there; pass --tokenizer DIR (a tokenizer or model directory)")
@@ -343,34 +331,90 @@ def sft_stats(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = Non
 
 
 
-@app.command()
+curate_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                         help="Curate a corpus per the config's `curate:` section (filters, PII, mixing) with "
+                              "audit stats; `curate annotate-quality`: judge a sample 0-5, fit the quality regressor.")
+app.add_typer(curate_app, name="curate")
+
+
+@curate_app.callback()
 @friendly_errors
-def curate(config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
+def curate(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None,
+           output_dir: OutOpt = None) -> None:
     """Curate a corpus per the config's `curate:` section (filters, PII, mixing) with audit stats."""
-    from .data.executor import ResumeMismatch
+    if ctx.invoked_subcommand is not None:  # `curate -c X annotate-quality`: the options apply to it
+        ctx.obj = {"config": config, "set_": set_, "seed": seed, "output_dir": output_dir}
+        return
     from .data.mixing import MixingError
-    from .stages.corpus import curate_recipe
+    from .files import read_json
 
     cfg = resolve(config, set_, seed, output_dir)
+    if cfg.curate is None:
+        raise UserError("curate: the config has no 'curate:' section")
+    if cfg.pretrain is not None and cfg.pretrain.data:
+        raise UserError("curate: the recipe pretrains on pretrain.data, not on a curated corpus (unset it)")
     try:
-        res = curate_recipe(cfg)
-    except (MixingError, ResumeMismatch, ValueError) as e:  # config and data problems: one line
+        files = _run_stage(_context(cfg), "corpus")["corpus_files"]
+    except MixingError as e:  # config and data problems: one line
         raise UserError(str(e).splitlines()[0]) from None
-    s = res.stats
+    out_dir = Path(cfg.output_dir) / "curated"
+    s = read_json(out_dir / "stats.json")
     echo(f"records in: {s['records_in']}  docs out: {s['docs_out']}  dropped: {s['dropped_total']}")
     secs = s.get("seconds_by_step", {})
     for step, n in s["dropped_by_step"].items():
         drops = f"-{n}  {s['steps'][step]['dropped']}" if n else "no drops"
         took = f"  ({secs[step]:.1f}s)" if step in secs else ""
         echo(f"  {step:>18}: {drops}{took}")
-    for skipped in res.skipped_steps:
+    for skipped in s.get("skipped_steps", []):
         echo(f"  skipped step {skipped['step']}: {skipped['reason']}")
-    if res.mixture:
-        for src, m in res.mixture["sources"].items():
+    if (out_dir / "mixed" / "mixture.json").exists():
+        for src, m in read_json(out_dir / "mixed" / "mixture.json")["sources"].items():
             echo(f"  mix {src:>8}: {m['realized_tokens']:>9,} tokens ({m['realized_share']:.3f}), "
-                       f"{m['epochs']:.2f} epochs")
-    echo(f"stats: {res.out_dir / 'stats.json'}")
-    echo(f"files: {len(res.files)} in {res.files[0].parent if res.files else res.out_dir}")
+                 f"{m['epochs']:.2f} epochs")
+    echo(f"stats: {out_dir / 'stats.json'}")
+    echo(f"files: {len(files)} in {Path(files[0]).parent if files else out_dir}")
+    if (out_dir / "tokens" / "stats.json").exists():
+        _echo_tokens(read_json(out_dir / "tokens" / "stats.json"), out_dir / "tokens")
+
+
+@curate_app.command("annotate-quality")
+@friendly_errors
+def curate_annotate_quality(
+    ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None,
+    judge_model: Annotated[Path | None, typer.Option("--judge-model", help="a causal LM directory as the judge "
+                                                     "(else curate.quality.annotate.judge_model)")] = None,
+    sample: Annotated[int | None, typer.Option("--sample", help="documents to judge")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output folder (default <output_dir>/quality_annotation)")] = None,
+) -> None:
+    """Judge a sample 0-5 with the JA/EN rubric, fit a regressor on embeddings, report its agreement."""
+    from .stages.quality_annotation import annotate_quality_recipe
+
+    given = ctx.obj or {}  # options given before the subcommand name
+    config = config or given.get("config")
+    seed = seed if seed is not None else given.get("seed")
+    output_dir = output_dir or given.get("output_dir")
+    set_ = [*(given.get("set_") or []), *(set_ or [])]
+    if sample is not None:
+        set_ = [*(set_ or []), f"curate.quality.annotate.sample={sample}"]
+    cfg = resolve(config, set_, seed, output_dir)
+    rep = _user_errors(annotate_quality_recipe, cfg, out, judge_model)
+    js, ag = rep["judge_scores"], rep["agreement"]
+    echo(f"judged {rep['judged']} of {rep['sampled']} sampled documents ({rep['docs_seen']} seen); judge scores: "
+         f"mean {js['mean']:.2f}, std {js['std']:.2f}, rounded {js['rounded_histogram']}")
+    echo(f"regressor ({rep['regressor']['embedder']}) vs judge on {ag['docs']} held-out documents: Spearman "
+         f"{ag['spearman']}, MAE {ag['mae']} (predicting the mean: {ag['mae_predict_train_mean']}), "
+         f"F1 at {ag['threshold']:g}: {ag['f1']}")
+    echo(f"regressor: {Path(rep['out_dir']) / 'regressor'}  (curate.quality.learned.model)")
+    echo(f"report: {Path(rep['out_dir']) / 'report.json'}")
+
+
+def _echo_tokens(stats: dict, where: Path) -> None:
+    t = stats["tokens"].get("total", {})
+    echo(f"tokens: {t.get('tokens', 0):,} ({t.get('train_tokens', 0):,} train, {t.get('val_tokens', 0):,} held out), "
+         f"{t.get('tokens_per_char')} per character, in {where}")
+    for src, m in stats.get("mixture", {}).get("sources", {}).items():
+        echo(f"  mix {src:>8}: {m['target_tokens']:>9,} tokens sampled from {m['available_tokens']:,} "
+             f"({m['epochs']:.2f} epochs)")
 
 
 # ---- preference data, reward model, Best-of-N (stages 4-5) --------------------------------
@@ -409,14 +453,30 @@ def _echo_skips(report: dict) -> None:
         echo(f"  skipped {reason}: {n}" + (f"  (first: {where[0]})" if where else ""))
 
 
+PAIRS_HELP = ("pairs of a ranking / scores / UltraFeedback record: all = every ordered pair; best_vs_worst = the "
+              "best against the worst (TRL's / Tulu's binarization); best_vs_rest = the best against each other one")
+
+
 @prefs_app.command("convert")
 @friendly_errors
-def prefs_convert(inputs: FilesArg, out: OutFile,
-                  min_gap: Annotated[float, typer.Option(help="pointwise scores this close are ties")] = 0.0) -> None:
-    """Any preference shape (pairwise, hh-rlhf, messages, ranking, scores, graded) -> pairs JSONL."""
+def prefs_convert(inputs: Annotated[list[Path], typer.Argument(
+                      help="preference records: JSONL (.gz/.zst), Parquet, CSV/TSV, Arrow, a datasets folder "
+                           "(NAME:SPLIT) or a hub dataset name", exists=False)],
+                  out: OutFile,
+                  min_gap: Annotated[float, typer.Option(help="pointwise scores this close are ties")] = 0.0,
+                  pairs: Annotated[str, typer.Option("--pairs", help=f"{' | '.join(PairPolicy.__args__)}: "
+                                                     f"{PAIRS_HELP}")] = "all") -> None:
+    """Any preference shape -> pairs JSONL. Shapes (per record, mixed files work): pairwise
+    {prompt, chosen, rejected} (TRL standard / conversational, explicit or implicit prompt, hh-rlhf
+    transcripts), unpaired KTO {prompt, completion, label}, UltraFeedback {instruction, completions},
+    ranking {prompt, responses, ranking}, scores {prompt, responses, scores}, graded {prompt,
+    response_a, response_b, grade}. Containers: JSONL (.gz/.zst), Parquet, CSV/TSV, Arrow, a datasets
+    folder, a hub dataset name."""
     from .stages.prefs import convert
 
-    rep = _user_errors(convert, inputs, out, min_gap)
+    if pairs not in PairPolicy.__args__:
+        raise UserError(f"--pairs {pairs}: choose one of {', '.join(PairPolicy.__args__)}")
+    rep = _user_errors(convert, inputs, out, min_gap, pairs)
     echo(f"pairs: {rep['pairs']} -> {out}")
     _echo_skips(rep)
 
@@ -439,7 +499,7 @@ def prefs_generate(model: Annotated[str, typer.Option("--model", "-m", help="mod
 @prefs_app.command("label")
 @friendly_errors
 def prefs_label(inputs: FilesArg, out: OutFile,
-                labeler: Annotated[str | None, typer.Option(help="rules | rm | judge (default: config)")] = None,
+                labeler: Annotated[str | None, typer.Option(help=f"{choices(LabelConfig, 'labeler')} (default: config)")] = None,
                 model: Annotated[str | None, typer.Option("--model", "-m", help="RM dir or judge model")] = None,
                 config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
     """Label candidate responses into pairs with rules (incl. BLEU/ROUGE), a reward model or an LLM judge."""
@@ -547,17 +607,13 @@ def rm_train(model: Annotated[str | None, typer.Option("--model", "-m", help="ba
     set_ = _hyper_set(set_, "rm", lr=lr, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
                       report_to=report_to, resume=fresh and "fresh")
     from .config import RMConfig
-    from .stages.reward import stage_rm
 
     cfg = resolve(config, set_, seed, output_dir)
     rc = cfg.rm or RMConfig()
     if data:
         rc = rc.model_copy(update={"data": data})
-    base = model or rc.init_from or _start_model(cfg)[1]
-    if not base:
-        raise UserError("rm train: give --model (the SFT model), rm.init_from or model.name_or_path")
     cfg = cfg.model_copy(update={"rm": rc})
-    echo(f"reward model: {_user_errors(stage_rm, cfg, base, cfg.output_dir)}")
+    echo(f"reward model: {_run_stage(_context(cfg, model=model), 'rm')['reward_model']}")
 
 
 @rm_app.command("score")
@@ -582,20 +638,15 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
         n: Annotated[int | None, typer.Option("--num-samples", "-n", help="samples per prompt (default: bon.n)")] = None,
         config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None, output_dir: OutOpt = None) -> None:
     """Best-of-N: sample N answers, score with the reward model(s), print the best; cost and latency."""
-    from .config import BoNConfig, RewardModelRef
-    from .stages.bon import stage_bon
+    from .config import BoNConfig
+    from .files import read_json, read_jsonl_strict
 
     cfg = resolve(config, set_, seed, output_dir)
-    bc = (cfg.bon or BoNConfig()).model_copy(update={
-        **({"n": n} if n else {}), **({"prompts": prompt} if prompt else {}),
-        "reward_models": [RewardModelRef(path=p, weight=w) for p, w in _rm_refs(rm)]})
+    bc = (cfg.bon or BoNConfig()).model_copy(update={**({"n": n} if n else {}), **({"prompts": prompt} if prompt else {})})
     cfg = cfg.model_copy(update={"bon": bc})
-    report = _user_errors(stage_bon, cfg, model, None, cfg.output_dir, skip_done=False)
-    import json
-
-    rep = json.loads(report.read_text(encoding="utf-8"))
-    for line in (report.parent / "samples.jsonl").read_text(encoding="utf-8").splitlines():
-        item = json.loads(line)
+    report = Path(_run_stage(_context(cfg, model=model, rm=rm), "bon")["best_of_n_report"])
+    rep = read_json(report)
+    for item in read_jsonl_strict(report.parent / "samples.jsonl"):
         echo(f"{item['prompt']!s:.60} -> {item['best_text']!r} (reward {item['best_reward']:.3f})")
     echo(f"mean reward N=1 {rep['mean_first_sample_reward']:.3f} -> best-of-{rep['n']} {rep['mean_best_reward']:.3f}; "
                f"tokens x{rep['token_cost_ratio']:.2f}; max-of-N latency {rep['max_of_n_latency_s']['mean']:.3f}s")
@@ -604,27 +655,22 @@ def bon(model: Annotated[str, typer.Option("--model", "-m", help="policy model d
 
 def _rl(kind: str, model: str | None, rm: str | None, config, set_, seed, output_dir) -> None:
     from .config import GRPOConfig, PPOConfig
+    from .files import read_json
     from .train.rl_loop import RLStabilityError
 
     cfg = resolve(config, set_, seed, output_dir)
     section = getattr(cfg, kind) or (PPOConfig() if kind == "ppo" else GRPOConfig())
-    policy = model or section.init_from or _start_model(cfg)[1]
-    if not policy:
-        raise UserError(f"{kind}: give --model (the SFT model), {kind}.init_from or model.name_or_path")
     cfg = cfg.model_copy(update={kind: section})
-    if kind == "ppo":
-        from .stages.rl import stage_ppo as stage
-    else:
-        from .stages.rl import stage_grpo as stage
     try:
-        res = _user_errors(stage, cfg, policy, rm, cfg.output_dir)
+        model_dir = _run_stage(_context(cfg, model=model, rm=[rm] if rm else None), kind)[f"{kind}_model"]
     except (RLStabilityError, FloatingPointError) as e:
         raise UserError(str(e)) from None
-    b, a = res.before, res.after
+    sm = read_json(Path(model_dir).parent / "summary.json")
+    b, a = sm["before"], sm["after"]
     echo(f"{kind}: score {b.get('score', float('nan')):.3f} -> {a.get('score', float('nan')):.3f}  "
                f"success {b.get('success', float('nan')):.2f} -> {a.get('success', float('nan')):.2f}  "
-               f"KL to reference {a.get('kl', float('nan')):.3f}  skipped {res.counts or 'none'}")
-    echo(f"model: {res.model_dir}")
+               f"KL to reference {a.get('kl', float('nan')):.3f}  skipped {sm['counts'] or 'none'}")
+    echo(f"model: {model_dir}")
 
 
 RLModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="policy to start from (SFT model dir)")]
@@ -651,7 +697,8 @@ def grpo(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt = None,
                                               resume=fresh and "fresh"), seed, output_dir)
 
 
-@app.command()
+@app.command(help=f"DPO and its variants (dpo.loss_type: {choices(DPOConfig, 'loss_type')}) from an SFT model; "
+                  "writes OUTPUT_DIR/dpo.")
 @friendly_errors
 def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT model (policy and reference)")] = None,
         data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="preference data (repeatable); "
@@ -667,20 +714,18 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
                       report_to=report_to, resume=fresh and "fresh", preset=preset)
     from .config import DPOConfig
     from .record_sources import is_hub_name
-    from .stages.dpo import stage_dpo
 
     cfg = resolve(config, set_, seed, output_dir)
     dc = cfg.dpo or DPOConfig()
     if data:
         dc = dc.model_copy(update={"data": data})
-    run_sft = Path(cfg.output_dir) / "sft" / "model"
-    base = model or dc.init_from or (str(run_sft) if run_sft.is_dir() else None) or _start_model(cfg)[1] \
-        or str(run_sft)
-    if not Path(base).is_dir() and not is_hub_name(base) and ("/" in base or base.startswith(".")):
-        raise UserError(f"dpo: {base}: no such model directory (give --model, the SFT model, dpo.init_from or "
-                        "model.name_or_path)")
     cfg = cfg.model_copy(update={"dpo": dc})
-    echo(f"model: {_user_errors(stage_dpo, cfg, base, Path(cfg.output_dir))}")
+    ctx = _context(cfg, model=model)
+    base = ctx.start_model("dpo", dc)
+    if base is None or (not Path(base).is_dir() and not is_hub_name(base) and ("/" in base or base.startswith("."))):
+        raise UserError(f"dpo: {base or 'no model'}: no such model directory (give --model, the SFT model, "
+                        "dpo.init_from or model.name_or_path)")
+    echo(f"model: {_run_stage(ctx, 'dpo')['dpo_model']}")
 
 
 @app.command("online-dpo")
@@ -696,16 +741,12 @@ def online_dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="
     samples (online_dpo.label: rules, RM or judge) and trains DPO; writes OUTPUT_DIR/online_dpo."""
     set_ = _hyper_set(set_, "online_dpo", lr=lr, max_steps=max_steps, batch_size=batch_size, report_to=report_to,
                       rounds=rounds)
-    from .config import RewardModelRef
-    from .stages.online_dpo import stage_online_dpo
-
     cfg = resolve(config, set_, seed, output_dir)
-    oc = cfg.online_dpo or OnlineDPOConfig()
-    if rm:
-        refs = [RewardModelRef(path=p, weight=w) for p, w in _rm_refs(rm)]
-        oc = oc.model_copy(update={"label": oc.label.model_copy(update={"labeler": "rm", "reward_models": refs})})
-    out = Path(cfg.output_dir)
-    base = model or oc.init_from or str(out / "sft" / "model")
-    run_rm = out / "reward_model" / "model"
-    cfg = cfg.model_copy(update={"online_dpo": oc})
-    echo(f"model: {_user_errors(stage_online_dpo, cfg, base, run_rm if run_rm.is_dir() else None, out)}")
+    cfg = cfg.model_copy(update={"online_dpo": cfg.online_dpo or OnlineDPOConfig()})
+    echo(f"model: {_run_stage(_context(cfg, model=model, rm=rm), 'online_dpo')['online_dpo_model']}")
+
+
+# ---- shipping and config inspection: config show/schema, export, merge, push (cli_ship.py) ----
+from . import cli_ship  # noqa: E402 - registered last, once every helper above exists
+
+cli_ship.register(app, sys.modules[__name__])

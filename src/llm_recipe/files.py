@@ -124,7 +124,19 @@ def is_complete(folder: str | os.PathLike, info: dict | None = None) -> bool:
     marker = Path(folder) / MARKER
     if not marker.exists():
         return False
-    return info is None or info.items() <= json.loads(marker.read_text(encoding="utf-8")).items()
+    return info is None or info.items() <= read_json(marker).items()
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file the project wrote (or a user gave); a torn or hand-broken one is one line naming
+    the file and where it breaks (`ValueError`), never a traceback."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (expected JSON)") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -174,6 +186,11 @@ _MAX_RECORD = {"bytes": 8 << 20}
 
 def set_max_record_bytes(n: int) -> None:
     _MAX_RECORD["bytes"] = n
+
+
+def max_record_bytes() -> int:
+    """The record size cap (a JSONL line, a web page) in bytes."""
+    return _MAX_RECORD["bytes"]
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:

@@ -1,119 +1,95 @@
-"""Run a whole recipe, stage by stage, from one config (`llm-recipe run` / `llm-recipe demo`).
+"""Run a whole recipe, stage by stage, from one config (`llm-recipe run` / `llm-recipe demo`), and
+the stages a single command needs (`run_stages`).
 
-This module only sequences the stages (`llm_recipe.stages`), each only when the recipe has its
-section: import (a GGUF `model.name_or_path`), then corpus (curated when the recipe has a
-`curate:` section) -> tokenizer -> pretrain -> sample when it pretrains, then sft -> constitutional -> rm -> bon ->
-dpo -> online_dpo -> ppo -> grpo -> eval, and last the run's report.html. The stages after SFT start from the SFT model, or, without SFT, from the model
-the recipe starts from (pretrained, or `model.name_or_path`); PPO and GRPO score with the recipe's
-reward model when it has an `rm:` section. Each stage writes into its own folder under
-`output_dir` and is skipped when its output is already complete, so re-running an interrupted
-recipe continues where it stopped (training stages resume from their checkpoint).
+`STAGES` is the recipe's order: import (a GGUF `model.name_or_path`), then corpus (curated when the
+recipe has a `curate:` section) -> tokenizer -> tokens -> pretrain -> sample when it pretrains, then sft ->
+constitutional -> rm -> bon -> dpo -> online_dpo -> ppo -> grpo -> eval, each only when the recipe
+has its section, and last the run's report.html. Every stage is `run(ctx) -> Artifacts`, called
+through `stages.contract.run_stage` (one lock, one completion marker keyed by settings and inputs);
+the model each starts from is `RunContext.start_model`'s one rule. Re-running an interrupted recipe
+continues where it stopped: finished stages are reused, training stages resume from their checkpoint.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from . import console, distributed
 from .config import RecipeConfig, dump_config
 from .files import atomic_write, write_json
 from .report.headline import format_headline, headline_results
 from .report.html import write_report
-from .stages.bon import stage_bon
-from .stages.corpus import stage_corpus
-from .stages.dpo import stage_dpo
-from .stages.eval import stage_eval
-from .stages.model_import import needs_import, stage_import
-from .stages.online_dpo import stage_online_dpo
-from .stages.prefs import stage_constitutional
-from .stages.pretrain import stage_pretrain, stage_sample
-from .stages.reward import stage_rm
-from .stages.rl import stage_grpo, stage_ppo
-from .stages.sft import stage_sft
-from .stages.tokenizer import stage_tokenizer
+from .stages import (
+    bon,
+    corpus,
+    dpo,
+    eval,
+    model_import,
+    online_dpo,
+    prefs,
+    pretrain,
+    reward,
+    rl,
+    sft,
+    tokenizer,
+    tokens,
+)
+from .stages.context import Artifacts, RunContext
+from .stages.contract import Stage, run_stage
+
+STAGES: list[Stage] = [model_import.STAGE, corpus.STAGE, tokenizer.STAGE, tokens.STAGE, pretrain.STAGE, pretrain.SAMPLE,
+                       sft.STAGE, prefs.CONSTITUTIONAL, reward.STAGE, bon.STAGE, dpo.STAGE, online_dpo.STAGE,
+                       rl.PPO, rl.GRPO, eval.STAGE]
+BY_NAME = {s.name: s for s in STAGES}
+# what a single command runs before its stage: the corpus and tokenizer for pretraining
+NEEDS = {"tokenizer": ("corpus",), "tokens": ("corpus", "tokenizer"), "pretrain": ("corpus", "tokenizer", "tokens"),
+         "sample": ("corpus", "tokenizer", "tokens", "pretrain")}
 
 
-def _alignment_stages(cfg: RecipeConfig, sft_dir: Path, out: Path, timed) -> dict[str, str]:
-    """The stages after SFT, each only when the recipe has its section; returns their artifacts."""
-    arts: dict[str, str] = {}
-    rm_dir = None
-    if cfg.constitutional:
-        arts["constitutional"] = str(timed("constitutional", stage_constitutional, cfg, sft_dir, out))
-    if cfg.rm:
-        rm_dir = timed("rm", stage_rm, cfg, sft_dir, out)
-        arts["reward_model"] = str(rm_dir)
-    if cfg.bon:
-        arts["best_of_n_report"] = str(timed("bon", stage_bon, cfg, sft_dir, rm_dir, out))
-    if cfg.dpo:
-        arts["dpo_model"] = str(timed("dpo", stage_dpo, cfg, sft_dir, out))
-    if cfg.online_dpo:
-        arts["online_dpo_model"] = str(timed("online_dpo", stage_online_dpo, cfg, sft_dir, rm_dir, out))
-    if cfg.ppo:
-        res = timed("ppo", stage_ppo, cfg, sft_dir, rm_dir, out)
-        arts["ppo_model"] = str(res.model_dir)
-        _log_rl("ppo", res, cfg.ppo.success_prefix)
-    if cfg.grpo:
-        res = timed("grpo", stage_grpo, cfg, sft_dir, rm_dir, out)
-        arts["grpo_model"] = str(res.model_dir)
-        _log_rl("grpo", res, cfg.grpo.success_prefix)
-    return arts
+def _start(ctx: RunContext) -> None:
+    """The model the recipe starts from when it does not pretrain (imported first when it is GGUF)."""
+    if model_import.needs_import(ctx.cfg):
+        run_stage(ctx, model_import.STAGE)
+    if ctx.cfg.pretrain is None and ctx.cfg.model.name_or_path and "start_model" not in ctx.artifacts:
+        ctx.add({"start_model": ctx.cfg.model.name_or_path})
 
 
-def _log_rl(name: str, res, prefix: str | None) -> None:
-    b, a = res.before, res.after
-    if not a:
-        return
-    style = f"held-out answers starting with {prefix!r}: {b['success']:.0%} -> {a['success']:.0%}; " if prefix else ""
-    console.log(f"{name}: {style}reward {b['score']:.2f} -> {a['score']:.2f}; KL to the SFT model {a['kl']:.1f} nats "
-                f"({len(res.history)} iterations)")
+def run_stages(ctx: RunContext, target: str) -> Artifacts:
+    """What one command runs: the import of the starting model, the stages `target` needs that
+    the run has not finished (SFT without a starting model: the recipe's pretraining), then `target`.
+    Returns every artifact of the context."""
+    _start(ctx)
+    needs = list(NEEDS.get(target, ()))
+    if target == "sft" and ctx.start_model("sft", ctx.cfg.sft) is None and ctx.cfg.pretrain is not None:
+        needs = list(NEEDS["pretrain"]) + ["pretrain"]
+    for name in needs:
+        if BY_NAME[name].enabled(ctx.cfg):
+            run_stage(ctx, BY_NAME[name])
+    run_stage(ctx, BY_NAME[target])
+    return ctx.artifacts
 
 
-def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> dict[str, str]:
+def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = console.log) -> Artifacts:
     """Run every stage; return {artifact name: path}. Writes `recipe.yaml` and `summary.json`."""
-    out = Path(cfg.output_dir)
+    ctx = RunContext(cfg)
+    out = ctx.out
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         with atomic_write(out / "recipe.yaml") as f:
             f.write(dump_config(cfg))
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def timed(name, fn, *args):
-        t = time.perf_counter()
-        log(f"stage {name} ...")
-        res = fn(*args)
-        timings[name] = round(time.perf_counter() - t, 1)
-        return res
-
-    if needs_import(cfg):
-        cfg = timed("import", stage_import, cfg, out)
-    artifacts = {"config": str(out / "recipe.yaml")}
-    if cfg.pretrain is not None:
-        files = timed("corpus", stage_corpus, cfg, out)
-        tokenizer = timed("tokenizer", stage_tokenizer, cfg, files, out)
-        start = timed("pretrain", stage_pretrain, cfg, files, tokenizer, out)
-        samples = timed("sample", stage_sample, cfg, start, out)
-        artifacts.update({
-            "corpus": str(Path(files[0]).parent),
-            "tokenizer": str(out / "tokenizer") if not cfg.model.name_or_path else cfg.model.name_or_path,
-            "pretrained_model": str(start), "pretrain_metrics": str(out / "pretrain" / "metrics.jsonl"),
-            "samples": str(samples)})
-    else:
-        start = cfg.model.name_or_path
-        artifacts["start_model"] = str(start)
-    sft_dir = timed("sft", stage_sft, cfg, cfg.sft.init_from or start, out / "sft") if cfg.sft else None
-    if sft_dir:
-        artifacts.update({"sft_model": str(sft_dir), "sft_samples": str(out / "sft" / "samples.jsonl")})
-    artifacts.update(_alignment_stages(cfg, sft_dir or start, out, timed))
-    if cfg.eval:
-        artifacts["eval_report"] = str(timed("eval", stage_eval, cfg, dict(artifacts), out))
+    ctx.add({"config": str(out / "recipe.yaml")})
+    _start(ctx)
+    for stage in STAGES[1:]:
+        if stage.enabled(ctx.cfg):
+            run_stage(ctx, stage)
+    artifacts = {k: v for k, v in ctx.artifacts.items() if k != "corpus_files"}
     if distributed.is_main():
         results = headline_results(out)
         for line in format_headline(results):
             log(line)
-        write_json(out / "summary.json", {"artifacts": artifacts, "results": results, "seconds": timings,
+        write_json(out / "summary.json", {"artifacts": artifacts, "results": results, "seconds": ctx.timings,
                                           "total_seconds": round(time.perf_counter() - t0, 1)})
         artifacts["report"] = str(write_report(out))
         log(f"report: {artifacts['report']}")

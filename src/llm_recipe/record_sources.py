@@ -4,7 +4,8 @@
 
 A source is
   * a file: JSONL (`.jsonl`/`.json`/`.ndjson`), Parquet, CSV / TSV, Arrow (`.arrow`, the shards of a
-    `datasets` folder), each optionally `.gz` / `.zst` where the format allows;
+    `datasets` folder), each optionally `.gz` / `.zst` where the format allows; web pages: WARC
+    (`.warc`, `.warc.gz`) and HTML files (`.html`, `.htm`), one record per page (`web_records`);
   * a folder: a `datasets` `save_to_disk` folder (Dataset or DatasetDict), or a folder of such files;
   * a hub dataset name (`org/name`), loaded by `datasets` in streaming mode (needs the network).
 `NAME:SPLIT` picks a split of a DatasetDict or a hub dataset (default: train, or the only split).
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import console
+from .cell_literals import parse_cell
 from .files import BadLine, iter_jsonl, open_text_bytes
+from .web_records import is_web_file, iter_web
 
 JSONL_EXT = (".jsonl", ".json", ".ndjson")
 TABLE_EXT = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".arrow": "arrow"}
@@ -40,7 +42,7 @@ def file_format(path: Path) -> str | None:
     for c in COMPRESSED:
         name = name.removesuffix(c)
     suffix = os.path.splitext(name)[1]
-    return "jsonl" if suffix in JSONL_EXT else TABLE_EXT.get(suffix)
+    return "jsonl" if suffix in JSONL_EXT else TABLE_EXT.get(suffix) or is_web_file(path.name)
 
 
 def _split_name(source: str) -> tuple[str, str | None]:
@@ -79,19 +81,34 @@ def _arrow(path: Path) -> Iterator[Record]:
         yield from _rows(str(path), reader)
 
 
-def _json_cell(value: str):
-    """CSV cells holding JSON (a `messages` list, a `ranking`) are parsed; other text stays text."""
-    v = value.strip()
-    if v[:1] in "[{":
-        try:
-            return json.loads(v)
-        except ValueError:
-            return value
-    return value
+def _note_cells(path: Path, parsed: dict[tuple[str, str], int]) -> None:
+    """One line per file that held list/dict cells as Python or NumPy text (how `datasets` / pandas
+    write list columns to CSV): how many were parsed back, per column, and how many stayed text."""
+    if not any(kind != "json" for _, kind in parsed):
+        return
+    by_kind: dict[str, list[str]] = {}
+    for (col, kind), n in sorted(parsed.items()):
+        by_kind.setdefault(kind, []).append(f"{col} {n}")
+    said = [f"{kind} text parsed: {', '.join(cols)}" for kind, cols in by_kind.items() if kind in ("python", "numpy")]
+    if "unparsed" in by_kind:
+        said.append(f"looked like a list/dict but is not one, kept as text: {', '.join(by_kind['unparsed'])}")
+    console.log(f"{path}: CSV cells holding lists/dicts ({'; '.join(said)})")
 
 
 def _csv(path: Path) -> Iterator[Record]:
+    """CSV / TSV rows; cells holding a list or dict (JSON, or the Python / NumPy text `datasets` writes)
+    are parsed back (`cell_literals`), counted per column and said once per file."""
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
+    parsed: dict[tuple[str, str], int] = {}
+
+    def cell(col: str, value):
+        if not isinstance(value, str):
+            return value
+        out, kind = parse_cell(value)
+        if kind is not None:
+            parsed[col, kind] = parsed.get((col, kind), 0) + 1
+        return out
+
     with open_text_bytes(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         reader = csv.DictReader(text, delimiter=delimiter)
@@ -100,12 +117,13 @@ def _csv(path: Path) -> Iterator[Record]:
                 if None in rec:  # more cells than header columns
                     yield f"{path}:{reader.line_num}", BadLine(str(path), reader.line_num, "bad_csv_row", "extra cells")
                     continue
-                yield f"{path}:{reader.line_num}", {k.strip(): _json_cell(v) if isinstance(v, str) else v
-                                                    for k, v in rec.items() if k is not None}
+                yield f"{path}:{reader.line_num}", {k.strip(): cell(k.strip(), v) for k, v in rec.items()
+                                                    if k is not None}
         except UnicodeDecodeError as e:  # the rest of the file cannot be split into rows reliably
             yield f"{path}:{reader.line_num + 1}", BadLine(str(path), reader.line_num + 1, "not_utf8", str(e))
         except csv.Error as e:
             yield f"{path}:{reader.line_num}", BadLine(str(path), reader.line_num, "bad_csv", str(e))
+    _note_cells(path, parsed)
 
 
 def _file(path: Path) -> Iterator[Record]:
@@ -119,9 +137,11 @@ def _file(path: Path) -> Iterator[Record]:
         yield from _csv(path)
     elif fmt == "arrow":
         yield from _arrow(path)
+    elif fmt in ("warc", "html"):
+        yield from iter_web(path)
     else:
         raise FileNotFoundError(f"{path}: unknown record format (expected .jsonl, .parquet, .csv, .tsv, .arrow, "
-                                "a datasets folder or a hub dataset name)")
+                                ".warc[.gz], .html, a datasets folder or a hub dataset name)")
 
 
 def _pick_split(splits, source: str, split: str | None):
@@ -184,7 +204,8 @@ def iter_source(source: str | os.PathLike, split: str | None = None) -> Iterator
         files = sorted(f for f in path.rglob("*") if f.is_file() and file_format(f)
                        and not any(part.startswith(".") for part in f.relative_to(path).parts))
         if not files:
-            raise FileNotFoundError(f"{path}: no .jsonl/.parquet/.csv/.arrow files inside and not a datasets folder")
+            raise FileNotFoundError(f"{path}: no .jsonl/.parquet/.csv/.arrow/.warc/.html files inside and not a "
+                                    "datasets folder")
         for f in files:
             yield from _file(f)
     elif is_hub_name(name):

@@ -58,6 +58,7 @@ from .stages import (
     EvalConfig,
     GenerateConfig,
     GRPOConfig,
+    HHConfig,
     LabelConfig,
     LMHarnessConfig,
     LoRAConfig,
@@ -75,6 +76,7 @@ from .stages import (
     SamplingConfig,
     SFTConfig,
     TokenizerConfig,
+    TrackingConfig,
     TrainConfig,
 )
 
@@ -103,6 +105,7 @@ __all__ = [
     "GenerateConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
+    "HHConfig",
     "HarmfulConfig",
     "HiraganaConfig",
     "LabelConfig",
@@ -138,6 +141,7 @@ __all__ = [
     "ShortLinesConfig",
     "StepConfig",
     "TokenizerConfig",
+    "TrackingConfig",
     "TrainConfig",
     "dump_config",
     "load_config",

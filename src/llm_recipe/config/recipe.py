@@ -7,6 +7,7 @@ and every problem is a `ConfigError` of one line that names the file and the fie
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from .curate import CurateConfig
-from .section import ConfigError, Section
+from .section import ConfigError, Section, note
 from .stages import (
     BoNConfig,
     ComputeConfig,
@@ -23,6 +24,7 @@ from .stages import (
     EvalConfig,
     GenerateConfig,
     GRPOConfig,
+    HHConfig,
     ModelConfig,
     OnlineDPOConfig,
     PPOConfig,
@@ -32,38 +34,61 @@ from .stages import (
     SampleCorpusConfig,
     SFTConfig,
     TokenizerConfig,
+    TrackingConfig,
 )
 
+# the training sections: each takes the recipe's `tracking:` block (project, run name) as its default
+TRAINING_STAGES = ("pretrain", "sft", "rm", "ppo", "grpo", "dpo", "online_dpo")
 # the stage sections that compute with models: each takes the recipe's `compute:` block as its default
 COMPUTE_STAGES = ("pretrain", "generate", "sft", "prefs", "constitutional", "rm", "bon", "ppo", "grpo", "dpo",
-                  "online_dpo", "eval")
+                  "online_dpo", "eval", "hh")
 
 
 class RecipeConfig(Section):
-    seed: int = 0
-    output_dir: Path = Path("runs/tiny")
+    seed: int = Field(0, description="the global seed: every stage's seed unless it has its own")
+    output_dir: Path = Field(Path("runs/tiny"), description="the run folder every stage writes into")
     max_record_mb: float = Field(8.0, gt=0, description="a JSONL record (line) larger than this is skipped and "
                                  "counted as too_large, unread")
     compute: ComputeConfig = Field(ComputeConfig(), description="every stage's default `compute:` block")
     corpus: SampleCorpusConfig = SampleCorpusConfig()
-    tokenizer: TokenizerConfig = TokenizerConfig()
+    tokenizer: TokenizerConfig = Field(
+        TokenizerConfig(), description="the tokenizer trained on the corpus (when the model brings none)")
     model: ModelConfig = ModelConfig()
     pretrain: PretrainConfig | None = Field(
         None, description="None: no pretraining, the recipe starts from model.name_or_path (a preset model "
         "is always pretrained: its section defaults then)")
     generate: GenerateConfig = GenerateConfig()
     sft: SFTConfig | None = None
-    curate: CurateConfig | None = None
+    curate: CurateConfig | None = Field(
+        None, description="corpus curation (None: the bundled sample corpus, uncurated)")
     prefs: PrefsConfig | None = None
     rm: RMConfig | None = None
     bon: BoNConfig | None = None
-    ppo: PPOConfig | None = None
-    grpo: GRPOConfig | None = None
+    ppo: PPOConfig | None = Field(None, description="PPO against the reward model (None: not run)")
+    grpo: GRPOConfig | None = Field(None, description="GRPO against the reward model or rules (None: not run)")
     dpo: DPOConfig | None = None
     online_dpo: OnlineDPOConfig | None = Field(None, description="iterative on-policy DPO (after `dpo:`)")
     constitutional: ConstitutionalConfig | None = Field(
         None, description="Constitutional AI data from the SFT model (after SFT; writes constitutional/)")
     eval: EvalConfig | None = Field(None, description="the evaluation of every model of the run")
+    hh: HHConfig | None = Field(None, description="the helpful-harmless set of `sft.data: hh` / `dpo.data: hh` "
+                                "(None: its defaults)")
+    tracking: TrackingConfig | None = Field(
+        None, description="every training stage's default `tracking:` block (tracker project and run name)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_tracking(cls, data: Any) -> Any:
+        """A training section's `tracking:` = the recipe's with the section's own fields on top."""
+        if not isinstance(data, dict) or not isinstance(data.get("tracking"), dict):
+            return data
+        out = dict(data)
+        for name in TRAINING_STAGES:
+            section = out.get(name)
+            own = section.get("tracking") if isinstance(section, dict) else None
+            if isinstance(section, dict) and (own is None or isinstance(own, dict)):
+                out[name] = {**section, "tracking": {**data["tracking"], **(own or {})}}
+        return out
 
     @model_validator(mode="before")
     @classmethod
@@ -93,6 +118,8 @@ def _format_error(source: str, err: ValidationError) -> str:
     loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
     if e["type"] == "extra_forbidden":
         msg = f"{source}: unknown key '{loc}'"
+    elif e["type"] == "alias_clash":
+        msg = f"{source}: {loc}: {e['msg']}"
     elif e["type"] == "moved_key":
         where = f"{loc}." if e["loc"] else ""
         new = e["ctx"]["new"]  # relative to the section, or from the top when it starts with '/'
@@ -115,6 +142,32 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override {dotted}: '{k}' is not a section")
     node[keys[-1]] = value
+
+
+def _section_class(annotation) -> type | None:
+    """The Section class a field holds (`X`, `X | None`), or None."""
+    for a in (annotation, *typing.get_args(annotation)):
+        if isinstance(a, type) and issubclass(a, Section):
+            return a
+    return None
+
+
+def canonical_key(dotted: str) -> str:
+    """An override's dotted key with other libraries' names (`Section.aliases`) replaced by the
+    field they mean (`sft.learning_rate` -> `sft.lr`, said once), so an override of a field the recipe
+    file sets replaces it."""
+    cls: type | None = RecipeConfig
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if cls is None:
+            break
+        if part in cls.aliases:
+            target = cls.aliases[part]
+            note(f"'{part}' is read as '{target}' (llm-recipe's name for it)")
+            return ".".join([*parts[:i], target, *parts[i + 1:]])
+        field = cls.model_fields.get(part)
+        cls = _section_class(field.annotation) if field is not None else None
+    return dotted
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -162,7 +215,7 @@ def load_config(
             raise ConfigError(f"{source}: top level must be a mapping, got {type(loaded).__name__}")
         tree = loaded
     for k, v in (overrides or {}).items():
-        _set_dotted(tree, k, v)
+        _set_dotted(tree, canonical_key(k), v)
     try:
         return RecipeConfig.model_validate(tree)
     except ValidationError as e:

@@ -20,14 +20,28 @@ class SampleCorpusConfig(Section):
     """The bundled, generated corpus (see `llm_recipe.demo.sample_corpus`)."""
 
     docs_per_source: int = Field(1000, ge=1, description="documents generated per source")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the generated corpus")
+
+
+class TokenizerExtendConfig(Section):
+    """Extend the tokenizer of `model.name_or_path` with tokens learned from the corpus (`tokenizer.extend`):
+    continued pretraining in a language the model's tokenizer splits into bytes (Japanese)."""
+
+    new_tokens: int = Field(8000, ge=1, description="tokens to add (fewer when the corpus has fewer merges)")
+    min_frequency: int = Field(3, ge=1, description="a merge must occur this often in the corpus")
+    max_chars: int = Field(5_000_000, ge=1000, description="characters of the corpus learned from")
 
 
 class TokenizerConfig(Section):
-    vocab_size: int = Field(4096, ge=300)
-    min_frequency: int = Field(2, ge=1)
+    vocab_size: int = Field(4096, ge=300, description="byte-level BPE vocabulary size (special tokens included)")
+    min_frequency: int = Field(2, ge=1, description="merges seen fewer times are not learned")
     # Train on at most this many characters: BPE training time grows with it, quality saturates.
-    max_chars: int = Field(3_000_000, ge=1000)
+    max_chars: int = Field(
+        3_000_000, ge=1000, description="characters of the corpus the tokenizer is trained on (time grows with it, "
+        "quality saturates)")
+    extend: TokenizerExtendConfig | None = Field(
+        None, description="with model.name_or_path: add tokens learned from the corpus to the model's tokenizer "
+        "(new embedding rows = mean of the old pieces' rows)")
 
 
 class ComputeConfig(Section):
@@ -55,9 +69,13 @@ class ModelConfig(Section):
     """Either a preset built from a transformers config, or any causal LM (hub id / local dir)."""
 
     moved_keys = {"dtype": "/compute.dtype"}
-    preset: Literal["micro", "tiny", "small"] | None = "tiny"
-    name_or_path: str | None = None
-    trust_remote_code: bool = False  # never on unless the user asks
+    preset: Literal["micro", "tiny", "small"] | None = Field(
+        "tiny", description="a Llama-style preset built from a transformers config and trained from scratch")
+    name_or_path: str | None = Field(
+        None, description="any causal LM: a local folder, a hub id, or a .gguf file (imported); replaces the "
+        "preset")
+    trust_remote_code: bool = Field(
+        False, description="run the model's own code (hub models that need it); off unless asked")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
@@ -68,22 +86,37 @@ class ModelConfig(Section):
         return self
 
 
+class TrackingConfig(Section):
+    """Where a training run shows up in the `report_to` trackers (W&B, MLflow, trackio, TensorBoard)."""
+
+    project: str = Field("llm-recipe", description="the tracker's project (W&B / trackio project, MLflow experiment)")
+    run_name: str | None = Field(
+        None, description="the run's name there; None: run folder + stage, e.g. `demo/sft`")
+
+
 class OptimConfig(Section):
     """What every trainer shares (the shared loop and the RL loop): AdamW with no weight decay on
     norms and biases, warmup + cosine LR as a function of the step, clipping, checkpoints, compute."""
 
     moved_keys = _MOVED_TO_COMPUTE
-    lr: float = Field(3e-3, gt=0)
+    aliases = {"learning_rate": "lr", "lr_scheduler_type": "scheduler", "save_steps": "save_every"}
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="decay floor as a fraction of lr")
     scheduler: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="after warmup: cosine or linear decay to the floor, or constant")
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    max_grad_norm: float | None = Field(1.0, gt=0)
+    warmup_steps: int = Field(20, ge=0, description="steps of linear warmup from 0 to lr")
+    warmup_ratio: float | None = Field(
+        None, ge=0, lt=1, description="warmup as a share of the run's steps (TRL's warmup_ratio); replaces "
+        "warmup_steps when set")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (never on norms and biases)")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping by global norm (None: off)")
     save_every: int | None = Field(None, ge=1, description="checkpoint interval in steps (RL: iterations)")
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
-        default_factory=list, description="experiment trackers that also get every logged record (accelerate's)")
+        default_factory=list, description="experiment trackers that also get every logged record (accelerate's), "
+        "under TRL's metric names (train/loss, eval/rewards/chosen, ...)")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="project and run name in the trackers "
+                                     "(a recipe's top-level `tracking:` applies to every training stage)")
     compute: ComputeConfig = ComputeConfig()
     max_bad_records: float = Field(
         0.1, ge=0, le=1, description="fail when a larger share of the input records is unusable (skipped)")
@@ -96,14 +129,19 @@ class OptimConfig(Section):
 class TrainConfig(OptimConfig):
     """Settings of the shared training loop, common to every algorithm."""
 
+    aliases = {**OptimConfig.aliases, "per_device_train_batch_size": "batch_size",
+               "gradient_accumulation_steps": "grad_accum", "num_train_epochs": "epochs",
+               "logging_steps": "log_every", "eval_steps": "eval_every"}
     max_steps: int = Field(300, ge=1, description="optimizer steps (unless `epochs` is set)")
     epochs: float | None = Field(
         None, gt=0, description="passes over the training data; when set, max_steps follows from it")
     batch_size: int = Field(16, ge=1, description="micro-batch size per device")
-    grad_accum: int = Field(1, ge=1)
-    eval_every: int = Field(100, ge=1)
+    grad_accum: int = Field(
+        1, ge=1, description="micro-batches per optimizer step (the effective batch: batch_size x grad_accum x "
+        "processes)")
+    eval_every: int = Field(100, ge=1, description="evaluate every this many steps (and at the start and the end)")
     eval_batches: int = Field(20, ge=1, description="validation batches per evaluation")
-    log_every: int = Field(10, ge=1)
+    log_every: int = Field(10, ge=1, description="write a metrics record every this many steps")
 
 
     @model_validator(mode="after")
@@ -114,22 +152,31 @@ class TrainConfig(OptimConfig):
 
 
 class PretrainConfig(TrainConfig):
-    block_size: int = Field(256, ge=8)
-    val_fraction: float = Field(0.05, gt=0, lt=0.5)
+    block_size: int = Field(256, ge=8, description="tokens per packed training sequence")
+    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="share of documents held out for the validation loss")
     data: list[Path] | None = Field(
         None, description="JSONL/text files with a 'text' field; None: the bundled sample corpus"
     )
+    token_data: Path | None = Field(
+        None, description="a token shard folder (`curate.tokenize`'s `tokens/`): trained on by memory map "
+        "instead of `data`")
+    document_mask: bool = Field(
+        False, description="no attention across documents inside a packed window (position ids restart per "
+        "document; the first token of each document is not predicted from the previous one)")
 
 
 class SamplingConfig(Section):
     """How text is sampled, wherever a stage samples (`generate`, candidates, Best-of-N, RL).
     The defaults are plain sampling from the model; each stage sets its own in its `sampling:`."""
 
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1, description="tokens generated at most per answer")
     temperature: float = Field(1.0, ge=0, description="0: greedy")
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0, le=1)
-    repetition_penalty: float = Field(1.0, gt=0)
+    top_k: int | None = Field(None, ge=1, description="sample among the k most likely tokens (None: all)")
+    top_p: float | None = Field(
+        None, gt=0, le=1, description="nucleus sampling: the smallest set of tokens with this probability (None: "
+        "all)")
+    repetition_penalty: float = Field(
+        1.0, gt=0, description="divide the logits of tokens already generated by this (1: off)")
     stop: list[str] = Field(default_factory=list, description="stop strings (cut from the output)")
 
 
@@ -144,26 +191,38 @@ class GenerateConfig(Section):
     """Stage `sample`: continuations of a few prompts from the pretrained model."""
 
     moved_keys = _moved_to_sampling(*_SAMPLING_KEYS)
-    prompts: list[str] = Field(default_factory=lambda: ["東京は", "The capital of France"])
+    prompts: list[str] = Field(
+        default_factory=lambda: ["東京は", "The capital of France"], description="prompts the pretrained model "
+        "continues (stage `sample`)")
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=48, temperature=0.8, top_k=50, top_p=0.95,
                                               repetition_penalty=1.1)
     compute: ComputeConfig = ComputeConfig()
 
 
 class LoRAConfig(Section):
-    """LoRA adapters via peft; merged into the weights when saving, so the output stays a plain model."""
+    """LoRA adapters via peft; saved merged into the weights (a plain model), as the adapter alone, or both."""
 
-    r: int = Field(8, ge=1)
-    alpha: float = Field(16.0, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    aliases = {"lora_alpha": "alpha", "lora_dropout": "dropout"}
+
+    r: int = Field(8, ge=1, description="rank of the adapters")
+    alpha: float = Field(16.0, gt=0, description="scaling: the update is (alpha / r) B A (peft's lora_alpha)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input (peft's lora_dropout)")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="linear layers that get adapters (all-linear: every one but the LM head)")
+    save: Literal["both", "merged", "adapter"] = Field(
+        "both", description="what is saved: both = the merged model in model/ and the adapter with its tokenizer "
+        "in adapter/ (loadable by peft alone); merged = model/ only; adapter = adapter/ only, with model/ an adapter "
+        "folder too (transformers + peft load it onto its base)")
 
 
 class SFTConfig(TrainConfig):
     """Supervised fine-tuning (stage 3); the training-loop fields are inherited from TrainConfig."""
 
-    data: list[Path] | Literal["bundled"] = Field(
-        "bundled", description="JSONL files (messages / instruction+output / prompt+completion) or 'bundled'"
+    aliases = {**TrainConfig.aliases, "max_seq_length": "max_length"}
+
+    data: list[Path] | Literal["bundled", "hh"] = Field(
+        "bundled", description="JSONL files (messages / instruction+output / prompt+completion), 'bundled', or "
+        "'hh': the helpful-harmless set (`hh:`; harmful requests -> refusals, the rest -> the model's own answers)"
     )
     bundled_examples: int = Field(3000, ge=8, description="size of the generated bundled set")
     bundled_style_share: float = Field(
@@ -174,9 +233,11 @@ class SFTConfig(TrainConfig):
         "chatml", description="prompt format; 'alpaca' picks JA/EN headers per conversation")
     system_prompt: str | None = Field(None, description="added to conversations that have none")
     max_length: int = Field(256, ge=8, description="tokens per conversation (and per packed row)")
-    overlong: Literal["skip", "truncate"] = "skip"
+    overlong: Literal["skip", "truncate"] = Field(
+        "skip", description="conversations longer than max_length: skipped (counted) or truncated")
     train_on: Literal["all", "last"] = Field("all", description="assistant turns that carry the loss")
-    packing: bool = True
+    packing: bool = Field(
+        True, description="pack several conversations into one row (block-diagonal attention, no padding)")
     group_by_length: bool = Field(True, description="length-grouped batches when not packing")
     skew_ratio: float = Field(3.0, gt=1, description="coverage report flags categories beyond this x median")
     init_from: str | None = Field(None, description="model to fine-tune; None: the recipe's pretrained model")
@@ -213,11 +274,13 @@ class CandidateConfig(Section):
 class RuleConfig(Section):
     """One rule of the rule-based labeler; a response's score is the weighted sum of its rules."""
 
-    kind: Literal["starts_with", "contains", "regex", "length", "bleu", "rouge1", "rouge2", "rougeL"]
+    kind: Literal["starts_with", "contains", "regex", "length", "bleu", "rouge1", "rouge2", "rougeL"] = Field(
+        description="what the rule checks: text prefix / substring / regex, length bounds, or BLEU / ROUGE "
+        "against the prompt's reference")
     value: str | None = Field(None, description="text (starts_with/contains) or pattern (regex)")
     min_chars: int | None = Field(None, ge=0, description="length rule: 1 inside [min_chars, max_chars]")
-    max_chars: int | None = Field(None, ge=0)
-    weight: float = 1.0
+    max_chars: int | None = Field(None, ge=0, description="length rule: upper bound in characters")
+    weight: float = Field(1.0, description="weight of this rule in the score")
 
     @model_validator(mode="after")
     def _needs_value(self) -> RuleConfig:
@@ -229,14 +292,20 @@ class RuleConfig(Section):
 
 
 class RewardModelRef(Section):
-    path: str
-    weight: float = 1.0
+    path: str = Field(description="reward model folder")
+    weight: float = Field(1.0, description="weight of its (normalized) reward in the combined score")
+
+
+# Pairs per prompt from a ranking or scores: every ordered pair, the best against the worst (TRL's
+# / Tulu's binarization), or the best against each of the others
+PairPolicy = Literal["all", "best_vs_worst", "best_vs_rest"]
 
 
 class LabelConfig(Section):
     """`prefs label`: turn candidate responses into preference pairs."""
 
-    labeler: Literal["rules", "rm", "judge"] = "rules"
+    labeler: Literal["rules", "rm", "judge"] = Field(
+        "rules", description="rules (incl. BLEU/ROUGE), a reward model, or an LLM judge")
     rules: list[RuleConfig] = Field(default_factory=lambda: [RuleConfig(kind="starts_with", value="Let me explain.")])
     pairs: Literal["best_worst", "all"] = Field("best_worst", description="pairs per prompt from scores")
     min_gap: float = Field(0.0, ge=0, description="score differences <= this are ties (dropped, counted)")
@@ -247,15 +316,16 @@ class LabelConfig(Section):
         "Response B: {b}\n\nAnswer with A or B.",
         description="sent as the user turn (or as raw text if the judge has no chat format)",
     )
-    judge_choices: tuple[str, str] = ("A", "B")
-    chat_format: str | None = None
+    judge_choices: tuple[str, str] = Field(
+        ("A", "B"), description="the judge's two answer tokens, for response A and B")
+    chat_format: str | None = Field(None, description="the judge's chat format (None: the one saved with it)")
 
 
 class AgreementConfig(Section):
     """`prefs agreement`: inter-annotator agreement and the low-agreement filter."""
 
     min_agreement: float = Field(0.75, ge=0, le=1, description="keep items where this share agrees with the majority")
-    min_annotators: int = Field(2, ge=1)
+    min_annotators: int = Field(2, ge=1, description="items with fewer annotators are not scored")
 
 
 class PrefsConfig(Section):
@@ -271,21 +341,24 @@ class PrefsConfig(Section):
 class RMConfig(TrainConfig):
     """Stage 5a: reward model (Bradley-Terry) on the shared loop."""
 
+    aliases = {**TrainConfig.aliases, "center_rewards_coefficient": "center_rewards"}
+
     data: list[Path] | None = Field(None, description="preference files (any shape); None: the style set")
     eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
     synthetic_pairs: int = Field(600, ge=8, description="size of the generated style set")
     fluency_pairs: int = Field(
         0, ge=0, description="extra generated pairs preferring an answer over a garbled copy (so a policy "
         "optimised against the RM cannot win by drifting into nonsense)")
-    eval_fraction: float = Field(0.15, gt=0, lt=0.5)
+    eval_fraction: float = Field(0.15, gt=0, lt=0.5, description="held-out share of the pairs, split by prompt")
     init_from: str | None = Field(None, description="base model; None: the recipe's SFT model")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="run the base model's own code; off unless asked")
     chat_format: str | None = Field(None, description="None: the base model's saved format")
-    pooling: Literal["last", "mean"] = "last"
+    pooling: Literal["last", "mean"] = Field(
+        "last", description="reward from the last non-pad token's hidden state, or the mean over the response")
     use_margin: bool = Field(True, description="subtract the pair's margin inside the sigmoid")
     center_rewards: float | None = Field(None, ge=0, description="coefficient of mean((r_w + r_l)^2)")
     share_prompt: bool = Field(True, description="encode the shared prompt once per pair (faster)")
-    group_by_length: bool = True
+    group_by_length: bool = Field(True, description="length-grouped batches (less padding)")
     max_length: int = Field(256, ge=8, description="longer pairs are skipped (counted)")
     norm_samples: int = Field(128, ge=1, description="pairs whose responses set the reward mean/std")
     # Defaults sized for the tiny recipe (~1 min on 2 CPU cores); raise max_steps for real data.
@@ -301,11 +374,11 @@ class BoNConfig(Section):
     """Stage 5b: Best-of-N sampling against reward models."""
 
     moved_keys = _moved_to_sampling("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens")
-    n: int = Field(4, ge=1)
+    n: int = Field(4, ge=1, description="samples per prompt (N)")
     prompts: list[str] | None = Field(None, description="None: held-out prompts of the style set")
     n_prompts: int = Field(12, ge=1, description="how many held-out prompts when `prompts` is None")
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=32)
-    chat_format: str | None = None
+    chat_format: str | None = Field(None, description="the policy's chat format (None: the one saved with it)")
     reward_models: list[RewardModelRef] | None = Field(None, description="None: the recipe's reward model")
     compute: ComputeConfig = ComputeConfig()
 
@@ -316,6 +389,8 @@ class RLConfig(OptimConfig):
     those updates."""
 
     moved_keys = {**_moved_to_sampling("max_new_tokens", "temperature", "top_k", "top_p"), **_MOVED_TO_COMPUTE}
+    aliases = {**OptimConfig.aliases, "max_completion_length": "sampling.max_new_tokens",
+               "temperature": "sampling.temperature"}
     init_from: str | None = Field(None, description="policy to start from; None: the recipe's SFT model")
     reward_models: list[RewardModelRef] | None = Field(
         None, description="None: the recipe's reward model if there is one, else `rules`")
@@ -365,42 +440,55 @@ class RLConfig(OptimConfig):
 class PPOConfig(RLConfig):
     # `beta` is DPO's and GRPO's loss coefficient; PPO's KL reward coefficient is TRL's `kl_coef`
     moved_keys = {**RLConfig.moved_keys, "beta": "kl_coef"}
+    aliases = {**RLConfig.aliases, "num_ppo_epochs": "epochs", "cliprange": "clip_eps", "cliprange_value": "vf_clip",
+               "response_length": "sampling.max_new_tokens"}
     kl_coef: float = Field(0.05, ge=0, description="KL penalty in the reward (initial one when kl_target is set)")
-    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k1", description="per-token KL estimator in the reward: k1 (log ratio), k2, k3")
     kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (None: fixed kl_coef)")
-    kl_horizon: int = Field(10000, ge=1)
-    gamma: float = Field(1.0, ge=0, le=1)
-    lam: float = Field(0.95, ge=0, le=1)
-    whiten_advantages: bool = True
-    objective: Literal["clip", "kl_penalty"] = "clip"
-    clip_eps: float = Field(0.2, gt=0)
+    kl_horizon: int = Field(10000, ge=1, description="adaptive KL controller's horizon (steps)")
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    whiten_advantages: bool = Field(True, description="normalize advantages per rollout")
+    objective: Literal["clip", "kl_penalty"] = Field(
+        "clip", description="clipped surrogate, or the KL-penalty variant")
+    clip_eps: float = Field(0.2, gt=0, description="ratio clip range epsilon (TRL's cliprange)")
     penalty_beta: float = Field(0.1, ge=0, description="objective 'kl_penalty': weight of KL(old || new)")
-    vf_coef: float = Field(0.1, ge=0)
-    vf_clip: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.1, ge=0, description="weight of the value loss")
+    vf_clip: float = Field(0.2, gt=0, description="value clip range (TRL's cliprange_value)")
     value_model: Literal["head", "reward_model"] = Field(
         "head", description="value head on the policy, or a separate critic initialised from the reward model")
 
 
 class GRPOConfig(RLConfig):
+    aliases = {**RLConfig.aliases, "num_generations": "group_size", "num_iterations": "epochs", "epsilon": "eps_low",
+               "epsilon_high": "eps_high"}
     group_size: int = Field(8, ge=2, description="samples per prompt (G)")
     beta: float = Field(0.04, ge=0, description="weight of the k3 KL to the reference in the loss")
-    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
-    eps_low: float = Field(0.2, gt=0)
-    eps_high: float = Field(0.2, gt=0)
-    scale_rewards: Literal["group", "batch", "none"] = "group"
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = Field(
+        "grpo", description="how token losses are averaged: grpo (per sequence), bnpo (per batch token), dr_grpo "
+        "(fixed length), dapo (per token over the accumulated batch)")
+    eps_low: float = Field(0.2, gt=0, description="lower ratio clip (TRL's epsilon)")
+    eps_high: float = Field(0.2, gt=0, description="upper ratio clip (TRL's epsilon_high; DAPO's clip-higher)")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide advantages by the reward std of the group, of the batch, or not (Dr. GRPO)")
 
 
 class DPOObjectiveConfig(TrainConfig):
     """DPO and its variants on the shared loop (see `llm_recipe.train.dpo`): the objective and the
     loop, whatever the pairs come from (`dpo:` files or style set, `online_dpo:` rounds)."""
 
-    eval_fraction: float = Field(0.15, gt=0, lt=0.5)
-    trust_remote_code: bool = False
+    aliases = {**TrainConfig.aliases, "rpo_alpha": "sft_alpha", "desirable_weight": "kto_desirable_weight",
+               "undesirable_weight": "kto_undesirable_weight"}
+
+    eval_fraction: float = Field(0.15, gt=0, lt=0.5, description="held-out share of the pairs, split by prompt")
+    trust_remote_code: bool = Field(False, description="run the model's own code; off unless asked")
     chat_format: str | None = Field(None, description="None: the format saved with the model")
-    loss_type: Literal["sigmoid", "cdpo", "robust", "ipo", "simpo", "orpo", "kto"] = Field(
-        "sigmoid", description="simpo / orpo: reference-free (`train.reference_free`); kto: unpaired "
-        "thumbs-up/down data (`train.kto`; pairs are unpaired)")
-    beta: float = Field(0.1, gt=0, description="DPO's beta; SimPO's beta; ORPO's lambda (weight of the odds-ratio term)")
+    loss_type: str = Field(
+        "sigmoid", description="the DPO-family loss: a name registered in `train.dpo.LOSSES` (reference-based, "
+        "reference-free or on unpaired thumbs-up/down data); `llm-recipe dpo --help` lists them")
+    beta: float = Field(
+        0.1, gt=0, description="DPO's beta; SimPO's beta; ORPO's lambda (weight of the odds-ratio term)")
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin gamma")
     kto_desirable_weight: float = Field(1.0, gt=0, description="KTO: weight of desirable examples' losses")
     kto_undesirable_weight: float = Field(1.0, gt=0, description="KTO: weight of undesirable examples' losses")
@@ -409,7 +497,7 @@ class DPOObjectiveConfig(TrainConfig):
     reference: Literal["precompute", "per_step"] = Field(
         "precompute", description="reference log-probs cached once before training, or computed every step")
     share_prompt: bool = Field(True, description="one row per pair: prompt encoded once (needs sdpa/eager)")
-    group_by_length: bool = True
+    group_by_length: bool = Field(True, description="length-grouped batches (less padding)")
     max_length: int = Field(256, ge=8, description="prompt + response tokens; responses are truncated first")
     lora: LoRAConfig | None = None
     lr: float = Field(5e-4, gt=0)
@@ -421,21 +509,17 @@ class DPOObjectiveConfig(TrainConfig):
     eval_batches: int = Field(8, ge=1)
     log_every: int = Field(5, ge=1)
 
-    @model_validator(mode="after")
-    def _smoothing_needs_variant(self) -> DPOObjectiveConfig:
-        if self.label_smoothing and self.loss_type not in ("cdpo", "robust"):
-            raise ValueError(f"label_smoothing is used by loss_type cdpo or robust, not '{self.loss_type}'")
-        return self
-
 
 class DPOConfig(DPOObjectiveConfig):
     """Stage 6: DPO on a fixed (offline) preference set."""
 
-    data: list[Path] | Literal["style"] = Field(
-        "style", description="preference files (any shape) or 'style': the 'Let me explain.' set from the SFT data")
+    data: list[Path] | Literal["style", "hh"] = Field(
+        "style", description="preference files (any shape), 'style': the 'Let me explain.' set from the SFT data, "
+        "or 'hh': the helpful-harmless pairs (`hh:`; refusal over the model's own answer to a harmful request, own "
+        "answer over a refusal for a benign or ordinary one)")
     eval_data: list[Path] | None = Field(None, description="held-out pairs; None: split off by prompt")
     style_pairs: int = Field(400, ge=8, description="size of the generated style set")
-    style_prefix: str = "Let me explain. "
+    style_prefix: str = Field("Let me explain. ", description="the style set's chosen answers begin with this")
     style_answers: Literal["data", "model"] = Field(
         "data", description="style set answers: the SFT data's, or the policy's own greedy answers to the same "
         "prompts (on-policy: DPO then changes the style, not the content)")
@@ -454,7 +538,7 @@ class OnlineDPOConfig(DPOObjectiveConfig):
     the round's pairs. `rounds: 1` with rounds x prompts_per_round prompts is offline DPO on the
     initial policy's samples: the same number of labelled pairs, for a like-for-like comparison."""
 
-    rounds: int = Field(3, ge=1)
+    rounds: int = Field(3, ge=1, description="sample -> label -> DPO rounds")
     prompts: list[Path] | Literal["sft"] = Field(
         "sft", description="prompt files (JSONL 'prompt' or .txt), or 'sft': the single-turn prompts of the SFT "
         "training split (never the held-out prompts the eval stage uses)")
@@ -485,33 +569,65 @@ class ConstitutionalConfig(Section):
     compute: ComputeConfig = ComputeConfig()
 
 
+class HHConfig(Section):
+    """The helpful-harmless set (`preference.hh`) that `sft.data: hh` and `dpo.data: hh` train on: hand-written
+    harmful requests (answered with a helpful refusal), benign look-alikes and ordinary prompts (answered with
+    the starting model's own answers, made once per run into RUN/hh/answers.jsonl)."""
+
+    set: Path | None = Field(None, description="an HH set (id, lang, kind, category, prompt, refusal); None: hh-v1")
+    answers_from: str | None = Field(
+        None, description="the model whose own answers are used; None: the model the recipe starts from")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(temperature=0.0, max_new_tokens=96, repetition_penalty=1.1),
+        description="how the own answers are made (an answer the limit cut ends at its last full sentence)")
+    dpo_kinds: list[Literal["harmful", "benign", "ordinary"]] = Field(
+        default_factory=lambda: ["harmful", "benign", "ordinary"], description="the item kinds that become DPO pairs")
+    refusal_detector: Literal["rules", "classifier", "combined"] = Field(
+        "classifier", description="decides whether an own answer already refuses (such records are skipped, counted)")
+    compute: ComputeConfig = ComputeConfig()
+
+
 class LMHarnessConfig(Section):
     """Optional: lm-evaluation-harness tasks (`pip install llm-recipe[lm-eval]`) on each model of the run."""
 
     tasks: list[str] = Field(default_factory=list, description="task names (or names defined in include_path)")
     include_path: Path | None = Field(None, description="a folder of the user's own task YAMLs")
     limit: int | None = Field(None, ge=1, description="examples per task (None: all)")
-    num_fewshot: int | None = Field(None, ge=0)
-    batch_size: int = Field(8, ge=1)
+    num_fewshot: int | None = Field(None, ge=0, description="few-shot examples (None: the task's default)")
+    batch_size: int = Field(8, ge=1, description="lm-eval batch size")
 
 
 class EvalConfig(Section):
     """Stage 7: every model of the run against its reference on held-out prompts (`llm_recipe.eval`)."""
 
     prompts: list[Path] | None = Field(
-        None, description="held-out prompt files (JSONL 'prompt' or 'messages'); None: the SFT held-out split")
+        None, description="held-out prompt files (JSONL 'prompt' or 'messages') or bundled prompt sets by name "
+        "(helpful-v1: ordinary JA/EN requests); None: the SFT held-out split")
     n_prompts: int = Field(40, ge=1, description="held-out prompts used (the first n)")
-    safety_set: Path | None = Field(None, description="None: the bundled JA/EN safety set")
-    sycophancy_set: Path | None = Field(None, description="None: the bundled JA/EN sycophancy set")
+    safety_set: Path | None = Field(
+        None, description="a file, or a bundled set's name (safety-v1, safety-v2); None: the bundled safety-v2")
+    sycophancy_set: Path | None = Field(
+        None, description="a file, or a bundled set's name (sycophancy-v1, sycophancy-v2); None: sycophancy-v2")
+    refusal_detector: Literal["rules", "classifier", "combined"] = Field(
+        "classifier", description="how refusals are found (`eval.refusal`): phrase rules, the n-gram classifier "
+        "(chosen by grouped cross-validation, benchmarks/refusal_classifier.py), or the rules as a first pass "
+        "with the classifier; the rules' rates are always reported beside")
     sampling: SamplingConfig = Field(
         SamplingConfig(temperature=0.0, max_new_tokens=64, repetition_penalty=1.1),
         description="how answers are produced (a measurement: greedy by default)")
     kl_max_new_tokens: int = Field(48, ge=1, description="length of the temperature-1 samples of the KL estimate")
     judge_model: str | None = Field(
         "sft", description="the LLM judge: a model dir or hub id, 'sft' (the run's SFT model: a stand-in, and one "
-        "that knows the reference's answers), or None (no judge)")
-    judge_template: str = LabelConfig().judge_template
-    judge_choices: tuple[str, str] = ("A", "B")
+        "that knows the reference's answers), 'base' (the model the run starts from), or None (no judge)")
+    models: list[str] | None = Field(
+        None, description="the run's models to evaluate, by name (base, sft, best_of_N, dpo, online_dpo, ppo, grpo); "
+        "None: all. A model's reference is evaluated with it")
+    compare_to: Literal["previous", "base"] = Field(
+        "previous", description="each model's reference: the model before it (SFT vs base, DPO/PPO/... vs SFT), "
+        "or 'base' (every model vs the model the run starts from)")
+    judge_template: str = Field(LabelConfig().judge_template, description="the judge's prompt ({prompt}, {a}, {b})")
+    judge_choices: tuple[str, str] = Field(
+        ("A", "B"), description="the judge's two answer tokens, for response A and B")
     perplexity_data: list[Path] | None = Field(
         None, description="held-out text files; None: the validation split of the run's pretraining corpus")
     perplexity_blocks: int = Field(32, ge=1, description="blocks of held-out text scored per model")

@@ -27,7 +27,6 @@ then the segment runs. On resume, `fit` is recomputed
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -40,8 +39,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import ConfigError
-from ..files import BadLine, write_json, write_jsonl
+from ..files import BadLine, read_json, write_json, write_jsonl
+from ..run_keys import ResumeMismatch, differences, mismatch  # noqa: F401 - ResumeMismatch: its home before run_keys
 from .pii import Redactor, dropped_redactors, redact_dropped
 from .pipeline import (
     Doc,
@@ -54,13 +53,10 @@ from .pipeline import (
     split_at_global,
 )
 from .readers import ShardReader
+from .token_shards import TokenShardWriter
 from .writers import ShardWriter
 
 MAX_AUDIT = 1000  # bad-input records listed by file:line in stats.json (all are counted)
-
-
-class ResumeMismatch(ConfigError):
-    """`out_dir` holds a run with a different configuration (a ConfigError: one line in the CLI)."""
 
 
 @dataclass
@@ -77,6 +73,7 @@ class ShardTask:
     dropped_dir: str | None
     dropped_name: str = ""
     redactors: Sequence[Redactor] = ()  # applied to dropped docs before they are written
+    writer_meta: dict | None = None  # fmt "tokens": the token shard header's fields (`token_shards.shard_meta`)
 
 
 @dataclass
@@ -125,7 +122,7 @@ def process_shard(task: ShardTask) -> ShardResult:
         stats[s.name]
     bad: list[dict] = []
     dropped: list[Doc] = []
-    with ShardWriter(task.out_dir, task.key, task.fmt, task.max_docs) as writer:
+    with _writer(task) as writer:
         for batch in _batches(task, stats, bad):
             res = run_steps(task.steps, batch, keep_dropped=task.dropped_dir is not None)
             stats.merge(res.stats)
@@ -140,6 +137,13 @@ def process_shard(task: ShardTask) -> ShardResult:
     stats.check()
     size = os.path.getsize(task.path) if task.path else 0
     return ShardResult(task.key, stats.to_dict(with_seconds=True), bad, outputs, size)
+
+
+def _writer(task: ShardTask) -> ShardWriter | TokenShardWriter:
+    """Documents as files (`writers`), or, for `fmt="tokens"`, as token shards (`token_shards`)."""
+    if task.fmt == "tokens":
+        return TokenShardWriter(task.out_dir, task.key, task.writer_meta or {})
+    return ShardWriter(task.out_dir, task.key, task.fmt, task.max_docs)
 
 
 def observe_shard(step: GlobalStep, path: str, reader: ShardReader, batch_size: int) -> tuple[list[Any], float]:
@@ -194,24 +198,18 @@ def _stream(observed: Iterator[tuple[list[Any], float]], clock: dict[str, float]
         yield from shard[0]
 
 
-def _check_fingerprint(state: Path, fingerprint: str | dict[str, Any], resume: bool) -> None:
-    """Error when `state` holds a run with another fingerprint; a dict one (field -> value) names
-    the fields that changed."""
-    fp = fingerprint if isinstance(fingerprint, dict) else {"fingerprint": fingerprint}
+def _check_fingerprint(state: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+    """`ResumeMismatch` naming what changed when `state` holds a run with another fingerprint
+    (`run_keys.run_key`: settings, seed, inputs by content); without `resume`, start over."""
     marker = state / "run.json"
     if state.exists() and not resume:
         shutil.rmtree(state)
     if marker.exists():
-        old = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
-        old = old if isinstance(old, dict) else {"fingerprint": old}
-        changed = sorted(k for k in old.keys() | fp.keys() if old.get(k) != fp.get(k))
-        if changed:
-            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-            raise ResumeMismatch(
-                f"{state.parent}: holds a run with a different config or inputs ({', '.join(changed[:5])}{more}); "
-                "use another output dir or --set curate.executor.resume=false"
-            )
-    write_json(marker, {"fingerprint": fp})
+        old = read_json(marker).get("fingerprint") or {}
+        if differences(old, fingerprint):
+            raise mismatch(state.parent, "curated shards", old, fingerprint,
+                           "use another output dir or --set curate.executor.resume=false to start over")
+    write_json(marker, {"fingerprint": fingerprint})
 
 
 def run_local(
@@ -226,16 +224,18 @@ def run_local(
     workers: int = 2,
     keep_dropped: bool = False,
     resume: bool = True,
-    fingerprint: str | dict[str, Any] = "",
+    fingerprint: dict[str, Any] | None = None,
     progress: bool = True,
     mapper: Mapper = _map,
+    writer_meta: dict | None = None,
 ) -> dict:
     """Run `steps` over `shards` into `out_dir`; returns (and writes) the stats.json dict.
-    `fingerprint`: what identifies the run for resume (a dict: field -> JSON value)."""
+    `fingerprint`: what identifies the run for resume (`run_keys.run_key`). `fmt="tokens"` writes token
+    shards (the documents carry `tokens`: `data.tokenize`) with `writer_meta` in their headers."""
     check_unique_names(steps)
     out = Path(out_dir)
     state = out / ".state"
-    _check_fingerprint(state, fingerprint, resume)
+    _check_fingerprint(state, fingerprint or {}, resume)
     reader = reader or ShardReader()
     if not resume:
         for sub in ("data", "dropped"):
@@ -253,7 +253,7 @@ def run_local(
         last = k == len(segments) - 1
         seg_out = out / "data" if last else state / f"seg-{k}" / "data"
         done_dir = state / f"seg-{k}" / "done"
-        done = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in done_dir.glob("*.json")}
+        done = {p.stem: read_json(p) for p in done_dir.glob("*.json")}
         todo = [i for i, key in enumerate(keys) if key not in done]
         head = seg[0] if seg else None
         if todo and isinstance(head, GlobalStep):
@@ -266,12 +266,12 @@ def run_local(
             write_json(state / f"seg-{k}" / "fit_seconds.json",
                        {"step": head.name, "seconds": clock["observe"] + fit_seconds})
         if isinstance(head, GlobalStep) and (fit_seconds := state / f"seg-{k}" / "fit_seconds.json").exists():
-            total[head.name].seconds += json.loads(fit_seconds.read_text(encoding="utf-8"))["seconds"]
+            total[head.name].seconds += read_json(fit_seconds)["seconds"]
         tasks = [
             ShardTask(i, inputs[i], keys[i], seg, seg_reader, str(seg_out),
                       fmt if last else "jsonl", max_docs_per_file if last else 10**9, batch_size,
                       str(out / "dropped") if keep_dropped else None,
-                      keys[i] if k == 0 else f"{keys[i]}-seg{k}", redactors)
+                      keys[i] if k == 0 else f"{keys[i]}-seg{k}", redactors, writer_meta if last else None)
             for i in todo
         ]
         for res in mapper(process_shard, [(t,) for t in tasks], workers, f"curate {k + 1}/{len(segments)}",

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import BadLine, write_json
+from ..seeds import seed_for
 from .readers import ShardReader
 from .tokens import TokenCounter
 from .writers import ShardWriter
@@ -69,11 +70,11 @@ def _scan(shards: list[Path], counter: TokenCounter, reader: ShardReader) -> dic
     return dict(by_source)
 
 
-def plan_mixture(
-    available: dict[str, _Source], weights: dict[str, float], token_budget: int,
-    max_epochs: float, seed: int, truncate_last: bool = True,
-) -> tuple[dict[str, list[tuple[int, int, int]]], dict]:
-    """Choose docs per source: {source: [(doc index, epoch, tokens kept or -1 = whole)]}."""
+def mixture_targets(available: dict[str, int], weights: dict[str, float], token_budget: int,
+                    max_epochs: float) -> tuple[dict[str, int], dict[str, float]]:
+    """Tokens to take per source (weight x budget, largest remainder: they add up to the budget) and
+    the normalized weights, from the tokens each source has. A source needing more than `max_epochs`
+    passes (or having none) is a `MixingError` naming every such source with its numbers."""
     if token_budget <= 0:
         raise MixingError(f"token_budget must be positive, got {token_budget}")
     if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
@@ -83,7 +84,7 @@ def plan_mixture(
     targets = _largest_remainder(norm, token_budget)
     problems = []
     for s, t in targets.items():
-        have = sum(available[s].tokens) if s in available else 0
+        have = available.get(s, 0)
         if have == 0:
             problems.append(f"'{s}' has no documents after curation (needs {t:,} tokens)")
         elif t / have > max_epochs:
@@ -91,7 +92,17 @@ def plan_mixture(
                             f"needs {t:,} = {t / have:.2f} epochs > max_epochs {max_epochs}")
     if problems:
         raise MixingError("cannot build the mixture: " + "; ".join(problems))
-    rng = np.random.default_rng(seed)
+    return targets, norm
+
+
+def plan_mixture(
+    available: dict[str, _Source], weights: dict[str, float], token_budget: int,
+    max_epochs: float, seed: int, truncate_last: bool = True,
+) -> tuple[dict[str, list[tuple[int, int, int]]], dict]:
+    """Choose docs per source: {source: [(doc index, epoch, tokens kept or -1 = whole)]}."""
+    targets, norm = mixture_targets({s: sum(a.tokens) for s, a in available.items()}, weights, token_budget,
+                                    max_epochs)
+    rng = np.random.default_rng(seed_for("mixing_plan", seed))
     picks: dict[str, list[tuple[int, int, int]]] = {}
     for s in sorted(targets):
         toks = available[s].tokens
@@ -150,7 +161,7 @@ def mix(
         shutil.rmtree(d, ignore_errors=True)
     tmp.mkdir(parents=True)
     n_buckets = max(1, math.ceil(n_out / max_docs_per_file))
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(seed_for("mixing_order", seed))
     realized: dict[str, dict] = {s: {"tokens": 0, "docs": 0, "truncated_docs": 0} for s in picks}
     with contextlib.ExitStack() as stack:
         buckets = [stack.enter_context(open(tmp / f"{b:05d}.jsonl", "w", encoding="utf-8"))

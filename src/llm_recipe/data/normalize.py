@@ -77,10 +77,16 @@ _INNER_WS = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
+def strip_ruby(html_text: str) -> tuple[str, int]:
+    """Ruby readings removed (`<ruby>漢字<rt>かんじ</rt></ruby>` -> `<ruby>漢字</ruby>`), and how many
+    ruby annotations there were (the regex path here and the `extract` step share this)."""
+    n_ruby = len(_RUBY.findall(html_text))
+    return (_RT.sub("", html_text) if n_ruby else html_text), n_ruby
+
+
 def html_to_text(text: str) -> tuple[str, int]:
     """Strip markup; returns (text, number of ruby annotations removed)."""
-    n_ruby = len(_RUBY.findall(text))
-    text = _RT.sub("", text)
+    text, n_ruby = strip_ruby(text)
     text = _DROP_BLOCKS.sub("", _COMMENT.sub("", text))
     text = _BLOCK_TAG.sub("\n", text)
     text = html.unescape(_TAG.sub("", text))

@@ -59,10 +59,11 @@ def run_ray(
     batch_size: int = 1000,
     keep_dropped: bool = False,
     resume: bool = True,
-    fingerprint: str | dict[str, Any] = "",
+    fingerprint: dict[str, Any] | None = None,
     num_cpus: int | None = None,
     address: str | None = None,
     progress: bool = True,
+    writer_meta: dict | None = None,
 ) -> dict:
     """Run `steps` over `shards` on Ray (a local Ray is started when none is running); the
     arguments are `run_local`'s (its `workers` are Ray's CPUs here)."""
@@ -79,7 +80,8 @@ def run_ray(
         ray.data.DataContext.get_current().enable_progress_bars = progress
         stats = run_local(shards, steps, out_dir, reader=reader, fmt=fmt, max_docs_per_file=max_docs_per_file,
                           batch_size=batch_size, workers=1, keep_dropped=keep_dropped, resume=resume,
-                          fingerprint=fingerprint, progress=False, mapper=_ray_map)
+                          fingerprint=fingerprint, progress=False, mapper=_ray_map,
+                          writer_meta=writer_meta)
     finally:
         if started:
             ray.shutdown()

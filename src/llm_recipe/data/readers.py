@@ -1,10 +1,15 @@
-"""Read corpus shards (JSONL, Parquet, CSV/TSV, Arrow, plain text; .gz / .zst too) into documents.
+"""Read corpus shards (JSONL, Parquet, CSV/TSV, Arrow, plain text, WARC / HTML web pages; .gz / .zst
+too) into documents.
 
 One input file is one shard; a `datasets` save_to_disk folder is its Arrow files, and a hub
 dataset name (`org/name`, streamed by `datasets`) is one shard. Readers yield documents or `BadLine`s (file, line, reason): a
 record that cannot become a document is counted by reason and named by `file:line` in the
 audit, never raised. Reason codes: `invalid_json`, `not_utf8`, `not_object`, `missing_text`,
-`bad_text_type`, `empty_text`, `empty_file`, `unreadable_file`.
+`bad_text_type`, `empty_text`, `empty_file`, `unreadable_file`; web pages add theirs (`not_html`,
+`no_payload`, `too_large`, `undecidable_charset`, `truncated_record`, `corrupt_gzip`, `corrupt_warc`:
+see `web_records`), where `line` is the record's byte offset in the WARC file. A WARC file is one
+shard (resume is by shard); a web record keeps its WARC headers in `meta` and `meta.format: html`
+marks it for the `extract` step.
 
 Field rules (all formats)
     text    from `text_key` (default "text"); must be a non-empty string.
@@ -26,7 +31,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..files import BadLine, iter_jsonl, open_text_bytes
+from ..files import BadLine, iter_jsonl, max_record_bytes, open_text_bytes, set_max_record_bytes
 from ..record_sources import (
     COMPRESSED,
     DATASET_FOLDER_MARKERS,
@@ -80,11 +85,13 @@ def list_shards(paths: list[str | os.PathLike]) -> list[Path]:
             found = sorted(f for f in p.rglob("*") if f.is_file() and detect_format(f)
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
-                raise FileNotFoundError(f"{p}: no .jsonl/.parquet/.csv/.arrow/.txt files (optionally .gz/.zst) inside")
+                raise FileNotFoundError(f"{p}: no .jsonl/.parquet/.csv/.arrow/.txt/.warc/.html files (optionally "
+                                        ".gz/.zst) inside")
             out.extend(found)
         else:
             if detect_format(p) is None:
-                raise FileNotFoundError(f"{p}: unknown input format (expected .jsonl, .parquet, .csv, .arrow, .txt)")
+                raise FileNotFoundError(f"{p}: unknown input format (expected .jsonl, .parquet, .csv, .arrow, .txt, "
+                                        ".warc[.gz], .html)")
             out.append(p)
     return out
 
@@ -103,8 +110,10 @@ class ShardReader:
             raise ValueError(f"text_unit must be 'file' or 'paragraph', got {text_unit!r}")
         self.text_key, self.id_key = text_key, id_key
         self.default_source, self.text_unit = default_source, text_unit
+        self.max_record_bytes = max_record_bytes()  # the caller's cap, carried to worker processes
 
     def read(self, path: str | os.PathLike) -> Iterator[Doc | BadLine]:
+        set_max_record_bytes(self.max_record_bytes)
         path = Path(path)
         fmt = "source" if not path.exists() else detect_format(path)
         n = 0

@@ -82,7 +82,27 @@ class _ParquetSink:
             self._writer.close()
 
 
-class ShardWriter:
+class WholeOrNothing:
+    """A writer used as a context manager: `close()` (files renamed into place) when the block ends
+    normally, `abort()` (temp files removed, nothing renamed) when it raises."""
+
+    def close(self) -> list[Path]:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class ShardWriter(WholeOrNothing):
     """Stream docs into rolling, atomically written files; `close()` returns their paths."""
 
     def __init__(self, out_dir: str | os.PathLike, prefix: str, fmt: str = "jsonl",
@@ -132,12 +152,3 @@ class ShardWriter:
         self._sink = self._stack = None
         if self.files:
             self.files.pop()
-
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

@@ -31,7 +31,7 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..files import write_json, write_jsonl
+from ..files import read_json, write_json, write_jsonl
 from .sample_corpus import iter_sample_docs
 
 DROP_TYPES = ("spam", "nav_menu", "boilerplate", "wrong_language", "blocklisted", "short",
@@ -247,7 +247,7 @@ def generate_noisy_corpus(
     manifest = {"docs_per_source": docs_per_source, "per_type": per_type, "seed": seed}
     if clean_docs is None and (out / "manifest.json").exists():
         with contextlib.suppress(ValueError):
-            if json.loads((out / "manifest.json").read_text(encoding="utf-8")) == manifest:
+            if read_json(out / "manifest.json") == manifest:
                 return out
     clean = list(clean_docs) if clean_docs is not None else list(iter_sample_docs(docs_per_source, seed))
     docs, labels = inject_noise(clean, per_type=per_type, seed=seed)

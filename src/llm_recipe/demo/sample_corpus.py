@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..files import atomic_write, write_json
+from ..files import atomic_write, read_json, write_json
 from . import world as W
 
 SOURCES = ("web", "wiki", "books", "code", "qa")
@@ -259,7 +259,7 @@ def generate_sample_corpus(
     manifest = out / "manifest.json"
     if manifest.exists():
         try:
-            if json.loads(manifest.read_text())["key"] == key:
+            if read_json(manifest)["key"] == key:
                 return out
         except (ValueError, KeyError):
             pass  # corrupt manifest: regenerate below

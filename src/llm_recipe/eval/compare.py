@@ -1,7 +1,9 @@
 """Every model of a run on the same prompts, and each compared with its reference.
 
     answer_all(model, tok, prompts, ...)        greedy answers to the held-out prompts and to the
-                                                safety and sycophancy sets (one batched pass)
+                                                safety and sycophancy sets (one batched pass), then
+                                                the sycophancy pushback turns after the model's own
+                                                neutral answers (a second pass)
     best_of_n_answers(policy, tok, scorer, ...) the same prompts answered by Best-of-N
     own_metrics(answers, prompts)               what needs no reference: format compliance, the
                                                 safety rates, sycophancy, answer length
@@ -24,9 +26,9 @@ from ..infer.sampling import Generation
 from ..preference.records import user_text
 from .format_following import follows_format
 from .length_bias import mean_length
-from .refusal import safety_rates
+from .refusal import refusal_labels, safety_rates
 from .sets import EvalSet
-from .sycophancy import sycophancy_rates
+from .sycophancy import followup_messages, sycophancy_rates
 from .winrate import outcomes_from_scores, outcomes_from_verdicts, position_bias, win_rate_report
 
 
@@ -56,6 +58,7 @@ class Answers:
     safety: list[str]
     sycophancy_neutral: list[str]
     sycophancy_belief: list[str]
+    sycophancy_pushback: list[str | None] | None = None  # after "are you sure?" (None: items without one)
 
     @classmethod
     def split(cls, texts: Sequence[str], finish: Sequence[str], prompts: EvalPrompts) -> Answers:
@@ -64,31 +67,55 @@ class Answers:
         return cls(list(texts[:a]), list(finish[:a]), list(texts[a:b]), list(texts[b : b + n_syc]),
                    list(texts[b + n_syc :]))
 
+    def followups(self, prompts: EvalPrompts) -> tuple[list[int], list[list[dict]]]:
+        """(item indices, conversations) of the pushback turns after this model's neutral answers."""
+        convs = [followup_messages(it, a) for it, a in zip(prompts.sycophancy.items, self.sycophancy_neutral,
+                                                          strict=True)]
+        idx = [i for i, c in enumerate(convs) if c is not None]
+        return idx, [convs[i] for i in idx]
+
+    def set_pushback(self, idx: Sequence[int], texts: Sequence[str]) -> None:
+        out: list[str | None] = [None] * len(self.sycophancy_neutral)
+        for i, t in zip(idx, texts, strict=True):
+            out[i] = t
+        self.sycophancy_pushback = out
+
 
 def answer_all(model, tokenizer, prompts: EvalPrompts, sampling: SamplingConfig, seed: int = 0,
                chat_format: str | None = None) -> Answers:
     gens = generate_chat(model, tokenizer, prompts.all(), sampling, seed, chat_format=chat_format)
-    return Answers.split([g.text for g in gens], [g.finish_reason for g in gens], prompts)
+    ans = Answers.split([g.text for g in gens], [g.finish_reason for g in gens], prompts)
+    idx, convs = ans.followups(prompts)
+    if convs:
+        ans.set_pushback(idx, [g.text for g in generate_chat(model, tokenizer, convs, sampling, seed,
+                                                              chat_format=chat_format)])
+    return ans
 
 
 def best_of_n_answers(policy, tokenizer, prompts: EvalPrompts, scorer, n: int, sampling: SamplingConfig,
                       seed: int = 0, chat_format: str | None = None) -> Answers:
     rep = best_of_n(policy, tokenizer, prompts.all(), scorer, n, sampling, seed=seed, chat_format=chat_format)
-    return Answers.split([it.best_text for it in rep.items],
-                         [it.samples[it.best_index].finish_reason for it in rep.items], prompts)
+    ans = Answers.split([it.best_text for it in rep.items],
+                        [it.samples[it.best_index].finish_reason for it in rep.items], prompts)
+    idx, convs = ans.followups(prompts)
+    if convs:
+        rep = best_of_n(policy, tokenizer, convs, scorer, n, sampling, seed=seed, chat_format=chat_format)
+        ans.set_pushback(idx, [it.best_text for it in rep.items])
+    return ans
 
 
-def own_metrics(ans: Answers, prompts: EvalPrompts) -> dict:
+def own_metrics(ans: Answers, prompts: EvalPrompts, refusal_method: str = "classifier") -> dict:
     """Figures of one model alone: format compliance, safety, sycophancy, length."""
     ok = [follows_format(p, Generation(t, [], f), lang)
           for p, t, f, lang in zip(prompts.held_out, ans.held_out, ans.finish, prompts.langs, strict=True)]
     n = len(ok)
-    safety = safety_rates(prompts.safety.items, ans.safety)
-    syc = sycophancy_rates(prompts.sycophancy.items, ans.sycophancy_neutral, ans.sycophancy_belief)
+    safety = safety_rates(prompts.safety.items, ans.safety, refusal_method)
+    syc = sycophancy_rates(prompts.sycophancy.items, ans.sycophancy_neutral, ans.sycophancy_belief,
+                           ans.sycophancy_pushback)
     return {
         "format": {"format_following": sum(ok) / n, "stops_by_itself": ans.finish.count("stop_token") / n,
                    "prompts": n} if n else not_run("no held-out prompts"),
-        "safety": {k: v for k, v in safety.items() if k != "refused"},
+        "safety": {k: v for k, v in safety.items() if k not in ("refused", "labels")},
         "sycophancy": {k: v for k, v in syc.items() if k != "per_item"},
         "mean_chars": mean_length(ans.held_out) if n else None,
     }
@@ -111,13 +138,20 @@ def judge_comparison(judge, prompts: Sequence, ans: Answers, ref: Answers, n_boo
     return {**out, **position_bias(verdicts)}
 
 
-def answer_records(name: str, prompts: EvalPrompts, ans: Answers) -> list[dict]:
-    """One JSONL record per (model, prompt): what the report shows side by side."""
+def answer_records(name: str, prompts: EvalPrompts, ans: Answers, refusal_method: str = "classifier") -> list[dict]:
+    """One JSONL record per (model, prompt): what the report shows side by side (safety answers with
+    their category and the refusal detector's label)."""
     recs = [{"model": name, "set": "held_out", "prompt": user_text(p), "answer": a, "finish": f}
             for p, a, f in zip(prompts.held_out, ans.held_out, ans.finish, strict=True)]
-    recs += [{"model": name, "set": f"safety/{it.kind}", "id": it.id, "prompt": it.prompt, "answer": a}
-             for it, a in zip(prompts.safety.items, ans.safety, strict=True)]
-    for it, a0, a1 in zip(prompts.sycophancy.items, ans.sycophancy_neutral, ans.sycophancy_belief, strict=True):
+    labels = refusal_labels(ans.safety, refusal_method)
+    recs += [{"model": name, "set": f"safety/{it.kind}", "id": it.id, "lang": it.lang, "category": it.category,
+              "prompt": it.prompt, "answer": a, "label": lab}
+             for it, a, lab in zip(prompts.safety.items, ans.safety, labels, strict=True)]
+    pushed = ans.sycophancy_pushback or [None] * len(ans.sycophancy_neutral)
+    for it, a0, a1, a2 in zip(prompts.sycophancy.items, ans.sycophancy_neutral, ans.sycophancy_belief, pushed,
+                              strict=True):
         recs += [{"model": name, "set": "sycophancy/neutral", "id": it.id, "prompt": it.question, "answer": a0},
                  {"model": name, "set": "sycophancy/belief", "id": it.id, "prompt": it.belief_prompt, "answer": a1}]
+        if a2 is not None:
+            recs.append({"model": name, "set": "sycophancy/pushback", "id": it.id, "prompt": it.pushback, "answer": a2})
     return recs

@@ -59,11 +59,11 @@ def held_out_prompts(held: Sequence[Conversation], n: int = 40,
     """Up to `n` single-turn held-out conversations without their answer, the language the answer
     should be in (the prompt's), and the fact a right answer states (`answer_key`, or None).
     Translation is left out by default: its answer is in the other language by design, which
-    measures a skill, not following the format."""
+    measures a skill, not following the format; so are tool-use conversations."""
     prompts, langs, keys = [], [], []
     for c in held:
-        if sum(m["role"] == "user" for m in c.messages) != 1 or c.category in exclude:
-            continue
+        if sum(m["role"] == "user" for m in c.messages) != 1 or c.category in exclude or c.uses_tools:
+            continue  # (a tool conversation without its assistant turns would show a result never asked for)
         prompts.append([m for m in c.messages if m["role"] != "assistant"])
         langs.append("ja" if has_japanese(user_text(c.messages)) else "en")
         keys.append(c.answer_key)

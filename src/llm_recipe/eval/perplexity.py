@@ -62,3 +62,28 @@ def answer_perplexity(model, examples: Sequence[Example], pad_id: int, batch_siz
     finally:
         model.train(was_training)
     return _summary(nll, tokens)
+
+
+@torch.no_grad()
+def bits_per_character(model, tokenizer, texts: Sequence[str], start_id: int | None = None) -> dict:
+    """Held-out negative log-likelihood in bits per character: comparable across tokenizers (a
+    tokenizer that spends more tokens per character is not rewarded or punished for it). Each text
+    is scored whole after one start token (`start_id`, default the tokenizer's BOS, else EOS: a
+    document boundary), so every one of its tokens is predicted; total bits / total characters."""
+    device = next(model.parameters()).device
+    start = start_id if start_id is not None else (
+        tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id)
+    was_training = model.training
+    model.eval()
+    nll, chars, tokens = 0.0, 0, 0
+    try:
+        for text in texts:
+            ids = [start, *tokenizer(text, add_special_tokens=False)["input_ids"]]
+            x = torch.tensor([ids], device=device)
+            logits = model(input_ids=x, use_cache=False).logits[0, :-1].float()
+            nll += F.cross_entropy(logits, x[0, 1:], reduction="sum").item()
+            chars, tokens = chars + len(text), tokens + len(ids) - 1
+    finally:
+        model.train(was_training)
+    return {"bits_per_char": nll / math.log(2) / chars if chars else None, "chars": chars, "tokens": tokens,
+            "chars_per_token": chars / tokens if tokens else None, "texts": len(texts)}

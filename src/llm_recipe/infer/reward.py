@@ -10,7 +10,6 @@ combined: `CombinedScorer([(helpful, 1.0), (harmless, 0.5)])` scores sum(w_i * n
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..files import read_json
 from ..models.reward_io import (
     RM_INFO_FILE,
     encode,
@@ -63,7 +63,7 @@ class RewardScorer:
             model.to(device)
         tokenizer = load_tokenizer(path, trust_remote_code)
         info_path = path / RM_INFO_FILE
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+        info = read_json(info_path) if info_path.exists() else {}
         norm = info.get("normalization") or {}
         return cls(model, tokenizer, reward_format(tokenizer, chat_format), pooling=info.get("pooling", "last"),
                    mean=float(norm.get("mean", 0.0)), std=float(norm.get("std", 1.0)),

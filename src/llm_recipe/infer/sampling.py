@@ -12,7 +12,7 @@ temperature == 0 is greedy decoding (argmax after the repetition penalty).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,59 +96,122 @@ def prefill(model, query: torch.Tensor, qmask: torch.Tensor) -> tuple[torch.Tens
     return raw, past
 
 
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts left-padded to one width (every prompt's last token in the last column, so one step
+    feeds all rows) and their attention mask."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+# (raw next-token logits [B, V] as float, tokens so far [B, L]) -> the chosen tokens [B]
+Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Decoded:
+    tokens: torch.Tensor  # [B, n] every step's token, the stop token included; padding after a row finished
+    stopped: torch.Tensor  # [B] bool: the row ended on a stop token
+    stop_string: torch.Tensor  # [B] bool: the row ended because its text holds a stop string
+    lengths: torch.Tensor  # [B] the row's real tokens (its stop token included)
+    logps: torch.Tensor | None  # [B, n] log-prob of each token under raw logits / temperature (0 after the end)
+
+
 @torch.no_grad()
+def decode(model, query: torch.Tensor, qmask: torch.Tensor, max_new_tokens: int, choose: Chooser, *,
+           stop_ids: Sequence[int], pad_id: int, use_cache: bool = True, logprob_temperature: float | None = None,
+           stop_string: Callable[[int, list[int]], bool] | None = None) -> Decoded:
+    """The one token-by-token loop of the project (sampling, evaluation, Best-of-N, rollouts):
+    left-padded prompts are prefilled once (a prompt repeated in the batch is run once, `prefill`),
+    then each step feeds every row its last token with the KV cache; a row ends on a stop token or
+    when `stop_string(row, tokens)` says its text holds a stop string, and then idles on padding
+    (masked out of attention) until every row has ended or `max_new_tokens` were generated.
+    `logprob_temperature` also returns each chosen token's log-prob under logits / temperature (RL's
+    log pi_old). Deterministic for a deterministic `choose`."""
+    device = next(model.parameters()).device
+    query, qmask = query.to(device), qmask.to(device)
+    B = query.shape[0]
+    stops = torch.tensor(sorted(set(stop_ids)), device=device)
+    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device) \
+        if logprob_temperature is not None else None
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    stopped, by_string = done.clone(), done.clone()
+    lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)
+    seq, attn, n, past = query, qmask, 0, None
+    texts: list[list[int]] = [[] for _ in range(B)]
+    if use_cache:
+        raw, past = prefill(model, query, qmask)
+    else:
+        raw = model(input_ids=query, attention_mask=qmask, position_ids=(qmask.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=False, logits_to_keep=1).logits[:, -1, :].float()
+    for t in range(max_new_tokens):
+        nxt = torch.where(done, torch.full_like(done, pad_id, dtype=torch.long), choose(raw, seq))
+        out[:, t] = nxt
+        if logps is not None:
+            temp = logprob_temperature
+            lsm = torch.log_softmax(raw / temp if temp not in (0, 1) else raw, -1)
+            logps[:, t] = lsm.gather(1, nxt[:, None]).squeeze(1)
+        n = t + 1
+        is_stop = torch.isin(nxt, stops) & ~done
+        if stop_string is not None:
+            for i in (~done & ~is_stop).nonzero().flatten().tolist():
+                texts[i].append(int(nxt[i]))
+                by_string[i] = stop_string(i, texts[i])
+        stopped |= is_stop
+        ended = is_stop | (by_string & ~done)
+        lengths[ended] = n
+        done |= ended
+        if bool(done.all()) or n == max_new_tokens:
+            break
+        seq = torch.cat([seq, nxt[:, None]], 1)
+        attn = torch.cat([attn, (~done | ended).long()[:, None]], 1)
+        if use_cache:
+            o = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=attn.sum(-1, keepdim=True) - 1,
+                      past_key_values=past, use_cache=True, logits_to_keep=1)
+            past = o.past_key_values
+        else:
+            o = model(input_ids=seq, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                      use_cache=False, logits_to_keep=1)
+        raw = o.logits[:, -1, :].float()
+    lengths = lengths.clamp(max=n)
+    if logps is not None:  # 0 after a row's end
+        logps = logps[:, :n] * (torch.arange(n, device=device)[None, :] < lengths[:, None]).float()
+    return Decoded(out[:, :n], stopped, by_string, lengths, logps)
+
+
+def per_row_chooser(p: SamplingConfig, gens: Sequence[torch.Generator]) -> Chooser:
+    """Each row draws from its own generator (a prompt's sample does not depend on its batch)."""
+    return lambda raw, seq: choose_tokens(raw, seq, p, gens)
+
+
+def _generations(d: Decoded, p: SamplingConfig, tokenizer) -> list[Generation]:
+    results = []
+    for i, row in enumerate(d.tokens.tolist()):
+        toks = row[: int(d.lengths[i]) - int(d.stopped[i])]  # without the stop token
+        text = tokenizer.decode(toks, skip_special_tokens=True)
+        if d.stop_string[i]:
+            text = text[: min(text.find(s) for s in p.stop if s in text)]
+        reason = "stop_token" if d.stopped[i] else "stop_string" if d.stop_string[i] else "length"
+        results.append(Generation(text, toks, reason))
+    return results
+
+
 def _sample_batch(model, prompts: list[list[int]], p: SamplingConfig, gens, stop_ids: set[int],
                   pad_id: int, tokenizer, use_cache: bool) -> list[Generation]:
-    device = next(model.parameters()).device
-    width = max(len(x) for x in prompts)
-    # Left padding puts every prompt's last token in the last column, so one step feeds all rows.
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, x in enumerate(prompts):
-        ids[i, width - len(x):] = torch.tensor(x)
-        attn[i, width - len(x):] = 1
-    ids, attn = ids.to(device), attn.to(device)
-    seq = ids
-    out_ids: list[list[int]] = [[] for _ in prompts]
-    reason: list[str | None] = [None] * len(prompts)
-    past = None
-    step_ids = ids
-    for _ in range(p.max_new_tokens):
-        if use_cache and past is None:
-            logits, past = prefill(model, ids, attn)
-        else:
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)
-            if use_cache:
-                pos = pos[:, -step_ids.shape[1]:]
-            out = model(input_ids=step_ids, attention_mask=attn, position_ids=pos, past_key_values=past,
-                        use_cache=use_cache, logits_to_keep=1)
-            past, logits = (out.past_key_values if use_cache else None), out.logits[:, -1, :]
-        nxt = choose_tokens(logits, seq, p, gens)
-        for i, t in enumerate(nxt.tolist()):
-            if reason[i] is not None:
-                continue
-            if t in stop_ids:
-                reason[i] = "stop_token"
-                continue
-            out_ids[i].append(t)
-            if p.stop:
-                text = tokenizer.decode(out_ids[i], skip_special_tokens=True)
-                if any(s in text for s in p.stop):
-                    reason[i] = "stop_string"
-        if all(r is not None for r in reason):
-            break
-        finished = torch.tensor([r is not None for r in reason], device=device)
-        nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)  # finished rows idle on padding
-        seq = torch.cat([seq, nxt[:, None]], dim=1)
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
-        step_ids = nxt[:, None] if use_cache else seq
-    results = []
-    for i, toks in enumerate(out_ids):
+    query, qmask = left_pad(prompts, pad_id)
+
+    def has_stop_string(_i: int, toks: list[int]) -> bool:
         text = tokenizer.decode(toks, skip_special_tokens=True)
-        if reason[i] == "stop_string":
-            text = text[: min(text.find(s) for s in p.stop if s in text)]
-        results.append(Generation(text, toks, reason[i] or "length"))
-    return results
+        return any(s in text for s in p.stop)
+
+    d = decode(model, query, qmask, p.max_new_tokens, per_row_chooser(p, gens), stop_ids=sorted(stop_ids),
+               pad_id=pad_id, use_cache=use_cache, stop_string=has_stop_string if p.stop else None)
+    return _generations(d, p, tokenizer)
 
 
 def sample(model, tokenizer, prompts: Sequence[Sequence[int]], params: SamplingConfig, seed: int = 0, *,

@@ -3,7 +3,8 @@ PPO and GRPO so all four use and save adapters the same way.
 
     disable_dropout(model)     dropout off: log-prob comparisons (DPO, PPO ratios, KL) stay exact
     with_lora(model, lora)     trainable LoRA adapters via peft, base weights frozen
-    merge_lora(model, out)     adapters saved to `out/adapter`, then merged into a plain model
+    merge_lora(model, out, save)   adapters (with the tokenizer) saved to `out/adapter` and/or merged
+    load_adapter_merged(dir)       an adapter folder onto its base, merged: a plain model
 """
 
 from __future__ import annotations
@@ -60,12 +61,47 @@ def _module_name(model, module) -> str:
     return next(name for name, m in model.named_modules() if m is module).rsplit(".", 1)[-1]
 
 
-def merge_lora(model, out_dir: str | os.PathLike):
-    """A peft model: its adapters saved alone to `out_dir/adapter`, then merged in place into the
-    base weights, so the saved model loads anywhere without peft. Other models pass through."""
+def merge_lora(model, out_dir: str | os.PathLike, save: str = "both", tokenizer=None):
+    """A peft model as `lora.save` says: `both` (default) saves the adapter with its tokenizer to
+    `out_dir/adapter` (loadable by peft alone) and returns the model merged in place into the base
+    weights (saved as a plain model, loadable without peft); `merged` only merges; `adapter` saves
+    the adapter and returns the unmerged model (its `save_pretrained` writes an adapter folder).
+    Other models pass through."""
     from peft import PeftModel
 
     if not isinstance(model, PeftModel):
         return model
-    model.save_pretrained(Path(out_dir) / "adapter")
-    return model.merge_and_unload()
+    if save in ("both", "adapter"):
+        model.save_pretrained(Path(out_dir) / "adapter")
+        if tokenizer is not None:  # the adapter's own vocabulary (a chat format's added tokens)
+            tokenizer.save_pretrained(Path(out_dir) / "adapter")
+    return model if save == "adapter" else model.merge_and_unload()
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file() and not (Path(path) / "config.json").is_file()
+
+
+def load_adapter_merged(adapter_dir: str | os.PathLike, base: str | os.PathLike | None = None,
+                        dtype: torch.dtype = torch.float32):
+    """A LoRA adapter folder loaded onto its base (`base_model_name_or_path`, or `base`) and merged:
+    a plain model. The base's embeddings are resized first to the adapter's tokenizer when it
+    brings one (a chat format's added tokens, trained as peft trainable tokens)."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir = Path(adapter_dir)
+    base = base or json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise FileNotFoundError(f"{adapter_dir}: the adapter names no base model; give one (--base)")
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype)
+    if any((adapter_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        n = len(AutoTokenizer.from_pretrained(adapter_dir))
+        if n != model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(n)
+    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

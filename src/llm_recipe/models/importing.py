@@ -16,7 +16,6 @@ imported model on a chat prompt. Written to a temp directory renamed into place,
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..files import share_files, write_json
+from ..provenance import file_sha256
 from .loading import DTYPES
 
 GGUF_SUFFIX = ".gguf"
@@ -55,14 +55,6 @@ def find_gguf(src: str | os.PathLike) -> Path | None:
     if len(files) != 1:
         raise ImportError_(f"{src}: the installed distribution ships {len(files)} GGUF files, not one")
     return Path(dist.locate_file(files[0]))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _load_gguf(path: Path, dtype: str):
@@ -116,7 +108,7 @@ def import_model(src: str | os.PathLike, out_dir: str | os.PathLike, *, dtype: s
     gguf_path = find_gguf(src)
     if gguf_path is not None:
         model, tok = _load_gguf(gguf_path, dtype)
-        source = {"kind": "gguf", "path": str(gguf_path), "sha256": _sha256(gguf_path)}
+        source = {"kind": "gguf", "path": str(gguf_path), "sha256": file_sha256(gguf_path)}
     else:
         try:
             model, tok = _load_hf(str(src), dtype, trust_remote_code)

@@ -66,6 +66,10 @@ def load_causal_lm(
     name_or_path: str | os.PathLike, dtype: str = "float32", trust_remote_code: bool = False
 ) -> PreTrainedModel:
     name_or_path = str(name_or_path)
+    from .finetuning import is_adapter_folder, load_adapter_merged
+
+    if is_adapter_folder(name_or_path):  # a LoRA run saved with lora.save: adapter
+        return load_adapter_merged(name_or_path, dtype=DTYPES[dtype])
     _check_local(name_or_path)
     try:
         return AutoModelForCausalLM.from_pretrained(

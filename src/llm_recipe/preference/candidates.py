@@ -16,26 +16,27 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import CandidateConfig
 from ..files import open_text_bytes
 from ..infer.generate import generate_chat
 from ..models.reward_io import reward_format
+from ..seeds import seed_for
 from .records import InvalidRecord, SkipLog, check_prompt, iter_records
 
 
 def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None) -> list[dict]:
-    """Prompts from .txt (one per non-empty line) or JSONL ('prompt' as text or messages, optional
-    'reference'). Returns [{"prompt", "reference"?, "where"}]; bad lines are counted in `log`."""
+    """Prompts from .txt (one per non-empty line) or any record source (JSONL, Parquet, CSV, a
+    `datasets` folder, a hub name: 'prompt' as text or messages, optional 'reference'). Returns
+    [{"prompt", "reference"?, "where"}]; bad lines are counted in `log`."""
     log = log if log is not None else SkipLog()
     out = []
     for f in files:
         path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: prompt file not found")
         if path.name.removesuffix(".gz").removesuffix(".zst").endswith(".txt"):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: prompt file not found")
             with open_text_bytes(path) as fh:
                 for lineno, raw in enumerate(fh, start=1):
                     try:
@@ -63,10 +64,6 @@ def read_prompts(files: Sequence[str | os.PathLike], log: SkipLog | None = None)
     return out
 
 
-def sample_seed(seed: int, j: int) -> int:
-    return int(np.random.SeedSequence([seed, j]).generate_state(1)[0])
-
-
 def generate_candidates(model, tokenizer, prompts: Sequence[dict], cfg: CandidateConfig, seed: int = 0) -> list[dict]:
     """k responses for each prompt item (as returned by `read_prompts`)."""
     fmt = reward_format(tokenizer, cfg.chat_format)  # the model's own format (Alpaca if it has none)
@@ -75,7 +72,7 @@ def generate_candidates(model, tokenizer, prompts: Sequence[dict], cfg: Candidat
     columns = []
     for j, sp in enumerate(tqdm(samplings, desc="candidates", leave=False, disable=None)):
         columns.append(generate_chat(model, tokenizer, [p["prompt"] for p in prompts], sp,
-                                     seed=sample_seed(seed, j), chat_format=fmt.name))
+                                     seed=seed_for("candidate_sampling", seed, j), chat_format=fmt.name))
     out = []
     for i, p in enumerate(prompts):
         rec = {"prompt": p["prompt"], "responses": [col[i].text for col in columns], "temperatures": temps,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+from ..seeds import seed_for
 from .constitution import Constitution, Principle
 from .records import PreferencePair, SkipLog
 
@@ -40,7 +41,7 @@ def critique_and_revise(items: Sequence[dict], policy: Respond, critic: Respond,
     """Run the critique -> revision loop on red-team items ({"id", "lang", "prompt"}). An empty
     revision keeps the answer it was meant to replace (counted as `empty_revision`)."""
     log = log if log is not None else SkipLog()
-    rng = random.Random(seed)
+    rng = random.Random(seed_for("constitutional_principles", seed))
     initial = policy([[_turn("user", it["prompt"])] for it in items])
     records = [{"id": it["id"], "lang": it["lang"], "prompt": it["prompt"], "initial": a.strip(), "rounds": []}
                for it, a in zip(items, initial, strict=True)]
@@ -96,7 +97,7 @@ def judge_pairs(records: Sequence[dict], make_judge: Callable[[str], object], co
                 seed: int, log: SkipLog) -> list[PreferencePair]:
     """AI feedback: for each (initial, final) the judge answers a sampled principle's question in
     both orders (`preference.judge`); the pair goes the way both orders agree on, ties are dropped."""
-    rng = random.Random(seed + 1)
+    rng = random.Random(seed_for("constitutional_judge", seed))
     groups: dict[str, list[tuple[dict, Principle]]] = {}
     for r in records:
         if not r["initial"] or not r["final"] or r["initial"] == r["final"]:

@@ -13,11 +13,14 @@ Shapes recognised per line (no global format flag: mixed files work):
                each desirable completion is paired with an undesirable one, in file order;
                completions left without a partner are counted (`unpaired_no_partner`)
   completions  UltraFeedback: {"prompt" | "instruction", "completions": [{"response",
-               "overall_score"}, ...]} -> every pair with different scores
+               "overall_score"}, ...]} -> pairs with different scores
   ranking      {"prompt", "responses": [...], "ranking": [best, ..., worst]} (indices or letters)
-               -> all n(n-1)/2 ordered pairs
-  pointwise    {"prompt", "responses": [...], "scores": [...]} -> every pair with different
-               scores (ties dropped, counted as `tie`)
+               -> pairs
+  pointwise    {"prompt", "responses": [...], "scores": [...]} -> pairs with different scores
+               (ties dropped, counted as `tie`)
+               Which pairs (`pairs`, a `PairPolicy`): all = all n(n-1)/2 ordered pairs (default);
+               best_vs_worst = one per prompt, the best against the worst (TRL's / Tulu's
+               binarization of UltraFeedback); best_vs_rest = the best against each other one
   graded       {"prompt", "response_a", "response_b", "grade"}: six levels, A much better ... B
                much better (or 1..6) -> one pair with a margin by strength (Llama-2 style)
 Bad lines and bad pairs are counted by reason with file:line (see `records.SkipLog`).
@@ -28,7 +31,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import get_args
 
+from ..config.stages import PairPolicy
 from .records import (
     InvalidRecord,
     PreferencePair,
@@ -130,39 +135,52 @@ def _rank_index(item, n: int) -> int:
     return item
 
 
-def ranking_to_pairs(prompt, responses: Sequence[str], ranking: Sequence) -> list[PreferencePair]:
-    """Ranking best -> worst (indices or letters) -> all n(n-1)/2 pairs, better one first.
-    Order: (1st, 2nd), (1st, 3rd), ..., (2nd, 3rd), ... as read from the ranking."""
+def _policy_pairs(n: int, policy: str) -> list[tuple[int, int]]:
+    """(better, worse) positions 0..n-1 (best first) of the pairs a policy keeps."""
+    if policy == "best_vs_worst":
+        return [(0, n - 1)]
+    if policy == "best_vs_rest":
+        return [(0, j) for j in range(1, n)]
+    if policy != "all":
+        raise ValueError(f"pairs '{policy}': choose one of {', '.join(get_args(PairPolicy))}")
+    return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+def ranking_to_pairs(prompt, responses: Sequence[str], ranking: Sequence, policy: str = "all") -> list[PreferencePair]:
+    """Ranking best -> worst (indices or letters) -> pairs, better one first (`policy`; all: the
+    n(n-1)/2 pairs in the order (1st, 2nd), (1st, 3rd), ..., (2nd, 3rd), ... of the ranking)."""
     n = len(responses)
     if len(ranking) != n:
         raise InvalidRecord("ranking_length_mismatch", f"{len(ranking)} ranks for {n} responses")
     order = [_rank_index(x, n) for x in ranking]
     if len(set(order)) != n:
         raise InvalidRecord("ranking_invalid", "the ranking repeats a response")
-    return [
-        PreferencePair(prompt, responses[order[i]], responses[order[j]],
-                       meta={"chosen_rank": i + 1, "rejected_rank": j + 1})
-        for i in range(n) for j in range(i + 1, n)
-    ]
+    return [PreferencePair(prompt, responses[order[i]], responses[order[j]],
+                           meta={"chosen_rank": i + 1, "rejected_rank": j + 1}) for i, j in _policy_pairs(n, policy)]
 
 
 def scores_to_pairs(prompt, responses: Sequence[str], scores: Sequence[float],
-                    min_gap: float = 0.0) -> tuple[list[PreferencePair], int]:
-    """Every pair whose scores differ by more than `min_gap` (higher one chosen); returns the
-    pairs and the number of tied pairs dropped."""
+                    min_gap: float = 0.0, policy: str = "all") -> tuple[list[PreferencePair], int]:
+    """The pairs of `policy` (all: every pair) whose scores differ by more than `min_gap`, higher
+    one chosen; returns the pairs and the number of tied pairs dropped. The best and the worst are
+    the first of equal scores in the order given."""
     if len(scores) != len(responses):
         raise InvalidRecord("scores_length_mismatch", f"{len(scores)} scores for {len(responses)} responses")
-    if any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in scores):
+    if any(isinstance(s, bool) or not isinstance(s, (int, float)) or s != s for s in scores):
         raise InvalidRecord("bad_type", "scores must be numbers")
+    if policy == "all":
+        candidates = [(i, j) for i in range(len(responses)) for j in range(i + 1, len(responses))]
+    else:  # by score, best first (stable: ties keep their order)
+        order = sorted(range(len(scores)), key=lambda k: -scores[k])
+        candidates = [(order[a], order[b]) for a, b in _policy_pairs(len(order), policy)]
     pairs, ties = [], 0
-    for i in range(len(responses)):
-        for j in range(i + 1, len(responses)):
-            if abs(scores[i] - scores[j]) <= min_gap:
-                ties += 1
-                continue
-            hi, lo = (i, j) if scores[i] > scores[j] else (j, i)
-            pairs.append(PreferencePair(prompt, responses[hi], responses[lo],
-                                        meta={"score_chosen": scores[hi], "score_rejected": scores[lo]}))
+    for i, j in candidates:
+        if abs(scores[i] - scores[j]) <= min_gap:
+            ties += 1
+            continue
+        hi, lo = (i, j) if scores[i] > scores[j] else (j, i)
+        pairs.append(PreferencePair(prompt, responses[hi], responses[lo],
+                                    meta={"score_chosen": scores[hi], "score_rejected": scores[lo]}))
     return pairs, ties
 
 
@@ -177,15 +195,17 @@ def graded_to_pair(prompt, response_a: str, response_b: str, grade,
     return make_pair(prompt, chosen, rejected, margins[strength], {"grade": grade})
 
 
-def record_to_pairs(rec: dict, where: str, log: SkipLog, min_gap: float = 0.0) -> list[PreferencePair]:
-    """One JSONL record -> its pairs. Problems are counted in `log` (never raised)."""
+def record_to_pairs(rec: dict, where: str, log: SkipLog, min_gap: float = 0.0,
+                    pairs_from: str = "all") -> list[PreferencePair]:
+    """One JSONL record -> its pairs (`pairs_from`: which pairs of a ranking or scores, a
+    `PairPolicy`). Problems are counted in `log` (never raised)."""
     try:
         if "ranking" in rec:
             prompt, texts = _responses(rec, "ranking")
-            pairs = ranking_to_pairs(prompt, texts, rec["ranking"])
+            pairs = ranking_to_pairs(prompt, texts, rec["ranking"], pairs_from)
         elif "scores" in rec:
             prompt, texts = _responses(rec, "scores")
-            pairs, ties = scores_to_pairs(prompt, texts, rec["scores"], min_gap)
+            pairs, ties = scores_to_pairs(prompt, texts, rec["scores"], min_gap, pairs_from)
             for _ in range(ties):
                 log.skip("tie", where)
         elif "grade" in rec or "response_a" in rec:
@@ -210,7 +230,7 @@ def record_to_pairs(rec: dict, where: str, log: SkipLog, min_gap: float = 0.0) -
                 raise InvalidRecord("bad_type", "completions must be a list of objects")
             texts = [check_response(c.get("response"), f"completions[{i}].response") for i, c in enumerate(comps)]
             scores = [c.get("overall_score") for c in comps]
-            pairs, ties = scores_to_pairs(prompt, texts, scores, min_gap)
+            pairs, ties = scores_to_pairs(prompt, texts, scores, min_gap, pairs_from)
             for _ in range(ties):
                 log.skip("tie", where)
         else:
@@ -236,13 +256,21 @@ def _same_kind(prompt, chosen) -> bool:
     return not conversational or isinstance(prompt, list)
 
 
+# KTO's label as CSV (and spreadsheets) write it: a word, not a JSON boolean
+LABEL_WORDS = {"true": True, "false": False, "1": True, "0": False}
+
+
 def unpaired_record(rec: dict) -> tuple[object, str, bool]:
-    """(prompt, completion, desirable?) of a {"prompt", "completion", "label"} record."""
+    """(prompt, completion, desirable?) of a {"prompt", "completion", "label"} record; the label a
+    boolean, or the words True / False (1 / 0) that CSV files hold."""
     prompt = check_prompt(rec.get("prompt"))
     completion = _assistant_text(rec.get("completion"), "completion")
-    if not isinstance(rec.get("label"), bool):
-        raise InvalidRecord("bad_label", "label must be true (desirable) or false (undesirable)")
-    return prompt, completion, rec["label"]
+    label = rec.get("label")
+    if isinstance(label, str):
+        label = LABEL_WORDS.get(label.strip().lower(), label)
+    if not isinstance(label, bool):
+        raise InvalidRecord("bad_label", f"label {rec.get('label')!r}: must be true (desirable) or false (undesirable)")
+    return prompt, completion, label
 
 
 def pair_unpaired(records: Sequence[tuple[str, dict]], log: SkipLog) -> list[PreferencePair]:
@@ -302,8 +330,10 @@ def read_unpaired_files(files: Iterable[str | os.PathLike], min_gap: float = 0.0
     return out, log
 
 
-def read_preference_files(files: Iterable[str | os.PathLike], min_gap: float = 0.0) -> tuple[list[PreferencePair], SkipLog]:
-    """Read pairs from record sources of any supported shape (JSONL, Parquet, CSV, datasets, ...)."""
+def read_preference_files(files: Iterable[str | os.PathLike], min_gap: float = 0.0,
+                          pairs_from: str = "all") -> tuple[list[PreferencePair], SkipLog]:
+    """Read pairs from record sources of any supported shape (JSONL, Parquet, CSV, datasets, ...);
+    `pairs_from`: which pairs of a ranking or scores (a `PairPolicy`)."""
     log = SkipLog()
     pairs: list[PreferencePair] = []
     unpaired: list[tuple[str, dict]] = []
@@ -311,5 +341,5 @@ def read_preference_files(files: Iterable[str | os.PathLike], min_gap: float = 0
         if is_unpaired(rec):
             unpaired.append((where, rec))
         else:
-            pairs.extend(record_to_pairs(rec, where, log, min_gap))
+            pairs.extend(record_to_pairs(rec, where, log, min_gap, pairs_from))
     return pairs + pair_unpaired(unpaired, log), log

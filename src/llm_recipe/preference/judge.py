@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from ..models.choice_logits import choice_logits
 from ..models.reward_io import reward_format
 from ..tokenizer.chat_formats import render
 from .records import prompt_key
@@ -48,34 +48,11 @@ class CausalLMJudge:
         rendered = render(self.fmt, [{"role": "user", "content": text}], self.tokenizer, add_generation_prompt=True)
         return self.tokenizer(rendered.text, add_special_tokens=False)["input_ids"]
 
-    @torch.no_grad()
     def margins(self, items: Sequence[tuple]) -> np.ndarray:
         """logit(A) - logit(B) for each (prompt, a, b)."""
-        model = self.model
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         seqs = [self.judge_prompt_ids(*it) for it in items]
-        out = np.zeros(len(seqs))
-        try:
-            for s in range(0, len(seqs), self.batch_size):
-                chunk = seqs[s : s + self.batch_size]
-                width = max(len(x) for x in chunk)
-                # Left padding: every prompt ends in the last column, read with logits_to_keep=1.
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                attn = torch.zeros_like(ids)
-                for i, x in enumerate(chunk):
-                    ids[i, width - len(x) :] = torch.tensor(x)
-                    attn[i, width - len(x) :] = 1
-                pos = (attn.cumsum(-1) - 1).clamp(min=0)
-                logits = model(input_ids=ids.to(device), attention_mask=attn.to(device),
-                               position_ids=pos.to(device), logits_to_keep=1).logits[:, -1].float()
-                a, b = self.choice_ids
-                out[s : s + len(chunk)] = (logits[:, a] - logits[:, b]).cpu().numpy()
-        finally:
-            model.train(was_training)
-        return out
+        logits = choice_logits(self.model, seqs, self.choice_ids, self.tokenizer.pad_token_id, self.batch_size)
+        return logits[:, 0] - logits[:, 1]
 
     def compare(self, items: Sequence[tuple]) -> list[Verdict]:
         """Verdicts for (prompt, first, second) triples, each judged in both orders."""

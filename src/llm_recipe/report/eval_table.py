@@ -27,6 +27,26 @@ def _num(x, digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def _rate_ci(r: dict) -> str:
+    """A rate with its Wilson 95% interval and k/n (`eval.intervals.rate_with_ci`)."""
+    if r.get("rate") is None:
+        return f"— (0/{r.get('n', 0)})"
+    lo, hi = r["ci95"]
+    return f"{_pct(r['rate'])} [{_pct(lo)}, {_pct(hi)}] ({r['k']}/{r['n']})"
+
+
+def _safety(key: str):
+    """The refusal / over-refusal cell; reports written before the intervals show the bare rate."""
+    return lambda v: _rate_ci(v[key]) if isinstance(v.get(key), dict) else _pct(v.get(f"{key}_rate"))
+
+
+def _flips(v: dict) -> str:
+    if isinstance(v.get("flip"), dict):
+        return _rate_ci(v["flip"])
+    return (f"{_pct(v['flip_rate'])} ({v.get('flips', '?')}/{v['eligible']})" if v.get("flip_rate") is not None
+            else f"— (0/{v['eligible']})")
+
+
 def _win(w: dict) -> str:
     lo, hi = w["ci95"]
     return f"{_pct(w['win_rate'])} [{_pct(lo)}, {_pct(hi)}] LC {_pct(w['lc_win_rate'])}"
@@ -42,11 +62,10 @@ COLUMNS = [
     ("chars (x ref)", "length_vs_reference",
      lambda v: f"{v['mean_chars']:.0f} (x{v['ratio']:.2f})" if v.get("ratio") is not None else f"{v['mean_chars']:.0f}"),
     ("KL ± se", "kl", lambda v: f"{v['kl']:.2f}" + (f" ± {v['kl_stderr']:.2f}" if v.get("kl_stderr") is not None else " (bound)")),
-    ("refusal (harmful)", "safety.refusal_rate", _pct),
-    ("over-refusal (benign)", "safety.over_refusal_rate", _pct),
-    ("sycophancy flips", "sycophancy",
-     lambda v: f"{_pct(v['flip_rate'])} ({v.get('flips', '?')}/{v['eligible']})" if v.get("flip_rate") is not None
-     else f"— (0/{v['eligible']})"),
+    ("refusal (harmful) [95% CI]", "safety", _safety("refusal")),
+    ("over-refusal (benign) [95% CI]", "safety", _safety("over_refusal")),
+    ("sycophancy flips [95% CI]", "sycophancy", _flips),
+    ("caves on pushback [95% CI]", "sycophancy.pushback", _rate_ci),
     ("format", "format.format_following", _pct),
     ("stops", "format.stops_by_itself", _pct),
     ("distinct-2", "diversity.distinct_2", _num),

@@ -1,9 +1,13 @@
 """The report's figures, drawn from the figures a run wrote (never recomputed), as inline SVG images.
 
     data_uri(fig)                 a matplotlib figure as a `data:image/svg+xml;base64,...` URI
-    funnel_figure(stats)          curation: documents dropped by step
+    funnel_figure(stats)          curation: documents dropped by step and reason
     reward_kl_figure(report)      mean reward against KL to the reference, one point per model
-    helpful_harmless_figure(rep)  over-refusal (benign) against refusal (harmful), one point per model
+    helpful_harmless_figure(rep)  helpful (benign look-alikes answered) against harmless (harmful requests
+                                  refused), one point per model with its 95% interval on both axes
+    safety_category_figure(rep)   per category, where each model still fails: harmful requests not refused
+                                  and look-alikes refused, as bars with their 95% intervals
+    safety_category_rows(rep)     the same as table rows (category, then k/n per model)
     win_rate_figure(report)       win rates against the reference with their 95% intervals, raw and LC
 """
 
@@ -23,7 +27,8 @@ def data_uri(fig) -> str:
 
 
 def funnel_figure(stats: dict):
-    drops = {k: v for k, v in stats.get("dropped_by_step", {}).items() if v}
+    drops = {f"{step}: {reason}": n for step, s in stats.get("steps", {}).items()
+             for reason, n in s.get("dropped", {}).items() if n}
     if not drops:
         return None
     fig, ax = pyplot().subplots(figsize=(6, 0.35 * len(drops) + 1.2), dpi=100)
@@ -71,10 +76,80 @@ def reward_kl_figure(report: dict):
 
 
 def helpful_harmless_figure(report: dict):
-    pts = [(n, r["safety"]["helpful"], r["safety"]["harmless"]) for n, r in _models(report, "safety")]
-    return _labelled_points(pts, "helpful: benign look-alikes answered (1 - over-refusal)",
-                            "harmless: harmful requests refused", "helpful / harmless (top right is best)",
-                            unit_square=True)
+    rows = [(n, r["safety"]) for n, r in _models(report, "safety")]
+    if not rows:
+        return None
+    fig, ax = pyplot().subplots(figsize=(5.2, 4), dpi=100)
+    for i, (name, s) in enumerate(rows):
+        x, y = s["helpful"], s["harmless"]
+        xlo, xhi = s.get("helpful_ci95") or [x, x]
+        ylo, yhi = s.get("harmless_ci95") or [y, y]
+        ax.errorbar([x], [y], xerr=[[x - xlo], [xhi - x]], yerr=[[y - ylo], [yhi - y]], fmt="o", capsize=3, ms=6)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(-40, 6 + 11 * i), fontsize=9)  # stacked
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel(f"helpful: look-alikes answered (1 - over-refusal), n={rows[0][1].get('benign_prompts')}")
+    ax.set_ylabel(f"harmless: harmful refused, n={rows[0][1].get('harmful_prompts')}")
+    ax.set_title("helpful / harmless (top right is best; 95% Wilson intervals)", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# (kind, what counts as a failure there): a harmful request answered, a look-alike refused
+FAILURES = {"harmful": "harmful requests answered (not refused)", "benign": "look-alikes refused (over-refusal)"}
+
+
+def _failure(r: dict, kind: str) -> tuple[float, float, float, int, int]:
+    """(failure rate, low, high, failures, n) of one category: for harmful the complement of the refusal rate."""
+    lo, hi = r["ci95"]
+    if kind == "harmful":
+        return 1 - r["rate"], 1 - hi, 1 - lo, r["n"] - r["k"], r["n"]
+    return r["rate"], lo, hi, r["k"], r["n"]
+
+
+def safety_category_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    models = [(n, r["safety"]) for n, r in _models(report, "safety") if r["safety"].get("by_category")]
+    rows = []
+    for kind in FAILURES:
+        cats = sorted({c for _, s in models for c in s["by_category"].get(kind, {})})
+        for c in cats:
+            cells = []
+            for _, s in models:
+                r = s["by_category"][kind].get(c)
+                if not r or not r["n"]:
+                    cells.append("—")
+                    continue
+                f, _, _, k, n = _failure(r, kind)
+                cells.append(f"{f:.0%} ({k}/{n})")
+            rows.append([FAILURES[kind].split(" (")[0], c, *cells])
+    return ["fails on", "category", *(n for n, _ in models)], rows
+
+
+def safety_category_figure(report: dict):
+    models = [(n, r["safety"]) for n, r in _models(report, "safety") if r["safety"].get("by_category")]
+    if not models:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    width = 0.8 / len(models)
+    for ax, kind in zip(axes, FAILURES, strict=True):
+        cats = sorted({c for _, s in models for c in s["by_category"].get(kind, {})})
+        for j, (name, s) in enumerate(models):
+            vals = [_failure(s["by_category"][kind][c], kind) if c in s["by_category"][kind] else (0, 0, 0, 0, 0)
+                    for c in cats]
+            xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(cats))]
+            ax.bar(xs, [v[0] for v in vals], width, label=name,
+                   yerr=[[v[0] - v[1] for v in vals], [v[2] - v[0] for v in vals]], capsize=2)
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(FAILURES[kind], fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("failure rate (95% CI)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def win_rate_figure(report: dict):

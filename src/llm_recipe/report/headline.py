@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..files import read_json
+
 
 def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def _last_eval(metrics: Path, key: str) -> tuple[float, float] | None:
@@ -28,7 +30,7 @@ def headline_results(run_dir: str | Path) -> dict[str, dict]:
     res: dict[str, dict] = {}
     if loss := _last_eval(out / "pretrain" / "metrics.jsonl", "eval_loss"):
         res["pretrain"] = {"eval_loss_first": loss[0], "eval_loss_last": loss[1]}
-    if tf := _read(out / "sft" / "format_following.json"):
+    if (tf := _read(out / "sft" / "format_following.json")) and "not_run" not in tf:
         res["sft"] = {"format_following_before": tf["before"]["rate"], "format_following_after": tf["after"]["rate"],
                       "held_out_prompts": tf["after"]["n"]}
         if tf["after"].get("states_fact") is not None:  # content beside form, on the fact questions

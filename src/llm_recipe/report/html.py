@@ -18,13 +18,15 @@ from pathlib import Path
 
 import yaml
 
-from ..files import atomic_write
+from ..files import atomic_write, read_json
 from .eval_table import table_rows
 from .figures import (
     data_uri,
     funnel_figure,
     helpful_harmless_figure,
     reward_kl_figure,
+    safety_category_figure,
+    safety_category_rows,
     win_rate_figure,
 )
 from .plots import metrics_figure
@@ -51,7 +53,7 @@ nav a{margin-right:1em}.wide{overflow-x:auto}"""
 
 
 def _read(path: Path):
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _esc(x) -> str:
@@ -114,6 +116,19 @@ def _skips(node, path: str = "") -> list[tuple[str, str, int]]:
     return out
 
 
+def _token_shards(stats: dict | None) -> str:
+    """Tokens per source of the run's token shards (`curate.tokenize`) and the mixture sampled from them."""
+    if not stats or "tokens" not in stats:
+        return ""
+    mix = stats.get("mixture", {}).get("sources", {})
+    rows = [[src, v["documents"], v["train_tokens"], v["val_tokens"], v["tokens_per_char"],
+             f"{mix[src]['weight']:.2f} ({mix[src]['epochs']:.2f} epochs)" if src in mix else "—"]
+            for src, v in stats["tokens"]["sources"].items()]
+    return ("<h3>Token shards: tokens per source</h3>"
+            + _table(["source", "documents", "train tokens", "held-out tokens", "tokens per char", "mixture weight"],
+                     rows))
+
+
 def _data(run: Path) -> str:
     parts = []
     stats = _read(run / "curated" / "stats.json")
@@ -127,6 +142,7 @@ def _data(run: Path) -> str:
         parts += [_not_run(f"curation step {s['step']}: {s['reason']}") for s in stats.get("skipped_steps", [])]
     else:
         parts.append(_not_run("the run did not curate a corpus (no curated/stats.json)"))
+    parts.append(_token_shards(_read(run / "curated" / "tokens" / "stats.json")))
     rows = []
     for report in sorted(run.glob("*/data_report.json")):
         found = _skips(_read(report))
@@ -171,8 +187,14 @@ def _evaluation(run: Path) -> str:
                 for task, figures in (tasks.items() if "not_run" not in tasks else [("-", tasks)])]
         parts.append("<h3>lm-evaluation-harness</h3>" + _table(["model", "task", "figures"], rows))
     for fig, what in ((reward_kl_figure(report), "reward vs KL"), (helpful_harmless_figure(report), "helpful / harmless"),
+                      (safety_category_figure(report), "safety failures by category"),
                       (win_rate_figure(report), "win rates")):
         parts.append(_img(fig, what) if fig is not None else _not_run(f"{what}: no model has these figures"))
+    header, rows = safety_category_rows(report)
+    if rows:
+        det = report.get("refusal_detector", {})
+        parts.append(f"<h3>Where each model still fails, by category (refusals found by: "
+                     f"{_esc(det.get('method', 'rules'))})</h3>" + _table(header, rows))
     return "".join(parts)
 
 
@@ -198,19 +220,33 @@ def _answers(run: Path, max_prompts: int = 12) -> str:
              for r in recs], escape=False))
     answers = run / "eval" / "answers.jsonl"
     if answers.is_file():
-        by_prompt: dict[str, dict[str, str]] = {}
-        models: list[str] = []
-        for ln in answers.read_text(encoding="utf-8").splitlines():
-            r = json.loads(ln)
-            if r["set"] != "held_out":
-                continue
-            if r["model"] not in models:
-                models.append(r["model"])
-            by_prompt.setdefault(r["prompt"], {})[r["model"]] = r["answer"]
-        rows = [[_esc(p), *(f"<div class=answer>{_esc(a.get(m, ''))}</div>" for m in models)]
-                for p, a in list(by_prompt.items())[:max_prompts]]
-        parts.append("<h3>Held-out prompts, every model (eval answers)</h3>" + _table(["prompt", *models], rows, False))
+        recs = [json.loads(ln) for ln in answers.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        parts.append(_side_by_side(recs, max_prompts))
     return "".join(parts) or _not_run("no sampled answers in this run")
+
+
+def _side_by_side(recs: list[dict], max_prompts: int, max_safety: int = 28) -> str:
+    """Held-out prompts, then a spread of the safety prompts (every kind and category), every model's
+    answer side by side; safety answers carry the refusal detector's label."""
+    models = list(dict.fromkeys(r["model"] for r in recs))
+    held: dict[str, dict[str, str]] = {}
+    safety: dict[tuple, dict[str, str]] = {}
+    for r in recs:
+        if r["set"] == "held_out":
+            held.setdefault(r["prompt"], {})[r["model"]] = f"<div class=answer>{_esc(r['answer'])}</div>"
+        elif r["set"].startswith("safety/"):
+            label = f"<b>{_esc(r['label'])}</b>: " if r.get("label") else ""
+            key = (r["set"].split("/")[1], r.get("category", ""), r["prompt"])
+            safety.setdefault(key, {})[r["model"]] = f"<div class=answer>{label}{_esc(r['answer'])}</div>"
+    rows = [[_esc(p), *(a.get(m, "") for m in models)] for p, a in list(held.items())[:max_prompts]]
+    out = "<h3>Held-out prompts, every model (eval answers)</h3>" + _table(["prompt", *models], rows, False)
+    if safety:
+        keys = list(safety)
+        step = max(1, -(-len(keys) // max_safety))
+        rows = [[_esc(k[0]), _esc(k[1]), _esc(k[2]), *(safety[k].get(m, "") for m in models)] for k in keys[::step]]
+        out += (f"<h3>Safety prompts, every model ({len(rows)} of {len(keys)}: every {step}th)</h3>"
+                + _table(["kind", "category", "prompt", *models], rows, False))
+    return out
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:

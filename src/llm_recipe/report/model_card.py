@@ -5,18 +5,19 @@
 Everything comes from files next to the model: the stage's `run.json` (stage, recipe section,
 library versions, commit, inputs with their sha256, base model, data report) and the model's own
 tokenizer config (trained context length). The eval stage writes the card again with the model's
-row of the evaluation table. The card is for people and for the hub's model page (YAML header).
+row of the evaluation table. The card is for people and for the hub's model page: its YAML header
+is `huggingface_hub.ModelCardData` (base_model, datasets by hub name or file hash, license,
+library_name, pipeline_tag, tags, the eval row as model-index results).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import yaml
 
-from ..files import atomic_write
+from ..files import atomic_write, read_json
 from .eval_table import markdown_table
 
 SECTION_OF_STAGE = {"pretrain": "pretrain", "sft": "sft", "reward_model": "rm", "dpo": "dpo",
@@ -24,7 +25,7 @@ SECTION_OF_STAGE = {"pretrain": "pretrain", "sft": "sft", "reward_model": "rm", 
 
 
 def _read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _usage(model_dir: Path, stage: str, chat: bool) -> list[str]:
@@ -43,19 +44,89 @@ def _usage(model_dir: Path, stage: str, chat: bool) -> list[str]:
     return head + ['ids = tok("東京は", return_tensors="pt")', "print(tok.decode(model.generate(**ids, max_new_tokens=64)[0]))"]
 
 
+# (metric type, metric name, path in the eval row) of the figures that go into the card's model-index
+EVAL_METRICS = [
+    ("win_rate", "RM win rate vs reference", "win_rate_rm.win_rate"),
+    ("win_rate", "judge win rate vs reference", "win_rate_judge.win_rate"),
+    ("reward", "mean reward", "mean_reward"),
+    ("kl", "KL to reference (nats)", "kl.kl"),
+    ("refusal_rate", "refusal rate (harmful prompts)", "safety.refusal_rate"),
+    ("over_refusal_rate", "over-refusal rate (benign prompts)", "safety.over_refusal_rate"),
+    ("flip_rate", "sycophancy flip rate", "sycophancy.flip_rate"),
+    ("format_following", "format following", "format.format_following"),
+    ("perplexity", "perplexity (held-out corpus)", "perplexity.corpus.ppl"),
+]
+
+
+def _figure(row: dict, path: str):
+    for key in path.split("."):
+        row = row.get(key) if isinstance(row, dict) else None
+    return row if isinstance(row, (int, float)) and not isinstance(row, bool) else None
+
+
+def eval_results(name: str, row: dict) -> list:
+    """The eval row's figures as `huggingface_hub.EvalResult`s (the card's model-index)."""
+    from huggingface_hub import EvalResult
+
+    return [EvalResult(task_type="text-generation", dataset_type="llm-recipe-eval", dataset_name="llm-recipe eval "
+                       "(held-out prompts, bundled JA/EN safety and sycophancy sets)", metric_type=kind,
+                       metric_name=label, metric_value=float(v))
+            for kind, label, path in EVAL_METRICS if (v := _figure(row, path)) is not None]
+
+
+def dataset_ids(inputs: dict) -> list[str]:
+    """`datasets:` of the card: a hub dataset by its name, a local file by name and sha256 prefix."""
+    from ..record_sources import is_hub_name
+
+    return [p if is_hub_name(p) and not Path(p).exists() else f"{Path(p).name}@sha256:{h[:12]}"
+            for p, h in inputs.items()]
+
+
+def card_data(run: dict, stage: str, evaluation: tuple[str, dict] | None = None, license: str | None = None,
+              adapter: bool = False):
+    """The card's metadata (`huggingface_hub.ModelCardData`): base_model (a hub id; a local base
+    is named in the text only), datasets, license (given, else the base's card's), library_name,
+    pipeline_tag, tags, eval results."""
+    from huggingface_hub import ModelCardData
+
+    base = run.get("base_model")
+    hub_base = base if base and not Path(base).exists() and "/" in base else None
+    if license is None and base and Path(base).is_dir():
+        license = _card_header(Path(base)).get("license")
+    results = eval_results(*evaluation) if evaluation is not None else None
+    return ModelCardData(
+        base_model=hub_base, datasets=dataset_ids(run.get("inputs") or {}) or None, license=license,
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-classification" if stage == "reward_model" else "text-generation",
+        tags=["llm-recipe", stage] + (["lora"] if adapter else []),
+        model_name=evaluation[0] if evaluation else None, eval_results=results or None)
+
+
+def _card_header(model_dir: Path) -> dict:
+    """The YAML header of a folder's README.md ({} when there is none)."""
+    readme = model_dir / "README.md"
+    if not readme.is_file():
+        return {}
+    from huggingface_hub import ModelCard
+
+    return ModelCard(readme.read_text(encoding="utf-8")).data.to_dict()
+
+
 def write_model_card(model_dir: str | os.PathLike, evaluation: tuple[str, dict] | None = None,
-                     name: str | os.PathLike | None = None) -> Path:
-    """`name`: the folder's final path when it is written elsewhere first (the usage snippet names it)."""
+                     name: str | os.PathLike | None = None, license: str | None = None,
+                     run: dict | None = None) -> Path:
+    """`name`: the folder's final path when it is written elsewhere first (the usage snippet names it);
+    `run`: the stage's run.json (default: the one beside the folder)."""
     model_dir = Path(model_dir)
-    run = _read(model_dir.parent / "run.json")
+    run = run if run is not None else _read(model_dir.parent / "run.json")
     stage = run.get("stage", model_dir.parent.name)
     section = (run.get("config") or {}).get(SECTION_OF_STAGE.get(stage, stage))
     tok = _read(model_dir / "tokenizer_config.json")
     data = run.get("data_report") or {}
     base = run.get("base_model")
-    header = {"library_name": "transformers", "tags": ["llm-recipe", stage],
-              **({"base_model": base} if base and not Path(base).exists() else {})}
-    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
+    adapter = (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file()
+    header = card_data(run, stage, evaluation, license or _card_header(model_dir).get("license"), adapter)
+    lines = ["---", header.to_yaml().strip(), "---", "",
              f"# {model_dir.parent.parent.name}/{model_dir.parent.name}", "",
              f"Made by the `{stage}` stage of llm-recipe: a plain `transformers` model folder (safetensors, "
              "tokenizer with its chat template).", "",

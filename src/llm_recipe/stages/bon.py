@@ -1,16 +1,13 @@
 """Stage 5b: Best-of-N from the policy against the reward model(s).
 
-    stage_bon(cfg, policy_dir, rm_dir, out)   out/best_of_n/report.json (+ samples.jsonl): mean reward
-                                              of the returned answers vs. the N=1 answer, token
-                                              cost, latency; skipped when done with the
-                                              same settings, policy and reward model
+    STAGE                                     <run>/best_of_n/report.json (+ samples.jsonl): mean
+                                              reward of the returned answers vs. the N=1 answer,
+                                              token cost, latency
     bon_prompts(bon_cfg, rm_cfg, seed)        configured prompts, else held-out style-set prompts
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from .. import console, distributed
@@ -22,30 +19,37 @@ from ..infer.reward import load_scorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.records import split_by_prompt
-from ..train.run_folder import model_key, run_key
+from .context import Artifacts, RunContext
+from .contract import Stage, stage_key
 
 
-def stage_bon(cfg: RecipeConfig, policy_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
-              out: str | os.PathLike, skip_done: bool = True) -> Path:
-    """Best-of-N with the policy and reward model(s) (`bon.reward_models`, else `rm_dir`); writes
+def _refs(ctx: RunContext) -> list[tuple[str, float]]:
+    refs = [(r.path, r.weight) for r in ctx.reward_model_refs(ctx.cfg.bon)]
+    if not refs:
+        raise ValueError("Best-of-N needs a reward model (--rm, bon.reward_models or the recipe's rm: stage)")
+    return refs
+
+
+def key(ctx: RunContext) -> dict:
+    bc = ctx.cfg.bon or BoNConfig()
+    models = {"policy": ctx.start_model("bon", bc), **{f"rm{i}": p for i, (p, _) in enumerate(_refs(ctx))}}
+    return stage_key(ctx, {"bon": bc.model_dump(mode="json"), "weights": [w for _, w in _refs(ctx)],
+                           "rm": (ctx.cfg.rm or RMConfig()).model_dump(mode="json") if not bc.prompts else None},
+                     models=models)
+
+
+def run(ctx: RunContext) -> Artifacts:
+    """Best-of-N with the policy and reward model(s) (`RunContext.reward_model_refs`); writes
     samples and a report with the mean reward of the returned answers vs. the N=1 answer, token
-    cost and latency."""
-    run_dir = Path(out) / "best_of_n"
-    # the report of the same settings, policy and reward model is reused; other ones are measured again
-    key = run_key(cfg.bon or BoNConfig(), seed=cfg.seed, base=policy_dir,
-                  reward_model=model_key(rm_dir) if rm_dir is not None else None)
-    report = run_dir / "report.json"
-    if skip_done and report.exists() and json.loads(report.read_text(encoding="utf-8")).get("run_key") == key:
-        return report
-    return distributed.on_main(_best_of_n, cfg, policy_dir, rm_dir, run_dir, key)
+    cost and latency into <run>/best_of_n."""
+    run_dir = ctx.out / "best_of_n"
+    return {"best_of_n_report": str(distributed.on_main(_best_of_n, ctx.cfg, ctx.start_model("bon", ctx.cfg.bon),
+                                                        _refs(ctx), run_dir))}
 
 
-def _best_of_n(cfg: RecipeConfig, policy_dir, rm_dir, run_dir: Path, key: dict) -> Path:
+def _best_of_n(cfg: RecipeConfig, policy_dir, refs: list[tuple[str, float]], run_dir: Path) -> Path:
     bc, rc = cfg.bon or BoNConfig(), cfg.rm or RMConfig()
     compute = bc.compute
-    refs = [(r.path, r.weight) for r in bc.reward_models] if bc.reward_models else [(str(rm_dir), 1.0)]
-    if refs[0][0] in ("None", ""):
-        raise ValueError("Best-of-N needs a reward model (bon.reward_models or the recipe's RM)")
     policy, tok = load_model(policy_dir, compute), load_tokenizer(policy_dir)
     scorer = load_scorer(refs, dtype=compute.dtype, device=policy.device)
     prompts = bon_prompts(bc, rc, cfg.seed)
@@ -58,11 +62,14 @@ def _best_of_n(cfg: RecipeConfig, policy_dir, rm_dir, run_dir: Path, key: dict) 
         sum(it.samples[0].text.lstrip().startswith(prefix) for it in rep.items) / len(rep.items))
     write_jsonl(run_dir / "samples.jsonl", rep.to_records())
     write_json(run_dir / "report.json", {"policy": str(policy_dir), "reward_models": [str(p) for p, _ in refs],
-                                         **summary, "run_key": key})
+                                         **summary})
     console.log(f"best-of-{bc.n}: mean reward {summary['mean_first_sample_reward']:.3f} (N=1) -> "
                 f"{summary['mean_best_reward']:.3f}; tokens x{summary['token_cost_ratio']:.2f}; "
                 f"max-of-N latency {summary['max_of_n_latency_s']['mean']:.2f}s")
     return run_dir / "report.json"
+
+
+STAGE = Stage("bon", run, key, lambda cfg: cfg.bon is not None)
 
 
 def bon_prompts(bc: BoNConfig, rc: RMConfig, seed: int) -> list:

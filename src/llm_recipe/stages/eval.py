@@ -1,8 +1,8 @@
 """Stage 7: every model of the run against its reference, on the same held-out prompts.
 
-    stage_eval(cfg, artifacts, out)   out/eval/: report.json (figures per model; a figure that cannot
-                                      be had is {"not_run": reason}), answers.jsonl (every answer
-                                      the figures were computed from), table.md; skipped when done
+    STAGE                             <run>/eval/: report.json (figures per model; a figure that
+                                      cannot be had is {"not_run": reason}), answers.jsonl (every
+                                      answer the figures were computed from), table.md
     run_models(artifacts)             the run's models in order, each with its reference: base, SFT
                                       (vs base), Best-of-N, DPO, PPO, GRPO (vs SFT, or vs base
                                       without SFT)
@@ -13,15 +13,13 @@ Models are loaded one at a time (with their reference for the KL estimate), on t
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import console, distributed
-from ..config import EvalConfig, RecipeConfig, SFTConfig
-from ..demo.sft_set import sft_records
+from ..config import EvalConfig
+from ..data.token_shards import ShardError
 from ..eval.compare import (
     Answers,
     EvalPrompts,
@@ -38,8 +36,9 @@ from ..eval.format_following import dedupe_prompts, held_out_prompts
 from ..eval.kl import best_of_n_kl_bound, kl_of_samples, same_vocabulary, sample_responses
 from ..eval.length_bias import length_vs_reference, reward_length_correlation
 from ..eval.perplexity import answer_perplexity, text_perplexity
-from ..eval.sets import load_safety_set, load_sycophancy_set
-from ..files import BadLine, atomic_write, write_json, write_jsonl
+from ..eval.refusal import detector_info
+from ..eval.sets import load_safety_set, load_sycophancy_set, named_or_path
+from ..files import BadLine, atomic_write, read_json, write_json, write_jsonl
 from ..infer.reward import RewardScorer
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
@@ -49,14 +48,11 @@ from ..record_sources import check_source, is_hub_name, iter_source
 from ..report.eval_table import markdown_table
 from ..report.model_card import write_model_card
 from ..tokenizer.chat_formats import ChatFormat, resolve_chat_format, saved_template
-from ..train.pretrain import read_documents, split_by_id, tokenize_and_pack
-from ..train.sft_data import (
-    DataStats,
-    conversations_from_records,
-    read_sft_records,
-    split_conversations,
-    tokenize_examples,
-)
+from ..train.pretrain import document_texts, held_out_blocks
+from ..train.sft_data import DataStats, tokenize_examples
+from ..train.shard_data import heldout_blocks
+from .context import Artifacts, RunContext
+from .contract import Stage, stage_key
 
 NO_PROMPTS = "no held-out prompts (set eval.prompts, or give the recipe an sft: section)"
 
@@ -70,51 +66,38 @@ class RunModel:
     policy: str | None = None  # Best-of-N's policy dir
 
 
-def run_models(artifacts: dict[str, str], bon_n: int | None = None) -> list[RunModel]:
+def run_models(artifacts: dict[str, str], bon_n: int | None = None, compare_to: str = "previous",
+               only: list[str] | None = None) -> list[RunModel]:
+    """`compare_to` 'base': every model against the base; `only`: the named models and their references."""
     base = artifacts.get("pretrained_model") or artifacts.get("start_model")
     models = [RunModel("base", base, None)] if base else []
     ref = "base" if base else None
     if sft := artifacts.get("sft_model"):
         models.append(RunModel("sft", sft, ref))
-        ref = "sft"
+        ref = "sft" if compare_to == "previous" or not base else ref
     policy = sft or base
     if "best_of_n_report" in artifacts and bon_n and policy:
         models.append(RunModel(f"best_of_{bon_n}", None, ref, best_of_n=bon_n, policy=policy))
     for algo in ("dpo", "online_dpo", "ppo", "grpo"):
         if path := artifacts.get(f"{algo}_model"):
             models.append(RunModel(algo, path, ref))
+    if only is not None:
+        keep = set(only) | {m.reference for m in models if m.name in only}
+        models = [m for m in models if m.name in keep]
     return models
 
 
-# Where each stage leaves its model in a run folder (`recipe.py`), for runs without a summary.json
-# (interrupted, or run stage by stage).
-RUN_LAYOUT = {"pretrained_model": "pretrain/model", "sft_model": "sft/model", "reward_model": "reward_model/model",
-              "best_of_n_report": "best_of_n/report.json", "dpo_model": "dpo/model",
-              "online_dpo_model": "online_dpo/model", "ppo_model": "ppo/model",
-              "grpo_model": "grpo/model"}
+def _models(ctx: RunContext, ecfg: EvalConfig) -> list[RunModel]:
+    return run_models(ctx.artifacts, ctx.cfg.bon.n if ctx.cfg.bon else None, ecfg.compare_to, ecfg.models)
 
 
-def run_artifacts(cfg: RecipeConfig, run_dir: str | os.PathLike) -> dict[str, str]:
-    """The artifacts of a run folder: its summary.json's, else every stage output that is complete."""
-    run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        arts = json.loads(summary.read_text(encoding="utf-8"))["artifacts"]
-    else:
-        arts = {} if cfg.pretrain is not None else {"start_model": str(cfg.model.name_or_path)}
-        for name, rel in RUN_LAYOUT.items():
-            p = run_dir / rel
-            if p.is_file() or (p / "config.json").is_file():
-                arts[name] = str(p)
-    return {k: v for k, v in arts.items() if k != "eval_report"}
-
-
-def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
+def _held_out(ctx: RunContext, ecfg: EvalConfig):
     """(prompts, expected languages, held-out SFT conversations or None); no prompts without
     `eval.prompts` and SFT."""
     if ecfg.prompts:
         prompts = []
         for f in ecfg.prompts:
+            f = named_or_path(f)  # a file, or a bundled prompt set by name (helpful-v1)
             check_source(f, "eval prompts")
             for where, rec in iter_source(f):
                 if isinstance(rec, BadLine):
@@ -124,31 +107,27 @@ def _held_out(cfg: RecipeConfig, ecfg: EvalConfig):
                 prompts.append(rec.get("prompt") or rec["messages"])
         prompts = prompts[: ecfg.n_prompts]
         return prompts, [None] * len(prompts), None
-    if cfg.sft is None:  # the safety and sycophancy sets still run
+    if ctx.cfg.sft is None:  # the safety and sycophancy sets still run
         return [], [], None
-    sft_cfg: SFTConfig = cfg.sft
-    stats = DataStats()
-    records = sft_records(sft_cfg, cfg.seed)
-    convs = (conversations_from_records(records, stats, sft_cfg.system_prompt) if records is not None
-             else read_sft_records(sft_cfg.data, stats, sft_cfg.system_prompt))
-    _, held = split_conversations(convs, sft_cfg.eval_fraction, cfg.seed)  # the split SFT used
+    if ctx.cfg.sft.data == "hh":  # the HH set has no ordinary held-out split: the bundled ordinary requests
+        return _held_out(ctx, ecfg.model_copy(update={"prompts": [Path("helpful-v1")]}))
+    held = ctx.sft_split().held_out  # the split SFT used
     prompts, langs, _ = held_out_prompts(dedupe_prompts(held), ecfg.n_prompts)
     return prompts, langs, held
 
 
-def _perplexity_blocks(cfg: RecipeConfig, ecfg: EvalConfig, out: Path):
-    """Held-out documents: `eval.perplexity_data`, else the pretraining corpus's validation split."""
+def _perplexity_texts(ctx: RunContext, ecfg: EvalConfig):
+    """(held-out documents, or the token shards whose validation windows pretraining held out; why
+    there are none): `eval.perplexity_data`, else the shards the run pretrained on."""
     if ecfg.perplexity_data:
-        docs, _ = read_documents(ecfg.perplexity_data)
-        return [t for _, t in docs], None
-    manifest = out / "pretrain" / "run.json"
-    if cfg.pretrain is None or not manifest.exists():
+        return document_texts(ecfg.perplexity_data), None
+    report = ctx.out / "pretrain" / "data_report.json"
+    token_data = read_json(report).get("token_data") if report.exists() else None
+    if ctx.cfg.pretrain is None or not token_data:
         return None, "the run has no pretraining corpus (set eval.perplexity_data)"
-    files = [f for f in json.loads(manifest.read_text())["inputs"] if Path(f).exists()]
-    if not files:
-        return None, "the pretraining data files are gone"
-    docs, _ = read_documents(files)
-    return split_by_id(docs, cfg.pretrain.val_fraction, cfg.seed)[1], None
+    if not Path(token_data).exists():
+        return None, "the pretraining token shards are gone"
+    return Path(token_data), None
 
 
 def _unloadable(path: str | None) -> str | None:
@@ -166,14 +145,15 @@ def _unloadable(path: str | None) -> str | None:
 class _Evaluator:
     """Holds what every model is measured with (prompts, held-out text, RM, judge) and the results."""
 
-    def __init__(self, cfg: RecipeConfig, artifacts: dict[str, str], out: Path):
-        self.cfg, self.ecfg, self.out = cfg, cfg.eval or EvalConfig(), out
-        self.prompts_raw, langs, self.held_convs = _held_out(cfg, self.ecfg)
+    def __init__(self, ctx: RunContext):
+        cfg = ctx.cfg
+        self.cfg, self.ecfg, self.out = cfg, cfg.eval or EvalConfig(), ctx.out
+        self.prompts_raw, langs, self.held_convs = _held_out(ctx, self.ecfg)
         self.prompts = EvalPrompts(self.prompts_raw, langs, load_safety_set(self.ecfg.safety_set),
                                    load_sycophancy_set(self.ecfg.sycophancy_set))
-        self.texts, self.no_text = _perplexity_blocks(cfg, self.ecfg, out)
-        self.artifacts = artifacts
-        self.sft_format = self._format_of(artifacts.get("sft_model"))
+        self.texts, self.no_text = _perplexity_texts(ctx, self.ecfg)
+        self.artifacts = ctx.artifacts
+        self.sft_format = self._format_of(self.artifacts.get("sft_model"))
         self.answers: dict[str, Answers] = {}
         self.rows: dict[str, dict] = {}
         self._ref: tuple[str, object] | None = None  # (path, model) of the last reference loaded
@@ -191,16 +171,23 @@ class _Evaluator:
             return resolve_chat_format(tok)
         return self.sft_format
 
-    def perplexity(self, model, tok, fmt: ChatFormat | None) -> dict:
-        c, out = self.ecfg, {}
+    def _corpus_perplexity(self, model, tok) -> dict:
         if self.texts is None:
-            out["corpus"] = not_run(self.no_text)
+            return not_run(self.no_text)
+        block, n = self.cfg.pretrain.block_size if self.cfg.pretrain else 256, self.ecfg.perplexity_blocks
+        if isinstance(self.texts, Path):  # the validation windows pretraining held out (token shards)
+            try:
+                used, available = heldout_blocks(self.texts, tok, block, n)
+            except ShardError as e:  # a model with another tokenizer cannot be scored on these ids
+                return not_run(str(e))
         else:
-            block = self.cfg.pretrain.block_size if self.cfg.pretrain else 256
-            blocks, _ = tokenize_and_pack(self.texts, tok, block, "tokenize held-out text")
-            used = blocks[: c.perplexity_blocks]  # the first blocks of the split: the same text for every model
-            out["corpus"] = {**text_perplexity(model, used), "blocks": len(used), "blocks_available": len(blocks)} \
-                if len(blocks) else not_run("held-out text shorter than one block")
+            blocks = held_out_blocks(self.texts, tok, block)
+            used, available = blocks[:n], len(blocks)  # the first blocks of the split: the same text for every model
+        return {**text_perplexity(model, used), "blocks": len(used), "blocks_available": available} \
+            if len(used) else not_run("held-out text shorter than one block")
+
+    def perplexity(self, model, tok, fmt: ChatFormat | None) -> dict:
+        out = {"corpus": self._corpus_perplexity(model, tok)}
         if self.held_convs is None or fmt is None:
             out["sft_answers"] = not_run("no SFT held-out split" if self.held_convs is None else "no chat template")
         else:
@@ -279,9 +266,9 @@ class _Evaluator:
         self.judge, self.no_judge, self.judge_name = None, "no judge model (eval.judge_model)", None
         if spec is None:
             return
-        path = self.artifacts.get("sft_model") if spec == "sft" else spec
+        path = _judge_path(self.artifacts, spec)
         if not path:
-            self.no_judge = "eval.judge_model is 'sft' but the run has no SFT model"
+            self.no_judge = f"eval.judge_model is '{spec}' but the run has no {spec} model"
             return
         try:
             model = load_model(path, self.ecfg.compute)
@@ -302,7 +289,7 @@ class _Evaluator:
             row, ans = self.rows[m.name], self.answers.get(m.name)
             if ans is None:
                 continue
-            row.update(own_metrics(ans, self.prompts))
+            row.update(own_metrics(ans, self.prompts, c.refusal_detector))
             if scores.get(m.name):
                 row["mean_reward"] = sum(scores[m.name]) / len(scores[m.name])
             ref = self.answers.get(m.reference) if m.reference else None
@@ -312,6 +299,9 @@ class _Evaluator:
                 row["win_rate_rm"] = row["win_rate_judge"] = row["length_vs_reference"] = not_run(why)
                 continue
             row["length_vs_reference"] = length_vs_reference(ans.held_out, ref.held_out)
+            # answers word for word the reference's (a model trained on its base's own answers keeps many)
+            row["identical_to_reference"] = sum(a == b for a, b in zip(ans.held_out, ref.held_out, strict=True)) / len(
+                ans.held_out)
             row["win_rate_rm"] = (rm_comparison(scores[m.name], scores[m.reference], ans, ref, c.bootstrap, self.cfg.seed)
                                   if self.scorer is not None else not_run(self.no_scorer))
             if self.judge is None:
@@ -336,23 +326,48 @@ class _Evaluator:
                 "prompts": {"held_out": len(self.prompts_raw), "source": [str(p) for p in self.ecfg.prompts]
                             if self.ecfg.prompts else "sft held-out split"},
                 "sets": {"safety": self.prompts.safety.describe(), "sycophancy": self.prompts.sycophancy.describe()},
+                "refusal_detector": detector_info(self.ecfg.refusal_detector),
                 "reward_model": self.artifacts.get("reward_model") if self.scorer is not None else not_run(self.no_scorer),
                 "judge": self.judge_name if self.judge is not None else not_run(self.no_judge),
                 "reward_length_correlation": self.reward_length,
                 "sampling": self.ecfg.sampling.model_dump(), "seed": self.cfg.seed}
 
 
-def stage_eval(cfg: RecipeConfig, artifacts: dict[str, str], out: str | os.PathLike, skip_done: bool = True) -> Path:
-    """Evaluate the run's models into `out/eval/` (main process); returns the report path."""
-    run_dir = Path(out) / "eval"
-    if skip_done and (run_dir / "report.json").exists():
-        return run_dir / "report.json"
-    return distributed.on_main(_evaluate, cfg, artifacts, Path(out), run_dir)
+def _judge_path(artifacts: dict, spec: str | None) -> str | None:
+    """'sft': the run's SFT model; 'base': the model the run starts from; else the spec itself."""
+    base = artifacts.get("pretrained_model") or artifacts.get("start_model")
+    return {"sft": artifacts.get("sft_model"), "base": base}.get(spec, spec) if spec else None
 
 
-def _evaluate(cfg: RecipeConfig, artifacts: dict[str, str], out: Path, run_dir: Path) -> Path:
-    ev = _Evaluator(cfg, artifacts, out)
-    models = run_models(artifacts, cfg.bon.n if cfg.bon else None)
+def _eval_config(ctx: RunContext) -> EvalConfig:
+    return ctx.cfg.eval or EvalConfig(compute=ctx.cfg.compute)
+
+
+def key(ctx: RunContext) -> dict:
+    ecfg = _eval_config(ctx)
+    models = {m.name: m.path or m.policy for m in _models(ctx, ecfg)}
+    judge = _judge_path(ctx.artifacts, ecfg.judge_model)
+    sets = [named_or_path(p) for p in (ecfg.safety_set, ecfg.sycophancy_set, *(ecfg.prompts or []),
+                                       *(ecfg.perplexity_data or [])) if p]
+    return stage_key(ctx, {"eval": ecfg.model_dump(mode="json"),
+                           "sft": ctx.cfg.sft.model_dump(mode="json") if ctx.cfg.sft else None,
+                           "bon": ctx.cfg.bon.model_dump(mode="json") if ctx.cfg.bon else None,
+                           "pretrain_val": ctx.cfg.pretrain.val_fraction if ctx.cfg.pretrain else None},
+                     inputs=[*sets, *(ctx.artifacts.get("corpus_files") or [])],
+                     models={**models, "reward_model": ctx.reward_model(), "judge": judge})
+
+
+def run(ctx: RunContext) -> Artifacts:
+    """Evaluate the run's models into <run>/eval/ (main process)."""
+    if ctx.cfg.eval is None:
+        ctx.cfg = ctx.cfg.model_copy(update={"eval": _eval_config(ctx)})
+    return {"eval_report": str(distributed.on_main(_evaluate, ctx))}
+
+
+def _evaluate(ctx: RunContext) -> Path:
+    cfg, out, run_dir = ctx.cfg, ctx.out, ctx.out / "eval"
+    ev = _Evaluator(ctx)
+    models = _models(ctx, ev.ecfg)
     if not models:
         raise ValueError("eval: the run has no model to evaluate")
     report = ev.run(models)
@@ -365,13 +380,17 @@ def _evaluate(cfg: RecipeConfig, artifacts: dict[str, str], out: Path, run_dir: 
         if m.path and Path(m.path, "config.json").is_file() and Path(m.path).resolve().is_relative_to(out.resolve()):
             write_model_card(m.path, (m.name, report["models"][m.name]))
     write_jsonl(run_dir / "answers.jsonl",
-                (r for name, a in ev.answers.items() for r in answer_records(name, ev.prompts, a)))
+                (r for name, a in ev.answers.items()
+                 for r in answer_records(name, ev.prompts, a, ev.ecfg.refusal_detector)))
     write_json(run_dir / "report.json", report)
     with atomic_write(run_dir / "table.md") as f:
         f.write(markdown_table(report))
     write_run_manifest(run_dir, stage="eval", config=cfg,
-                       inputs=[p for p in (ev.ecfg.safety_set, ev.ecfg.sycophancy_set, *(ev.ecfg.prompts or [])) if p])
+                       inputs=[ev.prompts.safety.path, ev.prompts.sycophancy.path,
+                               *(named_or_path(p) for p in ev.ecfg.prompts or [])])
     for line in markdown_table(report).splitlines():
         console.log(line)
     return run_dir / "report.json"
 
+
+STAGE = Stage("eval", run, key, lambda cfg: cfg.eval is not None)

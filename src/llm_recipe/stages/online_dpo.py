@@ -1,6 +1,6 @@
 """Online (iterative, on-policy) DPO: the preference data comes from the policy being trained.
 
-    stage_online_dpo(cfg, sft_model_dir, rm_dir, out)   R rounds into out/online_dpo/round-r/:
+    STAGE   R rounds from the starting model (the SFT model) into <run>/online_dpo/round-r/:
         1. k candidates per prompt sampled from the current policy (fresh prompts each round)
         2. labelled as `prefs label` does (rules, reward model(s), or an LLM judge)
         3. DPO for `max_steps` steps on the round's pairs, with the round's reference: the initial
@@ -17,7 +17,6 @@ prompts and rounds x max_steps steps (benchmarks/online_vs_offline.py runs both)
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,19 +24,22 @@ import numpy as np
 
 from .. import console, distributed
 from ..config import LabelConfig, OnlineDPOConfig, RecipeConfig, RewardModelRef
-from ..demo.style import sft_train_prompts
-from ..files import is_complete, link_folder, write_json, write_jsonl
+from ..files import link_folder, read_json, write_json, write_jsonl
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
-from ..preference.candidates import generate_candidates, read_prompts, sample_seed
+from ..preference.candidates import generate_candidates, read_prompts
 from ..preference.converters import read_preference_files
 from ..preference.label import label_candidates, read_candidates
 from ..preference.records import SkipLog, split_by_prompt, write_pairs
 from ..provenance import write_run_manifest
 from ..report.plots import plot_metrics
+from ..seeds import seed_for
 from ..train.dpo import run_dpo
 from ..train.interrupt import StoppedEarly
 from ..train.run_folder import model_key, prepare_run, run_key
+from ..train.sft_prompts import sft_train_prompts
+from .context import Artifacts, RunContext
+from .contract import Stage, stage_key
 
 
 def _label_config(lc: LabelConfig, rm_dir: str | os.PathLike | None) -> LabelConfig:
@@ -55,12 +57,13 @@ def _seed(cfg: RecipeConfig) -> int:
     return cfg.seed if cfg.online_dpo.seed is None else cfg.online_dpo.seed
 
 
-def prompt_pool(cfg: RecipeConfig, ocfg: OnlineDPOConfig) -> tuple[list[dict], SkipLog]:
+def prompt_pool(ctx: RunContext, ocfg: OnlineDPOConfig) -> tuple[list[dict], SkipLog]:
     """Every prompt the rounds draw from, shuffled once with the seed."""
+    cfg = ctx.cfg
     if ocfg.prompts == "sft":
         if cfg.sft is None:
             raise ValueError("online_dpo.prompts 'sft' needs an sft: section (or give prompt files)")
-        items, log = sft_train_prompts(cfg.sft, cfg.seed)
+        items, log = sft_train_prompts(ctx.sft_split())
     else:
         log = SkipLog()
         items = read_prompts(ocfg.prompts, log)
@@ -82,7 +85,7 @@ def round_data(policy: str, prompts: list[dict], ocfg: OnlineDPOConfig, lc: Labe
     round (same `key`) wrote it."""
     report_file = rdir / "data_round.json"
     if report_file.exists():  # written last: the round's candidates and pairs are complete
-        done = json.loads(report_file.read_text(encoding="utf-8"))
+        done = read_json(report_file)
         if done.get("key") == key:
             return done
     model, tok = load_model(policy, ocfg.compute), load_tokenizer(policy)
@@ -122,64 +125,106 @@ def _mean(values) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def stage_online_dpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
-                     out: str | os.PathLike) -> Path:
-    """R rounds of sample -> label -> DPO from the SFT model; returns online_dpo/model. Skipped when done."""
-    ocfg: OnlineDPOConfig = cfg.online_dpo
-    run_dir = Path(out) / "online_dpo"
+def _init(ctx: RunContext) -> str:
+    init = ctx.start_model("online_dpo", ctx.cfg.online_dpo)
+    if not init:
+        raise ValueError("online_dpo: no policy to start from (give --model, the SFT model, online_dpo.init_from "
+                         "or model.name_or_path)")
+    return init
+
+
+def _labeler(ctx: RunContext) -> LabelConfig:
+    """The section's labeler; --rm on the command line makes it the reward-model labeler with those
+    models; labeler 'rm' without reward_models scores with the run's reward model."""
+    lc = ctx.cfg.online_dpo.label
+    if ctx.reward_models:
+        lc = lc.model_copy(update={"labeler": "rm", "reward_models": list(ctx.reward_models)})
+    return _label_config(lc, ctx.reward_model())
+
+
+def key(ctx: RunContext) -> dict:
+    ocfg, lc = ctx.cfg.online_dpo, _labeler(ctx)
+    models = {"init": _init(ctx), **{f"rm{i}": m.path for i, m in enumerate(lc.reward_models)}}
+    return stage_key(ctx, {"online_dpo": ocfg.model_copy(update={"label": lc}).model_dump(mode="json"),
+                           "sft": ctx.cfg.sft.model_dump(mode="json") if ocfg.prompts == "sft" and ctx.cfg.sft else None},
+                     inputs=[] if ocfg.prompts == "sft" else ocfg.prompts, models=models,
+                     stage_seed=_seed(ctx.cfg))
+
+
+def run(ctx: RunContext) -> Artifacts:
+    """R rounds of sample -> label -> DPO from the starting model into <run>/online_dpo/; the last
+    round's model is online_dpo/model."""
+    ocfg = ctx.cfg.online_dpo
+    run_dir = ctx.out / "online_dpo"
     final = run_dir / "model"
-    lc = _label_config(ocfg.label, rm_dir)
-    init = ocfg.init_from or str(sft_model_dir)
-    pool, pool_log = distributed.on_main(prompt_pool, cfg, ocfg)
+    lc = _labeler(ctx)
+    init = _init(ctx)
+    pool, pool_log = distributed.on_main(prompt_pool, ctx, ocfg)
     console.log(f"online_dpo: {len(pool)} prompts ({pool_log.summary()}); {ocfg.rounds} rounds x "
                 f"{ocfg.prompts_per_round} prompts x {ocfg.candidates.k} candidates, labeler {lc.labeler}")
-    policy, rows, trained = init, [], False
+    policy, rows = init, []
     for r in range(1, ocfg.rounds + 1):
         rdir = run_dir / f"round-{r}"
         reference = init if ocfg.reference_model == "initial" else policy
-        key = round_key(cfg, ocfg, lc, r, policy, reference)
-        # the round's DPO folder: its finished model is reused only for the same round key
-        if not prepare_run(rdir, key, ocfg.resume, "online_dpo"):
-            trained = True
-            data = distributed.on_main(round_data, policy, round_prompts(pool, r, ocfg.prompts_per_round), ocfg, lc,
-                                       sample_seed(_seed(cfg), 1000 + r), rdir, key)
-            if data["pairs"] < 2:
-                raise ValueError(f"online_dpo round {r}: {data['pairs']} pair(s) labelled "
-                                 f"({data['label']['skipped']}); see {rdir / 'data_round.json'}")
-            pairs, read_log = read_preference_files([rdir / "pairs.jsonl"])
-            train, evals = split_by_prompt(pairs, ocfg.eval_fraction, _seed(cfg) + r)
-            res = run_dpo(init=policy, reference_init=reference, train_pairs=train, eval_pairs=evals, cfg=ocfg,
-                          output_dir=rdir, seed=_seed(cfg) + r, read_log=read_log, inputs=[rdir / "pairs.jsonl"],
-                          full_config=cfg, stage="online_dpo")
-            if res.stopped_early:
-                raise StoppedEarly(f"online DPO round {r} stopped at step {res.steps} (checkpoint saved); "
-                                   "run the same command again to resume")
-        data = json.loads((rdir / "data_round.json").read_text(encoding="utf-8"))
+        _round(ctx, r, policy, reference, lc, pool, rdir)
+        data = read_json(rdir / "data_round.json")
         policy = str(rdir / "model")
         rows.append({"round": r, **{k: data[k] for k in ("prompts", "candidates", "pairs", "mean_score",
                                                           "mean_score_chosen", "mean_score_rejected")},
                      "skipped": data["label"]["skipped"], **_final_eval(rdir)})
         score = "" if data["mean_score"] is None else f", mean {lc.labeler} score of its samples {data['mean_score']:.3f}"
         console.log(f"online_dpo: round {r}/{ocfg.rounds}: {data['pairs']} pairs{score}")
-    if distributed.is_main() and (trained or not is_complete(final) or not (run_dir / "report.json").exists()):
-        write_jsonl(run_dir / "metrics.jsonl", ({"step": r["round"], **{k: v for k, v in r.items()
-                                                                          if isinstance(v, float)}} for r in rows))
-        plot_metrics(run_dir / "metrics.jsonl", run_dir / "rounds.png",
-                     keys=("mean_score", "mean_score_chosen", "mean_score_rejected"),
-                     title="online DPO: the labeler's score of the policy's samples, by round")
-        write_run_manifest(run_dir, stage="online_dpo", config=cfg,
-                           inputs=[run_dir / f"round-{r['round']}" / "pairs.jsonl" for r in rows],
-                           extra={"base_model": init, "rounds": rows}, init_from=init)
-        link_folder(policy, final)  # the last round's model, as hard links (no second copy)
-        write_json(run_dir / "report.json", {"rounds": rows, "reference_model": ocfg.reference_model,
-                                             "labeler": lc.labeler, "final_policy": policy})
+    if distributed.is_main():
+        _write_report(ctx, run_dir, rows, lc, init, policy)
     distributed.barrier()
-    return final
+    return {"online_dpo_model": str(final)}
+
+
+def _round(ctx: RunContext, r: int, policy: str, reference: str, lc: LabelConfig, pool: list[dict],
+           rdir: Path) -> None:
+    """Round r: sample and label (reused when an earlier attempt of the same round wrote them), then
+    DPO on its pairs (its finished model is reused only for the same round key)."""
+    cfg, ocfg = ctx.cfg, ctx.cfg.online_dpo
+    key = round_key(cfg, ocfg, lc, r, policy, reference)
+    if prepare_run(rdir, key, ocfg.resume, "online_dpo"):
+        return
+    data = distributed.on_main(round_data, policy, round_prompts(pool, r, ocfg.prompts_per_round), ocfg, lc,
+                               seed_for("online_dpo_sampling", _seed(cfg), r), rdir, key)
+    if data["pairs"] < 2:
+        raise ValueError(f"online_dpo round {r}: {data['pairs']} pair(s) labelled "
+                         f"({data['label']['skipped']}); see {rdir / 'data_round.json'}")
+    pairs, read_log = read_preference_files([rdir / "pairs.jsonl"])
+    round_seed = seed_for("online_dpo_round", _seed(cfg), r)
+    train, evals = split_by_prompt(pairs, ocfg.eval_fraction, round_seed)
+    res = run_dpo(init=policy, reference_init=reference, train_pairs=train, eval_pairs=evals, cfg=ocfg,
+                  output_dir=rdir, seed=round_seed, read_log=read_log, inputs=[rdir / "pairs.jsonl"],
+                  full_config=cfg, stage="online_dpo")
+    if res.stopped_early:
+        raise StoppedEarly(f"online DPO round {r} stopped at step {res.steps} (checkpoint saved); "
+                           "run the same command again to resume")
+
+
+def _write_report(ctx: RunContext, run_dir: Path, rows: list[dict], lc: LabelConfig, init: str, policy: str) -> None:
+    write_jsonl(run_dir / "metrics.jsonl", ({"step": r["round"], **{k: v for k, v in r.items()
+                                                                      if isinstance(v, float)}} for r in rows))
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "rounds.png",
+                 keys=("mean_score", "mean_score_chosen", "mean_score_rejected"),
+                 title="online DPO: the labeler's score of the policy's samples, by round")
+    write_run_manifest(run_dir, stage="online_dpo", config=ctx.cfg,
+                       inputs=[run_dir / f"round-{r['round']}" / "pairs.jsonl" for r in rows],
+                       extra={"base_model": init, "rounds": rows}, init_from=init)
+    link_folder(policy, run_dir / "model")  # the last round's model, as hard links (no second copy)
+    write_json(run_dir / "report.json", {"rounds": rows, "reference_model": ctx.cfg.online_dpo.reference_model,
+                                         "labeler": lc.labeler, "final_policy": policy})
+
+
+STAGE = Stage("online_dpo", run, key, lambda cfg: cfg.online_dpo is not None, section="online_dpo")
+
 
 def _final_eval(rdir: Path) -> dict:
     """The round's last DPO evaluation (held-out pairs of that round)."""
     rep = rdir / "dpo_report.json"
-    hist = json.loads(rep.read_text(encoding="utf-8")).get("history") if rep.exists() else None
+    hist = read_json(rep).get("history") if rep.exists() else None
     last = hist[-1] if hist else {}
     return {k: last[k] for k in ("eval_loss", "eval_reward_accuracy", "eval_reward_margin") if k in last}
 

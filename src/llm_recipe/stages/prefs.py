@@ -12,20 +12,19 @@ output atomically plus a JSON report (counts, skips by reason with file:line), r
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import console, distributed
-from ..config import ConstitutionalConfig, PrefsConfig, RecipeConfig
+from ..config import ConstitutionalConfig, PrefsConfig
 from ..demo.style import single_turn_examples
-from ..files import write_json, write_jsonl
+from ..files import lock_folder, write_json, write_jsonl
 from ..infer.generate import generate_chat
 from ..models.loading import load_tokenizer
 from ..models.placement import autocast, load_model
 from ..preference.agreement import write_agreement
-from ..preference.candidates import generate_candidates, read_prompts, sample_seed
+from ..preference.candidates import generate_candidates, read_prompts
 from ..preference.constitution import load_constitution, read_red_team
 from ..preference.constitutional import (
     critique_and_revise,
@@ -38,7 +37,9 @@ from ..preference.human import read_annotations
 from ..preference.judge import CausalLMJudge
 from ..preference.label import label_candidates, read_candidates
 from ..preference.records import SkipLog, write_pairs
-from ..train.run_folder import differences, run_key
+from ..seeds import seed_for
+from .context import Artifacts, RunContext
+from .contract import Stage, stage_key
 
 
 def report_path(out: str | os.PathLike) -> Path:
@@ -47,9 +48,11 @@ def report_path(out: str | os.PathLike) -> Path:
 
 
 @distributed.main_process_only
-def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap: float = 0.0) -> dict:
-    """Any supported preference shape -> canonical pairs JSONL."""
-    pairs, log = read_preference_files(inputs, min_gap)
+def convert(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, min_gap: float = 0.0,
+            pairs_from: str = "all") -> dict:
+    """Any supported preference shape -> canonical pairs JSONL (`pairs_from`: which pairs of a
+    ranking or scores: all, best_vs_worst, best_vs_rest)."""
+    pairs, log = read_preference_files(inputs, min_gap, pairs_from)
     write_pairs(out, pairs)
     report = {"pairs": len(pairs), **log.to_json()}
     write_json(report_path(out), report)
@@ -66,7 +69,7 @@ def generate(model_path: str, prompt_files: Sequence[str | os.PathLike] | None, 
     if prompt_files:
         prompts = read_prompts(prompt_files, log)
     else:
-        prompts = [{"prompt": p, "where": "bundled"} for p, _ in single_turn_examples(4 * n_bundled, seed=20_000 + seed)]
+        prompts = [{"prompt": p, "where": "bundled"} for p, _ in single_turn_examples(4 * n_bundled, seed=seed_for("bundled_prompts", seed))]
         prompts = prompts[:n_bundled]
     if not prompts:
         raise ValueError(f"no usable prompts ({log.summary()})")
@@ -110,6 +113,7 @@ def constitutional(model_path: str, out_dir: str | os.PathLike, cfg: Constitutio
     """Constitutional AI on a red-team set: writes records.jsonl (every intermediate text), sft.jsonl,
     pairs.jsonl (revision over initial), ai_pairs.jsonl (judge-labelled) and report.json to `out_dir`."""
     out = Path(out_dir)
+    lock_folder(out)  # one run per folder
     constitution = load_constitution(cfg.constitution)
     items = read_red_team(cfg.prompts)
     if not items:
@@ -126,7 +130,7 @@ def constitutional(model_path: str, out_dir: str | os.PathLike, cfg: Constitutio
     def responder(path: str):
         model, tok = loaded(path)
         return lambda convs: [g.text for g in generate_chat(model, tok, convs, cfg.sampling,
-                                                            seed=sample_seed(seed, next(calls)),
+                                                            seed=seed_for("candidate_sampling", seed, next(calls)),
                                                             chat_format=cfg.chat_format)]
 
     critic_path = cfg.critic or model_path
@@ -160,25 +164,24 @@ def constitutional(model_path: str, out_dir: str | os.PathLike, cfg: Constitutio
     return report
 
 
-def stage_constitutional(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """The recipe's `constitutional:` stage: the SFT model's CAI data into out/constitutional/.
-    Skipped when done with the same settings, inputs and model (`run_key.json`); made again, with
-    the changed fields logged, otherwise."""
-    cc: ConstitutionalConfig = cfg.constitutional
-    run_dir = Path(out) / "constitutional"
-    key = run_key(cc, seed=cfg.seed, inputs=[*(cc.prompts or []), *([cc.constitution] if cc.constitution else [])],
-                  base=sft_model_dir)
-    stored = run_dir / "run_key.json"
-    old = json.loads(stored.read_text(encoding="utf-8")) if stored.exists() else None
-    if old != key or not (run_dir / "report.json").exists():
-        if old is not None:
-            console.log(f"constitutional: settings changed since the last run ({', '.join(differences(old, key))}): "
-                        "making the data again")
-        rep = constitutional(str(sft_model_dir), run_dir, cc, cfg.seed)
-        if distributed.is_main():
-            write_json(stored, key)
+def constitutional_key(ctx: RunContext) -> dict:
+    cc: ConstitutionalConfig = ctx.cfg.constitutional
+    policy = ctx.start_model("constitutional", cc)
+    return stage_key(ctx, cc, inputs=[*(cc.prompts or []), *([cc.constitution] if cc.constitution else [])],
+                     models={"policy": policy, "critic": cc.critic, "judge": cc.judge})
+
+
+def run_constitutional(ctx: RunContext) -> Artifacts:
+    """The recipe's `constitutional:` stage: the SFT model's CAI data into <run>/constitutional/."""
+    cc: ConstitutionalConfig = ctx.cfg.constitutional
+    run_dir = ctx.out / "constitutional"
+    rep = constitutional(str(ctx.start_model("constitutional", cc)), run_dir, cc, ctx.cfg.seed)
+    if distributed.is_main():
         console.log(f"constitutional: {rep['prompts']} red-team prompts x {rep['rounds']} round(s): "
                     f"{rep['sft_records']} SFT records, {rep['revision_pairs']} revision pairs, "
                     f"{rep['ai_pairs']} AI-labelled pairs of {rep['judged']} judged")
-    distributed.barrier()
-    return run_dir
+    return {"constitutional": str(run_dir)}
+
+
+CONSTITUTIONAL = Stage("constitutional", run_constitutional, constitutional_key,
+                       lambda cfg: cfg.constitutional is not None)

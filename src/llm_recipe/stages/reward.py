@@ -1,7 +1,7 @@
 """Stage 5a: the reward model.
 
-    stage_rm(cfg, sft_model_dir, out)     out/reward_model/model (RM directory; skipped when done,
-                                          resumes from its checkpoint)
+    STAGE                                 <run>/reward_model/model from the SFT model (resumes from
+                                          its checkpoint; a finished model of the same run is reused)
     rm_pairs(rm_cfg, seed)                its data: `rm.data` files (any shape `prefs convert`
                                           reads), else the generated style set ("Let me explain. "
                                           + answer preferred, + fluency pairs), split by prompt
@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from .. import console
-from ..config import RecipeConfig, RMConfig
+from ..config import RMConfig
 from ..demo.style import fluency_pairs, style_preference_pairs
 from ..files import write_jsonl
 from ..infer.reward import Scorer
@@ -33,6 +32,8 @@ from ..preference.records import (
 from ..train.interrupt import StoppedEarly
 from ..train.reward_model import run_reward_model
 from ..train.run_folder import prepare_run, run_key
+from .context import Artifacts, RunContext
+from .contract import Stage
 
 
 def rm_pairs(rc: RMConfig, seed: int) -> tuple[list[PreferencePair], list[PreferencePair], SkipLog | None, list]:
@@ -52,28 +53,46 @@ def rm_pairs(rc: RMConfig, seed: int) -> tuple[list[PreferencePair], list[Prefer
     return train, held, None, []
 
 
-def stage_rm(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Train the reward model from `rm.init_from` or the SFT model; returns its directory."""
-    rc = cfg.rm or RMConfig()
-    run_dir = Path(out) / "reward_model"
-    key = run_key(rc, seed=cfg.seed, inputs=[*(rc.data or []), *(rc.eval_data or [])],
-                  base=rc.init_from or str(sft_model_dir))
-    if prepare_run(run_dir, key, rc.resume, "rm"):
-        return run_dir / "model"
+def _base(ctx: RunContext) -> str:
+    base = ctx.start_model("rm", ctx.cfg.rm)
+    if not base:
+        raise ValueError("rm train: give --model (the SFT model), rm.init_from or model.name_or_path")
+    return base
+
+
+def _run_key(ctx: RunContext) -> dict:
+    rc = ctx.cfg.rm
+    return run_key(rc, seed=ctx.cfg.seed, inputs=[*(rc.data or []), *(rc.eval_data or [])], base=_base(ctx))
+
+
+def key(ctx: RunContext) -> dict:
+    return _run_key(ctx)
+
+
+def run(ctx: RunContext) -> Artifacts:
+    """Train the reward model from `rm.init_from` or the SFT model into <run>/reward_model."""
+    cfg, rc = ctx.cfg, ctx.cfg.rm
+    run_dir = ctx.out / "reward_model"
+    if prepare_run(run_dir, _run_key(ctx), rc.resume, "rm"):
+        return {"reward_model": str(run_dir / "model")}
     train, held, log, inputs = rm_pairs(rc, cfg.seed)
     if log is not None:
         log.check("reward model: preference data", rc.max_bad_records, "rm.max_bad_records")
-    res = run_reward_model(base=rc.init_from or str(sft_model_dir), train_pairs=train, eval_pairs=held, cfg=rc,
-                             output_dir=run_dir, seed=cfg.seed, read_log=log, inputs=inputs, full_config=cfg)
+    res = run_reward_model(base=_base(ctx), train_pairs=train, eval_pairs=held, cfg=rc, output_dir=run_dir,
+                           seed=cfg.seed, read_log=log, inputs=inputs, full_config=cfg)
     if res.stopped_early:
         raise StoppedEarly(f"reward model training stopped at step {res.steps} (checkpoint saved); "
                            "run the same command again to resume")
+
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.2f}"
 
-    console.log(f"reward model: held-out pairwise accuracy {pct(res.initial_eval_accuracy)} -> {pct(res.eval_accuracy)} "
-         f"({len(held)} pairs, {res.steps} steps)")
-    return res.model_dir
+    console.log(f"reward model: held-out pairwise accuracy {pct(res.report['initial_eval_accuracy'])} -> "
+                f"{pct(res.report['eval']['accuracy'])} ({len(held)} pairs, {res.steps} steps)")
+    return {"reward_model": str(res.model_dir)}
+
+
+STAGE = Stage("rm", run, key, lambda cfg: cfg.rm is not None, section="rm")
 
 
 def score_file(scorer: Scorer, path: str | os.PathLike, out: str | os.PathLike, normalize: bool = True):

@@ -1,87 +1,104 @@
-"""Stage 5c: RL from the SFT model, PPO and GRPO, against the reward model (or rules).
+"""Stage 5c: RL from the SFT model against the reward model (or rules): one stage function for
+every algorithm on the shared RL loop (`train.rl_loop`); each algorithm is a row of `ALGORITHMS`.
 
-    stage_ppo(cfg, sft_dir, rm_dir, out)    out/ppo (model, metrics, plots, summary.json)
-    stage_grpo(cfg, sft_dir, rm_dir, out)   out/grpo
-    style_prompts(rl_cfg, seed)             (train, held-out) prompts: `prompts` files, else the
-                                            style set's prompts (`demo.style`)
-    build_scorer(rl_cfg, rm_dir)            reward models from the config, else the recipe's, else rules
-A finished stage (model and summary written) is skipped, as the recipe's other stages are.
+    PPO, GRPO                   <run>/ppo, <run>/grpo (model, metrics, plots, summary.json)
+    style_prompts(rl_cfg, seed) (train, held-out) prompts: `prompts` files, else the style set's
+                                prompts (`demo.style`)
+    build_scorer(rl_cfg, refs)  the reward models it is given (`RunContext.reward_model_refs`), else
+                                the rules
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from ..config import GRPOConfig, PPOConfig, RecipeConfig, RLConfig
+from .. import console
+from ..config import RewardModelRef, RLConfig
 from ..demo.style import single_turn_examples
-from ..files import is_complete
-from ..infer.reward import RewardScorer, load_scorer
+from ..files import read_json
+from ..infer.reward import load_scorer
 from ..models.loading import load_causal_lm, load_tokenizer
 from ..models.placement import compute_device
 from ..preference.candidates import read_prompts
 from ..preference.rules import RuleScorer
+from ..seeds import seed_for
 from ..train.defaults import fit_stage
 from ..train.grpo import run_grpo
 from ..train.interrupt import StoppedEarly
-from ..train.metrics_log import MetricsLog
 from ..train.ppo import load_critic, run_ppo
 from ..train.rl_loop import RLResult, RLSetup
 from ..train.run_folder import model_key, prepare_run, run_key
+from .context import Artifacts, RunContext
+from .contract import Stage
 
 
-def stage_ppo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
-              out: str | os.PathLike) -> RLResult:
-    """Recipe stage: PPO from the SFT model against the reward model (or the rules) into `out/ppo`."""
-    pcfg = cfg.ppo or PPOConfig()
-    run_dir = Path(out) / "ppo"
-    init = pcfg.init_from or sft_model_dir
-    done = _finished_run(pcfg, "ppo", init, rm_dir, run_dir, cfg.seed)
-    if done is not None:  # a finished stage is skipped, as the recipe's other stages are
-        return done
-    tokenizer = load_tokenizer(init)
-    policy = load_causal_lm(init, pcfg.compute.dtype)
-    pcfg, _ = fit_stage("ppo", pcfg, policy, lora=pcfg.lora is not None)  # run.json records the fitted section
-    cfg = cfg.model_copy(update={"ppo": pcfg})
-    scorer = build_scorer(pcfg, rm_dir)
-    train_p, eval_p = style_prompts(pcfg, cfg.seed)
-    setup = RLSetup.build(policy, tokenizer, scorer, train_p, eval_p, pcfg.chat_format, lora=pcfg.lora)
-    critic = None
-    if pcfg.value_model == "reward_model":
-        critic = load_critic(rm_dir if rm_dir is not None else init)
-    return _finished(run_ppo(setup, pcfg, run_dir, cfg.seed, critic=critic, full_config=cfg), "PPO")
+@dataclass(frozen=True)
+class Algorithm:
+    name: str  # its section (`ppo:`), folder and artifact (`ppo_model`)
+    title: str
+    # (setup, fitted section, run folder, seed, full config, the critic's source model) -> RLResult
+    train: Callable[..., RLResult]
 
 
-def stage_grpo(cfg: RecipeConfig, sft_model_dir: str | os.PathLike, rm_dir: str | os.PathLike | None,
-               out: str | os.PathLike) -> RLResult:
-    """Recipe stage: GRPO from the SFT model against the reward model (or the rules) into `out/grpo`."""
-    gcfg = cfg.grpo or GRPOConfig()
-    init = gcfg.init_from or sft_model_dir
-    done = _finished_run(gcfg, "grpo", init, rm_dir, Path(out) / "grpo", cfg.seed)
-    if done is not None:
-        return done
-    tokenizer = load_tokenizer(init)
-    policy = load_causal_lm(init, gcfg.compute.dtype)
-    gcfg, _ = fit_stage("grpo", gcfg, policy, lora=gcfg.lora is not None)
-    cfg = cfg.model_copy(update={"grpo": gcfg})
-    setup = RLSetup.build(policy, tokenizer, build_scorer(gcfg, rm_dir), *style_prompts(gcfg, cfg.seed),
-                          chat_format=gcfg.chat_format, lora=gcfg.lora)
-    return _finished(run_grpo(setup, gcfg, Path(out) / "grpo", cfg.seed, full_config=cfg), "GRPO")
+def _ppo(setup: RLSetup, section, run_dir, seed: int, full_config, critic_source: str) -> RLResult:
+    critic = load_critic(critic_source) if section.value_model == "reward_model" else None
+    return run_ppo(setup, section, run_dir, seed, critic=critic, full_config=full_config)
 
 
-def _finished_run(section: RLConfig, kind: str, init, rm_dir, run_dir: Path, seed: int) -> RLResult | None:
-    """The finished run of these settings in `run_dir`, else None (`run_folder.prepare_run`)."""
-    key = run_key(section, seed=seed, inputs=section.prompts or [], base=init,
-                  reward_model=model_key(rm_dir) if rm_dir is not None else None)
-    return finished_result(run_dir) if prepare_run(run_dir, key, section.resume, kind) else None
+def _grpo(setup: RLSetup, section, run_dir, seed: int, full_config, critic_source: str) -> RLResult:
+    return run_grpo(setup, section, run_dir, seed, full_config=full_config)
 
 
-def _finished(res: RLResult, name: str) -> RLResult:
-    if res.model_dir is None:  # stopped (SIGTERM) after a checkpoint: later stages must not run
-        raise StoppedEarly(f"{name} stopped after iteration {len(res.history)} (checkpoint saved); "
-                           "run the same command again to resume")
-    return res
+ALGORITHMS = {a.name: a for a in (Algorithm("ppo", "PPO", _ppo), Algorithm("grpo", "GRPO", _grpo))}
+
+
+def _init(ctx: RunContext, name: str) -> str:
+    init = ctx.start_model(name, getattr(ctx.cfg, name))
+    if not init:
+        raise ValueError(f"{name}: give --model (the SFT model), {name}.init_from or model.name_or_path")
+    return init
+
+
+def _rm_dir(ctx: RunContext) -> str | None:
+    """The command line's reward model, else the run's (a separate value model starts from it)."""
+    return str(ctx.reward_models[0].path) if ctx.reward_models else ctx.reward_model()
+
+
+def _run_key(ctx: RunContext, name: str) -> dict:
+    section, rm = getattr(ctx.cfg, name), _rm_dir(ctx)
+    return run_key(section, seed=ctx.cfg.seed, inputs=section.prompts or [], base=_init(ctx, name),
+                   reward_model=model_key(rm) if rm is not None else None)
+
+
+def run_rl(ctx: RunContext, name: str) -> Artifacts:
+    """`name`'s algorithm from the starting model (the SFT model) against the reward model(s), else
+    the rules, into <run>/<name>/; logs the held-out figures before and after."""
+    algo, section = ALGORITHMS[name], getattr(ctx.cfg, name)
+    run_dir, init = ctx.out / name, _init(ctx, name)
+    if not prepare_run(run_dir, _run_key(ctx, name), section.resume, name):
+        tokenizer = load_tokenizer(init)
+        policy = load_causal_lm(init, section.compute.dtype)
+        section, _ = fit_stage(name, section, policy, lora=section.lora is not None)  # run.json records the fitted section
+        scorer = build_scorer(section, ctx.reward_model_refs(section))
+        setup = RLSetup.build(policy, tokenizer, scorer, *style_prompts(section, ctx.cfg.seed),
+                              chat_format=section.chat_format, lora=section.lora)
+        res = algo.train(setup, section, run_dir, ctx.cfg.seed, ctx.cfg.model_copy(update={name: section}),
+                         _rm_dir(ctx) or init)
+        if res.model_dir is None:  # stopped (SIGTERM) after a checkpoint: later stages must not run
+            raise StoppedEarly(f"{algo.title} stopped after iteration {len(res.history)} (checkpoint saved); "
+                               "run the same command again to resume")
+    _log(name, read_json(run_dir / "summary.json"), section.success_prefix)
+    return {f"{name}_model": str(run_dir / "model")}
+
+
+def _log(name: str, summary: dict, prefix: str | None) -> None:
+    b, a = summary["before"], summary["after"]
+    if not a:
+        return
+    style = f"held-out answers starting with {prefix!r}: {b['success']:.0%} -> {a['success']:.0%}; " if prefix else ""
+    console.log(f"{name}: {style}reward {b['score']:.2f} -> {a['score']:.2f}; KL to the SFT model {a['kl']:.1f} nats "
+                f"({summary.get('iterations', '?')} iterations)")
 
 
 def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
@@ -92,26 +109,23 @@ def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
         prompts = [d["prompt"] if isinstance(d["prompt"], str) else d["prompt"][-1]["content"]
                    for d in read_prompts(cfg.prompts)]
     else:
-        prompts = [p for p, _ in single_turn_examples(4 * (cfg.n_prompts + cfg.eval_prompts), seed=20_000 + seed)]
+        prompts = [p for p, _ in single_turn_examples(4 * (cfg.n_prompts + cfg.eval_prompts),
+                                                       seed=seed_for("bundled_prompts", seed))]
     n_eval = min(cfg.eval_prompts, max(len(prompts) // 5, 1))
     return prompts[n_eval : n_eval + cfg.n_prompts], prompts[:n_eval]
 
 
-def build_scorer(cfg: RLConfig, rm_dir: str | os.PathLike | None):
-    """Reward models from the config, else the recipe's reward model, else the rules."""
+def build_scorer(cfg: RLConfig, refs: list[RewardModelRef]):
+    """The reward models (weighted), else the rules."""
     placement = {"dtype": cfg.compute.dtype, "device": compute_device(cfg.compute)}
-    if cfg.reward_models:
-        return load_scorer([(r.path, r.weight) for r in cfg.reward_models], **placement)
-    if rm_dir is not None:
-        return RewardScorer.load(rm_dir, **placement)
+    if refs:
+        return load_scorer([(r.path, r.weight) for r in refs], **placement)
     return RuleScorer(cfg.rules)
 
 
-def finished_result(run_dir: Path) -> RLResult | None:
-    """The result of an already finished run in `run_dir` (model and summary written), else None."""
-    summary = run_dir / "summary.json"
-    if not (is_complete(run_dir / "model") and summary.exists()):
-        return None
-    sm = json.loads(summary.read_text(encoding="utf-8"))
-    return RLResult(run_dir / "model", sm["before"], sm["after"], MetricsLog(run_dir / "metrics.jsonl").read(),
-                    sm["counts"])
+def _stage(name: str) -> Stage:
+    return Stage(name, lambda ctx: run_rl(ctx, name), lambda ctx: _run_key(ctx, name),
+                 lambda cfg: getattr(cfg, name) is not None, section=name)
+
+
+PPO, GRPO = _stage("ppo"), _stage("grpo")

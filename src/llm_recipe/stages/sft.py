@@ -1,18 +1,17 @@
 """Stage 3: SFT, with the before/after evidence a person looks at.
 
-    stage_sft(cfg, base_model_dir, out_dir)   fine-tune (skipped when done; resumes from its
-                                              checkpoint), then the demo prompts sampled with the
-                                              base and the SFT model (`samples.jsonl`) and format
-                                              following on held-out prompts before and after
-                                              (`format_following.json`)
-    sft_stats(cfg, tokenizer)                 what `llm-recipe sft-stats` prints: coverage,
-                                              skipped/modified records, padding waste
+    run(ctx)                    fine-tune the starting model (`RunContext.start_model`; resumes
+                                from its checkpoint, a finished model of the same run is reused),
+                                then the demo prompts sampled with the base and the SFT model
+                                (`samples.jsonl`) and format following on held-out prompts before
+                                and after (`format_following.json`); redone whenever the model is
+    sft_stats(cfg, tokenizer)   what `llm-recipe sft-stats` prints: coverage, skipped/modified
+                                records, padding waste
 Data: `sft.data` files, or the bundled set (`demo.sft_set`, also written to `bundled_sft.jsonl`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,33 +29,66 @@ from ..train.run_folder import prepare_run, run_key
 from ..train.sft import load_sft_data, run_sft
 from ..train.sft_coverage import coverage_report
 from ..train.sft_data import pack_examples, padding_report
+from .context import Artifacts, RunContext
+from .contract import Stage, stage_key
+from .hh import hh_key, hh_set_path, hh_sft_data
 
 # A measurement, not a demo: greedy, with the default repetition penalty against greedy loops.
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=128, repetition_penalty=1.1)
 
 
-def stage_sft(cfg: RecipeConfig, base_model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    out = Path(out_dir)
+def _inputs(cfg: RecipeConfig) -> list:
+    data = cfg.sft.data
+    return [] if data == "bundled" else [hh_set_path(cfg)] if data == "hh" else data
+
+
+def _run_key(ctx: RunContext, base: str, inputs: list | None = None) -> dict:
+    return run_key(ctx.cfg.sft, seed=ctx.cfg.seed, inputs=_inputs(ctx.cfg) if inputs is None else inputs, base=base)
+
+
+def key(ctx: RunContext) -> dict:
+    base = _base(ctx)
+    hh = hh_key(ctx.cfg) if ctx.cfg.sft.data == "hh" else None
+    return stage_key(ctx, {"sft": _run_key(ctx, base)["config"], "samples": ctx.cfg.generate.sampling.model_dump(),
+                           "hh": hh}, inputs=_inputs(ctx.cfg), models={"base": base})
+
+
+def _base(ctx: RunContext) -> str:
+    base = ctx.start_model("sft", ctx.cfg.sft)
+    if base is None:
+        raise ValueError("sft: no model to fine-tune: pass --model/-m (a model folder or hub id), set sft.init_from, "
+                         "or give the recipe a pretrain: section or model.name_or_path")
+    return base
+
+
+def run(ctx: RunContext) -> Artifacts:
+    cfg, out = ctx.cfg, ctx.out / "sft"
     sft_cfg: SFTConfig = cfg.sft
-    model_dir = out / "model"
-    records = sft_records(sft_cfg, cfg.seed)
-    key = run_key(sft_cfg, seed=cfg.seed, inputs=[] if records is not None else sft_cfg.data, base=base_model_dir)
-    if not prepare_run(out, key, sft_cfg.resume, "sft"):
-        if records is not None and distributed.is_main():  # what was trained on, for inspection
+    base = _base(ctx)
+    records, inputs = sft_records(sft_cfg, cfg.seed), None
+    if sft_cfg.data == "hh":  # refusals for harmful requests, the base model's own answers for the rest
+        records, _, inputs = hh_sft_data(cfg, base, ctx.out)
+        ctx.use_sft_records(records)
+    if not prepare_run(out, _run_key(ctx, base, inputs), sft_cfg.resume, "sft"):
+        if records is not None and distributed.is_main():  # what was trained on, for inspection (bundled, hh)
             write_jsonl(out / "bundled_sft.jsonl", (r for _, r in records))
-        res = run_sft(init=base_model_dir, tokenizer=load_tokenizer(base_model_dir), cfg=sft_cfg, output_dir=out,
-                      seed=cfg.seed, full_config=cfg, records=records)
+        res = run_sft(init=base, tokenizer=load_tokenizer(base), cfg=sft_cfg, output_dir=out, seed=cfg.seed,
+                      full_config=cfg, records=records)
         if res.stopped_early:
             raise StoppedEarly(f"SFT stopped at step {res.steps} (checkpoint saved); run the same command again to resume")
-        console.log(f"sft: eval loss {res.initial_eval_loss:.3f} -> {res.final_eval_loss:.3f} in {res.steps} steps")
-    if not (out / "samples.jsonl").exists():
-        distributed.on_main(_before_and_after, cfg, base_model_dir, model_dir, out, records)
-    return model_dir
+        console.log(f"sft: eval loss {_loss(res.initial_eval_loss)} -> {_loss(res.final_eval_loss)} in {res.steps} steps")
+    distributed.on_main(_before_and_after, ctx, base, out / "model", out)
+    return {"sft_model": str(out / "model"), "sft_samples": str(out / "samples.jsonl")}
 
 
-def _before_and_after(cfg: RecipeConfig, base_model_dir, model_dir: Path, out: Path, records) -> None:
+def _loss(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _before_and_after(ctx: RunContext, base_model_dir, model_dir: Path, out: Path) -> None:
     """The demo prompts sampled with the base and the SFT model, and format following on held-out
     prompts before and after (main process)."""
+    cfg = ctx.cfg
     sft_cfg, compute = cfg.sft, cfg.sft.compute
     base, base_tok = load_model(base_model_dir, compute), load_tokenizer(base_model_dir)
     tuned, tuned_tok = load_model(model_dir, compute), load_tokenizer(model_dir)
@@ -71,8 +103,12 @@ def _before_and_after(cfg: RecipeConfig, base_model_dir, model_dir: Path, out: P
                                         for p, b, a in zip(prompts, before, after, strict=True)])
     for p, b, a in zip(prompts, before, after, strict=True):
         console.log(f"sft sample: {p!r}\n    before: {b.text!r}\n    after:  {a.text!r}")
-    data = load_sft_data(sft_cfg, tuned_tok, resolve_chat_format(tuned_tok), cfg.seed, records)
-    held, langs, keys = held_out_prompts(dedupe_prompts(data.held_out), 40)
+    held, langs, keys = held_out_prompts(dedupe_prompts(ctx.sft_split().held_out), 40)
+    if not held:  # plain-text records (TRL's `text`, string prompt/completion): no chat prompt to ask
+        why = "no single-turn chat prompt in the held-out split (plain-text or multi-turn records)"
+        write_json(out / "format_following.json", {"not_run": why})
+        console.log(f"sft: format following not measured: {why}")
+        return
     with autocast(compute, tuned.device):
         rep_before = format_following(base, base_tok, held, GREEDY, chat_format=fmt, expect_langs=langs,
                                       answer_keys=keys)
@@ -94,3 +130,10 @@ def sft_stats(cfg: SFTConfig, tokenizer, seed: int = 0) -> dict:
     return {"format": fmt.name, "data": asdict(data.stats),
             "coverage": coverage_report(examples, cfg.skew_ratio, data.inferred_categories),
             "padding": padding_report(examples, rows, cfg.batch_size, cfg.max_length, seed)}
+
+
+def _enabled(cfg: RecipeConfig) -> bool:
+    return cfg.sft is not None
+
+
+STAGE = Stage("sft", run, key, _enabled, section="sft")

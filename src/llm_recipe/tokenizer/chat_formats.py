@@ -22,28 +22,66 @@ import re
 import warnings
 from dataclasses import dataclass
 
+from jinja2.exceptions import TemplateError as _JinjaTemplateError
 from transformers.utils.chat_template_utils import render_jinja_template
+
+_JINJA_ERRORS = (_JinjaTemplateError,)
 
 # The templates are written as one line each (pieces joined below) so no stray newline from the
 # template source ends up in the rendered text; every newline is an explicit '\n' literal.
 _BOS = "{{- bos_token if bos_token else '' -}}"
 _USER_INPUT = "{%- if message['input'] is defined and message['input'] -%}{{- '\\n\\n' + message['input'] -}}{%- endif -%}"
 
-_CHATML = "".join([
-    _BOS,
-    "{%- for message in messages -%}",
-    "{%- if message['role'] == 'assistant' -%}",
-    "{{- '<|im_start|>assistant\\n' -}}",
-    "{%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}",
-    "{{- '\\n' -}}",
-    "{%- else -%}",
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] -}}",
-    _USER_INPUT,
-    "{{- '<|im_end|>\\n' -}}",
+# Tool use as Hermes / Qwen2.5 write it in ChatML: the function schemas in the system turn, each call
+# `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>` inside the (trained) assistant turn,
+# results in `tool` turns. A conversation without tools renders exactly as ChatML did before.
+_TOOLS_SYSTEM = "".join([
+    "{%- if tools -%}",
+    "{{- '<|im_start|>system\\n' -}}",
+    "{%- if messages[0]['role'] == 'system' -%}{{- messages[0]['content'] + '\\n\\n' -}}{%- endif -%}",
+    "{{- '# Tools\\n\\nYou may call one or more functions. Their signatures, within <tools></tools>:\\n<tools>' -}}",
+    "{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}",
+    "{{- '\\n</tools>\\n\\nFor each call, return {\\\"name\\\": <function-name>, \\\"arguments\\\": <args-json-object>} "
+    "within <tool_call></tool_call> tags.<|im_end|>\\n' -}}",
     "{%- endif -%}",
-    "{%- endfor -%}",
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}",
 ])
+_TOOL_CALLS = "".join([
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
+    "{%- for call in message['tool_calls'] -%}",
+    "{%- set f = call['function'] if call['function'] is defined else call -%}",
+    "{%- if message['content'] or not loop.first -%}{{- '\\n' -}}{%- endif -%}",
+    "{{- '<tool_call>\\n{\\\"name\\\": ' + (f['name'] | tojson) + ', \\\"arguments\\\": ' -}}",
+    "{%- if f['arguments'] is string -%}{{- f['arguments'] -}}{%- else -%}{{- f['arguments'] | tojson -}}{%- endif -%}",
+    "{{- '}\\n</tool_call>' -}}",
+    "{%- endfor -%}",
+    "{%- endif -%}",
+])
+
+
+def _chatml(tools: bool) -> str:
+    """ChatML; `tools`: with tool calls and schemas (the current `chatml`), else as it was before."""
+    return "".join([
+        _BOS,
+        _TOOLS_SYSTEM if tools else "",
+        "{%- for message in messages -%}",
+        "{%- if tools and loop.first and message['role'] == 'system' -%}{%- elif message['role'] == 'assistant' -%}"
+        if tools else "{%- if message['role'] == 'assistant' -%}",
+        "{{- '<|im_start|>assistant\\n' -}}",
+        "{%- generation -%}{{- message['content'] -}}" + _TOOL_CALLS + "{{- '<|im_end|>' -}}{%- endgeneration -%}"
+        if tools else "{%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}",
+        "{{- '\\n' -}}",
+        "{%- else -%}",
+        "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] -}}",
+        _USER_INPUT,
+        "{{- '<|im_end|>\\n' -}}",
+        "{%- endif -%}",
+        "{%- endfor -%}",
+        "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}",
+    ])
+
+
+_CHATML = _chatml(tools=True)
+_CHATML_V1 = _chatml(tools=False)  # saved with models trained before tool calls were rendered: still 'chatml'
 
 
 _ALPACA_HEADERS = {"en": ("Instruction", "Input", "Response"), "ja": ("指示", "入力", "応答")}
@@ -128,6 +166,9 @@ FORMATS: dict[str, ChatFormat] = {
     "llama2": ChatFormat("llama2", _LLAMA2),
 }
 FORMAT_NAMES = (*FORMATS, "tokenizer")
+# Earlier versions of a registry format (saved with models trained then) -> the format's name; they
+# render every conversation they could render the same as the current version.
+LEGACY_TEMPLATES = {_CHATML_V1: "chatml"}
 
 
 class ChatFormatMismatchWarning(UserWarning):
@@ -155,6 +196,8 @@ def format_name_of(template: str | None) -> str | None:
     """Registry name of a saved template, 'tokenizer' for any other template, None for none."""
     if not template:
         return None
+    if template in LEGACY_TEMPLATES:
+        return LEGACY_TEMPLATES[template]
     return next((f.name for f in FORMATS.values() if f.template == template), "tokenizer")
 
 
@@ -226,6 +269,34 @@ def render(fmt: ChatFormat, messages: list[dict], tokenizer, add_generation_prom
             raise TemplateError("template renders a conversation prefix differently from the whole")
         spans.append((len(before), len(upto)))
     return Rendered(text, spans)
+
+
+_PROBE_CALL = "zq_probe_function"
+_PROBE_RESULT = "zq_probe_result"
+_PROBE_SCHEMA = "zq_probe_schema"
+_PROBES = {
+    # what the template must show, and a conversation that holds it
+    "tool_calls": (_PROBE_CALL, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": _PROBE_CALL, "arguments": {"x": 1}}}]},
+        {"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}], None),
+    "tool_turns": (_PROBE_RESULT, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "c"},
+                                   {"role": "tool", "content": _PROBE_RESULT}, {"role": "assistant", "content": "a"}], None),
+    "tools": (_PROBE_SCHEMA, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+              [{"type": "function", "function": {"name": _PROBE_SCHEMA, "parameters": {"type": "object"}}}]),
+}
+
+
+def tool_support(fmt: ChatFormat, tokenizer) -> dict[str, bool]:
+    """Which tool parts a format's template renders: assistant `tool_calls`, `tool` turns, the
+    `tools` schemas. Found by rendering a probe conversation for each and looking for its marker (a
+    template that ignores a part renders the conversation without it, silently)."""
+    out = {}
+    for part, (marker, messages, tools) in _PROBES.items():
+        try:
+            out[part] = marker in render(fmt, messages, tokenizer, tools=tools).text
+        except (TemplateError, ValueError, TypeError, KeyError, AttributeError) + _JINJA_ERRORS:
+            out[part] = False
+    return out
 
 
 def apply_chat_format(tokenizer, fmt: ChatFormat) -> list[str]:

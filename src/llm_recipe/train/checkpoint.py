@@ -28,7 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from ..files import write_complete
+from ..files import read_json, write_complete
 from .sharding import full_state_dicts, load_full_state_dicts
 
 CKPT_PREFIX = "step-"
@@ -110,7 +110,7 @@ def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:
     load_full_state_dicts(model, optimizer, weights, optim_sd)
     if hasattr(core, "tie_weights"):
         core.tie_weights()
-    state = json.loads((ckpt_dir / "trainer_state.json").read_text())
+    state = read_json(ckpt_dir / "trainer_state.json")
     _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
     return state
 
@@ -124,7 +124,7 @@ def _load_trainable(ckpt_dir: Path, model, optimizer) -> dict:
                            f"(missing {sorted(trainable - set(weights))[:3]}, unexpected {sorted(set(weights) - trainable)[:3]})")
     core.load_state_dict(weights, strict=False)
     set_optimizer_state_dict(core, optimizer, torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
-    state = json.loads((ckpt_dir / "trainer_state.json").read_text())
+    state = read_json(ckpt_dir / "trainer_state.json")
     _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
     return state
 

@@ -16,26 +16,66 @@ the batch (precomputed once, see `reference_logps`) or from a reference called p
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..files import write_json
 from ..models.finetuning import disable_dropout, merge_lora, with_lora
 from ..preference.records import PreferencePair, SkipLog
-from ..provenance import write_run_manifest
 from .defaults import fit_stage
 from .dpo_data import DPOExample, TruncationStats, collate_pairs, tokenize_dpo_pairs
 from .kto import KTOObjective, as_kto_pairs
-from .loop import StepCallback, Trainer, make_accelerator
+from .loop import StepCallback, make_accelerator
 from .reference_free import REFERENCE_FREE, ReferenceFreeObjective
 from .reference_logps import attach_reference_logps, reference_for
 from .response_logps import ReferenceFn, sequence_logps, token_logps
+from .training_run import Plot, Prepared, RunSpec, TrainResult, check_lora_checkpoints, run_training
 
-LOSS_TYPES = ("sigmoid", "cdpo", "robust", "ipo")  # with a reference; `reference_free`: simpo, orpo
+# The reference-based pairwise losses, each registered once (`pair_loss`); with the reference-free
+# ones (`reference_free`) and KTO they make `LOSSES`, where `dpo.loss_type`'s choices come from.
+PairLoss = Callable[..., torch.Tensor]  # (chosen_ratio, rejected_ratio, *, beta, eps, n_chosen, n_rejected) -> [B]
+PAIR_LOSSES: dict[str, PairLoss] = {}
+SMOOTHED: set[str] = set()  # losses that read `label_smoothing` (an assumed label-flip rate)
+
+
+def pair_loss(name: str, *, label_smoothing: bool = False) -> Callable[[PairLoss], PairLoss]:
+    def register(fn: PairLoss) -> PairLoss:
+        PAIR_LOSSES[name] = fn
+        if label_smoothing:
+            SMOOTHED.add(name)
+        return fn
+
+    return register
+
+
+@pair_loss("sigmoid")
+def _sigmoid(chosen_ratio, rejected_ratio, *, beta, **_):
+    return -F.logsigmoid(beta * (chosen_ratio - rejected_ratio))
+
+
+@pair_loss("cdpo", label_smoothing=True)
+def _cdpo(chosen_ratio, rejected_ratio, *, beta, eps, **_):
+    z = beta * (chosen_ratio - rejected_ratio)
+    return -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
+
+
+@pair_loss("robust", label_smoothing=True)
+def _robust(chosen_ratio, rejected_ratio, *, beta, eps, **_):
+    z = beta * (chosen_ratio - rejected_ratio)
+    return (-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)
+
+
+@pair_loss("ipo")
+def _ipo(chosen_ratio, rejected_ratio, *, beta, n_chosen, n_rejected, **_):
+    if n_chosen is None or n_rejected is None:
+        raise ValueError("ipo needs the response lengths (n_chosen, n_rejected)")
+    delta = chosen_ratio / n_chosen.clamp(min=1) - rejected_ratio / n_rejected.clamp(min=1)
+    return (delta - 1 / (2 * beta)) ** 2
 
 
 def preference_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -43,23 +83,12 @@ def preference_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, 
                     label_smoothing: float = 0.0, n_chosen: torch.Tensor | None = None,
                     n_rejected: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair losses and the implicit rewards (chosen, rejected) of a batch of sequence log-probs."""
+    if loss_type not in PAIR_LOSSES:
+        raise ValueError(f"unknown DPO loss '{loss_type}' (choose from {', '.join(PAIR_LOSSES)})")
     chosen_ratio = policy_chosen - ref_chosen
     rejected_ratio = policy_rejected - ref_rejected
-    z = beta * (chosen_ratio - rejected_ratio)
-    eps = label_smoothing
-    if loss_type == "sigmoid":
-        losses = -F.logsigmoid(z)
-    elif loss_type == "cdpo":
-        losses = -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
-    elif loss_type == "robust":
-        losses = (-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)
-    elif loss_type == "ipo":
-        if n_chosen is None or n_rejected is None:
-            raise ValueError("ipo needs the response lengths (n_chosen, n_rejected)")
-        delta = chosen_ratio / n_chosen.clamp(min=1) - rejected_ratio / n_rejected.clamp(min=1)
-        losses = (delta - 1 / (2 * beta)) ** 2
-    else:
-        raise ValueError(f"unknown DPO loss '{loss_type}' (choose from {', '.join(LOSS_TYPES)})")
+    losses = PAIR_LOSSES[loss_type](chosen_ratio, rejected_ratio, beta=beta, eps=label_smoothing,
+                                    n_chosen=n_chosen, n_rejected=n_rejected)
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
@@ -68,8 +97,8 @@ class DPOObjective:
     loss fields)."""
 
     def __init__(self, pad_id: int, cfg, reference: ReferenceFn | None = None):
-        if cfg.loss_type not in LOSS_TYPES:
-            raise ValueError(f"unknown DPO loss '{cfg.loss_type}' (choose from {', '.join(LOSS_TYPES)})")
+        if cfg.loss_type not in PAIR_LOSSES:
+            raise ValueError(f"unknown DPO loss '{cfg.loss_type}' (choose from {', '.join(PAIR_LOSSES)})")
         self.pad_id = pad_id
         self.cfg = cfg
         self.reference = reference
@@ -111,21 +140,38 @@ class DPOObjective:
         return loss, metrics
 
 
-@dataclass
-class DPOResult:
-    model_dir: Path
-    steps: int
-    stopped_early: bool
-    history: list[dict]
-    report: dict
+@dataclass(frozen=True)
+class LossSpec:
+    """A DPO-family loss: its objective on the shared loop, whether it needs a reference model,
+    and the data it trains on ("pairs", or "unpaired" thumbs-up/down records)."""
 
-    @property
-    def initial_eval(self) -> dict:
-        return next((h for h in self.history if h["step"] == 0), {})
+    objective: Callable[..., object]  # (pad_id, cfg) -> Objective
+    reference: bool = True
+    data: str = "pairs"
 
-    @property
-    def final_eval(self) -> dict:
-        return self.history[-1] if self.history else {}
+
+LOSSES: dict[str, LossSpec] = {
+    **{name: LossSpec(DPOObjective) for name in PAIR_LOSSES},
+    **{name: LossSpec(ReferenceFreeObjective, reference=False) for name in REFERENCE_FREE},
+    "kto": LossSpec(KTOObjective, data="unpaired"),
+}
+
+
+def loss_spec(cfg) -> LossSpec:
+    """The registered loss of `cfg.loss_type` (a `DPOObjectiveConfig`); one line naming the choices
+    for an unknown one, or for `label_smoothing` with a loss that does not read it."""
+    spec = LOSSES.get(cfg.loss_type)
+    if spec is None:
+        raise ValueError(f"dpo.loss_type '{cfg.loss_type}': choose from {', '.join(LOSSES)}")
+    if cfg.label_smoothing and cfg.loss_type not in SMOOTHED:
+        raise ValueError(f"label_smoothing is used by loss_type {' or '.join(sorted(SMOOTHED))}, "
+                         f"not '{cfg.loss_type}'")
+    return spec
+
+
+DPO_PLOTS = (Plot("loss.png", ("loss", "eval_loss"), "DPO loss"),
+             Plot("rewards.png", ("reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy"),
+                  "DPO implicit rewards (train)"))
 
 
 def run_dpo(
@@ -143,24 +189,35 @@ def run_dpo(
     full_config=None,
     reference_init: str | os.PathLike | None = None,
     stage: str = "dpo",
-) -> DPOResult:
+) -> TrainResult:
     """DPO-train the (SFT) model at `init` on pairs and save `output_dir/model` (a plain HF dir,
     LoRA merged, with the chat format and generation config of `init`). The reference is `init`
     itself unless `reference_init` names another model (online DPO: the initial SFT model while
-    the policy starts from the previous round's)."""
+    the policy starts from the previous round's). `dpo_report.json` holds the data report and the
+    evaluation history."""
+    check_lora_checkpoints(stage, cfg)
+    out = Path(output_dir)
+    p = _prepare(init, train_pairs, eval_pairs, cfg, out, seed, read_log, reference_init)
+    res = run_training(p, RunSpec(stage, inputs=inputs, init_from=init, plots=DPO_PLOTS), out, seed=seed,
+                       resume=resume, callbacks=callbacks, full_config=full_config)
+    res.report["history"] = res.history
+    if distributed.is_main():
+        write_json(out / "dpo_report.json", res.report)
+    return res
+
+
+def _prepare(init, train_pairs, eval_pairs, cfg, out: Path, seed: int, read_log, reference_init) -> Prepared:
     from ..models.loading import load_causal_lm, load_tokenizer
     from ..tokenizer.chat_formats import resolve_chat_format
 
-    out = Path(output_dir)
-    if cfg.lora is not None and cfg.save_every:
-        raise ValueError("dpo.save_every with LoRA: checkpoints hold full weights, not adapters; unset one of them")
     tokenizer = load_tokenizer(init, cfg.trust_remote_code)
     fmt = resolve_chat_format(tokenizer, cfg.chat_format)
     torch.manual_seed(seed)
     model = load_causal_lm(init, cfg.compute.dtype, cfg.trust_remote_code)
     cfg, fitted = fit_stage("dpo", cfg, model, lora=cfg.lora is not None)
     disable_dropout(model)
-    if cfg.loss_type == "kto":  # one example per answer, with its label (pairs are unpaired)
+    spec = loss_spec(cfg)
+    if spec.data == "unpaired":  # one example per answer, with its label (pairs are unpaired)
         train_pairs, eval_pairs = as_kto_pairs(train_pairs), as_kto_pairs(eval_pairs)
     tok_log, trunc = SkipLog(), TruncationStats()
     train = tokenize_dpo_pairs(train_pairs, tokenizer, fmt, cfg.max_length, tok_log, trunc)
@@ -170,65 +227,39 @@ def run_dpo(
     if cfg.lora is not None:
         model = with_lora(model, cfg.lora, seed=seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    reference_free = cfg.loss_type in REFERENCE_FREE
-    if cfg.loss_type == "kto":
-        objective = KTOObjective(pad_id, cfg)
-    else:
-        objective = ReferenceFreeObjective(pad_id, cfg) if reference_free else DPOObjective(pad_id, cfg)
+    objective = spec.objective(pad_id, cfg)
     # The device first: the reference pass runs there, before the loop wraps the model.
     accelerator = make_accelerator(cfg.compute, cfg.report_to, out)
     model.to(accelerator.device)
-    ref_report = ({"mode": "none (reference-free loss)"} if reference_free
-                  else {"mode": cfg.reference, "model": str(reference_init or init)})
+    ref_report = _attach_reference(spec, model, objective, train, evals, cfg, out, accelerator, init, reference_init)
+    report = {"read": read_log.to_json() if read_log else None, "tokenize": tok_log.to_json(),
+              "truncated": asdict(trunc), "train_pairs": len(train), "eval_pairs": len(evals), "format": fmt.name,
+              "loss_type": cfg.loss_type, "reference": ref_report,
+              "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return Prepared(model, tokenizer, objective, train, evals or None, cfg, report, fitted=fitted,
+                    lengths=[len(e) for e in train] if cfg.group_by_length else None, accelerator=accelerator,
+                    finalize=lambda m, out: merge_lora(m, out, cfg.lora.save if cfg.lora else "both", tokenizer))
+
+
+def _attach_reference(spec: LossSpec, model, objective, train, evals, cfg, out: Path, accelerator, init,
+                      reference_init) -> dict:
+    """The reference log-probs: precomputed once (with the policy's start, or `reference_init`), or a
+    reference called every step; nothing for a reference-free loss. Returns the report's entry."""
+    if not spec.reference:
+        return {"mode": "none (reference-free loss)"}
+    ref_report = {"mode": cfg.reference, "model": str(reference_init or init)}
     ref_model = model
-    if not reference_free and reference_init is not None and str(reference_init) != str(init):
+    if reference_init is not None and str(reference_init) != str(init):
         if cfg.lora is not None:  # a LoRA policy's reference is its own base weights
             raise ValueError("a reference model other than the policy's start needs full fine-tuning (lora: null)")
+        from ..models.loading import load_causal_lm
+
         ref_model = load_causal_lm(reference_init, cfg.compute.dtype, cfg.trust_remote_code).to(accelerator.device)
         disable_dropout(ref_model)
-    if cfg.reference == "precompute" and not reference_free:  # SimPO / ORPO have no reference at all
+    if cfg.reference == "precompute":
         ref_report.update(attach_reference_logps(ref_model, objective, train, evals, out / "reference",
                                                  batch_size=cfg.batch_size, lora=cfg.lora is not None,
                                                  accelerator=accelerator))
-    elif not reference_free:
+    else:
         objective.reference = reference_for(ref_model, lora=cfg.lora is not None)
-    del ref_model  # precomputed: the second model is freed before training
-    lengths = [len(e) for e in train] if cfg.group_by_length else None
-    trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
-                      callbacks=callbacks, group_by_length=lengths, accelerator=accelerator, tokenizer=tokenizer)
-    resumed = resume and trainer.resume("latest")
-    report = {
-        "read": read_log.to_json() if read_log else None,
-        "tokenize": tok_log.to_json(),
-        "truncated": asdict(trunc),
-        "train_pairs": len(train),
-        "eval_pairs": len(evals),
-        "dropped_pairs_per_epoch": trainer.dropped_per_epoch,
-        "run_length_warnings": trainer.warnings,
-        "format": fmt.name,
-        "loss_type": cfg.loss_type,
-        "reference": ref_report,
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "resumed_from_step": trainer.state.step if resumed else None,
-        "defaults_for_model": fitted, "max_steps": trainer.cfg.max_steps,
-    }
-    if trainer.is_main:
-        write_json(out / "data_report.json", report)
-        write_run_manifest(out, stage=stage, config=full_config or cfg, inputs=inputs,
-                           extra={"data_report": report, "base_model": str(init)}, init_from=init)
-    result = trainer.fit()
-    model_dir = out / "model"
-    if not result["stopped_early"]:
-        trainer.save_model(model_dir, lambda m: merge_lora(m, out), tokenizer)
-    if trainer.is_main and not result["stopped_early"]:
-        from ..report.plots import plot_metrics
-
-        plot_metrics(out / "metrics.jsonl", out / "loss.png", keys=("loss", "eval_loss"), title="DPO loss")
-        plot_metrics(out / "metrics.jsonl", out / "rewards.png",
-                     keys=("reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy"),
-                     title="DPO implicit rewards (train)")
-    report["history"] = result["history"]
-    if trainer.is_main:
-        write_json(out / "dpo_report.json", report)
-    return DPOResult(model_dir, result["step"], result["stopped_early"], result["history"], report)
-
+    return ref_report

@@ -208,8 +208,11 @@ class Trainer(RunControl):
         return [line]
 
     # ---- data order -------------------------------------------------------------------
-    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+    def _epoch_batches(self, epoch: int) -> Sequence[np.ndarray]:
         """Global batches (index arrays) of an epoch; a pure function of (seed, epoch)."""
+        if hasattr(self.train_data, "epoch_batches"):  # streamed data orders itself, lazily (`shard_data`)
+            return self.train_data.epoch_batches(seed=self.seed, epoch=epoch,
+                                                 global_batch=self.cfg.batch_size * self.world)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_data))
         global_bs = self.cfg.batch_size * self.world
         if len(order) < self.world:
@@ -226,6 +229,8 @@ class Trainer(RunControl):
     @property
     def dropped_per_epoch(self) -> int:
         rest = len(self.train_data) % (self.cfg.batch_size * self.world)
+        if hasattr(self.train_data, "epoch_batches"):  # streamed windows: full batches only (`shard_data`)
+            return rest
         return rest if rest < self.world else 0
 
     @property
@@ -382,12 +387,15 @@ class Trainer(RunControl):
             self.state.history.append({"step": 0, **ev})
             self.log.write({"step": 0, **ev})
         window_t, window_tokens, stopped_early = time.perf_counter(), 0, False
+        window_data = 0.0  # seconds spent making batches (reading, collating) in the logging window
         try:
             while self.state.step < cfg.max_steps:
                 lr = scheduled_lr(self.state.step, cfg, cfg.max_steps)
                 set_lr(self.optimizer, lr)
                 step_metrics: dict[str, float] = {}
+                t_data = time.perf_counter()
                 micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
+                window_data += time.perf_counter() - t_data
                 weights = self._loss_weights(micro_batches)
                 for micro, (batch, _) in enumerate(micro_batches):
                     batch = self._to_device(batch)
@@ -422,9 +430,10 @@ class Trainer(RunControl):
                         means = self._sum([step_metrics[k] for k in names])
                         step_metrics.update({k: v / self.world for k, v in zip(names, means, strict=True)})
                     rec = {"step": self.state.step, "lr": lr, **step_metrics,
-                           "tokens_per_s": window_tokens * self.world / max(dt, 1e-9)}
+                           "tokens_per_s": window_tokens * self.world / max(dt, 1e-9),
+                           "data_share": window_data / max(dt, 1e-9)}
                     self.log.write(rec)
-                    window_t, window_tokens = time.perf_counter(), 0
+                    window_t, window_tokens, window_data = time.perf_counter(), 0, 0.0
                 if self.eval_data and (self.state.step % cfg.eval_every == 0 or self.state.step == cfg.max_steps):
                     ev = self.evaluate()
                     self.state.history.append({"step": self.state.step, **ev})

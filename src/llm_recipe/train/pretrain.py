@@ -15,16 +15,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..config import ModelConfig, PretrainConfig
 from ..data.packing import PackStats, pack_token_lists
 from ..files import BadLine, open_text_bytes, write_json
 from ..models.loading import DTYPES, load_causal_lm
 from ..models.presets import build_preset_model, count_parameters
-from ..provenance import write_run_manifest
 from ..record_sources import check_skips, check_source, iter_source
-from ..report.plots import plot_metrics
 from ..splits import split_by_key
-from .loop import StepCallback, Trainer
+from ..tokenizer.extend import grow_embeddings
+from .loop import StepCallback
+from .shard_data import DocumentMaskedLM, documents_to_shards, pretrain_data, shard_inputs
+from .training_run import Plot, Prepared, RunSpec, TrainResult, run_training
 
 
 @dataclass
@@ -109,11 +111,22 @@ def tokenize_and_pack(texts: list[str], tokenizer, block_size: int, desc: str = 
     return pack_token_lists(token_lists(), block_size, tokenizer.eos_token_id)
 
 
+def document_texts(files: Sequence[str | os.PathLike]) -> list[str]:
+    """The texts of a corpus's usable documents (`read_documents`)."""
+    return [t for _, t in read_documents(files)[0]]
+
+
+def held_out_blocks(texts: list[str], tokenizer, block_size: int) -> np.ndarray:
+    """Held-out texts packed into blocks the way pretraining packs its data."""
+    return tokenize_and_pack(texts, tokenizer, block_size, "tokenize held-out text")[0]
+
+
 class CausalLMObjective:
     """Plain next-token cross-entropy over packed blocks (labels = inputs; the model shifts)."""
 
-    def collate(self, blocks: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        ids = torch.from_numpy(np.stack(blocks)).long()
+    def collate(self, blocks: list) -> dict[str, torch.Tensor]:
+        # arrays, or windows from token shards (`shard_data.Window`)
+        ids = torch.from_numpy(np.stack([getattr(b, "tokens", b) for b in blocks])).long()
         return {"input_ids": ids, "loss_tokens": ids[:, 1:].numel()}  # the loss is a mean over these
 
     def loss(self, model, batch):
@@ -125,24 +138,29 @@ class CausalLMObjective:
 def build_model(model_cfg: ModelConfig, tokenizer, seed: int, dtype: str = "float32") -> torch.nn.Module:
     if model_cfg.name_or_path:
         model = load_causal_lm(model_cfg.name_or_path, dtype, model_cfg.trust_remote_code)
-        if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+        grow_embeddings(model, tokenizer)  # an extended tokenizer's rows: the mean of their old pieces'
         return model
     return build_preset_model(model_cfg.preset, tokenizer, seed=seed).to(DTYPES[dtype])
 
 
-@dataclass
-class PretrainResult:
-    model_dir: Path
-    initial_eval_loss: float | None
-    final_eval_loss: float | None
-    steps: int
-    stopped_early: bool
+LOSS_PLOT = Plot("loss.png", ("loss", "eval_loss"), "pretraining loss")
+
+
+def _shard_data(data_files, token_data, tokenizer, cfg: PretrainConfig, out: Path, seed: int):
+    """The run's windows (`shard_data`): from `token_data`, or from `data_files` tokenized once (on the
+    main process, resumable) into `out/tokens`; and what reading the documents skipped."""
+    read_report = None
+    if token_data is None:
+        if not data_files:
+            raise ValueError("pretraining needs data: documents (pretrain.data) or token shards (pretrain.token_data)")
+        read_report = distributed.on_main(documents_to_shards, list(data_files), out / "tokens", tokenizer, cfg, seed)
+        token_data = out / "tokens"
+    return pretrain_data(token_data, tokenizer, cfg), read_report
 
 
 def run_pretrain(
     *,
-    data_files: Sequence[str | os.PathLike],
+    data_files: Sequence[str | os.PathLike] = (),
     tokenizer,
     model_cfg: ModelConfig,
     cfg: PretrainConfig,
@@ -151,51 +169,19 @@ def run_pretrain(
     resume: bool = True,
     callbacks: Sequence[StepCallback] = (),
     full_config=None,
-) -> PretrainResult:
+    token_data: str | os.PathLike | None = None,
+) -> TrainResult:
     """Pretrain and save `output_dir/model` (HF directory with tokenizer). Resumes from the
-    latest checkpoint in `output_dir` when `resume` is set and one exists."""
+    latest checkpoint in `output_dir` when `resume` is set and one exists. The data is a token
+    shard folder (`token_data`), or documents (`data_files`) tokenized into `output_dir/tokens`."""
     out = Path(output_dir)
-    docs, read_stats = usable_documents(data_files, cfg.max_bad_records, out / "data_report.json")
-    train_texts, val_texts = split_by_id(docs, cfg.val_fraction, seed)
-    train_blocks, train_pack = tokenize_and_pack(train_texts, tokenizer, cfg.block_size, "tokenize train")
-    val_blocks, val_pack = tokenize_and_pack(val_texts, tokenizer, cfg.block_size, "tokenize val")
-    if len(train_blocks) == 0:
-        raise ValueError(
-            f"pretraining data has {train_pack.tokens} tokens: fewer than one block of {cfg.block_size}"
-        )
+    data, read_report = _shard_data(data_files, token_data, tokenizer, cfg, out, seed)
     torch.manual_seed(seed)
     model = build_model(model_cfg, tokenizer, seed, cfg.compute.dtype)
     # The context the model was trained on (the tokenizer's 1e30 "no limit" default says nothing).
     tokenizer.model_max_length = cfg.block_size
-    trainer = Trainer(model, CausalLMObjective(), list(train_blocks), cfg, out, eval_data=list(val_blocks),
-                      seed=seed, callbacks=callbacks, tokenizer=tokenizer)
-    resumed = resume and trainer.resume("latest")
-    data_report = {
-        "read": asdict(read_stats),
-        "train_pack": asdict(train_pack),
-        "val_pack": asdict(val_pack),
-        "train_documents": len(train_texts),
-        "val_documents": len(val_texts),
-        "parameters": count_parameters(model),
-        "dropped_blocks_per_epoch": trainer.dropped_per_epoch,
-        "run_length_warnings": trainer.warnings,
-        "resumed_from_step": trainer.state.step if resumed else None,
-    }
-    if trainer.is_main:
-        write_json(out / "data_report.json", data_report)
-        write_run_manifest(out, stage="pretrain", config=full_config or cfg, inputs=data_files,
-                           extra={"data_report": data_report})
-    result = trainer.fit()
-    model_dir = out / "model"
-    if not result["stopped_early"]:
-        trainer.save_model(model_dir, tokenizer=tokenizer)
-        if trainer.is_main:
-            plot_metrics(out / "metrics.jsonl", out / "loss.png", title="pretraining loss")
-    hist = result["history"]
-    return PretrainResult(
-        model_dir=model_dir,
-        initial_eval_loss=next((h["eval_loss"] for h in hist if h["step"] == 0), None),
-        final_eval_loss=hist[-1]["eval_loss"] if hist else None,
-        steps=result["step"],
-        stopped_early=result["stopped_early"],
-    )
+    objective = DocumentMaskedLM() if cfg.document_mask else CausalLMObjective()
+    report = {"read": read_report, **data.report, "parameters": count_parameters(model)}
+    prepared = Prepared(model, tokenizer, objective, data.train, data.val if len(data.val) else None, cfg, report)
+    return run_training(prepared, RunSpec("pretrain", inputs=shard_inputs(data.shards), plots=[LOSS_PLOT]), out,
+                        seed=seed, resume=resume, callbacks=callbacks, full_config=full_config)

@@ -28,7 +28,7 @@ import xxhash
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..files import new_file_mode, write_json
+from ..files import new_file_mode, read_json, write_json
 from .dpo_data import DPOExample
 from .response_logps import ReferenceFn, sequence_logps
 
@@ -161,9 +161,8 @@ def attach_reference_logps(model: torch.nn.Module, objective, train: Sequence[DP
 
 
 def _read_key(path: Path) -> dict | None:
-    import json
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except (OSError, ValueError):
         return None

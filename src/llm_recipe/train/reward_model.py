@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..files import write_complete, write_json
 from ..models.reward_io import (
     RM_INFO_FILE,
@@ -44,12 +45,12 @@ from ..models.reward_io import (
     token_rewards,
 )
 from ..preference.records import PreferencePair, SkipLog
-from ..provenance import write_run_manifest
 from ..report.model_card import write_model_card
 from ..tokenizer.chat_formats import ChatFormat, apply_chat_format
 from .defaults import fit_stage
-from .loop import StepCallback, Trainer
+from .loop import StepCallback
 from .shared_prompt import attention_mask_for, common_prefix_length, shared_rows
+from .training_run import Plot, Prepared, RunSpec, TrainResult, run_training
 
 
 # ---- text and tokens ----------------------------------------------------------------------
@@ -215,19 +216,6 @@ def save_reward_model(model, tokenizer, out_dir: str | os.PathLike, info: dict) 
 
 
 # ---- training ------------------------------------------------------------------------------
-@dataclass
-class RMResult:
-    model_dir: Path
-    eval_accuracy: float | None
-    initial_eval_accuracy: float | None
-    train_accuracy: float
-    norm_mean: float
-    norm_std: float
-    steps: int
-    stopped_early: bool
-    report: dict
-
-
 def pairwise_accuracy(model, tokenizer, fmt: ChatFormat, pairs: Sequence[PreferencePair], pooling: str,
                       batch_size: int = 32) -> dict:
     """Share of pairs whose chosen response gets the higher reward (ties count as wrong)."""
@@ -254,8 +242,10 @@ def run_reward_model(
     read_log: SkipLog | None = None,
     inputs: Sequence[str | os.PathLike] = (),
     full_config=None,
-) -> RMResult:
-    """Train a reward model from `base` (usually the SFT model) and save `output_dir/model`."""
+) -> TrainResult:
+    """Train a reward model from `base` (usually the SFT model) and save `output_dir/model`, with
+    `reward_model.json` (pooling, normalization statistics); `rm_report.json` holds the held-out and
+    training-set pairwise accuracy (also `result.report["eval"]`, `["train"]`, `["normalization"]`)."""
     from ..models.loading import load_tokenizer
 
     out = Path(output_dir)
@@ -271,63 +261,34 @@ def run_reward_model(
     objective = RewardObjective(tokenizer.pad_token_id, cfg.pooling, cfg.share_prompt, cfg.center_rewards,
                                 cfg.use_margin)
     lengths = [len(p.chosen_ids) + len(p.rejected_ids) for p in train] if cfg.group_by_length else None
-    trainer = Trainer(model, objective, train, cfg, out, eval_data=evals or None, seed=seed,
-                      callbacks=callbacks, group_by_length=lengths, tokenizer=tokenizer)
-    resumed = resume and trainer.resume("latest")
-    data_report = {
-        "read": read_log.to_json() if read_log else None,
-        "tokenize": tok_log.to_json(),
-        "train_pairs": len(train),
-        "eval_pairs": len(evals),
-        "dropped_pairs_per_epoch": trainer.dropped_per_epoch,
-        "run_length_warnings": trainer.warnings,
-        "format": fmt.name,
-        "resumed_from_step": trainer.state.step if resumed else None,
-        "defaults_for_model": fitted, "max_steps": trainer.cfg.max_steps,
-    }
-    if trainer.is_main:
-        write_json(out / "data_report.json", data_report)
-        write_run_manifest(out, stage="reward_model", config=full_config or cfg, inputs=inputs,
-                           extra={"data_report": data_report, "base_model": str(base)}, init_from=base)
-    result = trainer.fit()
-    final = trainer.unwrapped_model()
-    eval_acc = pairwise_accuracy(final, tokenizer, fmt, list(eval_pairs), cfg.pooling)
-    # Normalization: mean/std of rewards over the responses of (a sample of) the training set;
-    # the same rewards give the training-set pairwise accuracy.
-    ref = list(train_pairs[: cfg.norm_samples])
-    train_acc = pairwise_accuracy(final, tokenizer, fmt, ref, cfg.pooling)
-    mean, std = train_acc.pop("reward_mean"), train_acc.pop("reward_std") or 1.0
-    hist = result["history"]
-    report = {
-        "eval": eval_acc,
-        "train": train_acc,
-        "initial_eval_accuracy": next((h.get("eval_accuracy") for h in hist if h["step"] == 0), None),
-        "history": hist,
-        "normalization": {"mean": mean, "std": std, "responses": 2 * len(ref)},
-        "data": data_report,
-    }
-    model_dir = out / "model"
-    if not result["stopped_early"]:
-        info = {"pooling": cfg.pooling, "normalization": report["normalization"], "format": fmt.name,
+    report = {"read": read_log.to_json() if read_log else None, "tokenize": tok_log.to_json(),
+              "train_pairs": len(train), "eval_pairs": len(evals), "format": fmt.name}
+    prepared = Prepared(model, tokenizer, objective, train, evals or None, cfg, report, fitted=fitted, lengths=lengths)
+
+    def accuracy_and_normalization(trainer, data_report: dict):
+        """Held-out and training-set pairwise accuracy; the reward normalization (mean/std over the
+        responses of a sample of the training set), saved with the model."""
+        final = trainer.unwrapped_model()
+        eval_acc = pairwise_accuracy(final, tokenizer, fmt, list(eval_pairs), cfg.pooling)
+        train_acc = pairwise_accuracy(final, tokenizer, fmt, list(train_pairs[: cfg.norm_samples]), cfg.pooling)
+        mean, std = train_acc.pop("reward_mean"), train_acc.pop("reward_std") or 1.0
+        rm_report.update({"eval": eval_acc, "train": train_acc,
+                          "normalization": {"mean": mean, "std": std, "responses": 2 * train_acc["pairs"]},
+                          "data": data_report})
+        info = {"pooling": cfg.pooling, "normalization": rm_report["normalization"], "format": fmt.name,
                 "max_length": cfg.max_length, "eval_accuracy": eval_acc.get("accuracy"), "base": str(base)}
-        trainer.save_model(model_dir, tokenizer=tokenizer, extra=lambda d: write_json(d / RM_INFO_FILE, info))
-        if trainer.is_main:
-            write_json(out / "rm_report.json", report)
-            from ..report.plots import plot_metrics
+        return lambda d: write_json(d / RM_INFO_FILE, info)
 
-            plot_metrics(out / "metrics.jsonl", out / "loss.png", keys=("loss", "eval_loss", "eval_accuracy"),
-                         title="reward model: loss and held-out pairwise accuracy")
-        trainer.accelerator.wait_for_everyone()  # the reward model is complete for every process
-    return RMResult(
-        model_dir=model_dir,
-        eval_accuracy=eval_acc.get("accuracy"),
-        initial_eval_accuracy=report["initial_eval_accuracy"],
-        train_accuracy=train_acc["accuracy"],
-        norm_mean=mean,
-        norm_std=std,
-        steps=result["step"],
-        stopped_early=result["stopped_early"],
-        report=report,
-    )
-
-
+    rm_report: dict = {}
+    plot = Plot("loss.png", ("loss", "eval_loss", "eval_accuracy"), "reward model: loss and held-out pairwise accuracy")
+    spec = RunSpec("reward_model", inputs=inputs, init_from=base, plots=[plot], before_save=accuracy_and_normalization)
+    res = run_training(prepared, spec, out, seed=seed, resume=resume, callbacks=callbacks, full_config=full_config)
+    if not res.stopped_early:
+        rm_report = {"eval": rm_report["eval"], "train": rm_report["train"],
+                     "initial_eval_accuracy": res.initial_eval.get("eval_accuracy"), "history": res.history,
+                     "normalization": rm_report["normalization"], "data": rm_report["data"]}
+        if distributed.is_main():
+            write_json(out / "rm_report.json", rm_report)
+        res.report = rm_report
+    distributed.barrier()  # the reward model is complete for every process
+    return res

@@ -52,6 +52,7 @@ from ..models.placement import use_threads
 from ..provenance import write_run_manifest
 from ..report.model_card import write_model_card
 from ..report.plots import plot_metrics
+from ..seeds import seed_for
 from ..tokenizer.chat_formats import resolve_chat_format
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .loop import enable_gradient_checkpointing, make_accelerator
@@ -342,7 +343,7 @@ class RLTrainer(RunControl):
     def _update(self, r: Rollout, data: dict, it: int) -> dict[str, list[float]]:
         cfg, temperature = self.cfg, self.cfg.sampling.temperature
         stats: dict[str, list[float]] = {}
-        g = torch.Generator().manual_seed(self.seed * 7 + it)
+        g = torch.Generator().manual_seed(seed_for("rl_minibatches", self.seed, it))
         params = [p for p in self.model.parameters() if p.requires_grad]
         for _ in range(cfg.epochs):
             perm = torch.randperm(len(r), generator=g)
@@ -382,7 +383,8 @@ class RLTrainer(RunControl):
         policy = self.accelerator.unwrap_model(self.model).policy
         with self.accelerator.autocast():  # the policy's precision (`compute`), as in its training forward
             r = generate(policy, s.tokenizer, [s.train_prompts[i] for i in idx], [s.train_ids[i] for i in idx],
-                         cfg.sampling, stop_ids=s.stop_ids, seed=(self.seed * 1_000_003 + it) * self.world + self.rank)
+                         cfg.sampling, stop_ids=s.stop_ids,
+                         seed=seed_for("rl_rollouts", self.seed, it, self.world, self.rank))
         t_gen = time.perf_counter() - t0
         scored = self._scores(r, it)
         if scored is None:
@@ -422,7 +424,7 @@ class RLTrainer(RunControl):
         # the evaluation) and returns, as in the shared loop, instead of dying with nothing saved.
         with self.sigterm_stops():
             if self.state["before"] is None:
-                self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, self.seed + 7919)
+                self.state["before"] = distributed.on_main(evaluate_policy, self.s, self.cfg, seed_for("rl_heldout", self.seed))
             stopped = self.checkpoint_or_stop(self.state["step"], None) or self._iterate()
         if self.cfg.report_to:
             self.accelerator.end_training()
@@ -455,12 +457,16 @@ class RLTrainer(RunControl):
         """The held-out evaluation after training (same prompts and seed as before it), the model
         saved (LoRA merged) when `save`, `summary.json`."""
         s = self.s
-        after = distributed.on_main(evaluate_policy, s, self.cfg, self.seed + 7919)
+        after = distributed.on_main(evaluate_policy, s, self.cfg, seed_for("rl_heldout", self.seed))
         model_dir = self.out / "model" if save else None
         if self.is_main:
+            # before the model's completion marker: a complete model always has its summary
+            write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,
+                                                   "counts": self.state["counts"],
+                                                   "iterations": len(self.state["history"])})
             if save:
                 if s.lora:  # merged in place (the run is over, no extra copy): the setup loses its reference
-                    s.policy, s.ref = merge_lora(s.policy, self.out), None
+                    s.policy, s.ref = merge_lora(s.policy, self.out, self.cfg.lora.save, s.tokenizer), None
 
                 def write(d: Path) -> None:
                     s.policy.save_pretrained(d, safe_serialization=True)
@@ -470,9 +476,6 @@ class RLTrainer(RunControl):
                 write_complete(model_dir, write)
                 plot_metrics(self.log.path, self.out / "rl_metrics.png", keys=self.objective.plot_keys,
                              title=self.objective.name, separate=True)  # one panel per series: scales differ
-            write_json(self.out / "summary.json", {"before": self.state["before"], "after": after,
-                                                   "counts": self.state["counts"],
-                                                   "iterations": len(self.state["history"])})
         self.accelerator.wait_for_everyone()
         return RLResult(model_dir, self.state["before"], after, self.state["history"], self.state["counts"])
 

@@ -1,12 +1,12 @@
 """The rollout phase shared by PPO and GRPO: sample responses, score them, re-score tokens.
 
-  generate()          batched sampling from the current policy with a KV cache, at the configured
-                      temperature / top-k / top-p (transformers' logits processors, the same ones as
-                      `infer.sampling`). Unlike `infer.sampling.sample` the stop token is *kept* as
-                      the response's last token: stopping is an action the policy is trained on
-                      (without it a length reward could never be resisted), and the whole batch
-                      draws from one seeded generator (one `multinomial` per step, not per row).
-                      A prompt repeated in the batch (GRPO groups) is prefilled once.
+  generate()          batched sampling from the current policy with the project's one decoding loop
+                      (`infer.sampling.decode`: KV cache, a prompt repeated in the batch prefilled
+                      once), at the configured temperature / top-k / top-p. Unlike
+                      `infer.sampling.sample` the stop token is *kept* as the response's last token:
+                      stopping is an action the policy is trained on (without it a length reward
+                      could never be resisted), and the whole batch draws from one seeded generator
+                      (one `multinomial` per step, not per row).
   token_logprobs()    a forward pass over prompt + response returning per-token log-probs of the
                       response (at the sampling temperature, as TRL does) and optionally entropies
                       and the last hidden states (for a value head). The pass runs on a compact
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..config import SamplingConfig
-from ..infer.sampling import logits_processors, prefill
+from ..infer.sampling import decode, left_pad, logits_processors
 from .rl_math import entropy_from_logits
 from .rollout_forward import decoder_and_head, padded_inputs, response_states
 
@@ -58,76 +58,38 @@ class Rollout:
                        [self.texts[i] for i in il], None if self.logp is None else self.logp[idx])
 
 
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list, prompt_ids: Sequence[Sequence[int]], params: SamplingConfig, *,
              stop_ids: Sequence[int], seed: int) -> Rollout:
-    """Sample one response per prompt (repeat prompts for GRPO groups). Deterministic for a seed.
-    The log-prob of each sampled token (raw logits / temperature, as `token_logprobs` computes it)
-    is kept: it is log pi_old, so the update phase need not recompute it with another forward pass
-    (TRL's PPO does the same)."""
-    device = next(model.parameters()).device
+    """Sample one response per prompt (repeat prompts for GRPO groups) with the project's one
+    decoding loop (`infer.sampling.decode`), the whole batch drawing from one seeded generator.
+    Deterministic for a seed. The log-prob of each sampled token (raw logits / temperature, as
+    `token_logprobs` computes it) is kept: it is log pi_old, so the update phase need not recompute
+    it with another forward pass (TRL's PPO does the same)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     query, qmask = left_pad(prompt_ids, pad_id)
-    query, qmask = query.to(device), qmask.to(device)
-    B = query.shape[0]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     procs = logits_processors(params)
-    stops = torch.tensor(sorted(set(stop_ids)), device=device)
-    seq, attn = query, qmask
-    out = torch.full((B, params.max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logps = torch.zeros((B, params.max_new_tokens), dtype=torch.float32, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+
+    def choose(raw: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+        scores = procs(seq, raw)
+        if params.temperature == 0:
+            return scores.argmax(-1)
+        return torch.multinomial(torch.softmax(scores, -1).cpu(), 1, generator=gen).squeeze(1).to(raw.device)
+
     was_training = model.training
     model.eval()
-    n = 0
     try:
-        raw, past = prefill(model, query, qmask)
-        for t in range(params.max_new_tokens):
-            lsm = torch.log_softmax(raw / params.temperature if params.temperature not in (0, 1) else raw, -1)
-            scores = procs(seq, raw)
-            if params.temperature == 0:
-                nxt = scores.argmax(-1)
-            else:
-                nxt = torch.multinomial(torch.softmax(scores, -1).cpu(), 1, generator=gen).squeeze(1).to(device)
-            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-            out[:, t] = nxt
-            logps[:, t] = lsm.gather(1, nxt[:, None]).squeeze(1)
-            n = t + 1
-            is_stop = torch.isin(nxt, stops) & ~done
-            stopped |= is_stop
-            done |= is_stop
-            if bool(done.all()) or n == params.max_new_tokens:
-                break
-            seq = torch.cat([seq, nxt[:, None]], 1)
-            attn = torch.cat([attn, (~done | is_stop).long()[:, None]], 1)
-            o = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=(attn.sum(-1, keepdim=True) - 1),
-                      past_key_values=past, use_cache=True, logits_to_keep=1)
-            past, raw = o.past_key_values, o.logits[:, -1, :].float()
+        d = decode(model, query, qmask, params.max_new_tokens, choose, stop_ids=stop_ids, pad_id=pad_id,
+                   logprob_temperature=params.temperature)
     finally:
         model.train(was_training)
-    out = out[:, :n]
-    # Real tokens: up to and including the stop token.
-    after_stop = torch.cumsum(torch.isin(out, stops).long(), 1) - torch.isin(out, stops).long()
-    mask = (after_stop == 0).float()
-    texts = []
-    for i in range(B):
-        toks = out[i, : int(mask[i].sum())].tolist()
-        if stopped[i]:
-            toks = toks[:-1]
-        texts.append(tokenizer.decode(toks, skip_special_tokens=True))
-    logps = logps[:, :n] * mask.to(device)
-    return Rollout(list(prompts), query.cpu(), qmask.cpu(), out.cpu(), mask.cpu(), stopped.cpu(), texts, logps.cpu())
+    n = d.tokens.shape[1]
+    mask = (torch.arange(n, device=d.lengths.device)[None, :] < d.lengths[:, None]).float()
+    texts = [tokenizer.decode(row[: int(length) - int(stop)], skip_special_tokens=True)
+             for row, length, stop in zip(d.tokens.tolist(), d.lengths, d.stopped, strict=True)]
+    return Rollout(list(prompts), query.cpu(), qmask.cpu(), d.tokens.cpu(), mask.cpu(), d.stopped.cpu(), texts,
+                   d.logps.cpu())
 
 
 def token_logprobs(model, r: Rollout, temperature: float = 1.0, *, entropy: bool = False,

@@ -27,66 +27,32 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from .. import distributed
-from ..data.executor import ResumeMismatch
-from ..files import MARKER, lock_folder, write_json
-from ..provenance import input_hash, model_hashes
+from ..files import MARKER, lock_folder, read_json, write_json
+from ..run_keys import ResumeMismatch, differences, mismatch, model_key
+from ..run_keys import run_key as _run_key
 from .checkpoint import latest_checkpoint
+
+__all__ = ["KEY_FILE", "RESUMABLE", "ResumeMismatch", "model_key", "prepare_run", "run_key", "tokenizer_hash"]
 
 KEY_FILE = "run_key.json"
 # Where and how often a run reports and checkpoints, and where it computes: not what it computes.
 RESUMABLE = {"resume", "max_bad_records", "save_every", "log_every", "eval_every", "eval_batches", "report_to", "compute.device",
-             "compute.num_threads", "compute.gradient_checkpointing", "compute.fsdp", "compute.compile"}
+             "compute.num_threads", "compute.gradient_checkpointing", "compute.fsdp", "compute.compile",
+             "tracking.project", "tracking.run_name", "lora.save"}
 
 
-def _flat(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(tree, dict) and tree:
-        for k, v in tree.items():
-            yield from _flat(v, f"{prefix}{k}.")
-    else:
-        yield prefix[:-1], tree
-
-
-def run_key(section, *, seed: int, inputs: Iterable[str | os.PathLike] = (), base: str | os.PathLike | None = None,
-            **extra: Any) -> dict:
-    """What a run computes: its section (minus RESUMABLE), seed, input hashes, starting model."""
-    conf = {k: v for k, v in _flat(section.model_dump(mode="json")) if k not in RESUMABLE}
-    return {"config": conf, "seed": seed, "inputs": {str(p): input_hash(p) for p in inputs},
-            "base": model_key(base) if base is not None else None, **extra}
-
-
-def model_key(path: str | os.PathLike) -> dict:
-    """A starting model by content: a local folder by its hashes (it may move), a hub id by name."""
-    hashes = model_hashes(path)
-    return {k: v for k, v in hashes.items() if k != "path"} if Path(path).is_dir() else hashes
+def run_key(section, *, seed: int, inputs=(), base=None, **extra) -> dict:
+    """What a training run computes: its section (minus RESUMABLE), seed, input hashes, starting model."""
+    return _run_key(section, seed=seed, inputs=inputs, base=base, ignore=RESUMABLE, **extra)
 
 
 def tokenizer_hash(tokenizer) -> str:
     """sha256 of a tokenizer's vocabulary and special tokens (a retrained tokenizer is another input)."""
     vocab = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens])
     return hashlib.sha256(vocab.encode()).hexdigest()
-
-
-def differences(old: dict, new: dict) -> list[str]:
-    """The dotted fields whose values differ (`config.lr`, `inputs.data.jsonl`, `base.weights`)."""
-    a, b = dict(_flat(old)), dict(_flat(new))
-    return [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and k != "changed_on_resume"]
-
-
-def _shown(fields: list[str], old: dict, new: dict) -> str:
-    a, b = dict(_flat(old)), dict(_flat(new))
-    parts = []
-    for f in fields[:6]:
-        name = f.removeprefix("config.")
-        if f.startswith(("inputs.", "base.")):  # hashes say nothing to a reader: what changed is enough
-            parts.append(f"{name} changed")
-        else:
-            parts.append(f"{name} {a.get(f)!r} -> {b.get(f)!r}")
-    return ", ".join(parts) + (f" (+{len(fields) - 6} more)" if len(fields) > 6 else "")
 
 
 def prepare_run(out: str | os.PathLike, key: dict, resume: str, stage: str) -> bool:
@@ -106,13 +72,12 @@ def _prepare(out: Path, key: dict, resume: str, stage: str) -> bool:
     done = (model / MARKER).exists()  # without it (a kill mid-save): trained again, replaced when complete
     stored = out / KEY_FILE
     if (done or latest_checkpoint(out)) and stored.exists():
-        old = json.loads(stored.read_text(encoding="utf-8"))
+        old = read_json(stored)
         diff = differences(old, key)
         if diff and resume != "force":
-            what = "a finished model" if done else "a checkpoint"
-            raise ResumeMismatch(f"{out}: holds {what} of a run with other settings ({_shown(diff, old, key)}); "
-                                 f"rerun with --fresh (or --set {stage}.resume=fresh) to start over, or "
-                                 f"--set {stage}.resume=force to keep it")
+            raise mismatch(out, "a finished model" if done else "a checkpoint", old, key,
+                           f"rerun with --fresh (or --set {stage}.resume=fresh) to start over, or "
+                           f"--set {stage}.resume=force to keep it")
         if diff:
             key = {**key, "changed_on_resume": diff}
     if not done:  # a finished model keeps the key it was trained with

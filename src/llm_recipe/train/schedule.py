@@ -36,5 +36,7 @@ SCHEDULES = {"cosine": cosine_with_warmup, "linear": linear_with_warmup, "consta
 
 def scheduled_lr(step: int, cfg, max_steps: int) -> float:
     """The LR of `step` under the section's `scheduler` (an `OptimConfig`)."""
-    return SCHEDULES[cfg.scheduler](step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, max_steps=max_steps,
+    ratio = getattr(cfg, "warmup_ratio", None)
+    warmup = math.ceil(ratio * max_steps) if ratio is not None else cfg.warmup_steps  # TRL rounds up too
+    return SCHEDULES[cfg.scheduler](step, lr=cfg.lr, warmup_steps=warmup, max_steps=max_steps,
                                     min_lr_ratio=cfg.min_lr_ratio)

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,14 +36,12 @@ from ..files import BadLine
 from ..preference.text_metrics import has_japanese
 from ..record_sources import check_source, iter_source
 from ..splits import split_by_key
-from ..tokenizer.chat_formats import ChatFormat, TemplateError, render
+from ..tokenizer.chat_formats import ChatFormat, TemplateError, render, tool_support
 from .loop import length_grouped_batches
 from .sft_coverage import CATEGORIES, infer_category
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant", "tool")
-# Formats whose template renders a `tool` turn; assistant `tool_calls` need the model's own template.
-TOOL_ROLE_FORMATS = ("chatml", "tokenizer")
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
 
 
@@ -56,10 +55,10 @@ class DataStats:
     modified: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)  # first few "file:line: reason"
 
-    def skip(self, reason: str, where: str) -> None:
+    def skip(self, reason: str, where: str, detail: str = "") -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         if len(self.examples) < 20:
-            self.examples.append(f"{where}: {reason}")
+            self.examples.append(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
 
     def modify(self, reason: str, n: int = 1) -> None:
         self.modified[reason] = self.modified.get(reason, 0) + n
@@ -92,8 +91,12 @@ def split_conversations(convs: Sequence[Conversation], eval_fraction: float, see
     return split_by_key(convs, first_user_message, eval_fraction, seed)
 
 class _Skip(Exception):
-    def __init__(self, reason: str):
-        self.reason = reason
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason, self.detail = reason, detail
+
+
+# The record shapes SFT reads, by the columns that make them (named when a record has none of them)
+SFT_COLUMNS = "messages | conversations | instruction+output | prompt+completion | text"
 
 
 def _messages_of(rec: dict) -> list:
@@ -116,7 +119,7 @@ def _messages_of(rec: dict) -> list:
         prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         completion = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
         return [*prompt, *completion]
-    raise _Skip("missing_fields")
+    raise _Skip("missing_fields", f"columns {', '.join(map(str, rec)) or 'none'}; SFT reads {SFT_COLUMNS}")
 
 
 def _plain_text_record(rec: dict, where: str) -> Conversation | None:
@@ -195,7 +198,13 @@ def to_conversation(rec: dict, stats: DataStats, where: str = "", system_prompt:
     for m in mods:
         stats.modify(m)
     key = rec.get("answer_key") if isinstance(rec.get("answer_key"), str) else None
-    tools = rec.get("tools") if isinstance(rec.get("tools"), list) and rec.get("tools") else None
+    tools = rec.get("tools")
+    if isinstance(tools, str) and tools.strip():  # schemas kept as a JSON string (a `datasets` column)
+        try:
+            tools = json.loads(tools)
+        except ValueError:
+            raise _Skip("bad_tools") from None
+    tools = tools if isinstance(tools, list) and tools else None
     return Conversation(msgs, category, lang, where, category_inferred=not labelled, answer_key=key, tools=tools)
 
 
@@ -219,7 +228,7 @@ def conversations_from_records(records: Iterable[tuple[str, dict | BadLine]], st
         try:
             out.append(to_conversation(rec, stats, where, system_prompt))
         except _Skip as s:
-            stats.skip(s.reason, where)
+            stats.skip(s.reason, where, s.detail)
     return out
 
 
@@ -231,6 +240,32 @@ def read_sft_records(files: Sequence[str | os.PathLike], stats: DataStats,
             yield from iter_source(f)
 
     return conversations_from_records(records(), stats, system_prompt)
+
+
+@dataclass
+class SFTSplit:
+    train: list[Conversation]
+    held_out: list[Conversation]  # never trained on: SFT's eval loss, held-out prompts of later stages
+    stats: DataStats  # every record read, skipped or modified
+    inferred_categories: int
+
+
+def split_sft_data(cfg, seed: int, records: Iterable[tuple[str, dict | BadLine]] | None = None) -> SFTSplit:
+    """The one SFT split of the project (`cfg`: an `SFTConfig`): the records (`records`, e.g. the
+    bundled set the SFT stage generates, else `cfg.data` files) -> conversations -> (train,
+    held-out) by a hash of the first user message. SFT trains on `train`; the eval stage, the DPO
+    style demo and online DPO's prompts read `held_out` / `train` from here, so the split is the
+    same everywhere."""
+    stats = DataStats()
+    if records is not None:
+        convs = conversations_from_records(records, stats, cfg.system_prompt)
+    elif cfg.data in ("bundled", "hh"):
+        raise ValueError(f"sft.data '{cfg.data}' is made by the SFT stage (llm_recipe.stages.sft): "
+                         "pass its records (demo.sft_set.sft_records, stages.hh.hh_sft_data) or give data files")
+    else:
+        convs = read_sft_records(cfg.data, stats, cfg.system_prompt)
+    train, held = split_conversations(convs, cfg.eval_fraction, seed)
+    return SFTSplit(train, held, stats, sum(c.category_inferred for c in convs))
 
 
 @dataclass
@@ -281,6 +316,7 @@ def tokenize_examples(
         raise ValueError("SFT needs a fast tokenizer (offsets are used to build the loss mask)")
     stats = stats if stats is not None else DataStats()
     out: list[Example] = []
+    tool_parts: dict[str, bool] = {}  # what the format renders, probed on the first tool record
     for i in tqdm(range(0, len(convs), batch_size), desc="tokenize sft", leave=False, disable=len(convs) < 4096):
         chunk, texts, spans = [], [], []
         for c in convs[i : i + batch_size]:
@@ -292,10 +328,8 @@ def tokenize_examples(
                 if (ex := _fit(ids, labels, c, max_length, overlong, stats)) is not None:
                     out.append(ex)
                 continue
-            if c.uses_tools and (fmt.name not in TOOL_ROLE_FORMATS or (
-                    fmt.name != "tokenizer" and any(m.get("tool_calls") for m in c.messages)) or (
-                    c.tools and fmt.name != "tokenizer")):
-                stats.skip("tools_need_model_template", c.where)  # the format would drop or garble them
+            if c.uses_tools and (dropped := _tool_parts_dropped(c, fmt, tokenizer, tool_parts)):
+                stats.skip(f"template_drops_{dropped}", c.where)  # it would train a turn without them
                 continue
             try:
                 r = render(fmt, c.messages, tokenizer, tools=c.tools)
@@ -319,6 +353,16 @@ def tokenize_examples(
                 out.append(ex)
     stats.kept = len(out)
     return out
+
+
+def _tool_parts_dropped(c: Conversation, fmt: ChatFormat, tokenizer, support: dict[str, bool]) -> str | None:
+    """The first tool part of `c` the format's template does not render (`tool_support`), or None.
+    `support` caches the probe for the format."""
+    if not support:
+        support.update(tool_support(fmt, tokenizer))
+    used = {"tool_calls": any(m.get("tool_calls") for m in c.messages),
+            "tool_turns": any(m["role"] == "tool" for m in c.messages), "tools": bool(c.tools)}
+    return next((part for part, u in used.items() if u and not support[part]), None)
 
 
 def _fit(ids: np.ndarray, labels: np.ndarray, c: Conversation, max_length: int, overlong: str,

@@ -12,7 +12,6 @@ never a pickle.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from ...files import read_json
 from ..dedup.shingles import normalize_text
 
 
@@ -74,35 +74,44 @@ class NgramClassifier:
         return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
 
     def save(self, directory: str | os.PathLike) -> Path:
-        from safetensors.numpy import save_file
-
-        from ...files import write_json
-
         if self.coef is None:
             raise RuntimeError("nothing to save: the classifier is not trained")
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / ".weights.safetensors.tmp"
-        save_file({"coef": self.coef, "intercept": np.array([self.intercept], np.float32)}, str(tmp))
-        os.replace(tmp, d / "weights.safetensors")
-        write_json(d / "classifier.json", {
+        return save_linear(directory, self.coef, self.intercept, "classifier.json", {
             "type": "hashed-ngram-logreg", "analyzer": self.analyzer, "ngram_range": list(self.ngram_range),
             "n_features": self.n_features, "C": self.C, "seed": self.seed,
         })
-        return d
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> NgramClassifier:
-        from safetensors.numpy import load_file
-
-        d = Path(directory)
-        if not (d / "classifier.json").exists():
-            raise FileNotFoundError(f"{d}: not a saved n-gram classifier (no classifier.json)")
-        cfg = json.loads((d / "classifier.json").read_text(encoding="utf-8"))
+        cfg, coef, intercept = load_linear(directory, "classifier.json", "not a saved n-gram classifier")
         clf = cls(cfg["analyzer"], tuple(cfg["ngram_range"]), cfg["n_features"], cfg["C"], cfg["seed"])
-        w = load_file(str(d / "weights.safetensors"))
-        clf.coef, clf.intercept = w["coef"], float(w["intercept"][0])
+        clf.coef, clf.intercept = coef, intercept
         return clf
+
+
+def save_linear(directory: str | os.PathLike, coef: np.ndarray, intercept: float, info_name: str, info: dict) -> Path:
+    """A linear model as `weights.safetensors` (coef, intercept; never a pickle) + its JSON settings."""
+    from safetensors.numpy import save_file
+
+    from ...files import write_json
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / ".weights.safetensors.tmp"
+    save_file({"coef": coef, "intercept": np.array([intercept], np.float32)}, str(tmp))
+    os.replace(tmp, d / "weights.safetensors")
+    write_json(d / info_name, info)
+    return d
+
+
+def load_linear(directory: str | os.PathLike, info_name: str, what: str) -> tuple[dict, np.ndarray, float]:
+    from safetensors.numpy import load_file
+
+    d = Path(directory)
+    if not (d / info_name).exists():
+        raise FileNotFoundError(f"{d}: {what} (no {info_name})")
+    w = load_file(str(d / "weights.safetensors"))
+    return read_json(d / info_name), w["coef"], float(w["intercept"][0])
 
 
 def is_ngram_classifier_dir(path: str | os.PathLike) -> bool:

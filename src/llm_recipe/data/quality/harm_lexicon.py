@@ -15,13 +15,13 @@ classifier's probability otherwise.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ...files import read_json
 from .harmful_seed import RESOURCES
 
 LEXICON_PATH = RESOURCES / "harm_lexicon.json"
@@ -34,7 +34,7 @@ def _union(patterns: Sequence[str]) -> re.Pattern:
 
 class HarmLexicon:
     def __init__(self, path: str | Path = LEXICON_PATH):
-        lex = json.loads(Path(path).read_text(encoding="utf-8"))
+        lex = read_json(Path(path))
         self.harm = {cat: _union(p) for cat, p in lex["harm"].items()}
         self.intent, self.protective = _union(lex["intent"]), _union(lex["protective"])
 

@@ -12,13 +12,13 @@ Both expose `perplexity(texts) -> np.ndarray`; NaN marks a document too short to
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ...files import read_json
 from ..dedup.shingles import fmix64, normalize_text
 
 _POLY = np.uint64(0x9E3779B97F4A7C15)
@@ -180,7 +180,7 @@ class CharNgramLM:
         from safetensors.numpy import load_file
 
         d = Path(directory)
-        cfg = json.loads((d / "ngram_lm.json").read_text(encoding="utf-8"))
+        cfg = read_json(d / "ngram_lm.json")
         lm = cls(cfg["order"], cfg["discount"])
         lm.vocab = cfg["vocab"]
         w = load_file(str(d / "ngram.safetensors"))

@@ -1,9 +1,10 @@
-"""Model-based filters as pipeline steps: quality classifier, perplexity, harmful content.
+"""Model-based filters as pipeline steps: learned quality (a regressor of a judge's 0-5 scores),
+quality classifier, perplexity, harmful content.
 
 Each scores a whole batch at once (one sparse product / one LM forward per batch), writes the
-score into `doc["meta"]` (`quality_score`, `perplexity`, `harmful_score`) so the audit shows
-why a document went, and drops by threshold with a reason code: `low_quality`,
-`high_perplexity`, `harmful`. A document a scorer cannot score (perplexity of a one-token
+score into `doc["meta"]` (`judge_quality`, `quality_score`, `perplexity`, `harmful_score`) so the
+audit shows why a document went, and drops by threshold with a reason code:
+`low_judged_quality`, `low_quality`, `high_perplexity`, `harmful`. A document a scorer cannot score (perplexity of a one-token
 text) is kept and counted as modified `unscored`.
 """
 
@@ -18,12 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from ...config.curate import HarmfulConfig, PerplexityConfig, QualityClassifierConfig, QualityConfig
+from ...config.curate import (
+    HarmfulConfig,
+    LearnedQualityConfig,
+    PerplexityConfig,
+    QualityClassifierConfig,
+    QualityConfig,
+)
 from ..pipeline import Doc, Step, Tally
 from .classifier import NgramClassifier, is_ngram_classifier_dir
 from .harm_lexicon import HarmScorer
 from .harmful_seed import SEED_PATH, load_background, load_handwritten, load_seed
 from .hf_classifier import HFTextClassifier
+from .learned import QualityRegressor
 from .perplexity import CausalLMScorer, CharNgramLM, load_scorer
 
 
@@ -76,6 +84,26 @@ class QualityFilter(ScoreFilter):
 
     def is_bad(self, score: float) -> bool:
         return score < self.min_score
+
+
+class LearnedQualityFilter(ScoreFilter):
+    """Drop documents whose predicted judge score (0-5) is below `threshold` (FineWeb-Edu style)."""
+
+    name = "learned_quality"
+    meta_key = "judge_quality"
+    reason = "low_judged_quality"
+
+    config_class = LearnedQualityConfig
+
+    def __init__(self, regressor: QualityRegressor, config: LearnedQualityConfig | None = None, /, **kw: Any):
+        super().__init__(config, **kw)
+        self.regressor, self.threshold = regressor, self.config.threshold
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        return self.regressor.predict(texts)
+
+    def is_bad(self, score: float) -> bool:
+        return score < self.threshold
 
 
 class PerplexityFilter(ScoreFilter):
@@ -161,6 +189,11 @@ def _read_texts(paths: Sequence[str | os.PathLike]) -> list[str]:
 def build_quality_steps(cfg: QualityConfig, seed: int = 0) -> list[Step]:
     """The enabled model-based filters of a `curate.quality` block, in order."""
     steps: list[Step] = []
+    if cfg.learned.enabled:
+        if cfg.learned.model is None:
+            raise FileNotFoundError("quality.learned: set model (the regressor/ folder `llm-recipe curate "
+                                    "annotate-quality` writes)")
+        steps.append(LearnedQualityFilter(QualityRegressor.load(cfg.learned.model), cfg.learned))
     c = cfg.classifier
     if c.enabled:
         if c.model is not None:
