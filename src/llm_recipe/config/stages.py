@@ -528,8 +528,8 @@ class DPOConfig(DPOObjectiveConfig):
     max_new_tokens: int = Field(48, ge=1, description="greedy answer length for the style check")
     preset: Literal["small-data"] | None = Field(
         None, description="small-data: values for a released model and a few hundred pairs or fewer, for the "
-        "fields not set (`train.defaults.PRESETS`: LoRA, higher lr, NLL term; chosen by "
-        "benchmarks/small_data_defaults.py)")
+        "fields not set (`train.defaults.PRESETS`: the SmolLM2 recipe's LoRA, higher lr, NLL term; "
+        "benchmarks/small_data_defaults.py compares them on held-out prompts)")
 
 
 class OnlineDPOConfig(DPOObjectiveConfig):
