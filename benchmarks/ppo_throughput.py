@@ -1,10 +1,17 @@
-"""PPO / GRPO throughput: ours vs TRL, same models, same settings, side by side.
+"""GRPO / PPO throughput: ours vs TRL, same models, same settings.
 
-  PPO : ours (`train.ppo.run_ppo`, separate critic) vs `trl.experimental.ppo.PPOTrainer` from
-        trl==1.12.0 (the last TRL with a PPO trainer), run with the benchmark venv's python
+  GRPO (default, `--algo grpo`): ours (`train.grpo.run_grpo`) vs TRL 1.16's `GRPOTrainer` on the
+        grid of `benchmarks/harness.py` (own process per run, interleaved repeats, pruning rule):
+        ours fp32 | bf16 autocast | bf16 weights; TRL the same precisions x gradient checkpointing
+        on/off (its defaults: bf16 autocast, checkpointing on; use_liger_loss: Triton, GPU only).
+        End-to-end samples/s (rollout + scoring + reference + update) from the end of iteration
+        `--warmup` to the end; MFU over the model FLOPs of generation, reward model, reference and
+        update (`grpo_flops`).
+  PPO (`--algo ppo`): ours (`train.ppo.run_ppo`, separate critic) vs `trl.experimental.ppo.PPOTrainer`
+        from trl==1.12.0 (the last TRL with a PPO trainer), run with the benchmark venv's python
         (`.venv-bench-trl112`: trl 1.12.0 installed there with --no-deps; torch/transformers are
-        the main venv's, through a .pth file).
-  GRPO: ours (`train.grpo.run_grpo`) vs TRL 1.16's `GRPOTrainer` (main venv).
+        the main venv's, through a .pth file); fp32, alternating runs, best of --repeats (not yet
+        on the harness grid).
 
 Both sides get the same policy (preset, random init: rollouts rarely stop early, so both generate
 the full response length), the same reward model (a `*ForSequenceClassification` head on the same
@@ -15,7 +22,8 @@ positions, and in GRPO runs each prompt once per group (prefill and training pas
 Each side runs in its own subprocess; printed: rollout tokens/s (generation only),
 end-to-end samples/s (rollout + scoring + update), and ours / TRL ratios.
 
-    python benchmarks/ppo_throughput.py [--preset tiny] [--iterations 4] [--threads 2] [--repeats 3]
+    python benchmarks/ppo_throughput.py [--iterations 5] [--warmup 1]          GRPO grid
+    python benchmarks/ppo_throughput.py --algo ppo [--iterations 4] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -80,11 +88,10 @@ def _load(work: Path):
     return tok, policy, rm, data
 
 
-def ours(work: Path, algo: str, iterations: int) -> dict:
-    from llm_recipe.config import GRPOConfig, PPOConfig, SamplingConfig
+def ours(work: Path, algo: str, iterations: int) -> dict:  # PPO
+    from llm_recipe.config import PPOConfig, SamplingConfig
     from llm_recipe.infer.reward import RewardScorer
     from llm_recipe.tokenizer.chat_formats import get_chat_format
-    from llm_recipe.train.grpo import run_grpo
     from llm_recipe.train.ppo import load_critic, run_ppo
     from llm_recipe.train.rl_loop import RLSetup
 
@@ -99,13 +106,10 @@ def ours(work: Path, algo: str, iterations: int) -> dict:
         cfg = PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="reward_model",
                         kl_estimator="k1", kl_coef=0.05)
         res = run_ppo(s, cfg, work / "ours_ppo", critic=load_critic(work / "rm"), save=False)
-    elif algo == "ppo-head":  # our default: a value head on the policy instead of a second model
+    else:  # "ppo-head", our default: a value head on the policy instead of a second model
         cfg = PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="head",
                         kl_estimator="k1", kl_coef=0.05)
         res = run_ppo(s, cfg, work / "ours_ppo_head", save=False)
-    else:
-        cfg = GRPOConfig(**common, minibatch_size=ROLLOUT, epochs=1, group_size=GROUP, beta=0.04)
-        res = run_grpo(s, cfg, work / "ours_grpo", save=False)
     total = time.perf_counter() - t0
     tokens = sum(h["response_len"] * ROLLOUT for h in res.history)
     gen_s = sum(h["response_len"] * ROLLOUT / h["rollout_tokens_per_s"] for h in res.history)
@@ -150,36 +154,116 @@ def trl_ppo(work: Path, iterations: int) -> dict:
             "total_s": total}
 
 
-def trl_grpo(work: Path, iterations: int) -> dict:
-    import trl
+# ---- GRPO on the harness grid (each contender in its own process) --------------------------------
+DTYPE = {"fp32": "float32", "bf16-autocast": "float32", "bf16-weights": "bfloat16"}
+
+
+def grpo_contenders() -> list:
+    from harness import gc, grid
+
+    return grid("TRL", {"gradient_checkpointing": (True, False)},
+                {"precision": "bf16-autocast", "gradient_checkpointing": True},
+                lambda prec, kw: gc(kw["gradient_checkpointing"]))
+
+
+def grpo_flops(work: Path) -> tuple[float, dict]:
+    """Model FLOPs per sample: per group of G, the prompt once and G responses of RESP_LEN after it,
+    for generation (LM head at response tokens), the reward model (no LM head), the reference (1x
+    forward) and the update (3x forward) (`roof.py`)."""
+    from roof import Shapes, forward_flops
+    from transformers import AutoConfig
+
+    shapes = Shapes.of(AutoConfig.from_pretrained(work / "policy"))
+    ids = json.loads((work / "prompts.json").read_text())["ids"]
+    per_group = []
+    for p in (len(x) for x in ids):
+        lm = forward_flops(shapes, p) + GROUP * forward_flops(shapes, RESP_LEN, p, RESP_LEN)
+        rm = forward_flops(shapes, p) + GROUP * forward_flops(shapes, RESP_LEN, p)
+        per_group.append((1 + 1 + 3) * lm + rm)
+    return sum(per_group) / len(per_group) / GROUP, {"shapes": vars(shapes), "prompts": len(ids),
+                                                     "mean_prompt_tokens": sum(map(len, ids)) / len(ids)}
+
+
+def grpo_work(c, args, clock) -> dict:
+    import torch
+
+    work = Path(args.work)
+    tok, policy, rm, data = _load(work)
+    policy, rm = policy.to(getattr(torch, DTYPE[c.precision])), rm.to(getattr(torch, DTYPE[c.precision]))
+    samples = lambda step: step * ROLLOUT  # noqa: E731
+    if c.side == "ours":
+        from llm_recipe.config import ComputeConfig, GRPOConfig, SamplingConfig
+        from llm_recipe.infer.reward import RewardScorer
+        from llm_recipe.tokenizer.chat_formats import get_chat_format
+        from llm_recipe.train.grpo import run_grpo
+        from llm_recipe.train.rl_loop import RLSetup
+
+        rm.eval().requires_grad_(False)
+        s = RLSetup.build(policy, tok, RewardScorer(rm, tok, get_chat_format("chatml", tok)), data["prompts"], [])
+        cfg = GRPOConfig(iterations=args.iterations, rollout_batch_size=ROLLOUT, lr=1e-5, success_prefix=None,
+                         sampling=SamplingConfig(max_new_tokens=RESP_LEN, temperature=1.0), minibatch_size=ROLLOUT,
+                         epochs=1, group_size=GROUP, beta=0.04,
+                         compute=ComputeConfig(mixed_precision="bf16" if c.precision == "bf16-autocast" else "no",
+                                               dtype=DTYPE[c.precision]))
+
+        def tick(tr):
+            if tr.state["step"] == args.warmup:
+                clock.mark("start", samples(args.warmup))
+
+        with tempfile.TemporaryDirectory() as d:
+            run_grpo(s, cfg, Path(d) / "ours_grpo", save=False, callbacks=[tick])
+        clock.mark("end", samples(args.iterations))
+        return {}
     from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    tok, policy, rm, data = _load(work)
-    gen = {"s": 0.0, "tokens": 0}
-    args = GRPOConfig(output_dir=str(work / "trl_grpo"), per_device_train_batch_size=ROLLOUT,
-                      gradient_accumulation_steps=1, num_generations=GROUP, max_completion_length=RESP_LEN,
-                      max_steps=iterations, temperature=1.0, learning_rate=1e-5, beta=0.04, loss_type="grpo",
-                      report_to="none", use_cpu=True, bf16=False, save_strategy="no", logging_steps=1000,
-                      gradient_checkpointing=False)  # TRL 1.16's GRPO default is True; ours does not recompute
-    prompts = [tok.decode(i) for i in data["ids"]]
-    trainer = GRPOTrainer(model=policy, reward_funcs=rm, args=args, train_dataset=Dataset.from_dict({"prompt": prompts}),
-                          processing_class=tok, reward_processing_classes=tok)
-    orig = trainer._generate_single_turn
+    class Tick(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            if state.global_step in (args.warmup, args.iterations):
+                clock.mark("start" if state.global_step == args.warmup else "end", samples(state.global_step))
 
-    def timed(*a, **k):
-        t = time.perf_counter()
-        out = orig(*a, **k)
-        gen["s"] += time.perf_counter() - t
-        gen["tokens"] += sum(len(c) for c in out[0])
-        return out
+    with tempfile.TemporaryDirectory() as d:
+        targs = GRPOConfig(output_dir=d, per_device_train_batch_size=ROLLOUT, gradient_accumulation_steps=1,
+                           num_generations=GROUP, max_completion_length=RESP_LEN, max_steps=args.iterations,
+                           temperature=1.0, learning_rate=1e-5, beta=0.04, loss_type="grpo", report_to="none",
+                           use_cpu=True, bf16=c.precision == "bf16-autocast", save_strategy="no", logging_steps=10**6,
+                           disable_tqdm=True, **c.settings)
+        trainer = GRPOTrainer(model=policy, reward_funcs=rm, args=targs, processing_class=tok,
+                              train_dataset=Dataset.from_dict({"prompt": [tok.decode(i) for i in data["ids"]]}),
+                              reward_processing_classes=tok, callbacks=[Tick()])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    return {}
 
-    trainer._generate_single_turn = timed
-    t0 = time.perf_counter()
-    trainer.train()
-    total = time.perf_counter() - t0
-    return {"samples_per_s": ROLLOUT * iterations / total, "rollout_tokens_per_s": gen["tokens"] / max(gen["s"], 1e-9),
-            "total_s": total, "trl": trl.__version__}
+
+def main_grpo(argv: list[str]) -> None:
+    import harness
+
+    ap = argparse.ArgumentParser(description="GRPO throughput grid: ours vs TRL GRPOTrainer")
+    ap.add_argument("--algo", default="grpo")
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    harness.add_args(ap, "grpo_throughput")
+    args = ap.parse_args(argv)
+
+    def build_fixture(args, work: Path) -> dict:
+        prepare(work, args.preset)
+        fps, setup = grpo_flops(work)
+        return {**setup, "flops_per_sample": fps, "rollout": ROLLOUT, "group": GROUP, "response_tokens": RESP_LEN}
+
+    def describe(setup: dict) -> dict:
+        tokens = int(ROLLOUT * (setup["mean_prompt_tokens"] + RESP_LEN))
+        return {"flops_per_unit": setup["flops_per_sample"], "roof_shapes": setup["shapes"],
+                "roof_tokens": (tokens, ROLLOUT * RESP_LEN)}
+
+    harness.main_with_fixture(
+        args, argv, build_fixture, describe, name=args.name, title=f"GRPO ({args.preset}, {args.iterations} "
+        f"iterations x {ROLLOUT} samples of {RESP_LEN} tokens, G={GROUP})", unit="samples/s", script=__file__,
+        contenders=grpo_contenders(), work=grpo_work,
+        flops_formula="per sample (groups of G, the prompt once): generation 1x + reference 1x + update 3x forward "
+                      "with the LM head at response tokens, + the reward model 1x forward (benchmarks/roof.py)")
 
 
 # ---- driver -----------------------------------------------------------------------------------
@@ -197,7 +281,16 @@ def _worker(python: str, name: str, work: Path, iterations: int, threads: int) -
 
 
 def main() -> None:
+    if "--algo" not in sys.argv or sys.argv[sys.argv.index("--algo") + 1] != "ppo":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        main_grpo(sys.argv[1:])
+        return
+    main_ppo()
+
+
+def main_ppo() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--algo", default="ppo")
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
@@ -211,9 +304,8 @@ def main() -> None:
         torch.set_num_threads(a.threads)
         torch.manual_seed(0)
         work = Path(a.work)
-        fn = {"ours-ppo": lambda: ours(work, "ppo", a.iterations), "ours-grpo": lambda: ours(work, "grpo", a.iterations),
-              "ours-ppo-head": lambda: ours(work, "ppo-head", a.iterations),
-              "trl-ppo": lambda: trl_ppo(work, a.iterations), "trl-grpo": lambda: trl_grpo(work, a.iterations)}
+        fn = {"ours-ppo": lambda: ours(work, "ppo", a.iterations),
+              "ours-ppo-head": lambda: ours(work, "ppo-head", a.iterations), "trl-ppo": lambda: trl_ppo(work, a.iterations)}
         print(json.dumps(fn[a.worker]()))
         return
     if not TRL112_PY.exists():
@@ -223,11 +315,10 @@ def main() -> None:
         work = Path(d)
         prepare(work, a.preset)
         print(f"preset {a.preset}, {a.iterations} iterations x {ROLLOUT} rollouts x {RESP_LEN} tokens, "
-              f"minibatch {MINIBATCH}, PPO epochs {EPOCHS}, GRPO G={GROUP}, {a.threads} threads, "
+              f"minibatch {MINIBATCH}, PPO epochs {EPOCHS}, {a.threads} threads, "
               f"best of {a.repeats} alternating runs per side")
         rows = []
-        for algo, peer_py, peer in (("ppo", str(TRL112_PY), "trl 1.12.0 PPOTrainer"),
-                                    ("grpo", sys.executable, "trl 1.16 GRPOTrainer")):
+        for algo, peer_py, peer in (("ppo", str(TRL112_PY), "trl 1.12.0 PPOTrainer"),):
             # Alternate ours / peer `repeats` times and keep each side's best run: on a shared
             # machine the load changes between runs, and the best run is the least disturbed one.
             runs: dict[str, list[dict]] = {"o": [], "t": []}

@@ -199,6 +199,15 @@ def replace_blocks(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
+def write_or_print(blocks: dict[str, str], readme: Path | None) -> None:
+    """Replace the blocks in `readme`, or print them with their markers."""
+    if readme:
+        readme.write_text(replace_blocks(readme.read_text(encoding="utf-8"), blocks), encoding="utf-8")
+    else:
+        for name, body in blocks.items():
+            print(f"<!-- figures:{name} -->\n{body}<!-- /figures:{name} -->")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, nargs="?", help="the demo run (its blocks: demo-headline, demo-eval)")
@@ -221,11 +230,7 @@ def main() -> None:
         blocks["cpt-ja"] = cpt_ja_block(a.cpt_ja)
     if a.pretrain_data:
         blocks["pretrain-data"] = _benchmark_block("pretrain_data", a.pretrain_data)
-    if a.write:
-        a.write.write_text(replace_blocks(a.write.read_text(encoding="utf-8"), blocks), encoding="utf-8")
-    else:
-        for name, body in blocks.items():
-            print(f"<!-- figures:{name} -->\n{body}<!-- /figures:{name} -->")
+    write_or_print(blocks, a.write)
 
 
 if __name__ == "__main__":

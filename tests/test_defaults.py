@@ -3,6 +3,7 @@ the user did not set; epochs as an alternative to steps; a bare `sft` says which
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
@@ -14,7 +15,13 @@ from llm_recipe.config import (
     SFTConfig,
     load_config,
 )
-from llm_recipe.train.defaults import fit_to_model, lr_warning
+from llm_recipe.train.defaults import (
+    PRESETS,
+    apply_preset,
+    fit_to_model,
+    lr_warning,
+    run_length_warning,
+)
 
 SMOL = 135_000_000  # SmolLM2-135M
 MICRO = 400_000
@@ -54,7 +61,8 @@ def test_epochs_set_the_number_of_steps(tmp_path, tokenizer):
     model = build_preset_model("micro", tokenizer, seed=0)
     cfg = PretrainConfig(epochs=2.5, batch_size=8, grad_accum=2, eval_every=100)
     trainer = Trainer(model, CausalLMObjective(), blocks, cfg, tmp_path)
-    assert trainer.cfg.max_steps == 7  # 41 // 8 = 5 full batches = 2.5 steps per epoch -> ceil(6.25)
+    assert trainer.cfg.max_steps == 8  # 41 items = 5 full batches + 1 of 1 = 3 steps per epoch -> ceil(7.5)
+    assert trainer.dropped_per_epoch == 0
     with pytest.raises(ValueError, match="set max_steps or epochs, not both"):
         PretrainConfig(epochs=1, max_steps=10)
     with pytest.raises(ConfigError, match="max_steps or epochs"):
@@ -136,3 +144,95 @@ def test_ctrl_c_stops_like_sigterm_and_torn_or_stale_logs_do_not_break_a_rerun(t
     t3.fit()
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+class _Mean:
+    """Objective: mean squared error of a linear model over the batch's items (no `loss_tokens`),
+    or over the batch's tokens (`loss_tokens`: each item counts `w` times)."""
+
+    def __init__(self, tokens: bool):
+        self.tokens = tokens
+
+    def collate(self, items):
+        x = torch.tensor([i[0] for i in items], dtype=torch.float32)
+        w = torch.tensor([i[1] for i in items], dtype=torch.float32)
+        batch = {"x": x, "w": w}
+        if self.tokens:
+            batch["loss_tokens"] = int(w.sum())
+        return batch
+
+    def loss(self, model, batch):
+        err = (model(batch["x"]).squeeze(-1) - 1.0) ** 2
+        if self.tokens:
+            return (err * batch["w"]).sum() / batch["w"].sum(), {}
+        return err.mean(), {}
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_every_example_trains_and_a_step_is_the_mean_over_its_items(tmp_path, tokens):
+    """10 items, batch 4: batches of 4, 4 and 2 every epoch (none dropped). With grad_accum 3 one
+    step holds the whole epoch, and its gradient is the mean over all 10 items (or their tokens),
+    not a mean of three batch means that over-weights the batch of 2."""
+    import torch
+
+    from llm_recipe.config import TrainConfig
+    from llm_recipe.train.loop import Trainer
+
+    items = [([float(i), 1.0 - i / 10], 1 + i % 3) for i in range(10)]
+    model = torch.nn.Linear(2, 1)
+    cfg = TrainConfig(epochs=1, batch_size=4, grad_accum=3, lr=1e-3, warmup_steps=0, eval_every=100, max_grad_norm=None)
+    trainer = Trainer(model, _Mean(tokens), items, cfg, tmp_path, seed=3)
+    assert trainer.dropped_per_epoch == 0 and trainer.cfg.max_steps == 1
+    assert sorted(len(b) for b in trainer._epoch_batches(0)) == [2, 4, 4]
+    assert sorted(int(i) for b in trainer._epoch_batches(0) for i in b) == list(range(10))
+    want_model = torch.nn.Linear(2, 1)
+    want_model.load_state_dict(model.state_dict())
+    obj = _Mean(tokens)
+    obj.loss(want_model, obj.collate(items))[0].backward()  # the whole epoch as one batch
+    want = [p.grad.clone() for p in want_model.parameters()]
+    seen = []
+    step = trainer.optimizer.step
+
+    def capture(*a, **k):
+        seen.append([p.grad.clone() for p in model.parameters()])
+        return step(*a, **k)
+
+    trainer.optimizer.step = capture
+    trainer.fit()
+    for got, exp in zip(seen[0], want, strict=True):
+        torch.testing.assert_close(got, exp)
+
+
+def test_a_run_too_short_to_train_is_warned_with_what_to_change(tmp_path, tokenizer, capsys):
+    """The issue's run: 24 pairs, batch 16, 3 epochs, lr 1e-6 on a 135M model: 6 steps (no pair
+    dropped any more) and lr x steps = 6e-6: one warning line naming both and the fixes."""
+    cfg, _ = fit_to_model("dpo", DPOConfig(), SMOL, lora=False)
+    line = run_length_warning("dpo", cfg, 6, 24, 2, SMOL, lora=False)
+    assert line.startswith("dpo: 6 optimizer steps (24 examples, batch 16 x grad_accum 1, 3 epochs)")
+    assert "lr 1e-06 x 6 steps = 6e-06 < 0.0001" in line and "dpo.epochs=25" in line and "--preset small-data" in line
+    assert run_length_warning("dpo", cfg, 6, 24, 2, MICRO, lora=False).count(";") == 1  # few steps only
+    assert run_length_warning("sft", SFTConfig(lr=2e-5), 500, 4000, 500, SMOL, lora=False) is None
+    assert "x 100 steps" in run_length_warning("sft", SFTConfig(lr=2e-7), 100, 4000, 100, SMOL, lora=False)
+    # the loop resolves the run, then says it once, and the stage report carries it
+    from llm_recipe.models.presets import build_preset_model
+    from llm_recipe.train.loop import Trainer
+    from llm_recipe.train.pretrain import CausalLMObjective
+
+    blocks = [np.arange(16, dtype=np.int64) % 50 + 5 for _ in range(20)]
+    trainer = Trainer(build_preset_model("micro", tokenizer, seed=0), CausalLMObjective(), blocks,
+                      PretrainConfig(epochs=2, batch_size=8, eval_every=100), tmp_path)
+    assert trainer.warnings == ["pretrain: 6 optimizer steps (20 examples, batch 8 x grad_accum 1, 2 epochs); "
+                                "set pretrain.epochs=17"]
+    assert "warning: pretrain: 6 optimizer steps" in capsys.readouterr().out
+
+
+def test_small_data_preset_fills_the_fields_not_set():
+    cfg, applied = apply_preset("dpo", DPOConfig(preset="small-data", lr=1e-4))
+    assert "lr" not in applied and cfg.lr == 1e-4  # the user's value stays
+    assert cfg.lora is not None and cfg.lora.r == PRESETS["small-data"]["dpo"]["lora"]["r"]
+    assert cfg.sft_alpha == PRESETS["small-data"]["dpo"]["sft_alpha"] > 0
+    assert fit_to_model("dpo", cfg, SMOL, lora=True)[1] == {"max_length": 1024}  # preset values count as set
+    assert apply_preset("dpo", DPOConfig()) == (DPOConfig(), {})
+    cfg, applied = apply_preset("dpo", DPOConfig(preset="small-data", epochs=5))
+    assert cfg.epochs == 5 and "max_steps" not in applied  # the user counts epochs: the preset's steps stay out
+    assert load_config("tiny", {"dpo.preset": "small-data"}).dpo.preset == "small-data"  # a recipe field too

@@ -100,8 +100,11 @@ def _length_growth(sft_dir, tmp_path, beta: float) -> tuple[float, float]:
 
 
 def test_reward_hacking_length_grows_much_less_with_kl_penalty(sft_dir, tmp_path):
+    # beta 1.0: since the SFT fixture trains the last batch of each epoch (#33) its model's length
+    # growth at beta 0.5 was 0.50-0.65 of beta 0's over PPO seeds 0-2 (the bar below is 0.5); at
+    # beta 1.0 it is -3.4 / 0.9 / 0.9 tokens against 6.2 / 8.3 / 9.7 at beta 0.
     b0, a0 = _length_growth(sft_dir, tmp_path, beta=0.0)
-    b1, a1 = _length_growth(sft_dir, tmp_path, beta=0.5)
+    b1, a1 = _length_growth(sft_dir, tmp_path, beta=1.0)
     assert b0 == b1  # same start
     assert a0 - b0 > 4.0, (b0, a0)  # beta = 0: length alone is maximised
     assert a1 - b1 < 0.5 * (a0 - b0), (b1, a1, a0)

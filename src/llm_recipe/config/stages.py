@@ -58,6 +58,8 @@ class ComputeConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights as loaded")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="autocast (training and inference)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (training)")
+    compile: bool = Field(False, description="torch.compile the model for training (the shared loop): fuses the "
+                          "elementwise work between matmuls; the first steps pay the compilation")
     fsdp: bool = Field(
         False, description="several processes: shard parameters, gradients and optimizer state (torch FSDP2) "
         "instead of a full replica per process (DDP)")
@@ -615,6 +617,10 @@ class DPOConfig(DPOObjectiveConfig):
     init_from: str | None = Field(None, description="policy and reference; None: the recipe's SFT model")
     eval_prompts: int = Field(40, ge=1, description="held-out prompts for the style success rate")
     max_new_tokens: int = Field(48, ge=1, description="greedy answer length for the style check")
+    preset: Literal["small-data"] | None = Field(
+        None, description="small-data: values for a released model and a few hundred pairs or fewer, for the "
+        "fields not set (`train.defaults.PRESETS`: the SmolLM2 recipe's LoRA, higher lr, NLL term; "
+        "benchmarks/small_data_defaults.py compares them on held-out prompts)")
 
 
 class OnlineDPOConfig(DPOObjectiveConfig):

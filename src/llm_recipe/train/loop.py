@@ -30,7 +30,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .. import distributed
+from .. import console, distributed
 from ..config import ComputeConfig, TrainConfig
 from ..files import lock_folder, write_complete
 from ..models.placement import use_threads
@@ -43,6 +43,7 @@ from .checkpoint import (
     save_checkpoint,
     unwrap,
 )
+from .defaults import STAGE_OF, run_length_warning
 from .metrics_log import MetricsLog
 from .optimizer import build_optimizer, set_lr
 from .run_control import RunControl
@@ -75,18 +76,19 @@ class TrainerState:
 
 
 def length_grouped_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
-                           seed: Sequence[int] = (0,), megabatch: int = 50) -> list[np.ndarray]:
+                           seed: Sequence[int] = (0,), megabatch: int = 50, min_last: int = 1) -> list[np.ndarray]:
     """Cut a shuffled order into batches of similar-length items (less padding), still random.
 
     Standard recipe (as transformers' `group_by_length`): split the order into megabatches of
     `megabatch` batches, sort each megabatch by length, cut it into batches, then shuffle the batch
-    order with `seed`. Only full batches are returned.
+    order with `seed`. The incomplete last batch is kept when it has at least `min_last` items
+    (as transformers' `dataloader_drop_last=False`).
     """
-    n_full = len(order) // batch_size
+    n = len(order) if len(order) % batch_size >= min_last else len(order) // batch_size * batch_size
     span = megabatch * batch_size
     batches = []
-    for m in range(0, n_full * batch_size, span):
-        chunk = order[m : min(m + span, n_full * batch_size)]
+    for m in range(0, n, span):
+        chunk = order[m : min(m + span, n)]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     perm = np.random.default_rng(list(seed)).permutation(len(batches))
@@ -162,11 +164,14 @@ class Trainer(RunControl):
         self.is_main = self.accelerator.is_main_process
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
-        if cfg.epochs is not None:  # epochs -> optimizer steps (full global batches, grad accumulation)
-            per_epoch = len(train_data) // (cfg.batch_size * self.world) / cfg.grad_accum
+        if cfg.epochs is not None:  # epochs -> optimizer steps (global batches, grad accumulation)
+            per_epoch = self.batches_per_epoch / cfg.grad_accum
             self.cfg = cfg = cfg.model_copy(update={"max_steps": max(1, math.ceil(cfg.epochs * per_epoch))})
+        self.warnings = self._run_length_warnings(model)
         if compute.gradient_checkpointing:
             enable_gradient_checkpointing(model)
+        if compute.compile:  # in place: the module, its parameter names and checkpoints stay as they are
+            model.compile()
         if compute.fsdp and self.world > 1:
             if hasattr(model, "peft_config"):
                 raise ValueError("compute.fsdp with LoRA is not supported: adapters are small, use DDP (fsdp: false)")
@@ -190,6 +195,19 @@ class Trainer(RunControl):
     def raw_optimizer(self) -> torch.optim.Optimizer:
         return getattr(self.optimizer, "optimizer", self.optimizer)  # inside accelerate's wrapper
 
+    def _run_length_warnings(self, model: torch.nn.Module) -> list[str]:
+        """The resolved run too short to train (`defaults.run_length_warning`): one line, logged."""
+        cfg = self.cfg
+        stage = STAGE_OF.get(type(cfg).__name__, "train")
+        n_params = sum(p.numel() for p in model.parameters())
+        line = run_length_warning(stage, cfg, cfg.max_steps, len(self.train_data),
+                                  self.batches_per_epoch / cfg.grad_accum, n_params, hasattr(model, "peft_config"))
+        if line is None:
+            return []
+        if self.is_main:
+            console.log(f"warning: {line}")
+        return [line]
+
     # ---- data order -------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> Sequence[np.ndarray]:
         """Global batches (index arrays) of an epoch; a pure function of (seed, epoch)."""
@@ -198,31 +216,38 @@ class Trainer(RunControl):
                                                  global_batch=self.cfg.batch_size * self.world)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_data))
         global_bs = self.cfg.batch_size * self.world
-        n_full = len(order) // global_bs
-        if n_full == 0:
-            raise ValueError(
-                f"{len(self.train_data)} training examples is fewer than one batch "
-                f"({self.cfg.batch_size} x {self.world} processes)"
-            )
-        # The incomplete last batch is dropped (counted in `dropped_per_epoch`), so every
-        # step sees the same batch size and the loss scale does not jump once per epoch.
+        if len(order) < self.world:
+            raise ValueError(f"{len(self.train_data)} training examples is fewer than one per process ({self.world})")
+        # The incomplete last batch is used (every item trains every epoch; the step's loss stays
+        # a mean over its items or tokens, see `_loss_weights`), unless it has fewer items than
+        # processes: then it is dropped and counted (`dropped_per_epoch`, in the stage's report).
         if self.lengths is not None:
-            return length_grouped_batches(order, self.lengths, global_bs, seed=[self.seed, epoch, 1])
-        return [order[i * global_bs : (i + 1) * global_bs] for i in range(n_full)]
+            return length_grouped_batches(order, self.lengths, global_bs, seed=[self.seed, epoch, 1],
+                                          min_last=self.world)
+        n = len(order) - self.dropped_per_epoch
+        return [order[i : min(i + global_bs, n)] for i in range(0, n, global_bs)]
 
     @property
     def dropped_per_epoch(self) -> int:
-        return len(self.train_data) % (self.cfg.batch_size * self.world)
+        rest = len(self.train_data) % (self.cfg.batch_size * self.world)
+        if hasattr(self.train_data, "epoch_batches"):  # streamed windows: full batches only (`shard_data`)
+            return rest
+        return rest if rest < self.world else 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil((len(self.train_data) - self.dropped_per_epoch) / (self.cfg.batch_size * self.world))
 
     def _micro_batches(self):
-        """Yield this process's micro-batches from the current data position, forever."""
+        """Yield this process's micro-batches, as (batch, items in it), from the current data
+        position, forever."""
         while True:
             batches = self._epoch_batches(self.state.epoch)
             while self.state.batch_in_epoch < len(batches):
                 idx = batches[self.state.batch_in_epoch]
                 self.state.batch_in_epoch += 1
                 mine = idx[self.rank :: self.world]
-                yield self.objective.collate([self.train_data[int(i)] for i in mine])
+                yield self.objective.collate([self.train_data[int(i)] for i in mine]), len(mine)
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
 
@@ -331,15 +356,13 @@ class Trainer(RunControl):
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def _token_weights(self, micro_batches: list[dict]) -> list[float] | None:
-        """Loss weights of a step's micro-batches when they carry `loss_tokens` (else None: each
-        micro-batch counts 1/grad_accum). Each micro-batch loss is a mean over its own tokens;
-        weighting by its share of the step's tokens (over all processes: DDP averages gradients)
-        makes the step minimise the mean over all its tokens, not a mean of per-batch means that
-        over-weights batches with few trained tokens."""
-        if not all("loss_tokens" in b for b in micro_batches):
-            return None
-        counts = [float(b["loss_tokens"]) for b in micro_batches]
+    def _loss_weights(self, micro_batches: list[tuple[dict, int]]) -> list[float]:
+        """Loss weights of a step's micro-batches: each micro-batch loss is a mean over its own
+        `loss_tokens` (tokens or pairs, as the objective's collate says; else its items), and
+        weighting it by its share of the step's total (over all processes: DDP averages gradients)
+        makes the step minimise the mean over all of them, not a mean of per-batch means that
+        over-weights a small batch (the incomplete last one of an epoch, few trained tokens)."""
+        counts = [float(b["loss_tokens"]) if "loss_tokens" in b else float(n) for b, n in micro_batches]
         total = self._sum([sum(counts)])[0] / self.world
         return [c / max(total, 1.0) for c in counts]
 
@@ -374,8 +397,8 @@ class Trainer(RunControl):
                 t_data = time.perf_counter()
                 micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
                 window_data += time.perf_counter() - t_data
-                weights = self._token_weights(micro_batches)
-                for micro, batch in enumerate(micro_batches):
+                weights = self._loss_weights(micro_batches)
+                for micro, (batch, _) in enumerate(micro_batches):
                     batch = self._to_device(batch)
                     # Only the last micro-batch all-reduces gradients.
                     sync = micro == cfg.grad_accum - 1
@@ -386,8 +409,8 @@ class Trainer(RunControl):
                                 f"non-finite loss ({loss.item()}) at step {self.state.step}: stopping "
                                 "instead of training on NaN (lower lr, check data)"
                             )
-                        self.accelerator.backward(loss * weights[micro] if weights else loss / cfg.grad_accum)
-                    part = loss.item() * weights[micro] if weights else loss.item() / cfg.grad_accum
+                        self.accelerator.backward(loss * weights[micro])
+                    part = loss.item() * weights[micro]
                     step_metrics["loss"] = step_metrics.get("loss", 0.0) + part
                     for k, v in metrics.items():
                         step_metrics[k] = step_metrics.get(k, 0.0) + float(v) / (1 if k == "n_tokens" else cfg.grad_accum)
@@ -426,7 +449,8 @@ class Trainer(RunControl):
         finally:
             bar.close()
         return {"step": self.state.step, "tokens": self.state.tokens, "stopped_early": stopped_early,
-                "history": self.state.history, "dropped_examples_per_epoch": self.dropped_per_epoch}
+                "history": self.state.history, "dropped_examples_per_epoch": self.dropped_per_epoch,
+                "warnings": self.warnings}
 
     def _clip_gradients(self, max_norm: float) -> float:
         if is_sharded(self.model):  # DTensor gradients: torch's clip reduces the norm over the shards

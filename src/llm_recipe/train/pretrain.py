@@ -126,7 +126,8 @@ class CausalLMObjective:
 
     def collate(self, blocks: list) -> dict[str, torch.Tensor]:
         # arrays, or windows from token shards (`shard_data.Window`)
-        return {"input_ids": torch.from_numpy(np.stack([getattr(b, "tokens", b) for b in blocks])).long()}
+        ids = torch.from_numpy(np.stack([getattr(b, "tokens", b) for b in blocks])).long()
+        return {"input_ids": ids, "loss_tokens": ids[:, 1:].numel()}  # the loss is a mean over these
 
     def loss(self, model, batch):
         ids = batch["input_ids"]

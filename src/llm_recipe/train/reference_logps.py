@@ -5,6 +5,11 @@ once; the sums are stored next to the run (`reference/ref_logps.safetensors`) un
 of the reference weights and the token ids, so a resumed or repeated run reuses them and training
 needs no second model in memory nor a second forward per step.
 
+Precision: the reference pass runs exactly as the policy's first forward does, in the weights'
+dtype and under the training loop's autocast (`accelerator.autocast()`), so at step 0 policy and
+reference agree and the loss is log 2 under every `compute` setting (fp32, bf16 autocast, bf16
+weights). The cache key records the autocast, so a cache scored at another precision is redone.
+
 Per step (`dpo.reference: per_step`, for data too large to score up front): a frozen copy of the
 initial model, or, with LoRA, the policy itself with its adapters disabled (the base weights are
 the reference: no second copy).
@@ -86,10 +91,11 @@ def data_fingerprint(examples: Sequence[DPOExample]) -> str:
 @torch.no_grad()
 def compute_reference_logps(model: torch.nn.Module, collate, examples: Sequence[DPOExample], batch_size: int,
                             lora: bool = False, by_length: bool = True, desc: str = "reference log-probs",
-                            rank: int = 0, world: int = 1) -> np.ndarray:
+                            rank: int = 0, world: int = 1, autocast=contextlib.nullcontext) -> np.ndarray:
     """(N, 2) float32 summed log-probs of chosen and rejected under `model` (adapters off when
     `lora`), in input order. `by_length` batches similar lengths together (less padding). With
-    `world` processes, this one computes batches rank, rank + world, ... (rows of the others: 0)."""
+    `world` processes, this one computes batches rank, rank + world, ... (rows of the others: 0).
+    `autocast`: a context factory every forward runs in (the training loop's, for its precision)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -103,7 +109,8 @@ def compute_reference_logps(model: torch.nn.Module, collate, examples: Sequence[
                 idx = order[b : b + batch_size]
                 batch = collate([examples[i] for i in idx])
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                c, r = sequence_logps(model, batch)
+                with autocast():
+                    c, r = sequence_logps(model, batch)
                 out[idx, 0], out[idx, 1] = c.float().cpu().numpy(), r.float().cpu().numpy()
     finally:
         model.train(was_training)
@@ -117,12 +124,14 @@ def attach_reference_logps(model: torch.nn.Module, objective, train: Sequence[DP
     stale. Evaluation pairs are scored in the order and batch size the loop evaluates them in, so
     at step 0 the evaluated policy reproduces them bit for bit (loss exactly log 2). Several
     processes (`accelerator`) share the batches and sum their rows (each row computed once, the
-    others 0: the sum is exact); the main process writes the cache."""
+    others 0: the sum is exact); the main process writes the cache. The passes run under the
+    accelerator's autocast: the precision the loop's forwards run in."""
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    autocast = accelerator.autocast if accelerator else contextlib.nullcontext
     cache_dir = Path(cache_dir)
     key = {"weights": weights_fingerprint(model, lora), "train": data_fingerprint(train),
            "eval": data_fingerprint(evals), "layout": "shared" if objective.cfg.share_prompt else "split",
-           "eval_batch_size": batch_size}
+           "eval_batch_size": batch_size, "autocast": accelerator.mixed_precision if accelerator else "no"}
     tensors_path, key_path = cache_dir / "ref_logps.safetensors", cache_dir / "ref_logps.json"
     reused = False
     if tensors_path.exists() and key_path.exists() and _read_key(key_path) == key:
@@ -131,9 +140,9 @@ def attach_reference_logps(model: torch.nn.Module, objective, train: Sequence[DP
         reused = True
     else:
         tr = compute_reference_logps(model, objective.collate, train, 2 * batch_size, lora, desc="reference (train)",
-                                     rank=rank, world=world)
+                                     rank=rank, world=world, autocast=autocast)
         ev = (compute_reference_logps(model, objective.collate, evals, batch_size, lora, by_length=False,
-                                      desc="reference (eval)", rank=rank, world=world)
+                                      desc="reference (eval)", rank=rank, world=world, autocast=autocast)
               if evals else np.zeros((0, 2), np.float32))
         if world > 1:
             tr, ev = (accelerator.reduce(torch.from_numpy(x).to(accelerator.device), reduction="sum").cpu().numpy()

@@ -435,7 +435,10 @@ class RLTrainer(RunControl):
             r, scores, keep = apply_dynamic_sampling(self, r, scores, keep, it)
         device = self.accelerator.device
         with torch.no_grad(), autocast(cfg.compute, device):
-            if self.objective.value_kind == "head" or r.logp is None:
+            # The sampling pass's log-probs are log pi_old only in fp32: in bf16 its incremental (KV
+            # cache) forward rounds differently from the full forward the update runs, so pi_old is recomputed.
+            exact = self.cfg.compute.mixed_precision == "no" and self.cfg.compute.dtype == "float32"
+            if self.objective.value_kind == "head" or r.logp is None or not exact:
                 old = rl_forward(self.model, r, temperature, values=self.objective.value_kind != "none")
             else:  # log pi_old from the sampling pass: only the critic (if any) runs
                 old = {"logp": r.logp.to(device)}

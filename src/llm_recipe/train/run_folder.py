@@ -40,8 +40,8 @@ __all__ = ["KEY_FILE", "RESUMABLE", "ResumeMismatch", "model_key", "prepare_run"
 KEY_FILE = "run_key.json"
 # Where and how often a run reports and checkpoints, and where it computes: not what it computes.
 RESUMABLE = {"resume", "max_bad_records", "save_every", "log_every", "eval_every", "eval_batches", "report_to", "compute.device",
-             "compute.num_threads", "compute.gradient_checkpointing", "compute.fsdp", "tracking.project",
-             "tracking.run_name", "lora.save"}
+             "compute.num_threads", "compute.gradient_checkpointing", "compute.fsdp", "compute.compile",
+             "tracking.project", "tracking.run_name", "lora.save"}
 
 
 def run_key(section, *, seed: int, inputs=(), base=None, **extra) -> dict:

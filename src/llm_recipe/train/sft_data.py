@@ -478,8 +478,7 @@ def padding_report(examples: Sequence[Example], rows: Sequence[Row] | None, batc
     if len(lengths) == 0:
         return {}
     order = np.random.default_rng([seed, 0]).permutation(len(lengths))
-    n = len(order) // batch_size * batch_size or len(order)
-    random_batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    random_batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]  # last one too
     grouped = length_grouped_batches(order, lengths, batch_size, seed=[seed, 0, 1])  # as the loop does
     rep = {
         "examples": len(lengths),
@@ -492,8 +491,7 @@ def padding_report(examples: Sequence[Example], rows: Sequence[Row] | None, batc
     if rows:
         rl = np.asarray([len(r) for r in rows], dtype=np.int64)
         ro = np.random.default_rng([seed, 0]).permutation(len(rl))
-        m = len(ro) // batch_size * batch_size or len(ro)
-        rep["packed"] = round(_pad_fraction(rl, [ro[i : i + batch_size] for i in range(0, m, batch_size)]), 4)
+        rep["packed"] = round(_pad_fraction(rl, [ro[i : i + batch_size] for i in range(0, len(ro), batch_size)]), 4)
         rep["packed_rows"] = len(rows)
         rep["conversations_per_row"] = round(len(lengths) / len(rows), 2)
     return rep

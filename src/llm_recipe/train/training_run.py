@@ -123,6 +123,7 @@ def _run_training(p: Prepared, spec: RunSpec, out: Path, *, seed: int, resume: b
                       callbacks=callbacks, group_by_length=p.lengths, accelerator=p.accelerator, tokenizer=p.tokenizer)
     resumed = resume and trainer.resume("latest")
     report = {**p.report, "dropped_examples_per_epoch": trainer.dropped_per_epoch,
+              "run_length_warnings": trainer.warnings,
               "resumed_from_step": trainer.state.step if resumed else None,
               "defaults_for_model": p.fitted, "max_steps": trainer.cfg.max_steps}
     if trainer.is_main:
