@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from annotate_helpers import (
     CSRF,
     ITEM,
@@ -25,6 +26,8 @@ from annotate_helpers import (
 from llm_recipe.annotate import store
 from llm_recipe.annotate.auth import display_order
 from llm_recipe.annotate.db import open_db, server_secret
+
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
 
 ARTIFACTS = Path(os.environ.get("LLM_RECIPE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 KEYS = ["1", "2", "3", "1", "2", "4", "1", "1", "2", "3"]

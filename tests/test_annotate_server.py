@@ -7,6 +7,7 @@ SIGKILL mid-load and restarted. (benchmarks/annotate_load.py: a bigger run.)"""
 import time
 from collections import Counter
 
+import pytest
 from annotate_helpers import (
     CSRF,
     ITEM,
@@ -30,6 +31,7 @@ def _ids(db, project) -> dict[str, int]:
     return ids
 
 
+@pytest.mark.slow
 def test_20_annotators_x_50_answers_at_once_keep_the_overlap_and_store_each_answer_once(tmp_path):
     """#32: 1000 answers at overlap 2 landed on 95 items, 93 of them with 10-18 labels."""
     db = tmp_path / "load.sqlite"
@@ -83,6 +85,7 @@ def test_an_abandoned_item_goes_to_someone_else_once_its_reservation_expires(tmp
             client.close()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_load_loses_no_acknowledged_answer(tmp_path):
     db = tmp_path / "kill.sqlite"
     project, tokens = make_project(db, 300, [f"ann{i}" for i in range(8)])

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECK = r"""
 import json, sys
 from transformers import AutoConfig, AutoTokenizer
+
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
 d = sys.argv[1]
 tok = AutoTokenizer.from_pretrained(d)
 msgs = [{"role": "user", "content": "東京はどこ？ Where is Tokyo?"}, {"role": "assistant", "content": "日本の首都です。"}]

@@ -15,6 +15,8 @@ from llm_recipe.models.loading import load_causal_lm, load_tokenizer
 from llm_recipe.stages import bon as bon_stage
 from llm_recipe.stages.bon import bon_prompts
 
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
+
 GEN = SamplingConfig(max_new_tokens=12, temperature=0.9, top_k=20, top_p=None, repetition_penalty=1.0)
 
 

@@ -39,6 +39,7 @@ def run(tmp_path_factory):
     return res, load_labels(corpus), kept, dropped, originals
 
 
+@pytest.mark.slow
 def test_every_noise_type_is_handled_with_recall_at_least_095(run):
     res, labels, kept, dropped, _ = run
     norm = Normalize()

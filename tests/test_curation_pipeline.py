@@ -123,6 +123,7 @@ class Slow(Mapper):
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_per_step_seconds_are_measured_and_kept_out_of_the_counts(tmp_path):
     res = run_steps([DropOdd(), Slow()], _docs(6))
     assert res.stats["slow"].seconds >= 0.03 > res.stats["drop_odd"].seconds  # 3 docs reach `slow`
@@ -165,6 +166,7 @@ def _write_shards(tmp_path):
     return [tmp_path / "in" / "a.jsonl", tmp_path / "in" / "b.jsonl"]
 
 
+@pytest.mark.slow
 def test_local_executor_process_pool_with_global_step(tmp_path):
     shards = _write_shards(tmp_path)
     # drop_odd before the global step, upper after it: three segments of work

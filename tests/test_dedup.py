@@ -107,6 +107,7 @@ def test_lsh_params_follow_the_s_curve():
 
 
 # ---- fuzzy dedup quality ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_fuzzy_recall_and_false_positive_rate(en_corpus):
     corpus, truth = en_corpus
     res = fuzzy_dedup(corpus.texts, FuzzyParams(threshold=0.8), batch_size=700)
@@ -259,6 +260,7 @@ def test_cosine_pairs_dense_and_sparse_agree():
     assert {tuple(p) for p in via_faiss.tolist()} == brute and sims.min() >= 0.95 - 1e-6
 
 
+@pytest.mark.slow
 def test_packaged_sentence_model_finds_paraphrases():
     # scripts/setup.sh installs the `semantic` extra, so this runs in CI rather than skipping
     from llm_recipe.data.dedup.semantic import SentenceEmbedder, make_embedder

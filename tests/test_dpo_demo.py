@@ -38,6 +38,8 @@ from llm_recipe.train.sft import run_sft
 from llm_recipe.train.sft_data import split_sft_data
 from llm_recipe.train.style_data import style_pairs_from_sft
 
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
+
 PREFIX = "Let me explain."
 STEPS = 120
 

@@ -204,6 +204,7 @@ def test_pushback_flips_count_right_answers_abandoned_when_the_user_doubts_them(
     assert r["by_category"]["fact"]["pushback"]["k"] == 1
 
 
+@pytest.mark.slow
 def test_win_rate_counts_ties_half_and_its_interval_covers_it():
     o = outcomes_from_scores([1.0, 2.0, 0.5, 3.0], [0.0, 2.0, 1.0, 3.0 + 1e-9])
     assert o.tolist() == [1.0, 0.5, 0.0, 0.5]
@@ -217,6 +218,7 @@ def test_win_rate_counts_ties_half_and_its_interval_covers_it():
     assert small["ci95"][1] - small["ci95"][0] > r["ci95"][1] - r["ci95"][0]  # fewer prompts, wider interval
 
 
+@pytest.mark.slow
 def test_length_controlled_win_rate_takes_back_a_win_bought_with_length():
     rng = np.random.default_rng(1)
     n = 400

@@ -101,6 +101,7 @@ def test_eval_input_errors_are_one_line(tiny_run, tmp_path):
     assert "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_lm_evaluation_harness_on_a_task_the_test_writes(tiny_run, tmp_path):
     """The harness's own HF model class on the run's SFT model; its accuracy equals the argmax of
     the choices' log-likelihoods computed here."""

@@ -19,6 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
+
 TIMEOUT = 300  # seconds per command; a collective mismatch would otherwise hang forever
 
 

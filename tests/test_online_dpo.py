@@ -75,6 +75,7 @@ def test_rerun_resumes_by_round_and_reproduces_the_figures(tiny_run, tmp_path):
     assert _json(d / "report.json")["rounds"] == _json(src / "report.json")["rounds"]  # same figures, retrained
 
 
+@pytest.mark.slow
 def test_previous_round_as_reference(tiny_run, tmp_path):
     res = _cli(tiny_run, tmp_path, "--set", "online_dpo.reference_model=previous", "--rounds", "2")
     assert res.exit_code == 0, res.output

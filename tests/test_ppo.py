@@ -42,6 +42,7 @@ def _setup(sft_dir, scorer, cfg) -> RLSetup:
     return RLSetup.build(load_causal_lm(sft_dir), load_tokenizer(sft_dir), scorer, train_p, eval_p)
 
 
+@pytest.mark.slow
 def test_ppo_reaches_style_target_within_kl_bound(sft_dir, tmp_path):
     # lam=1: the untrained critic does not discount the terminal reward on its way to the first token.
     # Measured (seeds 0, 1, 2): 30/32, 29/32, 31/32 held-out prompts, KL 6.6-7.0 nats.
@@ -64,6 +65,7 @@ def test_ppo_reaches_style_target_within_kl_bound(sft_dir, tmp_path):
     assert (res.model_dir / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_ppo_against_a_learned_reward_model(sft_dir, tmp_path):
     """The style target through a trained reward model (the recipe's path), not the rule."""
     from llm_recipe.config import RMConfig
@@ -99,6 +101,7 @@ def _length_growth(sft_dir, tmp_path, beta: float) -> tuple[float, float]:
     return lens[0], float(np.mean(lens[-2:]))
 
 
+@pytest.mark.slow
 def test_reward_hacking_length_grows_much_less_with_kl_penalty(sft_dir, tmp_path):
     # beta 1.0: since the SFT fixture trains the last batch of each epoch (#33) its model's length
     # growth at beta 0.5 was 0.50-0.65 of beta 0's over PPO seeds 0-2 (the bar below is 0.5); at
@@ -110,6 +113,7 @@ def test_reward_hacking_length_grows_much_less_with_kl_penalty(sft_dir, tmp_path
     assert a1 - b1 < 0.5 * (a0 - b0), (b1, a1, a0)
 
 
+@pytest.mark.slow
 def test_ppo_kl_penalty_objective_and_adaptive_beta(sft_dir, tmp_path):
     cfg = PPOConfig(**RL, iterations=3, lr=1e-3, objective="kl_penalty", kl_target=0.5, kl_horizon=100,
                     kl_estimator="k3", kl_coef=0.1)
@@ -119,6 +123,7 @@ def test_ppo_kl_penalty_objective_and_adaptive_beta(sft_dir, tmp_path):
     assert all(h["clipfrac"] == 0.0 for h in res.history)  # no clipping in the penalty variant
 
 
+@pytest.mark.slow
 def test_grpo_reaches_style_target(sft_dir, tmp_path):
     from llm_recipe.train.grpo import run_grpo
 
@@ -135,6 +140,7 @@ def test_grpo_reaches_style_target(sft_dir, tmp_path):
     assert (tmp_path / "grpo" / "rl_metrics.png").exists()
 
 
+@pytest.mark.slow
 def test_lora_reference_is_the_policy_with_adapters_disabled(sft_dir, tmp_path):
     from llm_recipe.config import LoRAConfig
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
@@ -174,6 +180,7 @@ def test_lora_reference_is_the_policy_with_adapters_disabled(sft_dir, tmp_path):
     assert res.after["kl"] < KL_BOUND
 
 
+@pytest.mark.slow
 def test_grpo_with_lora_trains_adapters_and_saves_a_merged_model(sft_dir, tmp_path):
     from llm_recipe.config import LoRAConfig
     from llm_recipe.models.loading import load_causal_lm, load_tokenizer
@@ -275,6 +282,7 @@ def test_separate_critic_from_a_model_dir_is_trained(sft_dir, tmp_path):
         run_ppo(_setup(sft_dir, StartsWithScorer(PREFIX), cfg), cfg, tmp_path / "c2", seed=0, save=False)
 
 
+@pytest.mark.slow
 def test_cli_ppo_and_grpo(sft_dir, tmp_path):
     from typer.testing import CliRunner
 
@@ -297,6 +305,7 @@ def test_cli_ppo_and_grpo(sft_dir, tmp_path):
     assert bad.exit_code == 2 and "give --model" in bad.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
 def test_stopped_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(sft_dir, tmp_path, algo):
     from llm_recipe.train.grpo import run_grpo

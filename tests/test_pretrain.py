@@ -29,6 +29,7 @@ def pretrained(tmp_path_factory, small_corpus_dir, tokenizer):
     return result
 
 
+@pytest.mark.slow
 def test_validation_loss_falls_well_below_initial(pretrained):
     assert pretrained.initial_eval_loss > 6.5  # ~ln(vocab) for a fresh model
     # 80 small steps must cut validation loss by over 2 nats (perplexity / 7), to below the
@@ -37,6 +38,7 @@ def test_validation_loss_falls_well_below_initial(pretrained):
     assert pretrained.final_eval_loss < 5.0
 
 
+@pytest.mark.slow
 def test_saved_directory_loads_with_auto_classes_and_generates(pretrained):
     tok = AutoTokenizer.from_pretrained(pretrained.model_dir)
     model = AutoModelForCausalLM.from_pretrained(pretrained.model_dir)
@@ -49,6 +51,7 @@ def test_saved_directory_loads_with_auto_classes_and_generates(pretrained):
     assert text.startswith("東京は") and len(text) > len("東京は")
 
 
+@pytest.mark.slow
 def test_run_writes_metrics_manifest_and_data_report(pretrained):
     run_dir = pretrained.model_dir.parent
     events = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -65,6 +68,7 @@ def test_run_writes_metrics_manifest_and_data_report(pretrained):
     assert report["read"]["documents"] == 750 and report["val_documents"] > 0
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, small_corpus_dir, tokenizer):
     files = sample_corpus_files(small_corpus_dir)
     kw = dict(data_files=files, tokenizer=tokenizer, model_cfg=ModelConfig(preset="micro"), seed=3)

@@ -104,6 +104,7 @@ def one_torch_thread():
     torch.set_num_threads(old)
 
 
+@pytest.mark.slow
 def test_causal_lm_perplexity_filter_with_a_tiny_trained_llama(data, tokenizer, tmp_path, one_torch_thread):
     import torch
 

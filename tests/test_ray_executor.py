@@ -19,6 +19,8 @@ from llm_recipe.data.ray_executor import run_ray
 from llm_recipe.demo.dedup_corpus import near_duplicate_corpus, paraphrase_corpus
 from llm_recipe.files import write_jsonl
 
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
+
 
 def _kept(out: Path) -> list[str]:
     ids = []

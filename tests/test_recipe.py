@@ -1,12 +1,14 @@
 import json
 from pathlib import Path
 
+import pytest
 from run_helpers import FAST, FAST_ALIGN, FAST_EVAL
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
 
 
+@pytest.mark.slow
 def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     out = tiny_run
     summary = json.loads((out / "summary.json").read_text())
@@ -81,6 +83,7 @@ def test_run_recipe_end_to_end_then_rerun_skips_finished_stages(tiny_run):
     assert all(seconds[k] < 1.0 for k in ("pretrain", "sft", "rm", "bon", "dpo", "ppo", "eval")), seconds
 
 
+@pytest.mark.slow
 def test_interrupted_pretraining_stops_the_recipe_and_the_same_command_resumes(tmp_path, monkeypatch):
     import llm_recipe.stages.pretrain as pretrain  # where the pretrain stage looks the trainer up
     from llm_recipe.train.loop import stop_at_step

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from llm_recipe.cli import app
@@ -31,6 +32,7 @@ def _open(browser, html: Path):
     return page, seen
 
 
+@pytest.mark.slow
 def test_report_renders_every_section_and_image_without_errors(tiny_run, browser):
     res = CliRunner().invoke(app, ["report", str(tiny_run)])
     assert res.exit_code == 0, res.output
@@ -61,6 +63,7 @@ def test_report_renders_every_section_and_image_without_errors(tiny_run, browser
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_model_output_is_shown_as_text_and_agreement_is_reported(tiny_run, tmp_path, browser):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "model", "reference"))

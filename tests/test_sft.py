@@ -63,6 +63,7 @@ def held_out(sft_run):
     return held_out_prompts(dedupe_prompts(data.held_out), 40)
 
 
+@pytest.mark.slow
 def test_sft_lowers_held_out_answer_loss(sft_run):
     res, _ = sft_run
     assert res.steps == SFT["max_steps"] and not res.stopped_early
@@ -70,6 +71,7 @@ def test_sft_lowers_held_out_answer_loss(sft_run):
     assert res.final_eval_loss < 0.5 * res.initial_eval_loss
 
 
+@pytest.mark.slow
 def test_sft_model_follows_the_format_on_held_out_prompts(sft_run, base_model, held_out):
     res, _ = sft_run
     prompts, langs, keys = held_out
@@ -88,6 +90,7 @@ def test_sft_model_follows_the_format_on_held_out_prompts(sft_run, base_model, h
     assert after["fact_prompts"] == sum(k is not None for k in keys) > 0 and 0 <= after["states_fact"] <= 1
 
 
+@pytest.mark.slow
 def test_saved_model_carries_its_chat_format(sft_run):
     res, _ = sft_run
     tok = AutoTokenizer.from_pretrained(res.model_dir)
@@ -101,6 +104,7 @@ def test_saved_model_carries_its_chat_format(sft_run):
         resolve_chat_format(tok, "llama2")
 
 
+@pytest.mark.slow
 def test_run_writes_reports(sft_run):
     res, _ = sft_run
     out = res.model_dir.parent
@@ -115,6 +119,7 @@ def test_run_writes_reports(sft_run):
     assert json.loads((out / "run.json").read_text())["stage"] == "sft"
 
 
+@pytest.mark.slow
 def test_cli_generate_chat_and_sft_stats(sft_run, tmp_path):
     res, _ = sft_run
     runner = CliRunner()
@@ -203,6 +208,7 @@ def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path, tokenize
                 cfg=SFTConfig(lora=LoRAConfig(), save_every=10, max_steps=1))
 
 
+@pytest.mark.slow
 def test_cli_sft_stage_samples_the_same_prompts_before_and_after(tmp_path, tokenizer):
     base = tmp_path / "base"
     build_preset_model("micro", tokenizer, seed=0).save_pretrained(base)

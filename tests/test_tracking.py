@@ -41,6 +41,7 @@ def tracked_run(tmp_path, tokenizer, monkeypatch):
     return out, tmp_path, uri, (losses, eval_losses), res
 
 
+@pytest.mark.slow
 def test_every_tracker_gets_the_logged_losses(tracked_run):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
