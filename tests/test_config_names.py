@@ -84,3 +84,12 @@ def test_config_schema_prints_type_default_description_and_the_aliases():
     assert set(aliases_of(RecipeConfig)) >= {"sft.learning_rate", "grpo.num_generations", "ppo.num_ppo_epochs"}
     bad = CliRunner().invoke(app, ["config", "schema", "nope"])
     assert bad.exit_code == 2 and "no section or field 'nope' (sections: seed, output_dir" in bad.output
+
+
+def test_dpo_help_lists_every_registered_loss():
+    from llm_recipe.cli import DPO_LOSS_HELP
+    from llm_recipe.train.dpo import LOSSES
+
+    assert DPO_LOSS_HELP.split(" | ") == list(LOSSES)
+    res = CliRunner().invoke(app, ["dpo", "--help"])
+    assert res.exit_code == 0 and "sigmoid | cdpo" in res.output.replace("\n", " ")

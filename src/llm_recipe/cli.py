@@ -765,7 +765,12 @@ def reinforce_pp(model: RLModelOpt = None, rm: RLRmOpt = None, config: ConfigOpt
                                                       report_to=report_to, resume=fresh and "fresh"), seed, output_dir)
 
 
-@app.command(help="DPO and its variants (dpo.loss_type; `llm-recipe config schema dpo.loss_type` lists them) from an SFT model; "
+# The losses of train.dpo.LOSSES (the registry; written here so --help never imports torch, and
+# tests/test_config_names.py checks that the two agree).
+DPO_LOSS_HELP = "sigmoid | cdpo | robust | ipo | simpo | orpo | kto"
+
+
+@app.command(help=f"DPO and its variants (dpo.loss_type: {DPO_LOSS_HELP}) from an SFT model; "
                   "writes OUTPUT_DIR/dpo.")
 @friendly_errors
 def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT model (policy and reference)")] = None,
