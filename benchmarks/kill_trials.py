@@ -4,7 +4,8 @@ For every stage (curate, reward model, DPO, PPO, GRPO, online DPO) on tiny model
   1. a reference run, uninterrupted, into its own folder (its final weights / files are the target);
   2. `--trials` runs into fresh folders, each killed (SIGKILL to the whole process group, workers
      included) at a moment drawn with `--seed` between the first output the reference run wrote and
-     its end;
+     its end (a run that ends before its kill is no trial: the window shrinks to that run's length
+     and a new moment is drawn, up to 4 times; the row says `finished before the kill` otherwise);
   3. after each kill, everything a completion marker vouches for is checked: every folder with a
      `complete.json` and every artifact a stage marker (`<run>/stages/<stage>.json`) names: every
      safetensors file loads whole, every JSON / JSONL file parses, every named artifact exists, i.e.
@@ -189,8 +190,13 @@ def trial_stage(name: str, spec: dict, work: Path, n: int, rng: random.Random) -
     rows = []
     for t in range(n):
         out = work / f"{name}-{t}"
-        kill_at = rng.uniform(first, end)
-        code, secs, killed = run(spec["argv"], out, kill_at)
+        for attempt in range(4):  # a run that ends before its kill (a quieter machine than the reference's)
+            kill_at = rng.uniform(first, end)  # is no trial: the window shrinks to that run's length, drawn again
+            code, secs, killed = run(spec["argv"], out, kill_at)
+            if killed or attempt == 3:
+                break
+            shutil.rmtree(out)
+            end = max(first + 0.5, min(end, secs) * 0.9)
         where = state_at_kill(out, spec["final"]) if killed else f"finished before the kill ({code})"
         broken = marked_but_broken(out)
         code2, secs2, _ = run(spec["argv"], out)
