@@ -100,7 +100,8 @@ def test_stage_bon_and_cli(models, tmp_path):
     assert res.exit_code == 0, res.output
     assert "best-of-2" in res.output and "tokens x" in res.output
     assert json.loads((tmp_path / "cli" / "best_of_n" / "report.json").read_text())["prompts"] == 1
-    res = CliRunner().invoke(app, ["bon", "-m", str(pol_dir), "--rm", str(tmp_path / "nope"), "-p", "x"])
+    res = CliRunner().invoke(app, ["bon", "-m", str(pol_dir), "--rm", str(tmp_path / "nope"), "-p", "x",
+                                   "-o", str(tmp_path / "cli-nope")])
     assert res.exit_code == 2 and "nope" in res.output
 
 

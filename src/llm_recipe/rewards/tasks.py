@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..files import BadLine
 from ..preference.candidates import read_prompts
+from ..preference.records import SkipLog
 from ..record_sources import check_source, iter_source
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "resources" / "tasks"
@@ -131,8 +132,13 @@ def rl_prompt_split(task: str | None, prompt_files: Sequence | None, n_prompts: 
                            columns_of(held), {"task": t.describe()})
     if not prompt_files:
         return None
+    log, where = SkipLog(), f"RL prompts ({', '.join(map(str, prompt_files))})"
     rows = [{**r.get("columns", {}), "prompt": _last_user_turn(r["prompt"])}
-            for r in read_prompts(prompt_files, columns=True)]
+            for r in read_prompts(prompt_files, log, columns=True)]
+    log.check(where, 1.0, "")  # none usable: one line naming the files and the reasons
+    if len(rows) < 2:
+        raise ValueError(f"{where}: {len(rows)} usable prompt; at least 2 are needed (held-out evaluation "
+                         "and training)")
     n_eval = min(eval_prompts, max(len(rows) // 5, 1))
     train, held = rows[n_eval : n_eval + n_prompts], rows[:n_eval]
     return PromptSplit([r["prompt"] for r in train], [r["prompt"] for r in held], columns_of(train),

@@ -23,8 +23,6 @@ from ..demo.style import single_turn_examples
 from ..files import read_json
 from ..models.loading import load_causal_lm, load_tokenizer
 from ..models.placement import compute_device
-from ..preference.candidates import read_prompts
-from ..preference.records import SkipLog
 from ..rewards.sources import build_rewards, legacy_sources, source_files
 from ..rewards.tasks import rl_prompt_split, task_files
 from ..seeds import seed_for
@@ -126,18 +124,11 @@ def _log(name: str, summary: dict, prefix: str | None) -> None:
 def style_prompts(cfg: RLConfig, seed: int) -> tuple[list[str], list[str]]:
     """(train, held-out) prompts: from `cfg.prompts` files, or the style set's prompts (a seed
     different from the SFT set's). Held-out prompts are never trained on."""
-    if cfg.prompts:
-        # a conversation prompt is reduced to its last (user) turn: RL prompts are single-turn
-        log = SkipLog()
-        prompts = [d["prompt"] if isinstance(d["prompt"], str) else d["prompt"][-1]["content"]
-                   for d in read_prompts(cfg.prompts, log)]
-        log.check(f"RL prompts ({', '.join(map(str, cfg.prompts))})", 1.0, "")  # none usable: the files and why
-        if len(prompts) < 2:
-            raise ValueError(f"RL prompts ({', '.join(map(str, cfg.prompts))}): {len(prompts)} usable prompt; "
-                             "at least 2 are needed (held-out evaluation and training)")
-    else:
-        prompts = [p for p, _ in single_turn_examples(4 * (cfg.n_prompts + cfg.eval_prompts),
-                                                       seed=seed_for("bundled_prompts", seed))]
+    if cfg.prompts:  # the files' prompts, split and checked in one place
+        split = rl_prompt_split(None, cfg.prompts, cfg.n_prompts, cfg.eval_prompts)
+        return split.train_prompts, split.eval_prompts
+    prompts = [p for p, _ in single_turn_examples(4 * (cfg.n_prompts + cfg.eval_prompts),
+                                                   seed=seed_for("bundled_prompts", seed))]
     n_eval = min(cfg.eval_prompts, max(len(prompts) // 5, 1))
     return prompts[n_eval : n_eval + cfg.n_prompts], prompts[:n_eval]
 
