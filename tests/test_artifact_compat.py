@@ -16,7 +16,6 @@ CHECK = r"""
 import json, sys
 from transformers import AutoConfig, AutoTokenizer
 
-pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
 d = sys.argv[1]
 tok = AutoTokenizer.from_pretrained(d)
 msgs = [{"role": "user", "content": "東京はどこ？ Where is Tokyo?"}, {"role": "assistant", "content": "日本の首都です。"}]
@@ -25,6 +24,8 @@ print(json.dumps({"text": text, "ids": tok(text, add_special_tokens=False)["inpu
                   "plain": tok("東京は日本の首都です。 Tokyo.")["input_ids"], "eos": tok.eos_token,
                   "max_len": tok.model_max_length, "model_type": AutoConfig.from_pretrained(d).model_type}))
 """
+
+pytestmark = pytest.mark.slow  # trains or drives real processes for a minute or more
 
 
 def declared_floor() -> str:
