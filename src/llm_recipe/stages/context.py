@@ -5,6 +5,7 @@
     ctx.start_model(stage, section)            -m > SECTION.init_from > the run's previous artifact
                                                (SFT: the pretrained model; every later stage: the
                                                SFT model, else the pretrained one) > model.name_or_path
+    ctx.require_start_model(stage, section)    the same, or one line saying what would give one
     ctx.reward_model(section)                  --rm > SECTION.reward_models > the run's reward model
     ctx.seed(stream, *index)                   a named seed stream (`llm_recipe.seeds`)
     ctx.sft_split()                            the SFT split (`train.sft_data.split_sft_data`), made once
@@ -74,6 +75,14 @@ class RunContext:
             if self.artifacts.get(name):
                 return str(self.artifacts[name])
         return self.cfg.model.name_or_path
+
+    def require_start_model(self, stage: str, section: Any = None) -> str:
+        """`start_model`, or one line saying what would give one."""
+        init = self.start_model(stage, section)
+        if not init:
+            raise ValueError(f"{stage}: no model to start from (give --model, the SFT model, {stage}.init_from "
+                             "or model.name_or_path)")
+        return init
 
     def reward_model_refs(self, section: Any = None) -> list[RewardModelRef]:
         """--rm > SECTION.reward_models > the run's reward model; [] when there is none."""

@@ -29,11 +29,7 @@ from .hh import hh_dpo_data, hh_key, hh_set_path, starting_model
 
 
 def _init(ctx: RunContext) -> str:
-    init = ctx.start_model("dpo", ctx.cfg.dpo)
-    if not init:
-        raise ValueError("dpo: no model to start from (give --model, the SFT model, dpo.init_from or "
-                         "model.name_or_path)")
-    return init
+    return ctx.require_start_model("dpo", ctx.cfg.dpo)
 
 
 def _inputs(ctx: RunContext) -> list:

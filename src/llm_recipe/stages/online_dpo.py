@@ -135,11 +135,7 @@ def _mean(values) -> float | None:
 
 
 def _init(ctx: RunContext) -> str:
-    init = ctx.start_model("online_dpo", ctx.cfg.online_dpo)
-    if not init:
-        raise ValueError("online_dpo: no policy to start from (give --model, the SFT model, online_dpo.init_from "
-                         "or model.name_or_path)")
-    return init
+    return ctx.require_start_model("online_dpo", ctx.cfg.online_dpo)
 
 
 def _labeler(ctx: RunContext) -> LabelConfig:

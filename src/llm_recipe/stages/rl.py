@@ -69,10 +69,7 @@ if set(ALGORITHMS) != set(RL_SECTIONS):  # one list of algorithms: the config's 
 
 
 def _init(ctx: RunContext, name: str) -> str:
-    init = ctx.start_model(name, getattr(ctx.cfg, name))
-    if not init:
-        raise ValueError(f"{name}: give --model (the SFT model), {name}.init_from or model.name_or_path")
-    return init
+    return ctx.require_start_model(name, getattr(ctx.cfg, name))
 
 
 def _rm_dir(ctx: RunContext) -> str | None:

@@ -36,7 +36,7 @@ from ..pipeline import Doc, Step, Tally
 
 
 class ExtractTimeout(Exception):
-    pass
+    """A page whose extraction ran past `extract.timeout_s` (dropped, counted as extract_timeout)."""
 
 
 @contextlib.contextmanager
