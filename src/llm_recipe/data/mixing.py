@@ -190,11 +190,20 @@ def mix(
     files = [str(p) for p in writer.close()]
     shutil.rmtree(tmp, ignore_errors=True)
 
+    report = _mix_report(available, picks, plan, realized, files, token_budget=token_budget,
+                         counter=counter.name, seed=seed, max_epochs=max_epochs)
+    write_json(out / "mixture.json", report)
+    return report
+
+
+def _mix_report(available: dict, picks: dict, plan: dict, realized: dict[str, dict], files: list[str], *,
+                token_budget: int, counter: str, seed: int, max_epochs: float) -> dict:
+    """`mixture.json`: per source its weight, target, what was available and what was written."""
     total = sum(r["tokens"] for r in realized.values())
     report = {
         "token_budget": token_budget,
         "realized_tokens": total,
-        "token_counter": counter.name,
+        "token_counter": counter,
         "seed": seed,
         "max_epochs": max_epochs,
         "sources": {
@@ -214,6 +223,5 @@ def mix(
         "unused_sources": sorted(set(available) - set(picks)),
         "outputs": files,
     }
-    write_json(out / "mixture.json", report)
     return report
 
