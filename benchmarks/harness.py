@@ -307,6 +307,8 @@ def add_args(ap: argparse.ArgumentParser, name: str) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each kept contender, interleaved")
     ap.add_argument("--keep", type=int, default=2, help="the peer's best settings per precision kept after round 1")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precisions", default=",".join(PRECISIONS),
+                    help="comma-separated subset of the precisions to run (default: all; the JSON records which)")
     ap.add_argument("--only", help="comma-separated contender names (debugging; the JSON is not written)")
     ap.add_argument("--json", type=Path, help="where to write the result (default benchmarks/results/NAME.json)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -322,6 +324,10 @@ def main(*, name: str, title: str, unit: str, script: str, args: argparse.Namesp
         return None
     if args.only:
         contenders = [c for c in contenders if c.name in args.only.split(",")]
+    precisions = args.precisions.split(",")
+    if unknown := set(precisions) - set(PRECISIONS):
+        raise SystemExit(f"--precisions: unknown {sorted(unknown)}; choose from {', '.join(PRECISIONS)}")
+    contenders = [c for c in contenders if c.precision in precisions]
     argv = _without(argv, "--json")
     started, load_start, code = time.strftime("%Y-%m-%dT%H:%M:%S"), os.getloadavg(), commit()
     roof = measure_roof(roof_shapes, *roof_tokens, args.threads) if roof_shapes and roof_tokens else None
@@ -336,7 +342,7 @@ def main(*, name: str, title: str, unit: str, script: str, args: argparse.Namesp
     result = {"benchmark": name, "title": title, "unit": unit, **code, "command": " ".join(
         ["python", f"benchmarks/{Path(script).name}", *argv]), "machine": machine(), "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_start": load_start, "load_end": os.getloadavg(),
-        "threads": args.threads, "repeats": args.repeats, "keep": args.keep, "setup": setup or {}, "roof": roof,
+        "threads": args.threads, "repeats": args.repeats, "keep": args.keep, "precisions": precisions, "setup": setup or {}, "roof": roof,
         "flops_per_unit": flops_per_unit, "flops_formula": flops_formula, "contenders": rows,
         "comparisons": comparisons(rows)}
     print("\n" + "\n".join(render(result)))

@@ -93,6 +93,10 @@ def perf_block(results: list[dict]) -> str:
     ]
     for res in results:
         lines += rows_of(res)
+    for res in results:  # a run of a subset of the grid (`--precisions`) says which precisions it left out
+        if left := [PREC[p] for p in PREC if p not in res.get("precisions", PREC)]:
+            lines.append(f"\n{res['title']}: not measured at {', '.join(left)} (run with `--precisions "
+                         f"{','.join(res['precisions'])}`).")
     for res in results:  # a quality check beside the speed (DPO: the held-out loss every run reached)
         by_name = {r["name"]: r for r in res["contenders"]}
         for c in res["comparisons"]:

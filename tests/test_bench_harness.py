@@ -113,6 +113,22 @@ def test_perf_table_rows_come_from_the_json_and_replace_their_block(toy, tmp_pat
     assert out.split("<!-- figures:perf -->\n")[1].split("<!-- /figures:perf -->")[0] in text
 
 
+def test_precisions_runs_a_subset_and_the_table_says_what_it_left_out(toy, tmp_path):
+    _, _, d = toy
+    out = subprocess.run([sys.executable, str(d / "toy_bench.py"), "--repeats", "1", "--keep", "1", "--precisions",
+                          "fp32", "--json", str(tmp_path / "results" / "toy.json")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    res = json.loads((tmp_path / "results" / "toy.json").read_text())
+    assert res["precisions"] == ["fp32"] and {r["precision"] for r in res["contenders"]} == {"fp32"}
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "perf_table.py"), "--results",
+                            str(tmp_path / "results")], capture_output=True, text=True, check=True).stdout
+    assert "Toy: not measured at bf16 autocast, bf16 weights (run with `--precisions fp32`)" in table
+    bad = subprocess.run([sys.executable, str(d / "toy_bench.py"), "--precisions", "fp16"], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode != 0 and "--precisions: unknown ['fp16']" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_readme_holds_the_performance_blocks():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     for name in ("perf", "perf-profile"):
