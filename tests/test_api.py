@@ -21,7 +21,7 @@ def test_import_is_cheap_and_exports_the_api():
             "f = llm_recipe.sft; print(f.__module__, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}).stdout.splitlines()
-    assert out[0] == "['Result', 'curate', 'dpo', 'evaluate', 'grpo', 'reward_model', 'sft']"
+    assert out[0] == "['Result', 'curate', 'dpo', 'evaluate', 'grpo', 'reinforce_pp', 'reward_model', 'rloo', 'sft']"
     assert out[1] == "llm_recipe.api False"  # the API module itself imports nothing heavy either
     assert (ROOT / "src" / "llm_recipe" / "py.typed").is_file()
 
@@ -65,6 +65,12 @@ def test_the_other_stage_functions_take_lists_of_dicts(example_run, tmp_path):
                              max_completion_length=4)
     assert (policy.model_dir / "complete.json").is_file()
     assert set(policy.figures["after"]) >= {"score", "success", "kl"}
+    loo = llm_recipe.rloo(sft_model, [{"prompt": f"Tell me about {i}."} for i in range(24)], reward_model=rm.model_dir,
+                          output_dir=tmp_path / "rloo", iterations=1, num_generations=2, rollout_batch_size=4,
+                          minibatch_size=4, n_prompts=8, eval_prompts=2, max_completion_length=4)
+    assert loo.stage == "rloo" and loo.model_dir == tmp_path / "rloo" / "rloo" / "model"
+    assert (loo.model_dir / "complete.json").is_file() and "rloo:" in (tmp_path / "rloo" / "recipe.yaml").read_text()
+    assert set(loo.figures["after"]) >= {"score", "kl"}
     docs = [{"text": f"文書{i}: 東京は日本の首都です。これは十分に長い日本語の文章で、品質フィルタを通るはずのものです。", "id": str(i)}
             for i in range(30)]
     cur = llm_recipe.curate(docs, output_dir=tmp_path / "cur", mixing=None)

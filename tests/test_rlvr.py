@@ -98,6 +98,9 @@ def test_reinforce_pp_baseline_improves(sft_dir, tmp_path, user_rewards):
     assert res.after["rewards/explains/mean"] > res.before["rewards/explains/mean"] + 0.3, (res.before, res.after)
     assert all(np.isfinite(h["kl"]) for h in res.history)
     assert res.counts["zero_signal_groups"] > 0 and "resampled_groups" not in res.counts  # dropped, not replaced
+    # the logged reward is the sampled answers', also when DAPO masks groups out of the update
+    assert all(np.isfinite(h["reward_mean"]) and 0.0 <= h["trained_rows"] <= 1.0 for h in res.history)
+    assert min(h["trained_rows"] for h in res.history) < 1.0
 
 
 def test_columns_reach_functions_none_is_counted_and_truncation_masked(sft_dir, tmp_path, user_rewards):

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 
     from .config import RecipeConfig
 
-__all__ = ["Result", "curate", "dpo", "evaluate", "grpo", "reward_model", "sft"]
+__all__ = ["Result", "curate", "dpo", "evaluate", "grpo", "reinforce_pp", "reward_model", "rloo", "sft"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 ModelLike = Union[PathLike, "PreTrainedModel"]
@@ -57,7 +57,8 @@ class Result:
     """What a stage made.
 
     Attributes:
-        stage: the stage's name (`sft`, `dpo`, `reward_model`, `grpo`, `curate`, `eval`).
+        stage: the stage's name (`sft`, `dpo`, `reward_model`, `grpo`, `rloo`, `reinforce_pp`, `curate`,
+            `eval`).
         output_dir: the run folder the stage wrote into (`<output_dir>/<stage>/` inside it).
         model_dir: the trained model's folder (None for curate and evaluate).
         figures: the stage's headline figures (as `llm-recipe run` prints them), e.g. SFT's format
@@ -285,17 +286,47 @@ def grpo(model: ModelLike, prompts: DataLike | None = None, *, reward_model: Pat
     Returns:
         The policy's folder, score / success / KL before and after on held-out prompts.
     """
+    return _critic_free("grpo", model, prompts, reward_model, output_dir, config, seed, tokenizer, overrides, section)
+
+
+def rloo(model: ModelLike, prompts: DataLike | None = None, *, reward_model: PathLike | None = None,
+         output_dir: PathLike | None = None, config: ConfigLike = None, seed: int | None = None,
+         tokenizer: PreTrainedTokenizerBase | None = None, overrides: Mapping[str, Any] | None = None,
+         **section: Any) -> Result:
+    """RLOO (the leave-one-out baseline of each prompt's group) from a policy (`llm-recipe rloo`).
+
+    Args and returns: as for `grpo`; `**section` takes the fields of the `rloo:` section.
+    """
+    return _critic_free("rloo", model, prompts, reward_model, output_dir, config, seed, tokenizer, overrides, section)
+
+
+def reinforce_pp(model: ModelLike, prompts: DataLike | None = None, *, reward_model: PathLike | None = None,
+                 output_dir: PathLike | None = None, config: ConfigLike = None, seed: int | None = None,
+                 tokenizer: PreTrainedTokenizerBase | None = None, overrides: Mapping[str, Any] | None = None,
+                 **section: Any) -> Result:
+    """REINFORCE++ (the batch-normalized advantage, minus the group baseline) from a policy
+    (`llm-recipe reinforce-pp`).
+
+    Args and returns: as for `grpo`; `**section` takes the fields of the `reinforce_pp:` section.
+    """
+    return _critic_free("reinforce_pp", model, prompts, reward_model, output_dir, config, seed, tokenizer, overrides,
+                        section)
+
+
+def _critic_free(algo: str, model, prompts, reward_model, output_dir, config, seed, tokenizer, overrides,
+                 section: Mapping[str, Any]) -> Result:
+    """One critic-free RL stage (grpo, rloo, reinforce_pp): its folder, before / after and skips."""
     from .files import read_json
 
-    cfg = _config(config, "grpo", output_dir, seed, section, overrides)
+    cfg = _config(config, algo, output_dir, seed, section, overrides)
+    part = getattr(cfg, algo)
     if prompts is not None:
-        cfg.grpo.prompts = _data_files(prompts, cfg, "grpo")
-    policy = _model_path(model, tokenizer, cfg, "grpo")
-    cfg.grpo.init_from = policy
-    model_dir = _stage(cfg, "grpo", reward_model=str(reward_model) if reward_model else None)["grpo_model"]
+        part.prompts = _data_files(prompts, cfg, algo)
+    part.init_from = _model_path(model, tokenizer, cfg, algo)
+    model_dir = _stage(cfg, algo, reward_model=str(reward_model) if reward_model else None)[f"{algo}_model"]
     _save_recipe(cfg)
     sm = read_json(Path(model_dir).parent / "summary.json")
-    result = _result("grpo", cfg, "grpo", model_dir)
+    result = _result(algo, cfg, algo, model_dir)
     return Result(result.stage, result.output_dir, result.model_dir,
                   {**result.figures, "before": sm["before"], "after": sm["after"], "skipped": sm["counts"]},
                   result.metrics)

@@ -431,8 +431,13 @@ class RLTrainer(RunControl):
             return None
         scores, keep = scored
         source_stats = s.scorer.stats() if hasattr(s.scorer, "stats") else {}  # each reward source, this rollout
+        # the rollout's figures are the sampled answers' (as TRL logs them), before DAPO masks or replaces groups
+        kept = [t for t, k in zip(r.texts, keep.tolist(), strict=True) if k]
+        sampled = {"reward_mean": float(scores[keep].mean()), "reward_std": float(scores[keep].std(unbiased=False)),
+                   "response_len": float(r.lengths[keep].mean()), "success": success_rate(kept, cfg.success_prefix)}
         if getattr(cfg, "dynamic_sampling", "off") != "off":  # DAPO: groups with all-equal rewards
             r, scores, keep = apply_dynamic_sampling(self, r, scores, keep, it)
+            sampled["trained_rows"] = float(keep.float().mean())  # the share of the batch the update learns from
         device = self.accelerator.device
         with torch.no_grad(), autocast(cfg.compute, device):
             # The sampling pass's log-probs are log pi_old only in fp32: in bf16 its incremental (KV
@@ -453,10 +458,7 @@ class RLTrainer(RunControl):
         stats = self._update(r, data, it)
         mask = data["mask"]
         n_tokens = float(mask.sum())
-        kept = [t for t, k in zip(r.texts, keep.tolist(), strict=True) if k]
-        rec = {"reward_mean": float(scores[keep].mean()), "reward_std": float(scores[keep].std(unbiased=False)),
-               "response_len": float(r.lengths[keep].mean()), "success": success_rate(kept, cfg.success_prefix),
-               "rollout_tokens_per_s": n_tokens / max(t_gen, 1e-9), **self.objective.end_iteration(self, data),
+        rec = {**sampled, "rollout_tokens_per_s": n_tokens / max(t_gen, 1e-9), **self.objective.end_iteration(self, data),
                **source_stats, **{k: float(np.mean(v)) for k, v in stats.items()}}
         rec = self._mean_over_processes(rec)
         rec["rollout_tokens_per_s"] *= self.world
