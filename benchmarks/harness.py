@@ -213,7 +213,9 @@ def commit() -> dict:
 
     if not (ROOT / ".git").exists() and os.environ.get("BENCH_COMMIT"):
         return {"commit": os.environ["BENCH_COMMIT"], "dirty": False}
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "src", "benchmarks"))}
+    # the results folder is what the benchmarks write, not code: a result written earlier makes nothing dirty
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "src", "benchmarks", ":(exclude)benchmarks/results"))}
 
 
 def measure_roof(shapes: dict, tokens: int, loss_tokens: int, threads: int) -> dict:
