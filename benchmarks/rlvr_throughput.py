@@ -177,8 +177,26 @@ def main() -> None:
             if key == "samples_per_s" else (lambda s: "")
         print(f"{label:28}{o[key]:>14.2f}{rng(o):>8}{t[key]:>14.2f}{rng(t):>8}{o[key] / t[key]:>9.2f}x")
     if a.json:
-        a.json.write_text(json.dumps({"ours": runs["ours"], "trl": runs["trl"], "summary": {"ours": o, "trl": t}},
-                                     indent=1))
+        from harness import commit
+
+        a.json.write_text(json.dumps({"ours": runs["ours"], "trl": runs["trl"], "summary": {"ours": o, "trl": t},
+                                      "steps": a.steps, "repeats": a.repeats, **commit()}, indent=1))
+
+
+def figures_text(r: dict) -> str:
+    """The README block, from the JSON this script writes with --json."""
+    o, t = r["summary"]["ours"], r["summary"]["trl"]
+    trl = r["trl"][0].get("trl", "")
+    loads = [x["load_before"] for side in ("ours", "trl") for x in r[side]]
+    return (f"- SmolLM2-135M GRPO on arith-v1 (G={GROUP}, batch {BATCH}, {MAX_NEW} new tokens, {r.get('steps', '?')} "
+            f"steps, bf16 autocast, {THREADS} threads; commit `{r.get('commit', '?')[:7]}`), median [range] of "
+            f"{len(r['ours'])} interleaved runs per side, load before each run {min(loads):.1f}–{max(loads):.1f}: "
+            f"ours {o['samples_per_s']:.2f} [{o['samples_per_s_range'][0]:.2f}–{o['samples_per_s_range'][1]:.2f}] vs "
+            f"TRL {trl} GRPOTrainer {t['samples_per_s']:.2f} [{t['samples_per_s_range'][0]:.2f}–"
+            f"{t['samples_per_s_range'][1]:.2f}] generated samples/s: **{o['samples_per_s'] / t['samples_per_s']:.2f}×** "
+            f"(goal ≥ 1.3×); CPU s per sample {o['cpu_s_per_sample']:.2f} vs {t['cpu_s_per_sample']:.2f} "
+            f"({t['cpu_s_per_sample'] / o['cpu_s_per_sample']:.2f}× by CPU time); peak RSS {o['peak_rss_mb']:.0f} vs "
+            f"{t['peak_rss_mb']:.0f} MB\n")
 
 
 if __name__ == "__main__":

@@ -216,6 +216,7 @@ def main() -> None:
     ap.add_argument("--hh", type=Path, nargs="*", default=[], help="HH run folders (one per seed)")
     ap.add_argument("--rlvr", type=Path, nargs="*", default=[], help="runs of recipes/smollm2_rlvr.yaml (seeds)")
     ap.add_argument("--cpt-ja", type=Path, help="results.json of benchmarks/cpt_ja.py (the cpt-ja block)")
+    ap.add_argument("--rlvr-throughput", type=Path, help="--json of benchmarks/rlvr_throughput.py (its block)")
     ap.add_argument("--pretrain-data", type=Path, help="--out JSON of benchmarks/pretrain_data.py (its block)")
     a = ap.parse_args()
     blocks = {}
@@ -228,6 +229,8 @@ def main() -> None:
         blocks["rlvr"] = rlvr_block(a.rlvr)
     if a.cpt_ja:
         blocks["cpt-ja"] = cpt_ja_block(a.cpt_ja)
+    if a.rlvr_throughput:
+        blocks["rlvr-throughput"] = _benchmark_block("rlvr_throughput", a.rlvr_throughput)
     if a.pretrain_data:
         blocks["pretrain-data"] = _benchmark_block("pretrain_data", a.pretrain_data)
     write_or_print(blocks, a.write)
