@@ -133,3 +133,30 @@ def test_cli_annotate_quality_with_a_local_judge_then_curate_with_it(judge_dir, 
     bad = CliRunner().invoke(app, ["curate", *common, "--set", "curate.quality.annotate.judge=remote",
                                    "annotate-quality"])
     assert bad.exit_code == 2 and "judge='remote'" in bad.output
+
+
+def test_cli_annotate_quality_with_an_endpoint_judge_and_a_rerun_asks_nothing(tmp_path):
+    """The judge behind a real HTTP endpoint on loopback (the scripted rubric judge above): every
+    sampled document is graded through it, the answers are cached, and a rerun sends no request."""
+    from serve_helpers import FakeEndpoint
+
+    common = ["-c", "curate", "-o", str(tmp_path), "--set", "corpus.docs_per_source=12",
+              "--set", "curate.input.sample_noise_per_type=2", "--set", "curate.mixing=null",
+              "--set", "curate.input.sample_web=false", "--set", "curate.quality.annotate.embedder=hashed",
+              "--set", "curate.executor.workers=1", "--sample", "30"]
+    with FakeEndpoint() as fe:
+        fe.answer = lambda prompt: _score_by_rule([{"content": prompt}])
+        judge = ["--set", f"curate.quality.annotate.judge.base_url={fe.base}",
+                 "--set", "curate.quality.annotate.judge.model=judge-x"]
+        r = CliRunner().invoke(app, ["curate", "annotate-quality", *common, *judge])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((tmp_path / "quality_annotation" / "report.json").read_text())
+        assert rep["judged"] == 30 and rep["judge"] == f"judge-x @ {fe.base}"
+        notes = [json.loads(x) for x in (tmp_path / "quality_annotation" / "annotations.jsonl").read_text().splitlines()]
+        assert len({n["judge_score"] for n in notes}) > 1  # the rubric's scores, not one constant
+        asked = fe.chat_requests
+        assert asked == 30 and (tmp_path / "quality_annotation" / "judge_cache.jsonl").is_file()
+        again = CliRunner().invoke(app, ["curate", "annotate-quality", *common, *judge])
+        assert again.exit_code == 0 and fe.chat_requests == asked  # every answer came from the cache
+    down = CliRunner().invoke(app, ["curate", "annotate-quality", *common, "-o", str(tmp_path / "down"), *judge])
+    assert down.exit_code != 0 and "judge-x" in down.output and "Traceback" not in down.output

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .section import Section
+from .stages import JudgeEndpointConfig
 
 
 class StepConfig(Section):
@@ -398,7 +399,9 @@ class AnnotateQualityConfig(Section):
                                "output, else the curation inputs)")
     sample: int = Field(500, ge=10, description="documents the judge scores")
     held_out: float = Field(0.2, gt=0, lt=1, description="share of the judged sample kept for agreement")
-    judge: str = Field("local", description="local: a causal LM (judge_model); or an endpoint judge's name")
+    judge: str | JudgeEndpointConfig = Field(
+        "local", description="local: a causal LM (judge_model); or an OpenAI-compatible endpoint ({base_url, model, "
+                             "api_key_env, ...}: vLLM, `llm-recipe serve`, a hosted API)")
     judge_model: Path | None = Field(None, description="local judge: a causal LM directory")
     rubric: Literal["auto", "en", "ja"] = Field("auto", description="auto: by each document's language")
     max_doc_chars: int = Field(2000, ge=100, description="characters of a document shown to the judge")

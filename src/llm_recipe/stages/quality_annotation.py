@@ -6,10 +6,11 @@ recipe; the components are `data.quality.grading` and `data.quality.learned`).
 Documents: `curate.quality.annotate.inputs`, else the curated corpus of this output dir
 (`<output_dir>/curated/data`) when there is one, else the curation inputs (or the bundled sample,
 with its noise and web pages as configured), web pages extracted and every text normalized as
-curation would. Judge: `local` (a causal LM directory, `judge_model`); any object with the
-`Grader` interface can be passed to `data.quality.learned.annotate_quality` directly (an
-endpoint judge's client wrapped in `ChatGrader`). Output: `<output_dir>/quality_annotation/`
-(annotations.jsonl, regressor/, report.json); `curate.quality.learned.model` then points at
+curation would. Judge: `local` (a causal LM directory, `judge_model` / `--judge-model`), or an
+OpenAI-compatible endpoint (`judge: {base_url, model, api_key_env, ...}`: its requests concurrent,
+its answers cached in `judge_cache.jsonl` so a rerun asks nothing again); any object with the
+`Grader` interface can be passed to `data.quality.learned.annotate_quality` directly. Output: `<output_dir>/quality_annotation/`
+(annotations.jsonl, regressor/, report.json, judge_cache.jsonl); `curate.quality.learned.model` then points at
 `regressor/`.
 """
 
@@ -19,13 +20,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import ConfigError, RecipeConfig
+from ..config import ConfigError, JudgeEndpointConfig, RecipeConfig
 from ..data.normalize import Normalize
 from ..data.pipeline import run_steps
-from ..data.quality.grading import CausalLMGrader
+from ..data.quality.grading import CausalLMGrader, ChatGrader
 from ..data.quality.learned import annotate_quality
 from ..data.readers import ShardReader, list_shards
 from ..data.web.extract import Extract
+from ..preference.endpoint import ChatEndpoint
 from ..seeds import seed_for
 from .corpus import sample_inputs
 
@@ -53,16 +55,27 @@ def annotate_quality_recipe(recipe_cfg: RecipeConfig, out_dir: str | os.PathLike
         paths, prepare = [curated], False
     else:
         paths, prepare = list(recipe_cfg.curate.input.paths) or sample_inputs(recipe_cfg, root / "curated"), True
-    if cfg.judge != "local":
-        raise ConfigError(f"curate.quality.annotate.judge={cfg.judge!r}: this command runs a local judge "
-                          "('local' with judge_model); endpoint judges plug in through data.quality.grading.ChatGrader")
+    out = Path(out_dir) if out_dir is not None else root / "quality_annotation"
+    grader, judge_name = _grader(cfg, judge_model, out)
+    report = annotate_quality(_documents(recipe_cfg, paths, prepare), grader, cfg, out,
+                              seed=seed_for("quality_annotation", recipe_cfg.seed))
+    return {**report, "judge_model": judge_name, "inputs": [str(p) for p in paths], "out_dir": str(out)}
+
+
+def _grader(cfg, judge_model, out: Path) -> tuple[object, str]:
+    """The judge: an endpoint (`judge: {base_url, model, ...}`, checked before any document is read,
+    answers cached in `<out>/judge_cache.jsonl`) or a local causal LM (`judge_model` / `--judge-model`)."""
+    if isinstance(cfg.judge, JudgeEndpointConfig) and judge_model is None:
+        backend = ChatEndpoint(cfg.judge, out / "judge_cache.jsonl")
+        backend.check()
+        return ChatGrader(lambda m: backend.chat([m])[0].text, backend.name,
+                          lambda ms: [c.text for c in backend.chat(ms)]), backend.name
+    if cfg.judge != "local" and judge_model is None:
+        raise ConfigError(f"curate.quality.annotate.judge={cfg.judge!r}: 'local' (a causal LM: judge_model) or an "
+                          "endpoint ({base_url, model, ...})")
     path = judge_model or cfg.judge_model
     if path is None:
         raise ConfigError("annotate-quality: no judge model (--judge-model DIR or curate.quality.annotate.judge_model)")
     from ..models.loading import load_causal_lm, load_tokenizer
 
-    grader = CausalLMGrader(load_causal_lm(path), load_tokenizer(path), batch_size=cfg.batch_size)
-    out = Path(out_dir) if out_dir is not None else root / "quality_annotation"
-    report = annotate_quality(_documents(recipe_cfg, paths, prepare), grader, cfg, out,
-                              seed=seed_for("quality_annotation", recipe_cfg.seed))
-    return {**report, "judge_model": str(path), "inputs": [str(p) for p in paths], "out_dir": str(out)}
+    return CausalLMGrader(load_causal_lm(path), load_tokenizer(path), batch_size=cfg.batch_size), str(path)

@@ -83,13 +83,17 @@ class ChatGrader:
 
     name = "chat"
 
-    def __init__(self, complete: Callable[[list[dict]], str], name: str = "chat"):
-        self.complete, self.name = complete, name
+    def __init__(self, complete: Callable[[list[dict]], str], name: str = "chat",
+                 complete_many: Callable[[list[list[dict]]], list[str]] | None = None):
+        self.complete, self.name, self.complete_many = complete, name, complete_many
 
     def grade(self, prompts: Sequence[str]) -> np.ndarray:
+        """Scores 0-5 (NaN where the reply holds no digit); a batch goes to `complete_many` when given
+        (an endpoint answers its requests concurrently)."""
+        conversations = [[{"role": "user", "content": p}] for p in prompts]
+        replies = self.complete_many(conversations) if self.complete_many else [self.complete(c) for c in conversations]
         out = np.full(len(prompts), np.nan)
-        for i, p in enumerate(prompts):
-            m = _DIGIT.search(self.complete([{"role": "user", "content": p}]) or "")
-            if m:
+        for i, reply in enumerate(replies):
+            if m := _DIGIT.search(reply or ""):
                 out[i] = float(m.group(1))
         return out
