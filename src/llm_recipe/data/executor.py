@@ -256,17 +256,9 @@ def run_local(
         done = {p.stem: read_json(p) for p in done_dir.glob("*.json")}
         todo = [i for i, key in enumerate(keys) if key not in done]
         head = seg[0] if seg else None
-        if todo and isinstance(head, GlobalStep):
-            items = [(head, p, seg_reader, batch_size) for p in inputs]
-            clock = {"observe": 0.0, "wait": 0.0}
-            t0 = time.perf_counter()
-            head.fit(_stream(mapper(observe_shard, items, workers, f"observe {head.name}", progress), clock))
-            fit_seconds = time.perf_counter() - t0 - clock["wait"]
-            # kept with the run, so a rerun that needs no fit reports the same times
-            write_json(state / f"seg-{k}" / "fit_seconds.json",
-                       {"step": head.name, "seconds": clock["observe"] + fit_seconds})
-        if isinstance(head, GlobalStep) and (fit_seconds := state / f"seg-{k}" / "fit_seconds.json").exists():
-            total[head.name].seconds += read_json(fit_seconds)["seconds"]
+        if isinstance(head, GlobalStep):
+            _fit_global(head, state / f"seg-{k}", bool(todo), [(head, p, seg_reader, batch_size) for p in inputs],
+                        mapper, workers, progress, total)
         tasks = [
             ShardTask(i, inputs[i], keys[i], seg, seg_reader, str(seg_out),
                       fmt if last else "jsonl", max_docs_per_file if last else 10**9, batch_size,
@@ -298,6 +290,22 @@ def run_local(
     stats = _summary(total, bad, outputs, bytes_in, len(keys))
     write_json(out / "stats.json", stats)
     return stats
+
+
+def _fit_global(head: GlobalStep, seg_state: Path, needed: bool, items: list[tuple], mapper: Mapper, workers: int,
+                progress: bool, total: PipelineStats) -> None:
+    """A segment that starts with a GlobalStep: fit it on every input shard when some shard still needs
+    the segment; its observe + fit seconds, kept with the run (so a rerun that needs no fit reports
+    the same times), added to `total`."""
+    marker = seg_state / "fit_seconds.json"
+    if needed:
+        clock = {"observe": 0.0, "wait": 0.0}
+        t0 = time.perf_counter()
+        head.fit(_stream(mapper(observe_shard, items, workers, f"observe {head.name}", progress), clock))
+        fit_seconds = time.perf_counter() - t0 - clock["wait"]
+        write_json(marker, {"step": head.name, "seconds": clock["observe"] + fit_seconds})
+    if marker.exists():
+        total[head.name].seconds += read_json(marker)["seconds"]
 
 
 def _regroup(keys: list[str], done: dict) -> list[str]:
