@@ -184,9 +184,9 @@ def rlvr_block(runs: list[Path]) -> str:
                      f"{_pct(b['answer_in_prompt_language'])} → {_pct(a['answer_in_prompt_language'])} | "
                      f"{_pct(b['answer_format'])} → {_pct(a['answer_format'])} | "
                      f"{algo} {secs / 60:.1f} min |")
-    commits = sorted({_commit(r) for r in runs})
-    where = (f"commit `{commits[0]}`" if len(commits) == 1 else
-             "commits " + ", ".join(f"`{_commit(r)}` ({r.name})" for r in runs))
+    commits = [_commit(r) for r in runs]
+    where = (f"commit `{commits[0]}`" if len(set(commits)) == 1 else
+             "commits " + ", ".join(f"`{c}` ({r.name})" for c, r in zip(commits, runs, strict=True)))
     head = (f"Runs of `recipes/smollm2_rlvr.yaml` ({where}; written by "
             f"`python scripts/readme_figures.py --rlvr {' '.join(str(r) for r in runs)} --write README.md`; "
             "greedy answers, intervals paired over the same problems):\n\n")

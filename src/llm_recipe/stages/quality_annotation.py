@@ -27,7 +27,7 @@ from ..data.quality.grading import CausalLMGrader, ChatGrader
 from ..data.quality.learned import annotate_quality
 from ..data.readers import ShardReader, list_shards
 from ..data.web.extract import Extract
-from ..preference.endpoint import ChatEndpoint
+from ..preference.text_judge import chat_backend
 from ..seeds import seed_for
 from .corpus import sample_inputs
 
@@ -56,20 +56,18 @@ def annotate_quality_recipe(recipe_cfg: RecipeConfig, out_dir: str | os.PathLike
     else:
         paths, prepare = list(recipe_cfg.curate.input.paths) or sample_inputs(recipe_cfg, root / "curated"), True
     out = Path(out_dir) if out_dir is not None else root / "quality_annotation"
-    grader, judge_name = _grader(cfg, judge_model, out)
+    grader, judge_name = _grader(cfg, recipe_cfg.compute, judge_model, out)
     report = annotate_quality(_documents(recipe_cfg, paths, prepare), grader, cfg, out,
                               seed=seed_for("quality_annotation", recipe_cfg.seed))
     return {**report, "judge_model": judge_name, "inputs": [str(p) for p in paths], "out_dir": str(out)}
 
 
-def _grader(cfg, judge_model, out: Path) -> tuple[object, str]:
+def _grader(cfg, compute, judge_model, out: Path) -> tuple[object, str]:
     """The judge: an endpoint (`judge: {base_url, model, ...}`, checked before any document is read,
     answers cached in `<out>/judge_cache.jsonl`) or a local causal LM (`judge_model` / `--judge-model`)."""
     if isinstance(cfg.judge, JudgeEndpointConfig) and judge_model is None:
-        backend = ChatEndpoint(cfg.judge, out / "judge_cache.jsonl")
-        backend.check()
-        return ChatGrader(lambda m: backend.chat([m])[0].text, backend.name,
-                          lambda ms: [c.text for c in backend.chat(ms)]), backend.name
+        backend = chat_backend(cfg.judge, compute, out / "judge_cache.jsonl")  # checked: it serves the model
+        return ChatGrader(name=backend.name, complete_many=lambda ms: [c.text for c in backend.chat(ms)]), backend.name
     if cfg.judge != "local" and judge_model is None:
         raise ConfigError(f"curate.quality.annotate.judge={cfg.judge!r}: 'local' (a causal LM: judge_model) or an "
                           "endpoint ({base_url, model, ...})")

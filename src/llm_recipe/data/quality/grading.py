@@ -79,12 +79,15 @@ _DIGIT = re.compile(r"(?<![\d.])([0-5])(?![\d.])")
 
 
 class ChatGrader:
-    """A chat endpoint as the judge: `complete(messages) -> reply text`."""
+    """A chat endpoint as the judge: `complete(messages) -> reply text`, or `complete_many(list of
+    messages) -> reply texts` for a backend that answers a batch at once."""
 
     name = "chat"
 
-    def __init__(self, complete: Callable[[list[dict]], str], name: str = "chat",
+    def __init__(self, complete: Callable[[list[dict]], str] | None = None, name: str = "chat",
                  complete_many: Callable[[list[list[dict]]], list[str]] | None = None):
+        if (complete is None) == (complete_many is None):
+            raise ValueError("ChatGrader: give complete or complete_many")
         self.complete, self.name, self.complete_many = complete, name, complete_many
 
     def grade(self, prompts: Sequence[str]) -> np.ndarray:
