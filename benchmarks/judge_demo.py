@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 from serve_helpers import ServeProcess, smollm2_dir  # noqa: E402
 
-from llm_recipe.report.eval_table import judge_rows, markdown_table, mt_bench_rows  # noqa: E402
+from llm_recipe.report.eval_table import judge_rows, markdown, markdown_table, mt_bench_rows  # noqa: E402
 
 
 def main() -> None:
@@ -67,20 +69,39 @@ def main() -> None:
         leaked = [str(p) for p in run.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
         leaked += ["server log"] if key in server.output() else []
     report = json.loads((run / "eval" / "report.json").read_text(encoding="utf-8"))
-    summary = {"run": str(a.run), "judge": str(judge), "server_start_s": round(started, 1), "eval_seconds": round(seconds, 1),
+    summary = {**harness.commit(), "run": str(a.run), "judge": str(judge), "server_start_s": round(started, 1),
+               "eval_seconds": round(seconds, 1),
                "server_batches": metrics.get("llm_recipe_batches_total"),
                "server_rows": metrics.get("llm_recipe_batch_rows_total"), "key_found_in": leaked,
                "mt_bench": report.get("mt_bench"), "judges": report.get("judges"),
                "win_rate_judge": {m: r.get("win_rate_judge") for m, r in report["models"].items()}}
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     print(markdown_table(report))
-    for title, part in (("MT-Bench", mt_bench_rows(report)), ("Judges", judge_rows(report))):
-        if part:
-            print(f"\n{title}: {part[0]}")
-    c = report["mt_bench"]["consistency"]
-    print(f"\neval with the served judge: {seconds:.0f} s (server start {started:.0f} s); server batches "
-          f"{metrics.get('llm_recipe_batches_total'):.0f} for {metrics.get('llm_recipe_batch_rows_total'):.0f} requests; "
-          f"consistency: same grade twice {c['same_score']} of {c['both_readable']} regraded; key found in: {leaked or 'nowhere'}")
+    print(figures_text(summary))
+
+
+
+def figures_text(s: dict) -> str:
+    """What README shows from summary.json: the judge's win rates, MT-Bench grades and its biases."""
+    mt = s["mt_bench"]
+    report = {"order": list(s["win_rate_judge"]), "mt_bench": mt, "judges": s["judges"]}
+    wins = [[m, f"{100 * w['win_rate']:.0f}% [{100 * w['ci95'][0]:.0f}, {100 * w['ci95'][1]:.0f}]",
+             f"{100 * w['lc_win_rate']:.0f}%", f"{w['wins']} / {w['ties']} / {w['losses']}",
+             f"{100 * w['first_position_rate']:.0f}%"]
+            for m, w in s["win_rate_judge"].items() if w and "win_rate" in w]
+    c = mt["consistency"]
+    where = f"commit `{s['commit'][:7]}`, " if s.get("commit") else ""
+    lines = [f"Judge: `{Path(s['judge']).name}` behind `llm-recipe serve` ({where}demo run `{s['run']}`; eval with the "
+             f"served judge {s['eval_seconds'] / 60:.1f} min, {s['server_rows']:.0f} judge requests in "
+             f"{s['server_batches']:.0f} server batches; API key found in: {', '.join(s['key_found_in']) or 'nowhere'}).",
+             "", "Win rate vs the reference model by this judge (both orders):", "",
+             *markdown(["model", "win [95% CI]", "length-controlled", "wins / ties / losses", "1st-position picks"],
+                       wins),
+             "", "MT-Bench (mean grade 1-10):", "", *markdown(*mt_bench_rows(report)),
+             "", "Judges:", "", *markdown(*judge_rows(report)), "",
+             f"Consistency: the same answer graded twice at temperature 0 got the same grade in "
+             f"{c['same_score']} of {c['both_readable']} regraded answers."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
-"""`llm-recipe serve` throughput: the dynamic batcher against one request at a time.
+"""`llm-recipe serve` throughput: the dynamic batcher against one request at a time, and against
+the peer, `transformers serve` (Hugging Face's OpenAI-compatible server) in its two modes.
 
-For each model, two servers run side by side (the same command; `serve.max_batch_size` 8 vs 1, both
-`batch_wait_ms` 10), and clients send chat requests at concurrency 1, 4 and 8 (every request
-`max_tokens` N with `ignore_eos`, so each generates exactly N tokens; temperature 0). Contenders are
-interleaved: for each repeat, for each concurrency, batched then one-at-a-time. Printed per cell:
+For each model, the servers run side by side, all in fp32 on the CPU (the models' own dtype):
+  batched          llm-recipe serve, `serve.max_batch_size` 8, `batch_wait_ms` 10
+  one_at_a_time    llm-recipe serve, `serve.max_batch_size` 1
+  hf_serve         transformers serve MODEL --device cpu --dtype float32 (one generate() per request)
+  hf_serve_cb      the same with --continuous-batching (paged attention, requests join a running batch)
+and clients send chat requests at concurrency 1, 4 and 8 (temperature 0; `max_tokens` N, and so that
+every request generates exactly N tokens, `ignore_eos` for ours and a `generation_config` with
+`min_new_tokens` N for transformers serve; tokens are counted from each answer's `usage`). Contenders
+are interleaved: for each repeat, for each concurrency, every server in turn. Printed per cell:
 requests/s and generated tokens/s (median and min-max over the repeats), the server's CPU seconds
-(user+sys, from /proc) per request, its peak RSS, and the machine's load average before the run.
+(user+sys, from /proc) per request, its peak RSS, the ratio of ours (batched) to it in tokens/s,
+and the machine's load average before the run. `--no-peer` leaves transformers serve out.
 
     python benchmarks/serve_throughput.py --models tiny smollm2 --repeats 3 --out serve_throughput.json
 
@@ -29,7 +36,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from serve_helpers import ServeProcess, smollm2_dir  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from serve_helpers import ServeProcess, ServerProcess, smollm2_dir  # noqa: E402
 
 PROMPTS = ["What is the capital of Japan?", "Explain photosynthesis in two sentences.", "富士山の高さは？",
            "Write a haiku about trains.", "List three fruits.", "猫は何を食べますか？",
@@ -68,14 +77,40 @@ def proc_cpu_rss(pid: int) -> tuple[float, float]:
     return cpu, hwm / 1024
 
 
-def run_load(base: str, model: str, concurrency: int, per_client: int, max_tokens: int) -> dict:
+# transformers serve's paged KV cache: by default it takes a share of the machine's memory (13.9 GB
+# RSS on the tiny model); 64 blocks of 256 tokens hold 8 requests of this benchmark 20 times over.
+CB_FLAGS = ("--cb-num-blocks", "64", "--cb-block-size", "256")
+
+
+def peer_server(model_dir: Path, *flags: str) -> ServerProcess:
+    """`transformers serve MODEL` on a free loopback port, fp32 on the CPU (the peer)."""
+    from annotate_helpers import free_port
+
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("transformers")), "serve", str(model_dir), "--host", "127.0.0.1",
+           "--port", str(port), "--device", "cpu", "--dtype", "float32", "--log-level", "warning", *flags]
+    return ServerProcess(cmd, port, Path(model_dir).parent / f"hf-serve-{port}.log", start_s=300)
+
+
+def request_body(model: str, prompt: str, max_tokens: int, peer: bool) -> dict:
+    """A greedy chat request that generates exactly `max_tokens` tokens on either server."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0}
+    if peer:  # transformers serve: a generation_config replaces the model's (min_new_tokens holds EOS back)
+        body["generation_config"] = json.dumps({"max_new_tokens": max_tokens, "min_new_tokens": max_tokens,
+                                                "do_sample": False})
+    else:
+        body["ignore_eos"] = True
+    return body
+
+
+def run_load(base: str, model: str, concurrency: int, per_client: int, max_tokens: int, peer: bool = False) -> dict:
     errors, tokens = [], []
 
     def client(k: int):
         with httpx.Client(timeout=600) as c:
             for j in range(per_client):
-                body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(k + j) % len(PROMPTS)]}],
-                        "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+                body = request_body(model, PROMPTS[(k + j) % len(PROMPTS)], max_tokens, peer)
                 r = c.post(base + "/v1/chat/completions", json=body)
                 if r.status_code != 200:
                     errors.append(r.text[:100])
@@ -104,24 +139,30 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=16, help="requests per cell")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-peer", action="store_true", help="leave transformers serve out")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    results = {"load_before": os.getloadavg(), "cpus": os.cpu_count(), "max_tokens": args.max_tokens,
-               "requests_per_cell": args.requests, "cells": []}
+    results = {**harness.commit(), "machine": harness.machine(), "load_before": os.getloadavg(),
+               "cpus": os.cpu_count(), "max_tokens": args.max_tokens, "requests_per_cell": args.requests,
+               "repeats": args.repeats, "cells": []}
     for name in args.models:
         path = tiny_model(work) if name == "tiny" else smollm2_dir(work, args.smollm2)
         servers = {mode: ServeProcess(path, "--set", f"serve.max_batch_size={size}", "--set", "serve.batch_wait_ms=10",
                                       name=name)
                    for mode, size in (("batched", 8), ("one_at_a_time", 1))}
+        if not args.no_peer:
+            servers.update(hf_serve=peer_server(path), hf_serve_cb=peer_server(path, "--continuous-batching", *CB_FLAGS))
+        ids = {mode: (str(path) if mode.startswith("hf_") else name) for mode in servers}
         try:
-            for s in servers.values():  # warm-up: first requests pay for lazy initialisation
-                run_load(s.base, name, 2, 1, 8)
+            for mode, s in servers.items():  # warm-up: first requests pay for lazy initialisation
+                run_load(s.base, ids[mode], 2, 1, 8, peer=mode.startswith("hf_"))
             for rep in range(args.repeats):
                 for conc in args.concurrency:
                     for mode, s in servers.items():
                         cpu0, _ = proc_cpu_rss(s.proc.pid)
-                        r = run_load(s.base, name, conc, max(1, args.requests // conc), args.max_tokens)
+                        r = run_load(s.base, ids[mode], conc, max(1, args.requests // conc), args.max_tokens,
+                                     peer=mode.startswith("hf_"))
                         cpu1, rss = proc_cpu_rss(s.proc.pid)
                         cell = {"model": name, "mode": mode, "concurrency": conc, "repeat": rep, **r,
                                 "requests_per_s": r["requests"] / r["wall_s"], "tokens_per_s": r["tokens"] / r["wall_s"],
@@ -132,33 +173,40 @@ def main() -> None:
         finally:
             for s in servers.values():
                 s.stop()
-    print_table(results)
+    print(figures_text(results))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
 
 
-def print_table(results: dict) -> None:
-    print(f"\nload average before: {results['load_before'][0]:.2f} ({results['cpus']} CPUs); "
-          f"{results['requests_per_cell']} requests x {results['max_tokens']} tokens per cell")
-    print("| model | concurrency | mode | requests/s median [min, max] | tokens/s median [min, max] | "
-          "server CPU s / request | peak RSS MB | speed-up (tokens/s) |")
-    print("|---|---|---|---|---|---|---|---|")
+MODES = {"batched": "ours, batched", "one_at_a_time": "ours, one at a time", "hf_serve": "transformers serve",
+         "hf_serve_cb": "transformers serve --continuous-batching"}
+
+
+def figures_text(results: dict) -> str:
+    """The table README shows: per model and concurrency, batched vs one request at a time."""
+    where = (f"commit `{results['commit'][:7]}`" + (" (dirty)" if results.get("dirty") else "") + ", "
+             if results.get("commit") else "")
+    lines = [f"{where}load average before {results['load_before'][0]:.2f} ({results['cpus']} CPUs); "
+             f"{results['requests_per_cell']} requests x {results['max_tokens']} generated tokens per cell, "
+             f"{results.get('repeats', '?')} interleaved repeats", "",
+             "| model | concurrency | server | requests/s median [min–max] | tokens/s median [min–max] | "
+             "server CPU s / request | peak RSS MB | ours (batched) ÷ this, tokens/s |",
+             "|---|---|---|---|---|---|---|---|"]
     cells = results["cells"]
-    keys = sorted({(c["model"], c["concurrency"]) for c in cells}, key=lambda k: (k[0], k[1]))
-    for model, conc in keys:
+    for model, conc in sorted({(c["model"], c["concurrency"]) for c in cells}):
         med = {}
-        for mode in ("batched", "one_at_a_time"):
+        for mode in MODES:
             cs = [c for c in cells if (c["model"], c["concurrency"], c["mode"]) == (model, conc, mode)]
             if not cs:
                 continue
             rps, tps = [c["requests_per_s"] for c in cs], [c["tokens_per_s"] for c in cs]
             med[mode] = statistics.median(tps)
             cpu = statistics.median(c["server_cpu_s"] / c["requests"] for c in cs)
-            print(f"| {model} | {conc} | {mode} | {statistics.median(rps):.2f} [{min(rps):.2f}, {max(rps):.2f}] | "
-                  f"{statistics.median(tps):.0f} [{min(tps):.0f}, {max(tps):.0f}] | {cpu:.2f} | "
-                  f"{max(c['server_peak_rss_mb'] for c in cs):.0f} | "
-                  + (f"{med['batched'] / med['one_at_a_time']:.2f}x |" if mode == "one_at_a_time" and "batched" in med
-                     else " |"))
+            ratio = f"{med['batched'] / med[mode]:.2f}×" if mode != "batched" and "batched" in med else ""
+            lines.append(f"| {model} | {conc} | {MODES[mode]} | {statistics.median(rps):.2f} "
+                         f"[{min(rps):.2f}–{max(rps):.2f}] | {statistics.median(tps):.0f} [{min(tps):.0f}–{max(tps):.0f}] | "
+                         f"{cpu:.2f} | {max(c['server_peak_rss_mb'] for c in cs):.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -140,20 +140,21 @@ def hh_block(runs: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _benchmark_block(script: str, results: Path) -> str:
+# README block -> the benchmark script whose results JSON it is written from (its `figures_text`)
+BENCHMARK_BLOCKS = {"cpt-ja": "cpt_ja", "pretrain-data": "pretrain_data", "rlvr-throughput": "rlvr_throughput",
+                    "serve-throughput": "serve_throughput", "judge-demo": "judge_demo"}
+
+
+def benchmark_block(block: str, results: Path) -> str:
     """A benchmark's figures from its results JSON, in the words the benchmark prints them."""
     import importlib
     import sys
 
+    script = BENCHMARK_BLOCKS[block]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     text = importlib.import_module(script).figures_text(_read(results))
-    flag = script.replace("_", "-") if script != "cpt_ja" else "cpt-ja"
     return (f"Last run (`python benchmarks/{script}.py`, results `{results}`; block written by "
-            f"`python scripts/readme_figures.py --{flag} {results} --write README.md`):\n" + text)
-
-
-def cpt_ja_block(results: Path) -> str:
-    return _benchmark_block("cpt_ja", results)
+            f"`python scripts/readme_figures.py --{block} {results} --write README.md`):\n" + text)
 
 
 def _rl_section(run: Path) -> str:
@@ -218,9 +219,8 @@ def main() -> None:
     ap.add_argument("--ppo-seeds", type=int, nargs="*", default=[])
     ap.add_argument("--hh", type=Path, nargs="*", default=[], help="HH run folders (one per seed)")
     ap.add_argument("--rlvr", type=Path, nargs="*", default=[], help="runs of recipes/smollm2_rlvr.yaml (seeds)")
-    ap.add_argument("--cpt-ja", type=Path, help="results.json of benchmarks/cpt_ja.py (the cpt-ja block)")
-    ap.add_argument("--rlvr-throughput", type=Path, help="--json of benchmarks/rlvr_throughput.py (its block)")
-    ap.add_argument("--pretrain-data", type=Path, help="--out JSON of benchmarks/pretrain_data.py (its block)")
+    for block, script in BENCHMARK_BLOCKS.items():
+        ap.add_argument(f"--{block}", type=Path, help=f"the results JSON of benchmarks/{script}.py (its block)")
     a = ap.parse_args()
     blocks = {}
     if a.run:
@@ -230,12 +230,9 @@ def main() -> None:
         blocks["hh-eval"] = hh_block(a.hh)
     if a.rlvr:
         blocks["rlvr"] = rlvr_block(a.rlvr)
-    if a.cpt_ja:
-        blocks["cpt-ja"] = cpt_ja_block(a.cpt_ja)
-    if a.rlvr_throughput:
-        blocks["rlvr-throughput"] = _benchmark_block("rlvr_throughput", a.rlvr_throughput)
-    if a.pretrain_data:
-        blocks["pretrain-data"] = _benchmark_block("pretrain_data", a.pretrain_data)
+    for block in BENCHMARK_BLOCKS:
+        if getattr(a, block.replace("-", "_")):
+            blocks[block] = benchmark_block(block, getattr(a, block.replace("-", "_")))
     write_or_print(blocks, a.write)
 
 

@@ -47,19 +47,16 @@ def smollm2_dir(workdir: Path, given: str | None = None) -> Path:
     return out
 
 
-class ServeProcess:
-    """`llm-recipe serve MODEL_DIR` in its own process (the command itself), on a free loopback port."""
+class ServerProcess:
+    """A server command in its own process on loopback `port`, up once its /health answers 200."""
 
-    def __init__(self, model_dir: Path, *args: str, env: dict | None = None, name: str = "tiny"):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = Path(model_dir).parent / f"serve-{self.port}.log"
-        cmd = [sys.executable, "-m", "llm_recipe", "serve", str(model_dir), "--port", str(self.port),
-               "--model-name", name, *args]
+    def __init__(self, cmd: list[str], port: int, log: Path, env: dict | None = None, start_s: float = 120):
+        self.port, self.log = port, log
+        self.base = f"http://127.0.0.1:{port}"
         self._out = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.output()}")
@@ -73,10 +70,6 @@ class ServeProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def metrics(self, headers: dict | None = None) -> dict[str, float]:
-        text = httpx.get(self.base + "/metrics", headers=headers or {}, timeout=10).text
-        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(llm_recipe_\S+) (\S+)$", text, re.M)}
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -93,6 +86,20 @@ class ServeProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class ServeProcess(ServerProcess):
+    """`llm-recipe serve MODEL_DIR` in its own process (the command itself), on a free loopback port."""
+
+    def __init__(self, model_dir: Path, *args: str, env: dict | None = None, name: str = "tiny"):
+        port = free_port()
+        cmd = [sys.executable, "-m", "llm_recipe", "serve", str(model_dir), "--port", str(port),
+               "--model-name", name, *args]
+        super().__init__(cmd, port, Path(model_dir).parent / f"serve-{port}.log", env)
+
+    def metrics(self, headers: dict | None = None) -> dict[str, float]:
+        text = httpx.get(self.base + "/metrics", headers=headers or {}, timeout=10).text
+        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(llm_recipe_\S+) (\S+)$", text, re.M)}
 
 
 class FakeEndpoint:

@@ -32,7 +32,8 @@ def test_blocks_are_the_runs_figures_and_replace_only_their_markers(tiny_run, tm
 
 def test_readme_holds_the_generated_blocks():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in ("demo-headline", "demo-eval", "hh-eval", "pretrain-data", "cpt-ja", "rlvr", "rlvr-throughput"):
+    for name in ("demo-headline", "demo-eval", "hh-eval", "pretrain-data", "cpt-ja", "rlvr", "rlvr-throughput",
+                 "serve-throughput", "judge-demo"):
         assert text.count(f"<!-- figures:{name} -->") == 1 and text.count(f"<!-- /figures:{name} -->") == 1
 
 
@@ -54,3 +55,38 @@ def test_rlvr_throughput_block_reads_the_benchmarks_json(tmp_path):
                           str(tmp_path / "rt.json")], capture_output=True, text=True, check=True).stdout
     assert "**1.50×** (goal ≥ 1.3×)" in out and "commit `0123456`" in out and "2.00× by CPU time" in out
     assert "ours 3.00 [2.50–3.50] vs TRL 1.16.0 GRPOTrainer 2.00 [1.50–2.50]" in out and "load before each run 0.4–1.2" in out
+
+
+def _block(flag: str, data: dict, tmp_path) -> str:
+    (tmp_path / "r.json").write_text(json.dumps(data), encoding="utf-8")
+    return subprocess.run([sys.executable, str(SCRIPT), flag, str(tmp_path / "r.json")], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_serve_throughput_block_is_the_medians_and_the_batching_ratio(tmp_path):
+    cells = [{"model": "tiny", "mode": mode, "concurrency": 4, "repeat": k, "requests": 16, "tokens": 1024,
+              "requests_per_s": rps, "tokens_per_s": 64 * rps, "server_cpu_s": 8.0, "server_peak_rss_mb": 700}
+             for k in range(3) for mode, rps in (("batched", [4.0, 5.0, 6.0][k]), ("one_at_a_time", [1.0, 2.0, 3.0][k]))]
+    out = _block("--serve-throughput", {"commit": "abcdef0123", "dirty": False, "load_before": [0.3, 0, 0], "cpus": 2,
+                                        "max_tokens": 64, "requests_per_cell": 16, "repeats": 3, "cells": cells}, tmp_path)
+    assert "commit `abcdef0`" in out and "| tiny | 4 | ours, batched | 5.00 [4.00–6.00] | 320 [256–384] | 0.50 | 700 |" in out
+    assert "| tiny | 4 | ours, one at a time | 2.00 [1.00–3.00] | 128 [64–192] | 0.50 | 700 | 2.50× |" in out
+
+
+def test_judge_demo_block_names_the_judge_and_its_biases(tmp_path):
+    win = {"n": 20, "wins": 6, "ties": 4, "losses": 10, "win_rate": 0.4, "ci95": [0.25, 0.55], "lc_win_rate": 0.42,
+           "first_position_rate": 0.8}
+    mt = {"set": {"categories": ["math", "writing"]}, "consistency": {"same_score": 5, "both_readable": 8},
+          "models": {"dpo": {"score": 3.5, "by_turn": {"1": 4.0, "2": 3.0}, "by_category": {"math": 2.0, "writing": 5.0},
+                             "graded": 8, "unparseable": 1}},
+          "pairwise": {"dpo": {**win, "reference": "sft"}}}
+    judges = [{"figure": "MT-Bench grades", "judge": "smollm2-judge", "first_position_rate": None, "self_judged": [],
+               "length_correlation": 0.31, "unparseable": 1, "consistency": {"same_score": 0.625, "both_readable": 8},
+               "info": {"usage": {"calls": 40, "cache_hits": 0, "prompt_tokens": 9000, "completion_tokens": 2000}}}]
+    out = _block("--judge-demo", {"commit": "abcdef0123", "run": "runs/demo", "judge": "/x/smollm2", "eval_seconds": 600,
+                                  "server_rows": 40, "server_batches": 12, "key_found_in": [], "mt_bench": mt,
+                                  "judges": judges, "win_rate_judge": {"base": {"not_run": "x"}, "dpo": win}}, tmp_path)
+    assert "Judge: `smollm2` behind `llm-recipe serve` (commit `abcdef0`" in out and "API key found in: nowhere" in out
+    assert "| dpo | 40% [25, 55] | 42% | 6 / 4 / 10 | 80% |" in out and "| base |" not in out.split("MT-Bench")[0]
+    assert "| dpo | 3.50 | 4.00 | 3.00 | 2.0 | 5.0 |" in out and "0.31" in out and "40 / 0" in out
+    assert "same grade in 5 of 8 regraded answers" in out

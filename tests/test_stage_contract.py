@@ -240,3 +240,20 @@ def test_inputs_are_compared_by_content_and_named_when_they_change(tmp_path):
     diff = differences(key_a, edited)
     assert diff == ["config.lr", "inputs.web.jsonl"]
     assert describe(diff, key_a, edited) == "lr 0.1 -> 0.2, web.jsonl changed"
+
+
+def test_hh_answers_come_from_the_model_sft_starts_from_and_minus_m_wins(tmp_path):
+    """`dpo -m X --set dpo.data=hh` pairs refusals with X's own answers, not the released model's;
+    hh.answers_from still wins, and a recipe run without -m reads the model SFT starts from."""
+    from llm_recipe.config import HHConfig
+    from llm_recipe.stages.hh import starting_model
+
+    arts = {"pretrained_model": "run/pretrain/model", "sft_model": "run/sft/model"}
+    assert starting_model(RunContext(_cfg(tmp_path), dict(arts), model="cli/model")) == "cli/model"
+    assert starting_model(RunContext(_cfg(tmp_path), dict(arts))) == "run/pretrain/model"
+    assert starting_model(RunContext(_cfg(tmp_path, sft=SFTConfig(init_from="my/init")))) == "my/init"
+    assert starting_model(RunContext(_cfg(tmp_path))) == "released/model"
+    pinned = _cfg(tmp_path, hh=HHConfig(answers_from="answers/model"))
+    assert starting_model(RunContext(pinned, dict(arts), model="cli/model")) == "answers/model"
+    with pytest.raises(ValueError, match="no model to start from"):
+        starting_model(RunContext(RecipeConfig(output_dir=tmp_path)))

@@ -151,14 +151,14 @@ def judge_rows(report: dict) -> tuple[list[str], list[list[str]]] | None:
     return header, rows
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def markdown_table(report: dict) -> str:
     header, rows, notes = table_rows(report)
-    lines = _markdown(header, rows) + ([""] + notes if notes else [])
+    lines = markdown(header, rows) + ([""] + notes if notes else [])
     for title, part in (("MT-Bench (mean grade 1-10)", mt_bench_rows(report)), ("Judges", judge_rows(report))):
         if part is not None:
-            lines += ["", title, "", *_markdown(*part)]
+            lines += ["", title, "", *markdown(*part)]
     return "\n".join(lines) + "\n"

@@ -5,9 +5,9 @@
                                            seed); reused while the key matches, remade otherwise
     hh_sft_data(cfg, model_dir, run_dir)   `sft.data: hh`: (records, skip log, inputs for the run key)
     hh_dpo_data(cfg, model_dir, run_dir)   `dpo.data: hh`: (pairs, skip log, inputs for the run key)
-    starting_model(ctx)                    whose own answers: `hh.answers_from`, else the model the
-                                           recipe starts from (the same one for SFT and DPO, so both read
-                                           one answers file)
+    starting_model(ctx)                    whose own answers: `hh.answers_from`, else the model SFT
+                                           starts from (-m first; the same one for SFT and DPO, so both
+                                           read one answers file)
 
 The data itself is built by `preference.hh`; whether an own answer refuses is decided by the eval
 layer's detector (`eval.refusal.refusal_labels`, method `hh.refusal_detector`).
@@ -32,15 +32,11 @@ from ..preference.records import SkipLog
 
 
 def starting_model(ctx) -> str:
-    """hh.answers_from > sft.init_from > the run's pretrained model > model.name_or_path (the model SFT
-    starts from in a recipe run, so SFT and DPO read one answers file)."""
-    cfg = ctx.cfg
-    hcfg = cfg.hh or HHConfig()
-    if hcfg.answers_from:
-        return hcfg.answers_from
-    if cfg.sft is not None and cfg.sft.init_from:
-        return str(cfg.sft.init_from)
-    return str(ctx.artifacts.get("pretrained_model") or cfg.model.name_or_path)
+    """Whose own answers the HH data pairs with refusals: `hh.answers_from`, else the model SFT starts
+    from (`RunContext.start_model`: -m, sft.init_from, the run's pretrained model, model.name_or_path),
+    so the SFT and DPO stages of a run read one answers file and `dpo -m X` pairs X's own answers."""
+    hcfg = ctx.cfg.hh or HHConfig()
+    return str(hcfg.answers_from) if hcfg.answers_from else ctx.require_start_model("sft", ctx.cfg.sft)
 
 
 def hh_set_path(cfg: RecipeConfig) -> str:

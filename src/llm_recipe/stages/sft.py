@@ -32,7 +32,7 @@ from ..train.sft_coverage import coverage_report
 from ..train.sft_data import pack_examples, padding_report
 from .context import Artifacts, RunContext
 from .contract import Stage, stage_key
-from .hh import hh_key, hh_set_path, hh_sft_data
+from .hh import hh_key, hh_set_path, hh_sft_data, starting_model
 
 # A measurement, not a demo: greedy, with the default repetition penalty against greedy loops.
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=128, repetition_penalty=1.1)
@@ -49,9 +49,10 @@ def _run_key(ctx: RunContext, base: str, inputs: list | None = None) -> dict:
 
 def key(ctx: RunContext) -> dict:
     base = _base(ctx)
-    hh = hh_key(ctx.cfg) if ctx.cfg.sft.data == "hh" else None
+    hh = ctx.cfg.sft.data == "hh"
     return stage_key(ctx, {"sft": _run_key(ctx, base)["config"], "samples": ctx.cfg.generate.sampling.model_dump(),
-                           "hh": hh}, inputs=_inputs(ctx.cfg), models={"base": base})
+                           "hh": hh_key(ctx.cfg) if hh else None}, inputs=_inputs(ctx.cfg),
+                     models={"base": base, **({"answers": starting_model(ctx)} if hh else {})})
 
 
 def _base(ctx: RunContext) -> str:
@@ -68,7 +69,7 @@ def run(ctx: RunContext) -> Artifacts:
     base = _base(ctx)
     records, inputs = sft_records(sft_cfg, cfg.seed), None
     if sft_cfg.data == "hh":  # refusals for harmful requests, the base model's own answers for the rest
-        records, _, inputs = hh_sft_data(cfg, base, ctx.out)
+        records, _, inputs = hh_sft_data(cfg, starting_model(ctx), ctx.out)
         ctx.use_sft_records(records)
     if not prepare_run(out, _run_key(ctx, base, inputs), sft_cfg.resume, "sft"):
         if records is not None and distributed.is_main():  # what was trained on, for inspection (bundled, hh)
