@@ -127,6 +127,32 @@ def winner(summary: dict[str, dict]) -> str:
     return max(ok or summary, key=lambda n: (round(summary[n]["style"], 2), summary[n]["rouge_l"]))
 
 
+def figures_text(r: dict) -> str:
+    """README's block: per variant the mean over seeds (style per seed), the winner and the preset."""
+    seeds = sorted({row["seed"] for row in r["runs"]})
+    first = [row for row in r["runs"] if row["seed"] == seeds[0]]
+    lines = [f"SmolLM2-135M-Instruct, commit `{r['commit'][:7]}`, seeds {', '.join(map(str, seeds))}: "
+             f"{first[0]['train_pairs']} train pairs, {first[0]['eval_pairs']} held-out pairs per seed; greedy "
+             f"answers to held-out prompts (the base model starts with the prefix on "
+             f"{_pct(first[0]['base_style'])})", "",
+             "| variant | steps | style (held-out answers with the prefix), per seed | reward accuracy | ROUGE-L vs base | "
+             "unchanged answers | facts kept |", "|---|---|---|---|---|---|---|"]
+    for name, m in r["summary"].items():
+        mark = " **(winner)**" if name == r["winner"] else ""
+        lines.append(f"| {name}{mark} | {m['steps']:.0f} | {_pct(m['style'])} "
+                     f"({' / '.join(_pct(x) for x in m['style_per_seed'])}) | {_fmt(m['reward_accuracy'], '.2f')} | "
+                     f"{m['rouge_l']:.2f} | {_pct(m['unchanged'])} | {_pct(m['correct'])} |")
+    holds = r["winner"] == "small-data preset"
+    lines += ["", f"The rule: the highest style among variants that keep content (ROUGE-L ≥ {MIN_OVERLAP}, facts kept ≥ "
+              f"{MIN_CORRECT:.0%}). Winner: **{r['winner']}**; `--preset small-data` "
+              + ("is that winner." if holds else f"was not the winner when this ran ({r['preset']}).")]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f}%"
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 

@@ -142,7 +142,8 @@ def hh_block(runs: list[Path]) -> str:
 
 # README block -> the benchmark script whose results JSON it is written from (its `figures_text`)
 BENCHMARK_BLOCKS = {"cpt-ja": "cpt_ja", "pretrain-data": "pretrain_data", "rlvr-throughput": "rlvr_throughput",
-                    "serve-throughput": "serve_throughput", "judge-demo": "judge_demo"}
+                    "serve-throughput": "serve_throughput", "judge-demo": "judge_demo",
+                    "small-data-defaults": "small_data_defaults"}
 
 
 def benchmark_block(block: str, results: Path) -> str:

@@ -33,7 +33,7 @@ def test_blocks_are_the_runs_figures_and_replace_only_their_markers(tiny_run, tm
 def test_readme_holds_the_generated_blocks():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     for name in ("demo-headline", "demo-eval", "hh-eval", "pretrain-data", "cpt-ja", "rlvr", "rlvr-throughput",
-                 "serve-throughput", "judge-demo"):
+                 "serve-throughput", "judge-demo", "small-data-defaults"):
         assert text.count(f"<!-- figures:{name} -->") == 1 and text.count(f"<!-- /figures:{name} -->") == 1
 
 
@@ -90,3 +90,19 @@ def test_judge_demo_block_names_the_judge_and_its_biases(tmp_path):
     assert "| dpo | 40% [25, 55] | 42% | 6 / 4 / 10 | 80% |" in out and "| base |" not in out.split("MT-Bench")[0]
     assert "| dpo | 3.50 | 4.00 | 3.00 | 2.0 | 5.0 |" in out and "0.31" in out and "40 / 0" in out
     assert "same grade in 5 of 8 regraded answers" in out
+
+
+def test_small_data_defaults_block_names_the_winner_and_whether_the_preset_is_it(tmp_path):
+    runs = [{"seed": s, "variant": v, "train_pairs": 30, "eval_pairs": 10, "base_style": 0.0} for s in (0, 1)
+            for v in ("released defaults", "small-data preset")]
+    summary = {"released defaults": {"steps": 6, "style": 0.0, "style_per_seed": [0.0, 0.0], "reward_accuracy": 0.5,
+                                     "rouge_l": 1.0, "unchanged": 1.0, "correct": 1.0},
+               "small-data preset": {"steps": 40, "style": 0.95, "style_per_seed": [1.0, 0.9], "reward_accuracy": 1.0,
+                                     "rouge_l": 0.8, "unchanged": 0.0, "correct": 0.9}}
+    data = {"commit": "abcdef0123", "runs": runs, "summary": summary, "winner": "small-data preset", "preset": {}}
+    out = _block("--small-data-defaults", data, tmp_path)
+    assert "| small-data preset **(winner)** | 40 | 95% (100% / 90%) | 1.00 | 0.80 | 0% | 90% |" in out
+    assert "| released defaults | 6 | 0% (0% / 0%) | 0.50 | 1.00 | 100% | 100% |" in out
+    assert "`--preset small-data` is that winner." in out and "seeds 0, 1: 30 train pairs" in out
+    out = _block("--small-data-defaults", {**data, "winner": "released defaults"}, tmp_path)
+    assert "was not the winner" in out
