@@ -99,8 +99,9 @@ def figures_text(s: dict) -> str:
                        wins),
              "", "MT-Bench (mean grade 1-10):", "", *markdown(*mt_bench_rows(report)),
              "", "Judges:", "", *markdown(*judge_rows(report)), "",
-             f"Consistency: the same answer graded twice at temperature 0 got the same grade in "
-             f"{c['same_score']} of {c['both_readable']} regraded answers."]
+             (f"Consistency: the same answer graded twice at temperature 0 got the same grade in "
+              f"{c['same_score']} of {c['both_readable']} regraded answers." if c.get("both_readable") else
+              "Consistency: not measurable: no regraded answer got a readable grade both times.")]
     return "\n".join(lines) + "\n"
 
 
