@@ -80,7 +80,6 @@ def main() -> None:
     print(figures_text(summary))
 
 
-
 def figures_text(s: dict) -> str:
     """What README shows from summary.json: the judge's win rates, MT-Bench grades and its biases."""
     mt = s["mt_bench"]

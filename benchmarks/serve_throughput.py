@@ -153,16 +153,17 @@ def main() -> None:
                    for mode, size in (("batched", 8), ("one_at_a_time", 1))}
         if not args.no_peer:
             servers.update(hf_serve=peer_server(path), hf_serve_cb=peer_server(path, "--continuous-batching", *CB_FLAGS))
-        ids = {mode: (str(path) if mode.startswith("hf_") else name) for mode in servers}
+        peer = {mode: mode.startswith("hf_") for mode in servers}
+        ids = {mode: str(path) if peer[mode] else name for mode in servers}  # transformers serve: the folder
         try:
             for mode, s in servers.items():  # warm-up: first requests pay for lazy initialisation
-                run_load(s.base, ids[mode], 2, 1, 8, peer=mode.startswith("hf_"))
+                run_load(s.base, ids[mode], 2, 1, 8, peer=peer[mode])
             for rep in range(args.repeats):
                 for conc in args.concurrency:
                     for mode, s in servers.items():
                         cpu0, _ = proc_cpu_rss(s.proc.pid)
                         r = run_load(s.base, ids[mode], conc, max(1, args.requests // conc), args.max_tokens,
-                                     peer=mode.startswith("hf_"))
+                                     peer=peer[mode])
                         cpu1, rss = proc_cpu_rss(s.proc.pid)
                         cell = {"model": name, "mode": mode, "concurrency": conc, "repeat": rep, **r,
                                 "requests_per_s": r["requests"] / r["wall_s"], "tokens_per_s": r["tokens"] / r["wall_s"],
@@ -183,7 +184,7 @@ MODES = {"batched": "ours, batched", "one_at_a_time": "ours, one at a time", "hf
 
 
 def figures_text(results: dict) -> str:
-    """The table README shows: per model and concurrency, batched vs one request at a time."""
+    """The table README shows: per model and concurrency, every server, and ours (batched) ÷ it."""
     where = (f"commit `{results['commit'][:7]}`" + (" (dirty)" if results.get("dirty") else "") + ", "
              if results.get("commit") else "")
     lines = [f"{where}load average before {results['load_before'][0]:.2f} ({results['cpus']} CPUs); "

@@ -232,8 +232,8 @@ def main() -> None:
     if a.rlvr:
         blocks["rlvr"] = rlvr_block(a.rlvr)
     for block in BENCHMARK_BLOCKS:
-        if getattr(a, block.replace("-", "_")):
-            blocks[block] = benchmark_block(block, getattr(a, block.replace("-", "_")))
+        if results := getattr(a, block.replace("-", "_")):
+            blocks[block] = benchmark_block(block, results)
     write_or_print(blocks, a.write)
 
 
