@@ -76,3 +76,26 @@ def test_lora_sft_then_dpo_then_the_model_answers_with_plain_transformers(import
     assert text.strip(), text
     report = json.loads((tmp_path / "dpo" / "style_report.json").read_text())
     assert report["prompts"] == 2 and "still_correct" in report
+
+
+def test_hh_recipe_max_length_holds_every_refusal_it_teaches(imported):
+    """A Japanese refusal costs SmolLM2's byte-level tokenizer ~2 tokens a character: at max_length 256
+    the SFT stage dropped 19 of the 70 Japanese refusals (counted as too_long) and JA refusal did not
+    move. The recipe's lengths must hold every record its SFT and DPO stages are given."""
+    from transformers import AutoTokenizer
+
+    from llm_recipe.config.recipe import load_config
+    from llm_recipe.preference.hh import load_hh_set
+
+    cfg = load_config("smollm2_hh")
+    tok = AutoTokenizer.from_pretrained(imported)
+    lengths = {}
+    for it in load_hh_set().items:
+        if it.kind == "harmful":
+            msgs = [{"role": "user", "content": it.prompt}, {"role": "assistant", "content": it.refusal}]
+            lengths[it.id] = len(tok(tok.apply_chat_template(msgs, tokenize=False)).input_ids)
+    ja = [n for k, n in lengths.items() if "-ja-" in k]
+    assert max(ja) > 256  # the case this guards: Japanese refusals longer than the old limit
+    # SFT holds the whole refusal; DPO bounds prompt + each response (as TRL): the refusal is the longer one
+    assert max(lengths.values()) <= cfg.sft.max_length
+    assert max(lengths.values()) <= cfg.dpo.max_length
