@@ -255,5 +255,5 @@ def test_hh_answers_come_from_the_model_sft_starts_from_and_minus_m_wins(tmp_pat
     assert starting_model(RunContext(_cfg(tmp_path))) == "released/model"
     pinned = _cfg(tmp_path, hh=HHConfig(answers_from="answers/model"))
     assert starting_model(RunContext(pinned, dict(arts), model="cli/model")) == "answers/model"
-    with pytest.raises(ValueError, match="no model to start from"):
-        starting_model(RunContext(RecipeConfig(output_dir=tmp_path)))
+    with pytest.raises(ValueError, match="no model to start from.*a pretrain: section or model.name_or_path"):
+        starting_model(RunContext(RecipeConfig(output_dir=tmp_path)))  # the SFT stage's predecessors, named

@@ -45,6 +45,7 @@ ARTIFACTS = {
 # the model a stage starts from when neither -m nor init_from says: the first of these the run has
 PREVIOUS = {"sft": ("pretrained_model",)}
 AFTER_SFT = ("sft_model", "pretrained_model")
+_MADE_BY = {"sft_model": "an sft: section", "pretrained_model": "a pretrain: section"}
 MARKERS = "stages"  # <run>/stages/<stage>.json: a finished stage's key and artifacts (`stages.contract`)
 
 
@@ -80,8 +81,9 @@ class RunContext:
         """`start_model`, or one line saying what would give one."""
         init = self.start_model(stage, section)
         if not init:
-            raise ValueError(f"{stage}: no model to start from (give --model, the SFT model, {stage}.init_from "
-                             "or model.name_or_path)")
+            earlier = " or ".join(_MADE_BY[name] for name in PREVIOUS.get(stage, AFTER_SFT))
+            raise ValueError(f"{stage}: no model to start from: pass --model/-m (a model folder or hub id), set "
+                             f"{stage}.init_from, or give the recipe {earlier} or model.name_or_path")
         return init
 
     def reward_model_refs(self, section: Any = None) -> list[RewardModelRef]:

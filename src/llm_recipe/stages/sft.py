@@ -48,25 +48,17 @@ def _run_key(ctx: RunContext, base: str, inputs: list | None = None) -> dict:
 
 
 def key(ctx: RunContext) -> dict:
-    base = _base(ctx)
+    base = ctx.require_start_model("sft", ctx.cfg.sft)
     hh = ctx.cfg.sft.data == "hh"
     return stage_key(ctx, {"sft": _run_key(ctx, base)["config"], "samples": ctx.cfg.generate.sampling.model_dump(),
                            "hh": hh_key(ctx.cfg) if hh else None}, inputs=_inputs(ctx.cfg),
                      models={"base": base, **({"answers": starting_model(ctx)} if hh else {})})
 
 
-def _base(ctx: RunContext) -> str:
-    base = ctx.start_model("sft", ctx.cfg.sft)
-    if base is None:
-        raise ValueError("sft: no model to fine-tune: pass --model/-m (a model folder or hub id), set sft.init_from, "
-                         "or give the recipe a pretrain: section or model.name_or_path")
-    return base
-
-
 def run(ctx: RunContext) -> Artifacts:
     cfg, out = ctx.cfg, ctx.out / "sft"
     sft_cfg: SFTConfig = cfg.sft
-    base = _base(ctx)
+    base = ctx.require_start_model("sft", ctx.cfg.sft)
     records, inputs = sft_records(sft_cfg, cfg.seed), None
     if sft_cfg.data == "hh":  # refusals for harmful requests, the base model's own answers for the rest
         records, _, inputs = hh_sft_data(cfg, starting_model(ctx), ctx.out)
