@@ -102,7 +102,15 @@ def worker_ours(warc: str, filters: bool, fast: bool):
     steps, _ = build_steps(cfg)
     if not filters:
         steps = [s for s in steps if s.name == "extract"]
-    run_steps(steps, [])  # nothing to do; imports done
+    run_steps(steps, [])  # nothing to do; the steps' imports done
+    # what the steps load lazily on their first document, loaded before the clock as datatrove's
+    # worker imports trafilatura before its clock: the extractor's import and the language-ID model
+    import trafilatura  # noqa: F401
+
+    if filters:
+        from llm_recipe.data.filters.language import _identifier
+
+        _identifier()
 
     def run():
         batch = []
