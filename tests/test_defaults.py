@@ -213,6 +213,10 @@ def test_a_run_too_short_to_train_is_warned_with_what_to_change(tmp_path, tokeni
     assert run_length_warning("dpo", cfg, 6, 24, 2, MICRO, lora=False).count(";") == 1  # few steps only
     assert run_length_warning("sft", SFTConfig(lr=2e-5), 500, 4000, 500, SMOL, lora=False) is None
     assert "x 100 steps" in run_length_warning("sft", SFTConfig(lr=2e-7), 100, 4000, 100, SMOL, lora=False)
+    # SFT counts what it batches: packed rows, not the examples packed into them
+    assert "(102 packed rows, batch 8" in run_length_warning("sft", SFTConfig(batch_size=8), 40, 102, 13, SMOL, lora=True)
+    assert "(102 examples," in run_length_warning("sft", SFTConfig(batch_size=8, packing=False), 40, 102, 13, SMOL,
+                                                  lora=True)
     # the loop resolves the run, then says it once, and the stage report carries it
     from llm_recipe.models.presets import build_preset_model
     from llm_recipe.train.loop import Trainer

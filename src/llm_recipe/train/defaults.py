@@ -110,7 +110,8 @@ def run_length_warning(stage: str, cfg, max_steps: int, n_examples: int, steps_p
     if not (few or weak):
         return None
     epochs = f", {cfg.epochs:g} epochs" if cfg.epochs is not None else ""
-    what = [f"{max_steps} optimizer steps ({n_examples} examples, batch {cfg.batch_size} x grad_accum "
+    rows = "packed rows" if getattr(cfg, "packing", False) else "examples"  # SFT packs examples into rows
+    what = [f"{max_steps} optimizer steps ({n_examples} {rows}, batch {cfg.batch_size} x grad_accum "
             f"{cfg.grad_accum}{epochs})"]
     if weak:
         what.append(f"lr {cfg.lr:g} x {max_steps} steps = {cfg.lr * max_steps:.1g} < {bound:g}: too little to move a "
