@@ -14,8 +14,10 @@ held-out prompts greedily. Measured per seed:
              (content kept: 1.0 = the same words)
   unchanged  answers identical to the base model's, word for word (nothing learned)
   correct    answers stating the expected fact, where the base model's answer did
-The winner: the highest mean style success among the variants that keep content (mean ROUGE-L >=
-0.5 and correct >= 0.8); ties broken by ROUGE-L. The script says whether PRESETS holds it.
+The winner: among the variants that learned the preference (mean style >= 0.5: a run that learns
+nothing keeps content trivially, so it cannot win on content), the highest mean style of those that
+keep content (mean ROUGE-L >= 0.5 and correct >= 0.8), else of all that learned; ties broken by
+ROUGE-L. The script says whether PRESETS holds it, and whether the winner kept content.
 
     python benchmarks/small_data_defaults.py [--model DIR] [--pairs 40] [--seeds 0 1]
 """
@@ -44,7 +46,7 @@ VARIANTS = {  # name -> the DPO fields it sets (the rest: the section's and the 
     "full fine-tuning lr 1e-5 + NLL, 40 steps": {"lr": 1e-5, "sft_alpha": 1.0, "batch_size": 8, "max_steps": 40,
                                                 "warmup_steps": 3},
 }
-MIN_OVERLAP, MIN_CORRECT = 0.5, 0.8
+MIN_OVERLAP, MIN_CORRECT, MIN_STYLE = 0.5, 0.8, 0.5
 
 
 def seed_data(model_dir: str, args, seed: int, compute) -> dict:
@@ -122,9 +124,14 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def keeps_content(s: dict) -> bool:
+    return s["rouge_l"] >= MIN_OVERLAP and (s["correct"] or 0) >= MIN_CORRECT
+
+
 def winner(summary: dict[str, dict]) -> str:
-    ok = [n for n, s in summary.items() if s["rouge_l"] >= MIN_OVERLAP and (s["correct"] or 0) >= MIN_CORRECT]
-    return max(ok or summary, key=lambda n: (round(summary[n]["style"], 2), summary[n]["rouge_l"]))
+    learned = [n for n, s in summary.items() if s["style"] >= MIN_STYLE]
+    ok = [n for n in learned if keeps_content(summary[n])]
+    return max(ok or learned or summary, key=lambda n: (round(summary[n]["style"], 2), summary[n]["rouge_l"]))
 
 
 def figures_text(r: dict) -> str:
@@ -137,14 +144,18 @@ def figures_text(r: dict) -> str:
              f"{_pct(first[0]['base_style'])})", "",
              "| variant | steps | style (held-out answers with the prefix), per seed | reward accuracy | ROUGE-L vs base | "
              "unchanged answers | facts kept |", "|---|---|---|---|---|---|---|"]
+    best = winner(r["summary"])  # the rule of this commit, over the measured summary
     for name, m in r["summary"].items():
-        mark = " **(winner)**" if name == r["winner"] else ""
+        mark = " **(winner)**" if name == best else ""
         lines.append(f"| {name}{mark} | {m['steps']:.0f} | {_pct(m['style'])} "
                      f"({' / '.join(_pct(x) for x in m['style_per_seed'])}) | {_fmt(m['reward_accuracy'], '.2f')} | "
                      f"{m['rouge_l']:.2f} | {_pct(m['unchanged'])} | {_pct(m['correct'])} |")
-    holds = r["winner"] == "small-data preset"
-    lines += ["", f"The rule: the highest style among variants that keep content (ROUGE-L ≥ {MIN_OVERLAP}, facts kept ≥ "
-              f"{MIN_CORRECT:.0%}). Winner: **{r['winner']}**; `--preset small-data` "
+    holds = best == "small-data preset"
+    kept = keeps_content(r["summary"][best])
+    lines += ["", f"The rule: among the variants that learned the preference (style ≥ {MIN_STYLE:.0%}), the highest style "
+              f"among those that keep content (ROUGE-L ≥ {MIN_OVERLAP}, facts kept ≥ {MIN_CORRECT:.0%}), else among all "
+              f"that learned. Winner: **{best}**"
+              + ("" if kept else " (no variant that learned kept content by that rule)") + "; `--preset small-data` "
               + ("is that winner." if holds else f"was not the winner when this ran ({r['preset']}).")]
     return "\n".join(lines) + "\n"
 

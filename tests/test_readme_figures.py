@@ -104,8 +104,14 @@ def test_small_data_defaults_block_names_the_winner_and_whether_the_preset_is_it
     assert "| small-data preset **(winner)** | 40 | 95% (100% / 90%) | 1.00 | 0.80 | 0% | 90% |" in out
     assert "| released defaults | 6 | 0% (0% / 0%) | 0.50 | 1.00 | 100% | 100% |" in out
     assert "`--preset small-data` is that winner." in out and "seeds 0, 1: 30 train pairs" in out
-    out = _block("--small-data-defaults", {**data, "winner": "released defaults"}, tmp_path)
-    assert "was not the winner" in out
+    # a variant that learned nothing keeps content trivially: it never wins, whatever the run stored
+    learned_less = {**summary, "small-data preset": {**summary["small-data preset"], "rouge_l": 0.4, "correct": 0.6}}
+    out = _block("--small-data-defaults", {**data, "summary": learned_less, "winner": "released defaults"}, tmp_path)
+    assert "| small-data preset **(winner)** |" in out and "(no variant that learned kept content by that rule)" in out
+    slow = {**summary, "small-data preset": {**summary["small-data preset"], "style": 0.3, "style_per_seed": [0.3, 0.3]},
+            "full fine-tuning": {**summary["small-data preset"], "style": 0.7, "style_per_seed": [0.7, 0.7]}}
+    out = _block("--small-data-defaults", {**data, "summary": slow}, tmp_path)
+    assert "| full fine-tuning **(winner)** |" in out and "was not the winner" in out
 
 
 def _hh_run(folder: Path, seed: int, refusal: float, over: float, consistent: float) -> Path:
