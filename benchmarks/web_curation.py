@@ -108,9 +108,9 @@ def worker_ours(warc: str, filters: bool, fast: bool):
     import trafilatura  # noqa: F401
 
     if filters:
-        from llm_recipe.data.filters.language import _identifier
+        from llm_recipe.data.filters.language import identify
 
-        _identifier()
+        identify("warm-up")  # loads the model once per process
 
     def run():
         batch = []

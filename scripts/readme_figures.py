@@ -101,20 +101,20 @@ def eval_block(run: Path) -> str:
             + markdown_table(_read(run / "eval" / "report.json")))
 
 
-def _ci(r: dict | None) -> str:
-    if not r or r.get("rate") is None:
-        return "—"
-    return f"{_pct(r['rate'])} [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]"
+def _benchmark(script: str):
+    """A module of benchmarks/ (the scripts whose `figures_text` writes a block)."""
+    import importlib
+    import sys
+
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(script)
 
 
 def hh_block(runs: list[Path]) -> str:
     """The HH recipe over seeds, in the words `benchmarks/hh_recipe.py` prints it."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from hh_recipe import figures_text
-
-    return figures_text(runs)
+    return _benchmark("hh_recipe").figures_text(runs)
 
 
 # README block -> the benchmark script whose results JSON it is written from (its `figures_text`)
@@ -125,12 +125,8 @@ BENCHMARK_BLOCKS = {"cpt-ja": "cpt_ja", "pretrain-data": "pretrain_data", "rlvr-
 
 def benchmark_block(block: str, results: Path) -> str:
     """A benchmark's figures from its results JSON, in the words the benchmark prints them."""
-    import importlib
-    import sys
-
     script = BENCHMARK_BLOCKS[block]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    text = importlib.import_module(script).figures_text(_read(results))
+    text = _benchmark(script).figures_text(_read(results))
     return (f"Last run (`python benchmarks/{script}.py`, results `{results}`; block written by "
             f"`python scripts/readme_figures.py --{block} {results} --write README.md`):\n" + text)
 
