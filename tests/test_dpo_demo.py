@@ -142,6 +142,8 @@ def test_stage_is_skipped_when_done_and_cli_errors_are_one_line(demo, tmp_path):
     assert (demo["model_dir"] / "model.safetensors").stat().st_mtime_ns == before
     res = CliRunner().invoke(app, ["dpo", "--model", str(tmp_path / "missing"), "-o", str(tmp_path)])
     assert res.exit_code == 2 and "no such model directory" in res.output
+    res = CliRunner().invoke(app, ["dpo", "-o", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "dpo: no model to start from: pass --model/-m" in res.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json}\n")
     res = CliRunner().invoke(app, ["dpo", "--model", str(demo["sft_dir"]), "--data", str(bad), "-o", str(tmp_path)])

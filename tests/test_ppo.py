@@ -302,7 +302,7 @@ def test_cli_ppo_and_grpo(sft_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "grpo" / "summary.json").exists()
     bad = runner.invoke(app, ["ppo", "-o", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "give --model" in bad.output
+    assert bad.exit_code == 2 and "no model to start from: pass --model/-m" in bad.output
 
 
 @pytest.mark.slow

@@ -794,9 +794,9 @@ def dpo(model: Annotated[str | None, typer.Option("--model", "-m", help="SFT mod
         dc = dc.model_copy(update={"data": data})
     cfg = cfg.model_copy(update={"dpo": dc})
     ctx = _context(cfg, model=model)
-    base = ctx.start_model("dpo", dc)
-    if base is None or (not Path(base).is_dir() and not is_hub_name(base) and ("/" in base or base.startswith("."))):
-        raise UserError(f"dpo: {base or 'no model'}: no such model directory (give --model, the SFT model, "
+    base = _user_errors(ctx.require_start_model, "dpo", dc)
+    if not Path(base).is_dir() and not is_hub_name(base) and ("/" in base or base.startswith(".")):
+        raise UserError(f"dpo: {base}: no such model directory (give --model, the SFT model, "
                         "dpo.init_from or model.name_or_path)")
     echo(f"model: {_run_stage(ctx, 'dpo')['dpo_model']}")
 

@@ -54,10 +54,7 @@ def rm_pairs(rc: RMConfig, seed: int) -> tuple[list[PreferencePair], list[Prefer
 
 
 def _base(ctx: RunContext) -> str:
-    base = ctx.start_model("rm", ctx.cfg.rm)
-    if not base:
-        raise ValueError("rm train: give --model (the SFT model), rm.init_from or model.name_or_path")
-    return base
+    return ctx.require_start_model("rm", ctx.cfg.rm)
 
 
 def _run_key(ctx: RunContext) -> dict:
