@@ -164,6 +164,9 @@ def main() -> None:
         proc = {} if a.report_only else run_seed(run, seed, a.extra)
         if proc:
             print(f"seed {seed}: {json.dumps(proc)}", flush=True)
+        if not (run / "eval" / "report.json").exists():
+            raise SystemExit(f"seed {seed}: the run in {run} did not finish (exit {proc.get('rc')}: its log above "
+                             "says why); the same command resumes it")
         results.append({"seed": seed, "process": proc, "eval": read_seed(run)})
     print(figures_text([a.out / f"seed-{seed}" for seed in a.seeds]))
     if a.json:

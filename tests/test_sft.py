@@ -203,9 +203,38 @@ def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path, tokenize
     q0, q1 = original.model.layers[0].self_attn.q_proj.weight, merged.model.layers[0].self_attn.q_proj.weight
     assert not torch.allclose(q0, q1)  # the adapters were trained and merged in
     torch.testing.assert_close(original.model.embed_tokens.weight, merged.model.embed_tokens.weight)  # frozen
-    with pytest.raises(ValueError, match="LoRA"):
-        run_sft(init=str(base), tokenizer=load_tokenizer(base), output_dir=tmp_path / "x",
-                cfg=SFTConfig(lora=LoRAConfig(), save_every=10, max_steps=1))
+
+
+def test_a_stopped_lora_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, tokenizer):
+    """A LoRA run stopped at a checkpoint (SIGTERM, or save_every) resumes from its adapter and
+    optimizer state: the HH recipe's SFT, stopped at step 18, failed to resume (it looked for the
+    full weights a LoRA checkpoint does not hold)."""
+    from safetensors.torch import load_file
+
+    from llm_recipe.train.loop import stop_at_step
+
+    base = tmp_path / "base"
+    build_preset_model("micro", tokenizer, seed=0).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    cfg = SFTConfig(bundled_examples=64, max_steps=6, batch_size=4, lr=1e-2, warmup_steps=2, eval_every=100,
+                    log_every=1, save_every=2, lora=LoRAConfig(r=4, alpha=8))
+
+    def run(out, **kw):
+        return run_sft(init=str(base), tokenizer=load_tokenizer(base), cfg=cfg, output_dir=out, seed=0,
+                       records=sft_records(cfg, 0), **kw)
+
+    full = run(tmp_path / "full")
+    part = run(tmp_path / "resumed", callbacks=[stop_at_step(3)])
+    assert part.stopped_early and not part.model_dir.exists()
+    assert (tmp_path / "resumed" / "checkpoints" / "step-0000003" / "adapter_model.safetensors").exists()
+    resumed = run(tmp_path / "resumed")
+    a, b = load_file(full.model_dir / "model.safetensors"), load_file(resumed.model_dir / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    losses = [[json.loads(x)["loss"] for x in (d / "metrics.jsonl").read_text().splitlines() if "loss" in json.loads(x)]
+              for d in (tmp_path / "full", tmp_path / "resumed")]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and len(losses[0]) == 6
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 Layout of `checkpoints/step-000100/`:
   config.json, model.safetensors   -> loadable with `from_pretrained` on its own
+  (LoRA: adapter_config.json, adapter_model.safetensors -> `PeftModel.from_pretrained` on the base)
   optimizer.pt                     -> optimizer state keyed by parameter name (tensors and plain
                                       values only; loaded weights_only=True)
   rng.pt                           -> torch CPU (and CUDA) generator states
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
     set_optimizer_state_dict,
@@ -33,6 +35,7 @@ from .sharding import full_state_dicts, load_full_state_dicts
 
 CKPT_PREFIX = "step-"
 TRAINABLE_FILE = "trainable.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"  # what peft's save_pretrained writes for a LoRA model
 
 
 def _rng_state() -> tuple[dict, dict]:
@@ -95,6 +98,8 @@ def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:
     ckpt_dir = Path(ckpt_dir)
     if (ckpt_dir / TRAINABLE_FILE).exists():
         return _load_trainable(ckpt_dir, model, optimizer)
+    if (ckpt_dir / ADAPTER_FILE).exists() and not (ckpt_dir / "model.safetensors").exists():
+        return _load_adapter(ckpt_dir, model, optimizer)
     weights = load_file(ckpt_dir / "model.safetensors")
     core = unwrap(model)
     expected = set(get_model_state_dict(model).keys())
@@ -110,6 +115,25 @@ def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:
     load_full_state_dicts(model, optimizer, weights, optim_sd)
     if hasattr(core, "tie_weights"):
         core.tie_weights()
+    state = read_json(ckpt_dir / "trainer_state.json")
+    _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
+    return state
+
+
+def _load_adapter(ckpt_dir: Path, model, optimizer) -> dict:
+    """A LoRA run's checkpoint: the adapter as peft saved it (the frozen base is the run's starting
+    model, loaded again by the resuming run), the optimizer state of the trainable parameters."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    core = unwrap(model)
+    weights = load_file(ckpt_dir / ADAPTER_FILE)
+    expected = set(get_peft_model_state_dict(core))
+    if set(weights) != expected:
+        raise RuntimeError(f"{ckpt_dir}: checkpoint does not match the adapter being trained "
+                           f"(missing {sorted(expected - set(weights))[:3]}, unexpected {sorted(set(weights) - expected)[:3]})")
+    set_peft_model_state_dict(core, weights)
+    optim_sd = torch.load(ckpt_dir / "optimizer.pt", weights_only=True)
+    set_optimizer_state_dict(model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True, strict=False))
     state = read_json(ckpt_dir / "trainer_state.json")
     _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
     return state

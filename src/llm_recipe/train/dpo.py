@@ -34,7 +34,7 @@ from .loop import StepCallback, make_accelerator
 from .reference_free import REFERENCE_FREE, ReferenceFreeObjective
 from .reference_logps import attach_reference_logps, reference_for
 from .response_logps import ReferenceFn, sequence_logps, token_logps
-from .training_run import Plot, Prepared, RunSpec, TrainResult, check_lora_checkpoints, run_training
+from .training_run import Plot, Prepared, RunSpec, TrainResult, run_training
 
 # The reference-based pairwise losses, each registered once (`pair_loss`); with the reference-free
 # ones (`reference_free`) and KTO they make `LOSSES`, where `dpo.loss_type`'s choices come from.
@@ -195,7 +195,6 @@ def run_dpo(
     itself unless `reference_init` names another model (online DPO: the initial SFT model while
     the policy starts from the previous round's). `dpo_report.json` holds the data report and the
     evaluation history."""
-    check_lora_checkpoints(stage, cfg)
     out = Path(output_dir)
     p = _prepare(init, train_pairs, eval_pairs, cfg, out, seed, read_log, reference_init)
     res = run_training(p, RunSpec(stage, inputs=inputs, init_from=init, plots=DPO_PLOTS), out, seed=seed,

@@ -37,7 +37,7 @@ from .sft_data import (
     split_sft_data,
     tokenize_examples,
 )
-from .training_run import Plot, Prepared, RunSpec, TrainResult, check_lora_checkpoints, run_training
+from .training_run import Plot, Prepared, RunSpec, TrainResult, run_training
 
 
 class SFTObjective:
@@ -122,7 +122,6 @@ def run_sft(
     """Fine-tune `init` (model dir / hub id / module) and save `output_dir/model`, whose tokenizer
     carries the chat format as `chat_template` and whose generation config stops at end of turn.
     Data: `records` ((where, record) pairs) if given, else the files of `cfg.data`."""
-    check_lora_checkpoints("sft", cfg)
     p = _prepare(init, tokenizer, cfg, seed, records)
     spec = RunSpec("sft", inputs=[] if records is not None else cfg.data, init_from=init,
                    plots=[Plot("loss.png", ("loss", "eval_loss"), "SFT loss (assistant tokens)")])

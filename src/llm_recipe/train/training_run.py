@@ -6,7 +6,6 @@ examples, their own data figures) and what they plot; the rest of a run is writt
     -> the final model saved all or nothing (`Trainer.save_model`) -> plots -> `TrainResult`
 
     run_training(prepared, spec, out, seed=...)   that sequence
-    check_lora_checkpoints(stage, cfg)            LoRA runs keep no full-weight checkpoints
 """
 
 from __future__ import annotations
@@ -86,11 +85,6 @@ class TrainResult:
     @property
     def final_eval_loss(self) -> float | None:
         return self.final_eval.get("eval_loss")
-
-
-def check_lora_checkpoints(stage: str, cfg) -> None:
-    if getattr(cfg, "lora", None) is not None and cfg.save_every:
-        raise ValueError(f"{stage}.save_every with LoRA: checkpoints hold full weights, not adapters; unset one of them")
 
 
 def _init_name(init) -> str | None:
