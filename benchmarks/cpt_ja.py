@@ -117,6 +117,7 @@ def _tokens_per_char(tok, texts: list[str]) -> float:
 def prepare(a, corpus: Path) -> dict:
     """Import, curate and extend once (the recipe's own stages, in this process) to size the arms."""
     from llm_recipe.config import load_config
+    from llm_recipe.files import release_folder
     from llm_recipe.models.loading import load_tokenizer
     from llm_recipe.recipe import run_stages
     from llm_recipe.splits import split_by_key
@@ -124,6 +125,7 @@ def prepare(a, corpus: Path) -> dict:
 
     ctx = RunContext(load_config("smollm2_cpt_ja", {"output_dir": str(a.out / "ext"), "curate.input.paths": [str(corpus)]}))
     arts = run_stages(ctx, "tokenizer")
+    release_folder(ctx.out)  # the arms run as child processes in this folder
     cfg, files = ctx.cfg, [Path(f) for f in arts["corpus_files"]]
     ext, base = load_tokenizer(arts["tokenizer"]), load_tokenizer(cfg.model.name_or_path)
     docs = [json.loads(line) for f in files for line in Path(f).read_text(encoding="utf-8").splitlines()]

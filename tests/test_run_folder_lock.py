@@ -53,3 +53,21 @@ def test_report_waits_for_no_run_it_writes_about(busy):
     (folder / "recipe.yaml").write_text("seed: 7\n")
     _refused(CliRunner().invoke(app, ["report", str(folder)]), pid)
     assert not (folder / "report.html").exists()
+
+
+def test_a_driver_that_releases_its_folder_lets_a_child_run_there(tmp_path):
+    """`release_folder`: a benchmark runs stages in-process, then hands the folder to child runs
+    (cpt_ja's arms failed with 'another run (pid <its own>) is writing here')."""
+    from llm_recipe.files import lock_folder, release_folder
+
+    folder = tmp_path / "run"
+    child = [sys.executable, "-c", "import sys; from llm_recipe.files import lock_folder; lock_folder(sys.argv[1])",
+             str(folder)]
+    env = {**os.environ, "PYTHONPATH": SRC}
+    lock_folder(folder)
+    held = subprocess.run(child, env=env, capture_output=True, text=True)
+    assert held.returncode != 0 and f"another run (pid {os.getpid()})" in held.stderr
+    release_folder(folder)
+    assert subprocess.run(child, env=env, capture_output=True, text=True).returncode == 0
+    lock_folder(folder)  # and the driver can take it again
+    release_folder(folder)

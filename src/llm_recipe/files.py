@@ -377,3 +377,11 @@ def lock_folder(folder: str | os.PathLike) -> IO:
     f.flush()
     _LOCKS[str(folder)] = f
     return f
+
+
+def release_folder(folder: str | os.PathLike) -> None:
+    """Let go of `lock_folder(folder)` before this process ends: a driver that ran stages in-process
+    and now hands the folder to a child process (which takes the lock itself)."""
+    f = _LOCKS.pop(str(Path(folder).resolve()), None)
+    if f is not None:
+        f.close()  # closing the descriptor drops the flock
