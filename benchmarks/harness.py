@@ -50,6 +50,7 @@ class Contender:
     precision: str  # one of PRECISIONS
     settings: dict = field(default_factory=dict)
     default: bool = False  # the peer's defaults (as shipped)
+    python: str | None = None  # the interpreter of its process (a peer in its own venv); None: this one
 
 
 class Clock:
@@ -70,11 +71,11 @@ class Clock:
         return out
 
 
-def grid(peer: str, options: dict[str, Sequence], default: dict, label: Callable[[str, dict], str] | None = None
-         ) -> list[Contender]:
+def grid(peer: str, options: dict[str, Sequence], default: dict, label: Callable[[str, dict], str] | None = None,
+         python: str | None = None) -> list[Contender]:
     """Ours at every precision, then the peer at every precision x every combination of `options`
     (`{setting: values}`); `default` names the peer's defaults (`precision` and settings). `label`
-    names a setting combination (default: `key=value` pairs)."""
+    names a setting combination (default: `key=value` pairs); `python`: the peer's interpreter."""
     from itertools import product
 
     label = label or (lambda prec, kw: " ".join(f"{k}={v}" for k, v in kw.items()))
@@ -82,7 +83,7 @@ def grid(peer: str, options: dict[str, Sequence], default: dict, label: Callable
     for prec, values in product(PRECISIONS, product(*options.values())):
         kw = dict(zip(options, values, strict=True))
         out.append(Contender(f"{peer} {prec} {label(prec, kw)}".strip(), "peer", prec, kw,
-                             default={"precision": prec, **kw} == default))
+                             default={"precision": prec, **kw} == default, python=python))
     return out
 
 
@@ -108,7 +109,7 @@ def spawn(script: Path, c: Contender, argv: Sequence[str], threads: int, log_dir
     log = log_dir / f"{c.name.replace(' ', '_').replace('/', '-')}.{time.time_ns()}.log"
     load = os.getloadavg()[0]
     with open(log, "w") as out:
-        p = subprocess.Popen([sys.executable, str(script), "--worker", json.dumps(asdict(c)), *argv], env=env,
+        p = subprocess.Popen([c.python or sys.executable, str(script), "--worker", json.dumps(asdict(c)), *argv], env=env,
                              stdout=out, stderr=subprocess.STDOUT, text=True)
         _, status, ru = os.wait4(p.pid, 0)
     text = log.read_text(errors="replace")

@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,72 +83,6 @@ def _load(work: Path):
     rm = AutoModelForSequenceClassification.from_pretrained(work / "rm", num_labels=1)
     data = json.loads((work / "prompts.json").read_text())
     return tok, policy, rm, data
-
-
-def ours(work: Path, algo: str, iterations: int) -> dict:  # PPO
-    from llm_recipe.config import PPOConfig, SamplingConfig
-    from llm_recipe.infer.reward import RewardScorer
-    from llm_recipe.tokenizer.chat_formats import get_chat_format
-    from llm_recipe.train.ppo import load_critic, run_ppo
-    from llm_recipe.train.rl_loop import RLSetup
-
-    tok, policy, rm, data = _load(work)
-    rm.eval().requires_grad_(False)
-    scorer = RewardScorer(rm, tok, get_chat_format("chatml", tok))
-    s = RLSetup.build(policy, tok, scorer, data["prompts"], [])
-    common = dict(iterations=iterations, rollout_batch_size=ROLLOUT,
-                  sampling=SamplingConfig(max_new_tokens=RESP_LEN, temperature=1.0), lr=1e-5, success_prefix=None)
-    t0 = time.perf_counter()
-    if algo == "ppo":
-        cfg = PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="reward_model",
-                        kl_estimator="k1", kl_coef=0.05)
-        res = run_ppo(s, cfg, work / "ours_ppo", critic=load_critic(work / "rm"), save=False)
-    else:  # "ppo-head", our default: a value head on the policy instead of a second model
-        cfg = PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="head",
-                        kl_estimator="k1", kl_coef=0.05)
-        res = run_ppo(s, cfg, work / "ours_ppo_head", save=False)
-    total = time.perf_counter() - t0
-    tokens = sum(h["response_len"] * ROLLOUT for h in res.history)
-    gen_s = sum(h["response_len"] * ROLLOUT / h["rollout_tokens_per_s"] for h in res.history)
-    return {"samples_per_s": ROLLOUT * iterations / total, "rollout_tokens_per_s": tokens / gen_s, "total_s": total}
-
-
-def trl_ppo(work: Path, iterations: int) -> dict:
-    import trl
-    import trl.experimental.ppo.ppo_trainer as ppo_mod
-    from datasets import Dataset
-    from trl.experimental.ppo import PPOConfig, PPOTrainer
-
-    assert trl.__version__ == "1.12.0", trl.__version__
-    tok, policy, rm, data = _load(work)
-    ref = type(policy).from_pretrained(work / "policy")
-    value = type(rm).from_pretrained(work / "rm", num_labels=1)
-    gen = {"s": 0.0, "tokens": 0}
-    orig = ppo_mod.batch_generation
-
-    def timed(*a, **k):  # rollout time: TRL's generation call only
-        t = time.perf_counter()
-        out = orig(*a, **k)
-        gen["s"] += time.perf_counter() - t
-        gen["tokens"] += out[0].shape[0] * RESP_LEN
-        return out
-
-    ppo_mod.batch_generation = timed
-    args = PPOConfig(output_dir=str(work / "trl_ppo"), per_device_train_batch_size=MINIBATCH,
-                     gradient_accumulation_steps=1, num_mini_batches=ROLLOUT // MINIBATCH,
-                     num_ppo_epochs=EPOCHS, total_episodes=ROLLOUT * iterations, response_length=RESP_LEN,
-                     temperature=1.0, learning_rate=1e-5, kl_coef=0.05, kl_estimator="k1",
-                     stop_token_id=tok.convert_tokens_to_ids("<|im_end|>"), report_to="none", use_cpu=True,
-                     bf16=False, local_rollout_forward_batch_size=ROLLOUT, num_sample_generations=0,
-                     save_strategy="no", logging_steps=1000, gradient_checkpointing=False)
-    ds = Dataset.from_dict({"input_ids": data["ids"]})
-    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
-                         train_dataset=ds, value_model=value)
-    t0 = time.perf_counter()
-    trainer.train()
-    total = time.perf_counter() - t0
-    return {"samples_per_s": ROLLOUT * iterations / total, "rollout_tokens_per_s": gen["tokens"] / gen["s"],
-            "total_s": total}
 
 
 # ---- GRPO on the harness grid (each contender in its own process) --------------------------------
@@ -266,78 +197,135 @@ def main_grpo(argv: list[str]) -> None:
                       "with the LM head at response tokens, + the reward model 1x forward (benchmarks/roof.py)")
 
 
-# ---- driver -----------------------------------------------------------------------------------
-def _worker(python: str, name: str, work: Path, iterations: int, threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1", "PYTHONPATH": str(ROOT / "src")}
-    cmd = [python, __file__, "--worker", name, "--work", str(work), "--iterations", str(iterations),
-           "--threads", str(threads)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    line = next((ln for ln in reversed(out.stdout.splitlines()) if ln.startswith("{")), None)
-    if out.returncode != 0 or line is None:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-        raise SystemExit(f"{name} failed: {' | '.join(tail)}")
-    return json.loads(line)
+# ---- PPO on the harness grid (TRL 1.12 in its own venv) -----------------------------------------
+def ppo_contenders() -> list:
+    from harness import gc, grid
+
+    return grid("TRL 1.12", {"gradient_checkpointing": (True, False)},
+                {"precision": "bf16-autocast", "gradient_checkpointing": True},
+                lambda prec, kw: gc(kw["gradient_checkpointing"]), python=str(TRL112_PY))
+
+
+def ppo_flops(work: Path) -> tuple[float, dict]:
+    """Model FLOPs per sample: generation (LM head at response tokens), the reward model, the
+    reference (1x forward, LM head) and the value model's rollout pass (1x, no head), then per PPO
+    epoch the policy and the value model trained (3x forward each) (`roof.py`)."""
+    from roof import Shapes, forward_flops
+    from transformers import AutoConfig
+
+    shapes = Shapes.of(AutoConfig.from_pretrained(work / "policy"))
+    ids = json.loads((work / "prompts.json").read_text())["ids"]
+    per = []
+    for p in (len(x) for x in ids):
+        lm, body = forward_flops(shapes, p + RESP_LEN, 0, RESP_LEN), forward_flops(shapes, p + RESP_LEN)
+        per.append(2 * lm + 2 * body + EPOCHS * 3 * (lm + body))
+    return sum(per) / len(per), {"shapes": vars(shapes), "prompts": len(ids),
+                                 "mean_prompt_tokens": sum(map(len, ids)) / len(ids)}
+
+
+def ppo_work(c, args, clock) -> dict:
+    import torch
+
+    work = Path(args.work)
+    tok, policy, rm, data = _load(work)
+    dtype = getattr(torch, DTYPE[c.precision])
+    policy, rm = policy.to(dtype), rm.to(dtype)
+    samples = lambda step: step * ROLLOUT  # noqa: E731
+    if c.side == "ours":
+        from llm_recipe.config import ComputeConfig, PPOConfig, SamplingConfig
+        from llm_recipe.infer.reward import RewardScorer
+        from llm_recipe.tokenizer.chat_formats import get_chat_format
+        from llm_recipe.train.ppo import load_critic, run_ppo
+        from llm_recipe.train.rl_loop import RLSetup
+
+        rm.eval().requires_grad_(False)
+        s = RLSetup.build(policy, tok, RewardScorer(rm, tok, get_chat_format("chatml", tok)), data["prompts"], [])
+        cfg = PPOConfig(iterations=args.iterations, rollout_batch_size=ROLLOUT, lr=1e-5, success_prefix=None,
+                        sampling=SamplingConfig(max_new_tokens=RESP_LEN, temperature=1.0), minibatch_size=MINIBATCH,
+                        epochs=EPOCHS, value_model="reward_model", kl_estimator="k1", kl_coef=0.05,
+                        compute=ComputeConfig(mixed_precision="bf16" if c.precision == "bf16-autocast" else "no",
+                                              dtype=DTYPE[c.precision]))
+
+        def tick(tr):
+            if tr.state["step"] == args.warmup:
+                clock.mark("start", samples(args.warmup))
+
+        with tempfile.TemporaryDirectory() as d:
+            run_ppo(s, cfg, Path(d) / "ours_ppo", critic=load_critic(work / "rm").to(dtype), save=False,
+                    callbacks=[tick])
+        clock.mark("end", samples(args.iterations))
+        return {}
+    import trl
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    assert trl.__version__ == "1.12.0", trl.__version__
+
+    class Tick(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            if state.global_step in (args.warmup, args.iterations):
+                clock.mark("start" if state.global_step == args.warmup else "end", samples(state.global_step))
+
+    ref = type(policy).from_pretrained(work / "policy").to(dtype)
+    value = type(rm).from_pretrained(work / "rm", num_labels=1).to(dtype)
+    with tempfile.TemporaryDirectory() as d:
+        targs = PPOConfig(output_dir=d, per_device_train_batch_size=MINIBATCH, gradient_accumulation_steps=1,
+                          num_mini_batches=ROLLOUT // MINIBATCH, num_ppo_epochs=EPOCHS,
+                          total_episodes=ROLLOUT * args.iterations, response_length=RESP_LEN, temperature=1.0,
+                          learning_rate=1e-5, kl_coef=0.05, kl_estimator="k1",
+                          stop_token_id=tok.convert_tokens_to_ids("<|im_end|>"), report_to="none", use_cpu=True,
+                          bf16=c.precision == "bf16-autocast", local_rollout_forward_batch_size=ROLLOUT,
+                          num_sample_generations=0, save_strategy="no", logging_steps=10**6, disable_tqdm=True,
+                          **c.settings)
+        trainer = PPOTrainer(args=targs, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
+                             train_dataset=Dataset.from_dict({"input_ids": data["ids"]}), value_model=value,
+                             callbacks=[Tick()])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    return {}
+
+
+def main_ppo(argv: list[str]) -> None:
+    import harness
+
+    ap = argparse.ArgumentParser(description="PPO throughput grid: ours vs TRL 1.12 PPOTrainer")
+    ap.add_argument("--algo", default="ppo")
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    harness.add_args(ap, "ppo_throughput")
+    args = ap.parse_args(argv)
+    if not args.worker and not TRL112_PY.exists():
+        raise SystemExit(f"{TRL112_PY} missing: python3 -m venv .venv-bench-trl112, add a .pth to the main venv's "
+                         "site-packages, pip install --no-deps trl==1.12.0")
+
+    def build_fixture(args, work: Path) -> dict:
+        prepare(work, args.preset)
+        fps, setup = ppo_flops(work)
+        return {**setup, "flops_per_sample": fps, "rollout": ROLLOUT, "minibatch": MINIBATCH, "epochs": EPOCHS,
+                "response_tokens": RESP_LEN}
+
+    def describe(setup: dict) -> dict:
+        tokens = int(ROLLOUT * (setup["mean_prompt_tokens"] + RESP_LEN))
+        return {"flops_per_unit": setup["flops_per_sample"], "roof_shapes": setup["shapes"],
+                "roof_tokens": (tokens, ROLLOUT * RESP_LEN)}
+
+    harness.main_with_fixture(
+        args, argv, build_fixture, describe, name=args.name, title=f"PPO ({args.preset}, {args.iterations} "
+        f"iterations x {ROLLOUT} samples of {RESP_LEN} tokens, separate value model, {EPOCHS} epochs of "
+        f"minibatch {MINIBATCH})", unit="samples/s", script=__file__, contenders=ppo_contenders(), work=ppo_work,
+        flops_formula="per sample (prompt + response): generation, reward model, reference and value forward "
+                      "1x each, then per PPO epoch policy and value 3x forward (LM head at response tokens only)")
 
 
 def main() -> None:
-    if "--algo" not in sys.argv or sys.argv[sys.argv.index("--algo") + 1] != "ppo":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        main_grpo(sys.argv[1:])
-        return
-    main_ppo()
-
-
-def main_ppo() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--algo", default="ppo")
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--iterations", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3, help="alternating runs per side; the best one counts")
-    ap.add_argument("--worker")
-    ap.add_argument("--work")
-    a = ap.parse_args()
-    if a.worker:
-        import torch
-
-        torch.set_num_threads(a.threads)
-        torch.manual_seed(0)
-        work = Path(a.work)
-        fn = {"ours-ppo": lambda: ours(work, "ppo", a.iterations),
-              "ours-ppo-head": lambda: ours(work, "ppo-head", a.iterations), "trl-ppo": lambda: trl_ppo(work, a.iterations)}
-        print(json.dumps(fn[a.worker]()))
-        return
-    if not TRL112_PY.exists():
-        raise SystemExit(f"{TRL112_PY} missing: python3 -m venv .venv-bench-trl112, add a .pth to the main venv's "
-                         "site-packages, pip install --no-deps trl==1.12.0")
-    with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
-        prepare(work, a.preset)
-        print(f"preset {a.preset}, {a.iterations} iterations x {ROLLOUT} rollouts x {RESP_LEN} tokens, "
-              f"minibatch {MINIBATCH}, PPO epochs {EPOCHS}, {a.threads} threads, "
-              f"best of {a.repeats} alternating runs per side")
-        rows = []
-        for algo, peer_py, peer in (("ppo", str(TRL112_PY), "trl 1.12.0 PPOTrainer"),):
-            # Alternate ours / peer `repeats` times and keep each side's best run: on a shared
-            # machine the load changes between runs, and the best run is the least disturbed one.
-            runs: dict[str, list[dict]] = {"o": [], "t": []}
-            for _ in range(a.repeats):
-                runs["o"].append(_worker(sys.executable, f"ours-{algo}", work, a.iterations, a.threads))
-                runs["t"].append(_worker(peer_py, f"trl-{algo}", work, a.iterations, a.threads))
-            o, t = (max(runs[k], key=lambda x: x["samples_per_s"]) for k in ("o", "t"))
-            rows.append((algo, peer, o, t))
-        # Not the same setting, so printed apart: our default PPO (value head on the policy: one
-        # model trained, not two) against TRL's PPO, which only has a separate value model.
-        head = max((_worker(sys.executable, "ours-ppo-head", work, a.iterations, a.threads) for _ in range(a.repeats)),
-                   key=lambda x: x["samples_per_s"])
-        print(f"{'':6}{'peer':24}{'metric':22}{'ours':>10}{'peer':>10}{'ratio':>8}")
-        for algo, peer, o, t in rows:
-            for k in ("rollout_tokens_per_s", "samples_per_s"):
-                print(f"{algo:6}{peer:24}{k:22}{o[k]:10.1f}{t[k]:10.1f}{o[k] / t[k]:7.2f}x")
-        t = rows[0][3]
-        print(f"our default PPO (value head) vs TRL PPO (separate value model): samples/s {head['samples_per_s']:.1f} vs "
-              f"{t['samples_per_s']:.1f} = {head['samples_per_s'] / t['samples_per_s']:.2f}x")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    argv = sys.argv[1:]
+    if "--algo" in argv and argv[argv.index("--algo") + 1] == "ppo":
+        main_ppo(argv)
+    else:
+        main_grpo(argv)
 
 
 if __name__ == "__main__":
