@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from readme_figures import write_or_print  # noqa: E402
 
 ORDER = ["real_model_sft", "real_model_dpo", "sft_throughput", "dpo_throughput", "rm_throughput",
-         "pretrain_throughput", "grpo_throughput"]
+         "pretrain_throughput", "grpo_throughput", "ppo_throughput"]
 PREC = {"fp32": "fp32", "bf16-autocast": "bf16 autocast", "bf16-weights": "bf16 weights"}
 
 
