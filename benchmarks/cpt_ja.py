@@ -228,8 +228,10 @@ def figures_text(r: dict) -> str:
     b = r["bits_per_char"]
     return (f"Continued pretraining of SmolLM2-135M on {r['corpus']} ({r['train_documents']} documents; "
             f"{r['held_out_documents']} held out), {r['train_chars']:,} training characters per arm "
-            f"({r['steps']['ext']} steps with the extension, {r['steps']['base']} without; "
-            f"{r['total_seconds'] / 60:.0f} min in all):\n"
+            f"({r['steps']['ext']} steps with the extension, {r['steps']['base']} without):\n"
+            f"- time: the extended arm's recipe run {r['seconds']['ext'] / 60:.0f} min, the base-tokenizer arm's "
+            f"{r['seconds']['base'] / 60:.0f} min (goal for the recipe: 20 min; load average at the end "
+            f"{max(r['load_after']):.1f} on 2 cores); {r['total_seconds'] / 60:.0f} min in all\n"
             f"- tokenizer: +{r['extension']['added']:,} tokens; Japanese characters per token "
             f"{c['smollm2']:.2f} -> {c['extended']:.2f} (held out)\n"
             f"- Japanese bits per character: SmolLM2 {b['smollm2']['ja']:.3f}; after CPT without the extension "

@@ -7,23 +7,24 @@
         End-to-end samples/s (rollout + scoring + reference + update) from the end of iteration
         `--warmup` to the end; MFU over the model FLOPs of generation, reward model, reference and
         update (`grpo_flops`).
-  PPO (`--algo ppo`): ours (`train.ppo.run_ppo`, separate critic) vs `trl.experimental.ppo.PPOTrainer`
-        from trl==1.12.0 (the last TRL with a PPO trainer), run with the benchmark venv's python
+  PPO (`--algo ppo`): ours (`train.ppo.run_ppo`, a separate value model as TRL's) vs
+        `trl.experimental.ppo.PPOTrainer` from trl==1.12.0 (the last TRL with a PPO trainer), on the
+        same harness grid: ours fp32 | bf16 autocast | bf16 weights; TRL the same precisions x
+        gradient checkpointing on/off, each TRL run with the benchmark venv's python
         (`.venv-bench-trl112`: trl 1.12.0 installed there with --no-deps; torch/transformers are
-        the main venv's, through a .pth file); fp32, alternating runs, best of --repeats (not yet
-        on the harness grid).
+        the main venv's, through a .pth file). MFU over `ppo_flops`.
 
 Both sides get the same policy (preset, random init: rollouts rarely stop early, so both generate
 the full response length), the same reward model (a `*ForSequenceClassification` head on the same
 backbone), the same prompts (chat-rendered), rollout batch, minibatch, epochs, response length and
-temperature, no gradient checkpointing, fp32. The compute each side spends differs: ours runs its
+temperature, at each precision of the grid. The compute each side spends differs: ours runs its
 forward passes padding-free (packed sequences), projects to the vocabulary only at response
 positions, and in GRPO runs each prompt once per group (prefill and training passes); TRL pads.
-Each side runs in its own subprocess; printed: rollout tokens/s (generation only),
-end-to-end samples/s (rollout + scoring + update), and ours / TRL ratios.
+Each run is its own process; printed (and written to benchmarks/results/NAME.json): end-to-end
+samples/s, CPU time, peak RSS, MFU, and ours / the peer's best at the same precision.
 
     python benchmarks/ppo_throughput.py [--iterations 5] [--warmup 1]          GRPO grid
-    python benchmarks/ppo_throughput.py --algo ppo [--iterations 4] [--repeats 3]
+    python benchmarks/ppo_throughput.py --algo ppo [--iterations 5] [--repeats 3]   PPO grid
 """
 
 from __future__ import annotations

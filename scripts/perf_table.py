@@ -43,7 +43,8 @@ def _num(x: float) -> str:
 
 def _setting(name: str) -> str:
     """A contender's name without its side and precision: the setting."""
-    parts = [p for p in name.split() if p not in ("ours", "TRL", "HF", "Trainer", *PREC)]
+    parts = [p for p in name.split() if p not in ("ours", "TRL", "HF", "Trainer", *PREC)
+             and not p.replace(".", "").isdigit()]  # a peer's version ("TRL 1.12") is not a setting
     return " ".join(parts) or "default settings"
 
 
