@@ -76,20 +76,103 @@ def prepare(work: Path, preset: str) -> dict:
 
 
 # ---- workers (each in its own process) ------------------------------------------------------
-def _load(work: Path):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(work / "policy")
-    policy = AutoModelForCausalLM.from_pretrained(work / "policy")
-    rm = AutoModelForSequenceClassification.from_pretrained(work / "rm", num_labels=1)
-    data = json.loads((work / "prompts.json").read_text())
-    return tok, policy, rm, data
-
-
-# ---- GRPO on the harness grid (each contender in its own process) --------------------------------
 DTYPE = {"fp32": "float32", "bf16-autocast": "float32", "bf16-weights": "bfloat16"}
 
 
+def _load(c, args):
+    """The fixture's tokenizer, policy and reward model (at the contender's precision) and prompts."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    work, dtype = Path(args.work), getattr(torch, DTYPE[c.precision])
+    tok = AutoTokenizer.from_pretrained(work / "policy")
+    policy = AutoModelForCausalLM.from_pretrained(work / "policy").to(dtype)
+    rm = AutoModelForSequenceClassification.from_pretrained(work / "rm", num_labels=1).to(dtype)
+    data = json.loads((work / "prompts.json").read_text())
+    return tok, policy, rm, data, dtype
+
+
+def _run_ours(c, args, clock, tok, policy, rm, data, train) -> None:
+    """Our side: `train(setup, common config fields, out_dir, callbacks)`, timed from the end of
+    iteration `--warmup` to the end."""
+    from llm_recipe.config import ComputeConfig, SamplingConfig
+    from llm_recipe.infer.reward import RewardScorer
+    from llm_recipe.tokenizer.chat_formats import get_chat_format
+    from llm_recipe.train.rl_loop import RLSetup
+
+    rm.eval().requires_grad_(False)
+    s = RLSetup.build(policy, tok, RewardScorer(rm, tok, get_chat_format("chatml", tok)), data["prompts"], [])
+    common = dict(iterations=args.iterations, rollout_batch_size=ROLLOUT, lr=1e-5, success_prefix=None,
+                  sampling=SamplingConfig(max_new_tokens=RESP_LEN, temperature=1.0),
+                  compute=ComputeConfig(mixed_precision="bf16" if c.precision == "bf16-autocast" else "no",
+                                        dtype=DTYPE[c.precision]))
+
+    def tick(tr):
+        if tr.state["step"] == args.warmup:
+            clock.mark("start", args.warmup * ROLLOUT)
+
+    with tempfile.TemporaryDirectory() as d:
+        train(s, common, Path(d), [tick])
+    clock.mark("end", args.iterations * ROLLOUT)
+
+
+def _run_trl(args, clock, make_trainer) -> None:
+    """TRL's side: `make_trainer(output_dir, callbacks)`, timed from the end of step `--warmup` to the end."""
+    from transformers import PrinterCallback, TrainerCallback
+
+    class Tick(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            if state.global_step in (args.warmup, args.iterations):
+                clock.mark("start" if state.global_step == args.warmup else "end", state.global_step * ROLLOUT)
+
+    with tempfile.TemporaryDirectory() as d:
+        trainer = make_trainer(d, [Tick()])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+
+
+def _prompt_shapes(work: Path):
+    """The policy's shapes (`roof.py`) and the prompts' token ids."""
+    from roof import Shapes
+    from transformers import AutoConfig
+
+    return Shapes.of(AutoConfig.from_pretrained(work / "policy")), json.loads((work / "prompts.json").read_text())["ids"]
+
+
+def _setup_figures(shapes, ids: list) -> dict:
+    return {"shapes": vars(shapes), "prompts": len(ids), "mean_prompt_tokens": sum(map(len, ids)) / len(ids)}
+
+
+def _grid_main(argv: list[str], algo: str, title: str, flops, contenders, work, flops_formula: str, **fixture) -> None:
+    """The harness grid of `algo` over the shared fixture (`prepare`), MFU over `flops(work)`."""
+    import harness
+
+    ap = argparse.ArgumentParser(description=f"{algo.upper()} throughput grid: ours vs TRL")
+    ap.add_argument("--algo", default=algo)
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    harness.add_args(ap, f"{algo}_throughput")
+    args = ap.parse_args(argv)
+
+    def build_fixture(args, folder: Path) -> dict:
+        prepare(folder, args.preset)
+        fps, setup = flops(folder)
+        return {**setup, "flops_per_sample": fps, "rollout": ROLLOUT, "response_tokens": RESP_LEN, **fixture}
+
+    def describe(setup: dict) -> dict:
+        tokens = int(ROLLOUT * (setup["mean_prompt_tokens"] + RESP_LEN))
+        return {"flops_per_unit": setup["flops_per_sample"], "roof_shapes": setup["shapes"],
+                "roof_tokens": (tokens, ROLLOUT * RESP_LEN)}
+
+    harness.main_with_fixture(
+        args, argv, build_fixture, describe, name=args.name,
+        title=f"{algo.upper()} ({args.preset}, {args.iterations} iterations x {ROLLOUT} samples of {RESP_LEN} tokens, "
+              f"{title})", unit="samples/s", script=__file__, contenders=contenders, work=work,
+        flops_formula=flops_formula)
+
+
+# ---- GRPO on the harness grid ---------------------------------------------------------------------
 def grpo_contenders() -> list:
     from harness import gc, grid
 
@@ -102,100 +185,42 @@ def grpo_flops(work: Path) -> tuple[float, dict]:
     """Model FLOPs per sample: per group of G, the prompt once and G responses of RESP_LEN after it,
     for generation (LM head at response tokens), the reward model (no LM head), the reference (1x
     forward) and the update (3x forward) (`roof.py`)."""
-    from roof import Shapes, forward_flops
-    from transformers import AutoConfig
+    from roof import forward_flops
 
-    shapes = Shapes.of(AutoConfig.from_pretrained(work / "policy"))
-    ids = json.loads((work / "prompts.json").read_text())["ids"]
+    shapes, ids = _prompt_shapes(work)
     per_group = []
     for p in (len(x) for x in ids):
         lm = forward_flops(shapes, p) + GROUP * forward_flops(shapes, RESP_LEN, p, RESP_LEN)
         rm = forward_flops(shapes, p) + GROUP * forward_flops(shapes, RESP_LEN, p)
         per_group.append((1 + 1 + 3) * lm + rm)
-    return sum(per_group) / len(per_group) / GROUP, {"shapes": vars(shapes), "prompts": len(ids),
-                                                     "mean_prompt_tokens": sum(map(len, ids)) / len(ids)}
+    return sum(per_group) / len(per_group) / GROUP, _setup_figures(shapes, ids)
 
 
 def grpo_work(c, args, clock) -> dict:
-    import torch
-
-    work = Path(args.work)
-    tok, policy, rm, data = _load(work)
-    policy, rm = policy.to(getattr(torch, DTYPE[c.precision])), rm.to(getattr(torch, DTYPE[c.precision]))
-    samples = lambda step: step * ROLLOUT  # noqa: E731
+    tok, policy, rm, data, _ = _load(c, args)
     if c.side == "ours":
-        from llm_recipe.config import ComputeConfig, GRPOConfig, SamplingConfig
-        from llm_recipe.infer.reward import RewardScorer
-        from llm_recipe.tokenizer.chat_formats import get_chat_format
+        from llm_recipe.config import GRPOConfig
         from llm_recipe.train.grpo import run_grpo
-        from llm_recipe.train.rl_loop import RLSetup
 
-        rm.eval().requires_grad_(False)
-        s = RLSetup.build(policy, tok, RewardScorer(rm, tok, get_chat_format("chatml", tok)), data["prompts"], [])
-        cfg = GRPOConfig(iterations=args.iterations, rollout_batch_size=ROLLOUT, lr=1e-5, success_prefix=None,
-                         sampling=SamplingConfig(max_new_tokens=RESP_LEN, temperature=1.0), minibatch_size=ROLLOUT,
-                         epochs=1, group_size=GROUP, beta=0.04,
-                         compute=ComputeConfig(mixed_precision="bf16" if c.precision == "bf16-autocast" else "no",
-                                               dtype=DTYPE[c.precision]))
-
-        def tick(tr):
-            if tr.state["step"] == args.warmup:
-                clock.mark("start", samples(args.warmup))
-
-        with tempfile.TemporaryDirectory() as d:
-            run_grpo(s, cfg, Path(d) / "ours_grpo", save=False, callbacks=[tick])
-        clock.mark("end", samples(args.iterations))
+        _run_ours(c, args, clock, tok, policy, rm, data, lambda s, common, out, callbacks: run_grpo(
+            s, GRPOConfig(**common, minibatch_size=ROLLOUT, epochs=1, group_size=GROUP, beta=0.04), out / "ours_grpo",
+            save=False, callbacks=callbacks))
         return {}
     from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    class Tick(TrainerCallback):
-        def on_step_end(self, a, state, control, **kw):
-            if state.global_step in (args.warmup, args.iterations):
-                clock.mark("start" if state.global_step == args.warmup else "end", samples(state.global_step))
-
-    with tempfile.TemporaryDirectory() as d:
-        targs = GRPOConfig(output_dir=d, per_device_train_batch_size=ROLLOUT, gradient_accumulation_steps=1,
+    def make_trainer(out: str, callbacks: list):
+        targs = GRPOConfig(output_dir=out, per_device_train_batch_size=ROLLOUT, gradient_accumulation_steps=1,
                            num_generations=GROUP, max_completion_length=RESP_LEN, max_steps=args.iterations,
                            temperature=1.0, learning_rate=1e-5, beta=0.04, loss_type="grpo", report_to="none",
                            use_cpu=True, bf16=c.precision == "bf16-autocast", save_strategy="no", logging_steps=10**6,
                            disable_tqdm=True, **c.settings)
-        trainer = GRPOTrainer(model=policy, reward_funcs=rm, args=targs, processing_class=tok,
-                              train_dataset=Dataset.from_dict({"prompt": [tok.decode(i) for i in data["ids"]]}),
-                              reward_processing_classes=tok, callbacks=[Tick()])
-        trainer.remove_callback(PrinterCallback)
-        trainer.train()
+        return GRPOTrainer(model=policy, reward_funcs=rm, args=targs, processing_class=tok,
+                           train_dataset=Dataset.from_dict({"prompt": [tok.decode(i) for i in data["ids"]]}),
+                           reward_processing_classes=tok, callbacks=callbacks)
+
+    _run_trl(args, clock, make_trainer)
     return {}
-
-
-def main_grpo(argv: list[str]) -> None:
-    import harness
-
-    ap = argparse.ArgumentParser(description="GRPO throughput grid: ours vs TRL GRPOTrainer")
-    ap.add_argument("--algo", default="grpo")
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    harness.add_args(ap, "grpo_throughput")
-    args = ap.parse_args(argv)
-
-    def build_fixture(args, work: Path) -> dict:
-        prepare(work, args.preset)
-        fps, setup = grpo_flops(work)
-        return {**setup, "flops_per_sample": fps, "rollout": ROLLOUT, "group": GROUP, "response_tokens": RESP_LEN}
-
-    def describe(setup: dict) -> dict:
-        tokens = int(ROLLOUT * (setup["mean_prompt_tokens"] + RESP_LEN))
-        return {"flops_per_unit": setup["flops_per_sample"], "roof_shapes": setup["shapes"],
-                "roof_tokens": (tokens, ROLLOUT * RESP_LEN)}
-
-    harness.main_with_fixture(
-        args, argv, build_fixture, describe, name=args.name, title=f"GRPO ({args.preset}, {args.iterations} "
-        f"iterations x {ROLLOUT} samples of {RESP_LEN} tokens, G={GROUP})", unit="samples/s", script=__file__,
-        contenders=grpo_contenders(), work=grpo_work,
-        flops_formula="per sample (groups of G, the prompt once): generation 1x + reference 1x + update 3x forward "
-                      "with the LM head at response tokens, + the reward model 1x forward (benchmarks/roof.py)")
 
 
 # ---- PPO on the harness grid (TRL 1.12 in its own venv) -----------------------------------------
@@ -211,67 +236,38 @@ def ppo_flops(work: Path) -> tuple[float, dict]:
     """Model FLOPs per sample: generation (LM head at response tokens), the reward model, the
     reference (1x forward, LM head) and the value model's rollout pass (1x, no head), then per PPO
     epoch the policy and the value model trained (3x forward each) (`roof.py`)."""
-    from roof import Shapes, forward_flops
-    from transformers import AutoConfig
+    from roof import forward_flops
 
-    shapes = Shapes.of(AutoConfig.from_pretrained(work / "policy"))
-    ids = json.loads((work / "prompts.json").read_text())["ids"]
+    shapes, ids = _prompt_shapes(work)
     per = []
     for p in (len(x) for x in ids):
         lm, body = forward_flops(shapes, p + RESP_LEN, 0, RESP_LEN), forward_flops(shapes, p + RESP_LEN)
         per.append(2 * lm + 2 * body + EPOCHS * 3 * (lm + body))
-    return sum(per) / len(per), {"shapes": vars(shapes), "prompts": len(ids),
-                                 "mean_prompt_tokens": sum(map(len, ids)) / len(ids)}
+    return sum(per) / len(per), _setup_figures(shapes, ids)
 
 
 def ppo_work(c, args, clock) -> dict:
-    import torch
-
     work = Path(args.work)
-    tok, policy, rm, data = _load(work)
-    dtype = getattr(torch, DTYPE[c.precision])
-    policy, rm = policy.to(dtype), rm.to(dtype)
-    samples = lambda step: step * ROLLOUT  # noqa: E731
+    tok, policy, rm, data, dtype = _load(c, args)
     if c.side == "ours":
-        from llm_recipe.config import ComputeConfig, PPOConfig, SamplingConfig
-        from llm_recipe.infer.reward import RewardScorer
-        from llm_recipe.tokenizer.chat_formats import get_chat_format
+        from llm_recipe.config import PPOConfig
         from llm_recipe.train.ppo import load_critic, run_ppo
-        from llm_recipe.train.rl_loop import RLSetup
 
-        rm.eval().requires_grad_(False)
-        s = RLSetup.build(policy, tok, RewardScorer(rm, tok, get_chat_format("chatml", tok)), data["prompts"], [])
-        cfg = PPOConfig(iterations=args.iterations, rollout_batch_size=ROLLOUT, lr=1e-5, success_prefix=None,
-                        sampling=SamplingConfig(max_new_tokens=RESP_LEN, temperature=1.0), minibatch_size=MINIBATCH,
-                        epochs=EPOCHS, value_model="reward_model", kl_estimator="k1", kl_coef=0.05,
-                        compute=ComputeConfig(mixed_precision="bf16" if c.precision == "bf16-autocast" else "no",
-                                              dtype=DTYPE[c.precision]))
-
-        def tick(tr):
-            if tr.state["step"] == args.warmup:
-                clock.mark("start", samples(args.warmup))
-
-        with tempfile.TemporaryDirectory() as d:
-            run_ppo(s, cfg, Path(d) / "ours_ppo", critic=load_critic(work / "rm").to(dtype), save=False,
-                    callbacks=[tick])
-        clock.mark("end", samples(args.iterations))
+        _run_ours(c, args, clock, tok, policy, rm, data, lambda s, common, out, callbacks: run_ppo(
+            s, PPOConfig(**common, minibatch_size=MINIBATCH, epochs=EPOCHS, value_model="reward_model",
+                         kl_estimator="k1", kl_coef=0.05), out / "ours_ppo",
+            critic=load_critic(work / "rm").to(dtype), save=False, callbacks=callbacks))
         return {}
     import trl
     from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     assert trl.__version__ == "1.12.0", trl.__version__
-
-    class Tick(TrainerCallback):
-        def on_step_end(self, a, state, control, **kw):
-            if state.global_step in (args.warmup, args.iterations):
-                clock.mark("start" if state.global_step == args.warmup else "end", samples(state.global_step))
-
     ref = type(policy).from_pretrained(work / "policy").to(dtype)
     value = type(rm).from_pretrained(work / "rm", num_labels=1).to(dtype)
-    with tempfile.TemporaryDirectory() as d:
-        targs = PPOConfig(output_dir=d, per_device_train_batch_size=MINIBATCH, gradient_accumulation_steps=1,
+
+    def make_trainer(out: str, callbacks: list):
+        targs = PPOConfig(output_dir=out, per_device_train_batch_size=MINIBATCH, gradient_accumulation_steps=1,
                           num_mini_batches=ROLLOUT // MINIBATCH, num_ppo_epochs=EPOCHS,
                           total_episodes=ROLLOUT * args.iterations, response_length=RESP_LEN, temperature=1.0,
                           learning_rate=1e-5, kl_coef=0.05, kl_estimator="k1",
@@ -279,54 +275,30 @@ def ppo_work(c, args, clock) -> dict:
                           bf16=c.precision == "bf16-autocast", local_rollout_forward_batch_size=ROLLOUT,
                           num_sample_generations=0, save_strategy="no", logging_steps=10**6, disable_tqdm=True,
                           **c.settings)
-        trainer = PPOTrainer(args=targs, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
-                             train_dataset=Dataset.from_dict({"input_ids": data["ids"]}), value_model=value,
-                             callbacks=[Tick()])
-        trainer.remove_callback(PrinterCallback)
-        trainer.train()
+        return PPOTrainer(args=targs, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
+                          train_dataset=Dataset.from_dict({"input_ids": data["ids"]}), value_model=value,
+                          callbacks=callbacks)
+
+    _run_trl(args, clock, make_trainer)
     return {}
-
-
-def main_ppo(argv: list[str]) -> None:
-    import harness
-
-    ap = argparse.ArgumentParser(description="PPO throughput grid: ours vs TRL 1.12 PPOTrainer")
-    ap.add_argument("--algo", default="ppo")
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    harness.add_args(ap, "ppo_throughput")
-    args = ap.parse_args(argv)
-    if not args.worker and not TRL112_PY.exists():
-        raise SystemExit(f"{TRL112_PY} missing: python3 -m venv .venv-bench-trl112, add a .pth to the main venv's "
-                         "site-packages, pip install --no-deps trl==1.12.0")
-
-    def build_fixture(args, work: Path) -> dict:
-        prepare(work, args.preset)
-        fps, setup = ppo_flops(work)
-        return {**setup, "flops_per_sample": fps, "rollout": ROLLOUT, "minibatch": MINIBATCH, "epochs": EPOCHS,
-                "response_tokens": RESP_LEN}
-
-    def describe(setup: dict) -> dict:
-        tokens = int(ROLLOUT * (setup["mean_prompt_tokens"] + RESP_LEN))
-        return {"flops_per_unit": setup["flops_per_sample"], "roof_shapes": setup["shapes"],
-                "roof_tokens": (tokens, ROLLOUT * RESP_LEN)}
-
-    harness.main_with_fixture(
-        args, argv, build_fixture, describe, name=args.name, title=f"PPO ({args.preset}, {args.iterations} "
-        f"iterations x {ROLLOUT} samples of {RESP_LEN} tokens, separate value model, {EPOCHS} epochs of "
-        f"minibatch {MINIBATCH})", unit="samples/s", script=__file__, contenders=ppo_contenders(), work=ppo_work,
-        flops_formula="per sample (prompt + response): generation, reward model, reference and value forward "
-                      "1x each, then per PPO epoch policy and value 3x forward (LM head at response tokens only)")
 
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     argv = sys.argv[1:]
     if "--algo" in argv and argv[argv.index("--algo") + 1] == "ppo":
-        main_ppo(argv)
+        if "--worker" not in argv and not TRL112_PY.exists():
+            raise SystemExit(f"{TRL112_PY} missing: python3 -m venv .venv-bench-trl112, add a .pth to the main venv's "
+                             "site-packages, pip install --no-deps trl==1.12.0")
+        _grid_main(argv, "ppo", f"separate value model, {EPOCHS} epochs of minibatch {MINIBATCH}", ppo_flops,
+                   ppo_contenders(), ppo_work, "per sample (prompt + response): generation, reward model, reference "
+                   "and value forward 1x each, then per PPO epoch policy and value 3x forward (LM head at response "
+                   "tokens only)", minibatch=MINIBATCH, epochs=EPOCHS)
     else:
-        main_grpo(argv)
+        _grid_main(argv, "grpo", f"G={GROUP}", grpo_flops, grpo_contenders(), grpo_work,
+                   "per sample (groups of G, the prompt once): generation 1x + reference 1x + update 3x forward "
+                   "with the LM head at response tokens, + the reward model 1x forward (benchmarks/roof.py)",
+                   group=GROUP)
 
 
 if __name__ == "__main__":

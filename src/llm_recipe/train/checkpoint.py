@@ -92,6 +92,13 @@ def save_checkpoint(out_dir: Path, model, optimizer, state: dict, *, is_main: bo
     return write_complete(out_dir, write, kept=kept_note(out_dir.parent.parent))
 
 
+def _trainer_state(ckpt_dir: Path) -> dict:
+    """The checkpoint's trainer state, with the RNG states it saved restored."""
+    state = read_json(ckpt_dir / "trainer_state.json")
+    _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
+    return state
+
+
 def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:
     """Restore model, optimizer and RNG states in place (each process its own shard of a sharded
     model); return the trainer state."""
@@ -115,9 +122,7 @@ def load_checkpoint(ckpt_dir: Path, model, optimizer) -> dict:
     load_full_state_dicts(model, optimizer, weights, optim_sd)
     if hasattr(core, "tie_weights"):
         core.tie_weights()
-    state = read_json(ckpt_dir / "trainer_state.json")
-    _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
-    return state
+    return _trainer_state(ckpt_dir)
 
 
 def _load_adapter(ckpt_dir: Path, model, optimizer) -> dict:
@@ -134,9 +139,7 @@ def _load_adapter(ckpt_dir: Path, model, optimizer) -> dict:
     set_peft_model_state_dict(core, weights)
     optim_sd = torch.load(ckpt_dir / "optimizer.pt", weights_only=True)
     set_optimizer_state_dict(model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True, strict=False))
-    state = read_json(ckpt_dir / "trainer_state.json")
-    _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
-    return state
+    return _trainer_state(ckpt_dir)
 
 
 def _load_trainable(ckpt_dir: Path, model, optimizer) -> dict:
@@ -148,9 +151,7 @@ def _load_trainable(ckpt_dir: Path, model, optimizer) -> dict:
                            f"(missing {sorted(trainable - set(weights))[:3]}, unexpected {sorted(set(weights) - trainable)[:3]})")
     core.load_state_dict(weights, strict=False)
     set_optimizer_state_dict(core, optimizer, torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
-    state = read_json(ckpt_dir / "trainer_state.json")
-    _restore_rng(state.pop("rng"), torch.load(ckpt_dir / "rng.pt", weights_only=True))
-    return state
+    return _trainer_state(ckpt_dir)
 
 
 def unwrap(model):
