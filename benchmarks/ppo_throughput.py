@@ -267,7 +267,9 @@ def ppo_work(c, args, clock) -> dict:
     value = type(rm).from_pretrained(work / "rm", num_labels=1).to(dtype)
 
     def make_trainer(out: str, callbacks: list):
-        targs = PPOConfig(output_dir=out, per_device_train_batch_size=MINIBATCH, gradient_accumulation_steps=1,
+        # TRL 1.12's rollout per step is per_device_train_batch_size x gradient_accumulation_steps, split into
+        # num_mini_batches optimizer steps (each one micro batch here): rollout ROLLOUT, minibatch MINIBATCH
+        targs = PPOConfig(output_dir=out, per_device_train_batch_size=ROLLOUT, gradient_accumulation_steps=1,
                           num_mini_batches=ROLLOUT // MINIBATCH, num_ppo_epochs=EPOCHS,
                           total_episodes=ROLLOUT * args.iterations, response_length=RESP_LEN, temperature=1.0,
                           learning_rate=1e-5, kl_coef=0.05, kl_estimator="k1",
@@ -275,9 +277,13 @@ def ppo_work(c, args, clock) -> dict:
                           bf16=c.precision == "bf16-autocast", local_rollout_forward_batch_size=ROLLOUT,
                           num_sample_generations=0, save_strategy="no", logging_steps=10**6, disable_tqdm=True,
                           **c.settings)
-        return PPOTrainer(args=targs, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
-                          train_dataset=Dataset.from_dict({"input_ids": data["ids"]}), value_model=value,
-                          callbacks=callbacks)
+        trainer = PPOTrainer(args=targs, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
+                             train_dataset=Dataset.from_dict({"input_ids": data["ids"]}), value_model=value,
+                             callbacks=callbacks)
+        # the timed window counts ROLLOUT samples per step: hold TRL to it
+        sizes = (trainer.args.batch_size, trainer.args.local_mini_batch_size, trainer.args.num_total_batches)
+        assert sizes == (ROLLOUT, MINIBATCH, args.iterations), sizes
+        return trainer
 
     _run_trl(args, clock, make_trainer)
     return {}
