@@ -23,7 +23,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "scripts"))
 from readme_figures import write_or_print  # noqa: E402
 
-ORDER = ["real_model_sft", "real_model_dpo", "sft_throughput", "dpo_throughput", "rm_throughput",
+ORDER = ["real_model_sft", "real_model_sft_bf16w", "real_model_dpo", "real_model_dpo_bf16w", "sft_throughput", "dpo_throughput", "rm_throughput",
          "pretrain_throughput", "grpo_throughput", "ppo_throughput"]
 PREC = {"fp32": "fp32", "bf16-autocast": "bf16 autocast", "bf16-weights": "bf16 weights"}
 
@@ -94,8 +94,11 @@ def perf_block(results: list[dict]) -> str:
     ]
     for res in results:
         lines += rows_of(res)
+    measured: dict[str, set] = {}  # a benchmark's precisions over its result files (a later run may add one)
+    for res in results:
+        measured.setdefault(res["title"], set()).update(res.get("precisions", PREC))
     for res in results:  # a run of a subset of the grid (`--precisions`) says which precisions it left out
-        if left := [PREC[p] for p in PREC if p not in res.get("precisions", PREC)]:
+        if left := [PREC[p] for p in PREC if p not in measured[res["title"]]]:
             lines.append(f"\n{res['title']}: not measured at {', '.join(left)} (run with `--precisions "
                          f"{','.join(res['precisions'])}`).")
     for res in results:  # a quality check beside the speed (DPO: the held-out loss every run reached)
