@@ -109,7 +109,7 @@ def perf_block(results: list[dict]) -> str:
                 lines.append(f"\n{res['title']}, {PREC[c['precision']]}: held-out DPO loss after training (same pairs, "
                              f"order and reference) ours {o['extras']['heldout_loss']:.4f}, peer best "
                              f"{b['extras']['heldout_loss']:.4f}.")
-    roofs = [(r["title"], r["roof"]) for r in results if r.get("roof")]
+    roofs = [(f"{r['title']} at `{r['commit'][:7]}`", r["roof"]) for r in results if r.get("roof")]
     if roofs:
         lines += ["", "Matmul roofs measured with each benchmark (GFLOP/s at the step's GEMM mix, fp32 / bf16): "
                   + "; ".join(f"{t}: {ro['fp32'] / 1e9:.0f} / {ro['bf16'] / 1e9:.0f}" for t, ro in roofs) + "."]
