@@ -107,3 +107,48 @@ def test_rl_reference_and_pi_old_at_the_policys_precision(init_dir, tmp_path, co
     rec = res.history[0]
     assert rec["kl"] == 0.0  # old vs reference, summed over each response
     assert abs(rec["approx_kl"]) < 1e-7 and rec["clipfrac"] == 0.0  # current vs old at the first update
+
+
+def test_a_one_step_grpo_update_takes_pi_old_from_its_own_forward(init_dir, tmp_path, monkeypatch):
+    """One epoch, one minibatch (TRL's GRPO defaults): log pi_old is the update's forward, detached,
+    so the no-grad pass that computed it is saved; the run trains to the weights (up to float
+    rounding), losses and KL of a run that makes that pass (bf16 autocast, where the sampling
+    log-probs are not pi_old)."""
+    from scorers import LengthScorer
+    from transformers import AutoTokenizer
+
+    import llm_recipe.train.rl_loop as rl_loop
+    from llm_recipe.models.loading import load_causal_lm
+    from llm_recipe.train.grpo import run_grpo
+    from llm_recipe.train.rl_loop import RLSetup, RLTrainer
+
+    comp = ComputeConfig(mixed_precision="bf16")
+    tok = AutoTokenizer.from_pretrained(init_dir)
+    prompts = [p.messages()[-1]["content"] for p in style_preference_pairs(8, 1)]
+    cfg = GRPOConfig(iterations=2, rollout_batch_size=8, group_size=4, minibatch_size=8, epochs=1, beta=0.04,
+                     lr=1e-3, sampling=SamplingConfig(max_new_tokens=6, temperature=1.0), success_prefix=None,
+                     eval_prompts=1, compute=comp)
+    calls = {"n": 0}
+    forward = rl_loop.rl_forward
+
+    def counted(*a, **kw):
+        calls["n"] += 1
+        return forward(*a, **kw)
+
+    monkeypatch.setattr(rl_loop, "rl_forward", counted)
+
+    def run(name):
+        calls["n"] = 0
+        s = RLSetup.build(load_causal_lm(init_dir, comp.dtype), tok, LengthScorer(), prompts, [])
+        torch.manual_seed(0)
+        res = run_grpo(s, cfg, tmp_path / name, save=False)
+        return s.policy.state_dict(), res.history, calls["n"]
+
+    w_reuse, h_reuse, n_reuse = run("reuse")
+    monkeypatch.setattr(RLTrainer, "_old_from_update", lambda self, r: False)
+    w_pass, h_pass, n_pass = run("pass")
+    assert n_pass - n_reuse == cfg.iterations  # one no-grad pass per iteration saved
+    for k in w_pass:  # equal up to float rounding: the two forwards batch the rows in other orders
+        torch.testing.assert_close(w_reuse[k], w_pass[k], rtol=0, atol=1e-7)
+    assert [h["kl"] for h in h_reuse] == [h["kl"] for h in h_pass] and h_reuse[1]["kl"] != 0.0
+    assert [h["loss"] for h in h_reuse] == [h["loss"] for h in h_pass]

@@ -22,6 +22,7 @@ from .rl_math import group_advantages, grpo_loss, kl_estimate, masked_mean
 
 class GRPOObjective(GroupObjective):
     name = "GRPO"
+    old_logp_in_loss_only = True  # log pi_old: the ratio's denominator and the KL metric, nothing in `prepare`
 
     def __init__(self, cfg: GRPOConfig):
         super().__init__(cfg)

@@ -12,7 +12,10 @@ plug an `Objective` into the shared loop; this module owns the rest:
   1. rollout: each process samples its share of the iteration's prompts from the current policy;
   2. score: reward per sequence (+ length / missing-eos penalties); NaN/inf rewards or an all-empty
      batch on any process stop the run with the reason, or are masked out and counted (`on_bad_reward`);
-  3. no-grad pass: log pi_old (from the sampling pass), values, reference log-probs;
+  3. no-grad pass: log pi_old (from the sampling pass), values, reference log-probs; when the
+     update is one optimizer step over the whole rollout (one epoch, one minibatch) and the
+     objective reads log pi_old only in its loss (GRPO), log pi_old is the update's own forward,
+     detached (the policy that sampled is the one updated), as TRL's GRPO with num_iterations=1;
   4. the objective's advantages (global statistics over all processes);
   5. `epochs` passes over shuffled minibatches: the objective's loss, clipped update;
   6. metrics line (means over processes), checkpoint every `save_every` iterations.
@@ -248,6 +251,10 @@ class RLObjective(Protocol):
 
     def load_state(self, state: dict) -> None: ...
 
+    # True: `prepare` only stores `old["logp"]` as `data["old_logp"]` for the loss and the metrics, so
+    # a one-step update may take it from its own forward (see `RLTrainer._old_from_update`)
+    old_logp_in_loss_only: bool = False
+
 
 @dataclass
 class RLResult:
@@ -380,8 +387,17 @@ class RLTrainer(RunControl):
             counts["truncated_masked"] = counts.get("truncated_masked", 0) + n_cut
         data["mask"] = data["mask"] * (~cut)[:, None]
 
+    def _old_from_update(self, r: Rollout) -> bool:
+        """One optimizer step over the whole rollout: the policy the update's forward runs is the
+        one that sampled, so its detached log-probs are log pi_old exactly (at the update's
+        precision) and the no-grad pass for them is saved. Only for an objective that reads log
+        pi_old in its loss and metrics alone, and with no value head (its values need that pass)."""
+        return (self.cfg.epochs == 1 and self.mb >= len(r) and self.objective.value_kind == "none"
+                and getattr(self.objective, "old_logp_in_loss_only", False))
+
     def _update(self, r: Rollout, data: dict, it: int) -> dict[str, list[float]]:
         cfg, temperature = self.cfg, self.cfg.sampling.temperature
+        old_from_update = self._old_from_update(r)
         stats: dict[str, list[float]] = {}
         g = torch.Generator().manual_seed(seed_for("rl_minibatches", self.seed, it))
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -391,6 +407,8 @@ class RLTrainer(RunControl):
                 i = perm[b : b + self.mb]
                 cur = rl_forward(self.model, r.select(i), temperature, entropy=True,
                                  values=self.objective.value_kind != "none")
+                if old_from_update:
+                    data["old_logp"][i.to(data["old_logp"].device)] = cur["logp"].detach()
                 loss, st = self.objective.loss(cur, data, i.to(data["mask"].device), len(r))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss ({loss.item()}) at iteration {it}: stopping instead of "
@@ -443,7 +461,9 @@ class RLTrainer(RunControl):
             # The sampling pass's log-probs are log pi_old only in fp32: in bf16 its incremental (KV
             # cache) forward rounds differently from the full forward the update runs, so pi_old is recomputed.
             exact = self.cfg.compute.mixed_precision == "no" and self.cfg.compute.dtype == "float32"
-            if self.objective.value_kind == "head" or r.logp is None or not exact:
+            if self._old_from_update(r):  # filled in by the update's forward (`_update`)
+                old = {"logp": torch.zeros(r.response_ids.shape, device=device)}
+            elif self.objective.value_kind == "head" or r.logp is None or not exact:
                 old = rl_forward(self.model, r, temperature, values=self.objective.value_kind != "none")
             else:  # log pi_old from the sampling pass: only the critic (if any) runs
                 old = {"logp": r.logp.to(device)}
