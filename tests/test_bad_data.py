@@ -91,6 +91,24 @@ def test_a_huge_record_is_skipped_unread_and_counted(tmp_path):
     assert "max_record_mb=1" in recs[1].detail
 
 
+def test_jsonl_records_read_as_the_json_module_reads_them(tmp_path):
+    """The reader's fast path (orjson) leaves to `json` what orjson reads otherwise or rejects: an
+    integer beyond 64 bits stays an integer (orjson makes it a float), NaN and lone surrogates are
+    read, and a bad line keeps its reason."""
+    import json
+
+    raw = [b'{"id": 123456789012345678901234567890, "text": "big id"}', b'{"text": "nan", "score": NaN}',
+           b'{"text": "\\ud800 lone"}', b'{"text": "\xe3\x81\x82 ok", "n": 18446744073709551615}',
+           b'{"text": "broken', b'{"text": "\xff\xfe"}', b'[1, 2]']
+    path = tmp_path / "edge.jsonl"
+    path.write_bytes(b"\n".join(raw) + b"\n")
+    recs = [r for _, r in iter_jsonl(path)]
+    for got, line in zip(recs[:4], raw, strict=False):
+        assert repr(got) == repr(json.loads(line.decode("utf-8")))
+    assert recs[0]["id"] == 123456789012345678901234567890 and isinstance(recs[0]["id"], int)
+    assert [(r.line, r.reason) for r in recs[4:]] == [(5, "invalid_json"), (6, "not_utf8"), (7, "not_object")]
+
+
 def test_a_folder_that_is_no_model_and_a_malicious_pickle_are_one_line(tmp_path, tokenizer):
     import os
 
