@@ -302,7 +302,20 @@ def max_record_bytes() -> int:
     return _MAX_RECORD["bytes"]
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
+def _no_big_floats(obj: Any) -> bool:
+    """No float of magnitude >= 2**63 anywhere in a parsed record (the floats orjson may have made
+    from integer literals that do not fit 64 bits; json keeps those integers)."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t is dict:
+            stack.extend(o.values())
+        elif t is list:
+            stack.extend(o)
+        elif t is float and not -9.2e18 < o < 9.2e18:
+            return False
+    return True
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:
@@ -324,9 +337,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict | BadLine]]:
             if not raw.strip():
                 continue
             try:  # orjson reads the bytes (valid UTF-8, strict JSON) several times faster than json
-                if _LONG_DIGITS.search(raw):  # it would read an integer beyond 64 bits as a float
-                    raise orjson.JSONDecodeError("long digit run", "", 0)
                 rec = orjson.loads(raw)
+                if not _no_big_floats(rec):  # maybe an integer beyond 64 bits, which orjson reads as a float
+                    raise orjson.JSONDecodeError("integer beyond 64 bits", "", 0)
             except orjson.JSONDecodeError:  # json decides: NaN, big integers, lone surrogates, or the reason
                 try:
                     text = raw.decode("utf-8")
