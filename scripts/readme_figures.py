@@ -120,7 +120,7 @@ def hh_block(runs: list[Path]) -> str:
 # README block -> the benchmark script whose results JSON it is written from (its `figures_text`)
 BENCHMARK_BLOCKS = {"cpt-ja": "cpt_ja", "pretrain-data": "pretrain_data", "rlvr-throughput": "rlvr_throughput",
                     "serve-throughput": "serve_throughput", "judge-demo": "judge_demo",
-                    "small-data-defaults": "small_data_defaults"}
+                    "small-data-defaults": "small_data_defaults", "web-curation": "web_curation"}
 
 
 def benchmark_block(block: str, results: Path) -> str:
