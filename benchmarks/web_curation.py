@@ -206,9 +206,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="web-curation-"))
     warc = tmp / "bench.warc.gz"
     labels = build_warc(warc, args.pages, args.seed)
-    print(f"WARC: {args.pages} pages ({len(labels)} labelled), {warc.stat().st_size / 1e6:.1f} MB gz; "
-          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     load_before = os.getloadavg()
+    print(f"WARC: {args.pages} pages ({len(labels)} labelled), {warc.stat().st_size / 1e6:.1f} MB gz; "
+          f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}")
     runs: dict[str, list[dict]] = {k: [] for k in CONTENDERS}
     for _ in range(args.repeats):
         for name, worker in CONTENDERS.items():
@@ -253,13 +253,13 @@ def ratios(summary: dict, runs: dict[str, list[dict]]) -> dict:
     contenders of one repeat ran back to back, so machine drift cancels in each pair)."""
     out = {}
     for mode, peers in PEERS.items():
+        peer = max(summary[p]["pages_per_cpu_s"] for p in peers)
+        peer_wall = max(summary[p]["pages_per_s"] for p in peers)
         for what in ("read+extract", "read+extract+filters"):
             name = f"ours{' ' + mode if mode else ''}: {what}"
-            peer = max(summary[p]["pages_per_cpu_s"] for p in peers)
             pairs = [min(runs[p][i]["cpu"] for p in peers) / runs[name][i]["cpu"] for i in range(len(runs[name]))]
             out[name] = {"vs": " / ".join(peers), "of_medians": summary[name]["pages_per_cpu_s"] / peer,
-                         "wall_of_medians": summary[name]["pages_per_s"] / max(summary[p]["pages_per_s"] for p in peers),
-                         "paired": pairs}
+                         "wall_of_medians": summary[name]["pages_per_s"] / peer_wall, "paired": pairs}
     return out
 
 
